@@ -1,0 +1,134 @@
+"""The one interface every storage backend implements.
+
+Semantics (the contract suite in tests/ checks each of them on every backend):
+
+- Keys are '/'-separated relative paths of ASCII letters, digits and ``._-``;
+  no empty segment, no ``..``, no leading '/'.
+- ``put`` is put-if-absent: it never overwrites. Writing a key that exists
+  raises :class:`ObjectExistsError` and leaves the stored object untouched.
+  A reader never sees a partial object: an object is either fully there or
+  absent (temp + fsync + rename on a filesystem, single PUT/complete multipart
+  upload on S3).
+- ``get``/``get_range`` raise :class:`ObjectNotFoundError` for a missing key;
+  ``get_range`` past the end returns the bytes that exist (possibly empty).
+- ``list`` yields every object under a prefix (a prefix is a plain string
+  prefix of the key), in no guaranteed order, without loading the listing
+  into memory at once.
+- ``delete`` of a missing key is not an error; deleting an object under an
+  unexpired retention raises :class:`ObjectLockedError`.
+- ``set_retention`` can only extend: asking for an earlier date than the one
+  in force is a no-op that returns the date in force. Backends that cannot
+  lock (the filesystem) report ``supports_retention == False`` and raise
+  :class:`RetentionNotSupportedError`.
+- Errors are classified once, here: :class:`TransientStorageError` is worth a
+  retry (throttling, 5xx, timeouts, connection resets); everything else that
+  derives from :class:`StorageError` is permanent.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+class StorageError(Exception):
+    """Base of every storage failure. Permanent unless it is a TransientStorageError."""
+
+
+class TransientStorageError(StorageError):
+    """A failure that may succeed when retried (throttling, 5xx, timeout)."""
+
+
+class ObjectNotFoundError(StorageError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"object not found: {key}")
+        self.key = key
+
+
+class ObjectExistsError(StorageError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"object already exists (backends never overwrite): {key}")
+        self.key = key
+
+
+class ObjectLockedError(StorageError):
+    def __init__(self, key: str, retain_until: datetime | None = None) -> None:
+        until = f" until {retain_until.isoformat()}" if retain_until else ""
+        super().__init__(f"object is under retention{until}: {key}")
+        self.key = key
+        self.retain_until = retain_until
+
+
+class RetentionNotSupportedError(StorageError):
+    pass
+
+
+class InvalidKeyError(StorageError, ValueError):
+    pass
+
+
+class RetentionMode(str, Enum):
+    COMPLIANCE = "COMPLIANCE"
+    GOVERNANCE = "GOVERNANCE"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: datetime | None = None
+    retain_until: datetime | None = None
+
+
+def check_key(key: str) -> str:
+    if not _KEY_RE.match(key) or any(part in (".", "..") for part in key.split("/")):
+        raise InvalidKeyError(f"invalid storage key: {key!r}")
+    return key
+
+
+class Storage(ABC):
+    """A location's objects. Implementations must be safe to call from several threads."""
+
+    #: a short human description, e.g. "file:///backups" or "s3://bucket/prefix"
+    url: str = ""
+    supports_retention: bool = False
+
+    @abstractmethod
+    def put(self, key: str, data: bytes | bytearray | memoryview, *,
+            retention: tuple[RetentionMode, datetime] | None = None) -> None:
+        """Store ``data`` under ``key`` unless the key exists (then ObjectExistsError)."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def get_range(self, key: str, offset: int, length: int) -> bytes: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def set_retention(self, key: str, mode: RetentionMode, retain_until: datetime) -> datetime:
+        """Extend the retention of ``key``; return the date in force afterwards."""
+        raise RetentionNotSupportedError(f"{self.url}: this backend cannot lock objects")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default has nothing to release."""

@@ -1,0 +1,156 @@
+"""Filesystem (and NFS) backend.
+
+Writes go to a unique temporary file in the target directory, are fsynced,
+then linked into place with ``os.link`` — which fails if the name exists, so
+an existing object is never overwritten even by two writers racing (rename
+would silently replace). The temporary name is then removed and the directory
+fsynced. On NFS, link is atomic on the server, which is what makes this safe
+there too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .base import (
+    ObjectExistsError,
+    ObjectInfo,
+    ObjectNotFoundError,
+    RetentionMode,
+    Storage,
+    StorageError,
+    TransientStorageError,
+    check_key,
+)
+
+_TMP_MARK = ".tmp-"
+_TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.EIO, errno.ESTALE, errno.EBUSY}
+
+
+def _classify(exc: OSError, what: str) -> StorageError:
+    if exc.errno in _TRANSIENT_ERRNOS:
+        return TransientStorageError(f"{what}: {exc}")
+    return StorageError(f"{what}: {exc}")
+
+
+class FilesystemStorage(Storage):
+    supports_retention = False
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.root = Path(root).resolve()
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not self.root.is_dir():
+            raise StorageError(f"location directory does not exist: {self.root}")
+        self.url = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(self, key: str, data: bytes | bytearray | memoryview, *,
+            retention: tuple[RetentionMode, datetime] | None = None) -> None:
+        if retention is not None:
+            from .base import RetentionNotSupportedError
+
+            raise RetentionNotSupportedError(f"{self.url}: the filesystem backend cannot lock objects")
+        path = self._path(key)
+        if path.exists():
+            raise ObjectExistsError(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{_TMP_MARK}{path.name}.{secrets.token_hex(8)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise ObjectExistsError(key) from None
+            finally:
+                os.unlink(tmp)
+            self._fsync_dir(path.parent)
+        except StorageError:
+            raise
+        except OSError as exc:
+            raise _classify(exc, f"write {key}") from exc
+
+    @staticmethod
+    def _fsync_dir(directory: Path) -> None:
+        try:
+            dfd = os.open(directory, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass  # some filesystems (and NFS clients) refuse fsync on directories
+        finally:
+            os.close(dfd)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFoundError(key) from None
+        except OSError as exc:
+            raise _classify(exc, f"read {key}") from exc
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise ValueError("offset and length must be non-negative")
+        try:
+            with open(self._path(key), "rb") as fh:
+                fh.seek(offset)
+                return fh.read(length)
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFoundError(key) from None
+        except OSError as exc:
+            raise _classify(exc, f"read {key}") from exc
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # Walk only the directory the prefix names, then filter by string prefix.
+        base_dir = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        if not base_dir.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base_dir):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.startswith(_TMP_MARK):
+                    continue
+                full = os.path.join(dirpath, name)
+                key = os.path.relpath(full, self.root).replace(os.sep, "/")
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            st = os.stat(self._path(key))
+        except FileNotFoundError:
+            raise ObjectNotFoundError(key) from None
+        except OSError as exc:
+            raise _classify(exc, f"stat {key}") from exc
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _classify(exc, f"delete {key}") from exc
