@@ -1,0 +1,336 @@
+"""A real, throwaway Kubernetes control plane on 127.0.0.1.
+
+etcd + kube-apiserver + kube-controller-manager (namespace finalization,
+garbage collection, PV binding, Deployments/ReplicaSets/StatefulSets) +
+kube-scheduler + kwok (fake nodes whose pods become Running/Ready), plus a
+small hostPath provisioner so that PVCs of the test bed's StorageClass get
+real directories that backups can read directly.
+
+Binaries are found the envtest way:
+``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD``,
+``TEST_ASSET_KUBE_CONTROLLER_MANAGER``, ``TEST_ASSET_KUBE_SCHEDULER``,
+``TEST_ASSET_KWOK`` (one file each), else ``KUBEBUILDER_ASSETS`` (a directory
+holding them), else the cache ``$KUBEKEEP_CACHE_DIR/bin/<component>-<version>/``,
+else they are built from Go modules into that cache by
+``build-control-plane.sh`` beside this file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from kubekeep.cluster import ApiError, Cluster
+
+from . import certs
+from .process import ManagedProcess, free_port, wait_until
+
+K8S_VERSION = os.environ.get("KUBEKEEP_K8S_VERSION", "v1.36.3")
+ETCD_VERSION = os.environ.get("KUBEKEEP_ETCD_VERSION", "v3.6.8")
+KWOK_VERSION = os.environ.get("KUBEKEEP_KWOK_VERSION", "v0.7.0")
+
+BUILD_SCRIPT = Path(__file__).with_name("build-control-plane.sh")
+STORAGE_CLASS = "kubekeep-hostpath"
+PROVISIONER = "testbed.kubekeep.io/hostpath"
+NODE_NAME = "kwok-node-0"
+
+_COMPONENTS = {
+    # binary: (envtest variable, cache sub-directory)
+    "kube-apiserver": ("TEST_ASSET_KUBE_APISERVER", f"k8s-{K8S_VERSION}"),
+    "kube-controller-manager": ("TEST_ASSET_KUBE_CONTROLLER_MANAGER", f"k8s-{K8S_VERSION}"),
+    "kube-scheduler": ("TEST_ASSET_KUBE_SCHEDULER", f"k8s-{K8S_VERSION}"),
+    "etcd": ("TEST_ASSET_ETCD", f"etcd-{ETCD_VERSION}"),
+    "kwok": ("TEST_ASSET_KWOK", f"kwok-{KWOK_VERSION}"),
+}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("KUBEKEEP_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kubekeep")
+    return Path(base)
+
+
+def find_binary(name: str) -> Path | None:
+    env_var, sub = _COMPONENTS[name]
+    if os.environ.get(env_var):
+        return Path(os.environ[env_var])
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and (Path(assets) / name).is_file():
+        return Path(assets) / name
+    cached = cache_dir() / "bin" / sub / name
+    return cached if cached.is_file() else None
+
+
+def ensure_binaries(*, build_missing: bool = True) -> dict[str, Path]:
+    found = {name: find_binary(name) for name in _COMPONENTS}
+    missing = [n for n, p in found.items() if p is None]
+    if missing:
+        if not build_missing:
+            raise FileNotFoundError(
+                f"control-plane binaries not found: {', '.join(missing)}; set KUBEBUILDER_ASSETS or "
+                f"TEST_ASSET_* or run {BUILD_SCRIPT}")
+        env = {**os.environ, "KUBEKEEP_CACHE_DIR": str(cache_dir()), "KUBEKEEP_K8S_VERSION": K8S_VERSION,
+               "KUBEKEEP_ETCD_VERSION": ETCD_VERSION, "KUBEKEEP_KWOK_VERSION": KWOK_VERSION}
+        subprocess.run(["bash", str(BUILD_SCRIPT), "all"], check=True, env=env)
+        found = {name: find_binary(name) for name in _COMPONENTS}
+        still = [n for n, p in found.items() if p is None]
+        if still:
+            raise FileNotFoundError(f"building did not produce: {', '.join(still)}")
+    return {n: p for n, p in found.items() if p is not None}
+
+
+class ControlPlane:
+    """Start with ``with ControlPlane() as cp: cp.cluster() ...``; everything stops on exit."""
+
+    def __init__(self, workdir: Path | None = None, *, scheduler: bool = True, kwok: bool = True,
+                 provisioner: bool = True, build_missing: bool = True) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kubekeep-cp-"))
+        self.volumes_dir = self.workdir / "volumes"
+        self.with_scheduler = scheduler
+        self.with_kwok = kwok
+        self.with_provisioner = provisioner
+        self.build_missing = build_missing
+        self.processes: list[ManagedProcess] = []
+        self.kubeconfig_path = self.workdir / "admin.kubeconfig"
+        self.api_port = 0
+        self._stop_event = threading.Event()
+        self._provisioner_thread: threading.Thread | None = None
+        self.provisioner_errors: list[str] = []
+
+    # ---- lifecycle ------------------------------------------------------
+    def __enter__(self) -> ControlPlane:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    def start(self) -> None:
+        bins = ensure_binaries(build_missing=self.build_missing)
+        logs = self.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.volumes_dir.mkdir(exist_ok=True)
+        pki = certs.generate(self.workdir / "pki")
+
+        etcd_port, peer_port = free_port(), free_port()
+        etcd = self._spawn("etcd", [
+            str(bins["etcd"]), "--data-dir", str(self.workdir / "etcd"), "--name", "default",
+            "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
+            "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
+            "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+            "--initial-cluster", f"default=http://127.0.0.1:{peer_port}",
+            "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}",
+            "--unsafe-no-fsync", "--quota-backend-bytes", str(4 << 30), "--log-level", "warn",
+        ], logs)
+        wait_until(lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"), timeout=30,
+                   what="etcd", processes=[etcd])
+
+        self.api_port = free_port()
+        apiserver = self._spawn("kube-apiserver", [
+            str(bins["kube-apiserver"]),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={self.api_port}",
+            f"--cert-dir={self.workdir / 'pki'}",
+            f"--tls-cert-file={pki['serving.crt']}", f"--tls-private-key-file={pki['serving.key']}",
+            f"--client-ca-file={pki['ca.crt']}",
+            f"--service-account-key-file={pki['sa.pub']}",
+            f"--service-account-signing-key-file={pki['sa.key']}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            "--service-cluster-ip-range=10.0.0.0/16",
+            "--service-node-port-range=30000-32767",
+            "--authorization-mode=RBAC", "--allow-privileged=true",
+            # Pods created right after their namespace would otherwise race the token controller.
+            "--disable-admission-plugins=ServiceAccount",
+        ], logs)
+        ctx = ssl.create_default_context(cafile=str(pki["ca.crt"]))
+        ctx.load_cert_chain(str(pki["admin.crt"]), str(pki["admin.key"]))
+        wait_until(lambda: _http_ok(f"{self.server}/readyz", ctx), timeout=90,
+                   what="kube-apiserver", processes=[etcd, apiserver])
+        self._write_kubeconfig(pki)
+
+        kubeconfig = str(self.kubeconfig_path)
+        self._spawn("kube-controller-manager", [
+            str(bins["kube-controller-manager"]), f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false",
+            "--controllers=*", f"--service-account-private-key-file={pki['sa.key']}",
+            f"--root-ca-file={pki['ca.crt']}", "--use-service-account-credentials=false",
+            # react quickly: the test bed is small and tests wait on these loops
+            "--concurrent-gc-syncs=5", "--concurrent-namespace-syncs=5",
+            "--pvclaimbinder-sync-period=1s",
+        ], logs)
+        if self.with_scheduler:
+            self._spawn("kube-scheduler", [
+                str(bins["kube-scheduler"]), f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false",
+            ], logs)
+        if self.with_kwok:
+            self._spawn("kwok", [
+                str(bins["kwok"]), f"--kubeconfig={kubeconfig}",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--server-address=127.0.0.1:{free_port()}", "--cidr=10.244.0.1/16",
+                "--node-ip=127.0.0.1",
+            ], logs)
+
+        cluster = self.cluster()
+        try:
+            # the default ServiceAccount appears once the controllers run: proof they are up
+            cluster.wait_for("v1", "ServiceAccount", "default", lambda o: o is not None,
+                             namespace="default", timeout=60, what="kube-controller-manager")
+            self._create_storage_class(cluster)
+            if self.with_kwok:
+                self._create_node(cluster)
+                cluster.wait_for("v1", "Node", NODE_NAME, _node_ready, timeout=60, what="kwok node Ready")
+        finally:
+            cluster.close()
+        if self.with_provisioner:
+            self._provisioner_thread = threading.Thread(target=self._provision_loop, name="hostpath-provisioner",
+                                                        daemon=True)
+            self._provisioner_thread.start()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self._provisioner_thread:
+            self._provisioner_thread.join(timeout=5)
+        for p in reversed(self.processes):
+            p.stop()
+        self.processes.clear()
+        if self._own_workdir and not os.environ.get("KUBEKEEP_KEEP_TESTBED"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def cluster(self) -> Cluster:
+        return Cluster.from_kubeconfig(str(self.kubeconfig_path))
+
+    def check_alive(self) -> None:
+        for p in self.processes:
+            p.check_alive()
+
+    # ---- helpers ----------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str], logs: Path) -> ManagedProcess:
+        p = ManagedProcess(name, argv, logs)
+        self.processes.append(p)
+        return p
+
+    def _write_kubeconfig(self, pki: dict[str, Path]) -> None:
+        doc = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "kubekeep-testbed",
+            "clusters": [{"name": "kubekeep-testbed", "cluster": {
+                "server": self.server, "certificate-authority": str(pki["ca.crt"])}}],
+            "users": [{"name": "admin", "user": {
+                "client-certificate": str(pki["admin.crt"]), "client-key": str(pki["admin.key"])}}],
+            "contexts": [{"name": "kubekeep-testbed", "context": {"cluster": "kubekeep-testbed",
+                                                                   "user": "admin"}}],
+        }
+        self.kubeconfig_path.write_text(json.dumps(doc, indent=2))
+        self.kubeconfig_path.chmod(0o600)
+
+    def _create_storage_class(self, cluster: Cluster) -> None:
+        sc = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+              "metadata": {"name": STORAGE_CLASS,
+                           "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+              "provisioner": PROVISIONER, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}
+        _create_ignore_exists(cluster, sc)
+
+    def _create_node(self, cluster: Cluster) -> None:
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": NODE_NAME,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux",
+                       "kubernetes.io/arch": "amd64", "type": "kwok"}},
+            "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "500"},
+                       "capacity": {"cpu": "64", "memory": "256Gi", "pods": "500"}}}
+        _create_ignore_exists(cluster, node)
+
+    def _provision_loop(self) -> None:
+        """Give each pending PVC of our StorageClass a hostPath PV; delete released ones."""
+        cluster = self.cluster()
+        try:
+            pvc_res = cluster.resource_for("v1", "PersistentVolumeClaim")
+            pv_res = cluster.resource_for("v1", "PersistentVolume")
+            while not self._stop_event.wait(0.3):
+                try:
+                    for pvc in cluster.list_pages(pvc_res):
+                        self._provision(cluster, pvc)
+                    for pv in cluster.list_pages(pv_res):
+                        self._reclaim(cluster, pv)
+                except ApiError as exc:
+                    self.provisioner_errors.append(str(exc))
+                except Exception as exc:  # noqa: BLE001 - keep the loop alive; tests read the errors
+                    self.provisioner_errors.append(repr(exc))
+        finally:
+            cluster.close()
+
+    def _provision(self, cluster: Cluster, pvc: dict[str, Any]) -> None:
+        md, spec = pvc["metadata"], pvc.get("spec", {})
+        if pvc.get("status", {}).get("phase") != "Pending" or spec.get("volumeName"):
+            return
+        wanted = md.get("annotations", {}).get("volume.kubernetes.io/storage-provisioner") or \
+            md.get("annotations", {}).get("volume.beta.kubernetes.io/storage-provisioner")
+        if wanted != PROVISIONER:
+            return
+        name = f"pvc-{md['uid']}"
+        path = self.volumes_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {
+            "name": name, "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER},
+            "labels": {"testbed.kubekeep.io/provisioned": "true"}},
+            "spec": {"capacity": {"storage": spec.get("resources", {}).get("requests", {}).get("storage", "1Gi")},
+                     "accessModes": spec.get("accessModes", ["ReadWriteOnce"]),
+                     "persistentVolumeReclaimPolicy": "Delete",
+                     "storageClassName": spec.get("storageClassName", STORAGE_CLASS),
+                     "volumeMode": spec.get("volumeMode", "Filesystem"),
+                     "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
+                     "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                  "namespace": md["namespace"], "name": md["name"], "uid": md["uid"]}}}
+        _create_ignore_exists(cluster, pv)
+
+    def _reclaim(self, cluster: Cluster, pv: dict[str, Any]) -> None:
+        md, spec = pv["metadata"], pv.get("spec", {})
+        if (pv.get("status", {}).get("phase") == "Released"
+                and md.get("annotations", {}).get("pv.kubernetes.io/provisioned-by") == PROVISIONER
+                and spec.get("persistentVolumeReclaimPolicy") == "Delete"):
+            cluster.delete("v1", "PersistentVolume", md["name"])
+            shutil.rmtree(self.volumes_dir / md["name"], ignore_errors=True)
+
+
+def _create_ignore_exists(cluster: Cluster, obj: dict[str, Any]) -> None:
+    try:
+        cluster.create(obj)
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+
+
+def _node_ready(node: dict[str, Any] | None) -> bool:
+    if not node:
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in node.get("status", {}).get("conditions", []))
+
+
+def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:  # noqa: S310 - loopback only
+            return bool(resp.status == 200)
+    except OSError:
+        return False
