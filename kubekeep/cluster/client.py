@@ -345,3 +345,11 @@ def _parse_aggregated(doc: JSON) -> list[ApiResource]:
                 out.append(ApiResource(group, version, kind, r["resource"], r.get("scope") == "Namespaced",
                                        frozenset(r.get("verbs", [])), preferred))
     return out
+
+
+def has_condition(obj: JSON | None, type_: str, status: str = "True") -> bool:
+    """True when the object's status lists condition ``type_`` with ``status`` (null-safe)."""
+    if not obj:
+        return False
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == type_ and c.get("status") == status for c in conditions)

@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from kubekeep.cluster import ApiError, Cluster
+from kubekeep.cluster import ApiError, Cluster, has_condition
 
 from . import certs
 from .process import ManagedProcess, free_port, wait_until
@@ -322,10 +322,7 @@ def _create_ignore_exists(cluster: Cluster, obj: dict[str, Any]) -> None:
 
 
 def _node_ready(node: dict[str, Any] | None) -> bool:
-    if not node:
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in node.get("status", {}).get("conditions", []))
+    return has_condition(node, "Ready")
 
 
 def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
