@@ -13,17 +13,33 @@ from .base import (
     TransientStorageError,
 )
 from .filesystem import FilesystemStorage
+from .s3 import S3Config, S3Storage, create_bucket
+from .wrappers import (
+    FaultInjectingStorage,
+    FaultPlan,
+    ReadOnlyStorage,
+    ReadOnlyStorageError,
+    RetryingStorage,
+)
 
 __all__ = [
+    "FaultInjectingStorage",
+    "FaultPlan",
     "FilesystemStorage",
     "InvalidKeyError",
     "ObjectExistsError",
     "ObjectInfo",
     "ObjectLockedError",
     "ObjectNotFoundError",
+    "ReadOnlyStorage",
+    "ReadOnlyStorageError",
     "RetentionMode",
     "RetentionNotSupportedError",
+    "RetryingStorage",
+    "S3Config",
+    "S3Storage",
     "Storage",
     "StorageError",
     "TransientStorageError",
+    "create_bucket",
 ]

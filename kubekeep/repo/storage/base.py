@@ -32,7 +32,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
@@ -73,7 +73,7 @@ class InvalidKeyError(StorageError, ValueError):
     pass
 
 
-class RetentionMode(str, Enum):
+class RetentionMode(StrEnum):
     COMPLIANCE = "COMPLIANCE"
     GOVERNANCE = "GOVERNANCE"
 

@@ -1,0 +1,514 @@
+"""S3-compatible backend (AWS S3, SeaweedFS, MinIO, Ceph RGW, ...).
+
+How the contract in base.py maps onto S3 (docs/storage.md has the long form):
+
+- put-if-absent is a conditional write, ``If-None-Match: *`` on PutObject and
+  on CompleteMultipartUpload; the server answers 412 when the key exists.
+  Servers that reject the header (501/NotImplemented) make the backend fall
+  back to HEAD-then-PUT, which has a race window (see docs/storage.md);
+  ``conditional_writes=False`` forces that fallback.
+- Atomicity: one PutObject, or a multipart upload that only becomes visible
+  on CompleteMultipartUpload; a failed multipart upload is aborted.
+- Integrity: every body (and every part) carries Content-MD5, which the server
+  verifies; botocore adds its default CRC32 checksum on top.
+- Retention: Object Lock (mode + retain-until date) on PUT and via
+  PutObjectRetention, only ever extended. In a versioned (Object Lock) bucket
+  ``delete`` removes every version of the key, oldest first, so the key stays
+  readable when a locked version refuses.
+- Errors: botocore retries throttling, 5xx and connection errors itself
+  (standard retry mode); what still fails is classified here once.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import contextlib
+import hashlib
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from .base import (
+    ObjectExistsError,
+    ObjectInfo,
+    ObjectLockedError,
+    ObjectNotFoundError,
+    RetentionMode,
+    RetentionNotSupportedError,
+    Storage,
+    StorageError,
+    TransientStorageError,
+    check_key,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+else:
+    S3Client = Any
+
+MiB = 1024 * 1024
+_MIN_PART_SIZE = 5 * MiB
+_MAX_PARTS = 10_000
+
+# Error codes worth a retry. botocore's standard retry mode already retried
+# most of them; they stay transient so that an outer retry (a Prefect task,
+# RetryingStorage) may try again later.
+_TRANSIENT_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+    "RequestThrottledException", "TooManyRequestsException", "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException", "BandwidthLimitExceeded", "EC2ThrottledException",
+    "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete", "InternalError",
+    "ServiceUnavailable", "ServiceUnavailableException", "InternalServerError",
+    "OperationAborted", "ConditionalRequestConflict",
+    # the body arrived damaged; the data in memory is fine, so sending it again can succeed
+    "BadDigest", "XAmzContentChecksumMismatch", "IncompleteBody",
+})
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchVersion"})
+_NO_LOCK_CONFIG_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration"})
+_UNSUPPORTED_CONDITION_CODES = frozenset({"NotImplemented", "501"})
+_TRANSIENT_BOTOCORE = (
+    botocore.exceptions.ConnectionError,  # endpoint unreachable, connect/read timeouts, resets
+    botocore.exceptions.HTTPClientError,
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.FlexibleChecksumError,  # response body did not match its checksum
+)
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """Where and how to reach a bucket. Credentials left empty use boto3's default chain."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    session_token: str | None = None
+    addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    verify_tls: bool | str | None = None
+    #: objects at least this large go up as multipart uploads
+    multipart_threshold: int = 64 * MiB
+    part_size: int = 16 * MiB
+    #: attempts per request, botocore's standard retry mode (first try included)
+    max_attempts: int = 5
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_pool_connections: int = 16
+    #: use If-None-Match for put-if-absent; False forces HEAD-then-PUT (racy)
+    conditional_writes: bool = True
+
+    def __post_init__(self) -> None:
+        if self.prefix and (self.prefix.startswith("/") or not self.prefix.endswith("/")):
+            raise ValueError(f"S3 key prefix must be relative and end with '/': {self.prefix!r}")
+        if self.part_size < _MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {_MIN_PART_SIZE} bytes")
+        if self.multipart_threshold < self.part_size:
+            raise ValueError("multipart_threshold must be at least part_size")
+
+    def make_client(self) -> S3Client:
+        session = boto3.session.Session(
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            aws_session_token=self.session_token,
+            region_name=self.region,
+        )
+        config = Config(
+            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_pool_connections=self.max_pool_connections,
+            s3={"addressing_style": self.addressing_style},
+        )
+        client: S3Client = session.client(
+            "s3", endpoint_url=self.endpoint_url, verify=self.verify_tls, config=config
+        )
+        return client
+
+
+def _error_code(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
+    error: Mapping[str, Any] = exc.response.get("Error", {})
+    meta: Mapping[str, Any] = exc.response.get("ResponseMetadata", {})
+    return str(error.get("Code", "")), int(meta.get("HTTPStatusCode", 0) or 0)
+
+
+def classify_error(exc: Exception, what: str, key: str | None = None) -> StorageError:
+    """Map a botocore exception onto the storage error hierarchy (transient vs permanent)."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code, status = _error_code(exc)
+        if key is not None and code in _NOT_FOUND_CODES:
+            return ObjectNotFoundError(key)
+        if code in _TRANSIENT_CODES or status == 429 or status >= 500:
+            return TransientStorageError(f"{what}: {code or status}: {exc}")
+        if code == "NoSuchBucket":
+            return StorageError(f"{what}: bucket does not exist: {exc}")
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return StorageError(f"{what}: access denied ({code}): {exc}")
+        return StorageError(f"{what}: {code or status}: {exc}")
+    if isinstance(exc, _TRANSIENT_BOTOCORE):
+        return TransientStorageError(f"{what}: {exc}")
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return StorageError(f"{what}: {exc}")  # credentials, parameter validation, ...
+    if isinstance(exc, OSError | TimeoutError):
+        return TransientStorageError(f"{what}: {exc}")  # socket errors while streaming a body
+    return StorageError(f"{what}: {exc!r}")
+
+
+def _md5_b64(data: bytes | memoryview) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+def _check_retain_until(retain_until: datetime) -> datetime:
+    if retain_until.tzinfo is None:
+        raise ValueError("retain_until must be timezone-aware")
+    return retain_until.astimezone(UTC)
+
+
+class S3Storage(Storage):
+    """Objects in one bucket, under an optional key prefix."""
+
+    def __init__(self, config: S3Config, *, client: S3Client | None = None) -> None:
+        self.config = config
+        self.bucket = config.bucket
+        self.prefix = config.prefix
+        self.url = f"s3://{config.bucket}/{config.prefix}"
+        self._client = client if client is not None else config.make_client()
+        self._conditional = config.conditional_writes
+        self._lock = threading.Lock()
+        self._lock_enabled: bool | None = None
+        self._versioned: bool | None = None
+
+    # -- bucket properties, probed once -------------------------------------------------
+
+    @property
+    def supports_retention(self) -> bool:
+        if self._lock_enabled is None:
+            try:
+                conf = self._client.get_object_lock_configuration(Bucket=self.bucket)
+                enabled = conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+            except botocore.exceptions.ClientError as exc:
+                code, _ = _error_code(exc)
+                if code not in _NO_LOCK_CONFIG_CODES:
+                    raise classify_error(exc, f"read object lock configuration of {self.bucket}") from exc
+                enabled = False
+            except botocore.exceptions.BotoCoreError as exc:
+                raise classify_error(exc, f"read object lock configuration of {self.bucket}") from exc
+            with self._lock:
+                self._lock_enabled = enabled
+        return self._lock_enabled
+
+    @supports_retention.setter
+    def supports_retention(self, value: bool) -> None:
+        self._lock_enabled = value
+
+    def _is_versioned(self) -> bool:
+        if self._versioned is None:
+            try:
+                status = self._client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+                raise classify_error(exc, f"read versioning of {self.bucket}") from exc
+            with self._lock:
+                self._versioned = status in ("Enabled", "Suspended")
+        return self._versioned
+
+    def _full(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes | bytearray | memoryview, *,
+            retention: tuple[RetentionMode, datetime] | None = None) -> None:
+        full = self._full(key)
+        extra: dict[str, Any] = {}
+        if retention is not None:
+            mode, until = retention
+            until = _check_retain_until(until)
+            if not self.supports_retention:
+                raise RetentionNotSupportedError(f"{self.url}: bucket has no Object Lock")
+            extra["ObjectLockMode"] = RetentionMode(mode).value
+            extra["ObjectLockRetainUntilDate"] = until
+        view = memoryview(data).cast("B")
+        if not self._conditional and self.exists(key):
+            raise ObjectExistsError(key)
+        if view.nbytes >= self.config.multipart_threshold:
+            self._put_multipart(key, full, view, extra)
+            return
+        body = bytes(view)
+        conditional = self._conditional
+        try:
+            if conditional:
+                extra["IfNoneMatch"] = "*"
+            self._client.put_object(Bucket=self.bucket, Key=full, Body=body, ContentMD5=_md5_b64(body),
+                                    **extra)
+        except botocore.exceptions.ClientError as exc:
+            code, status = _error_code(exc)
+            if status == 412 or code == "PreconditionFailed":
+                raise ObjectExistsError(key) from None
+            if conditional and (code in _UNSUPPORTED_CONDITION_CODES or status == 501):
+                self._disable_conditional_writes()
+                self.put(key, data, retention=retention)
+                return
+            raise classify_error(exc, f"put {self.url}{key}", key) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise classify_error(exc, f"put {self.url}{key}", key) from exc
+
+    def _disable_conditional_writes(self) -> None:
+        with self._lock:
+            self._conditional = False
+
+    def _put_multipart(self, key: str, full: str, view: memoryview, extra: dict[str, Any]) -> None:
+        # Checking first saves uploading gigabytes that the conditional complete would refuse.
+        if self.exists(key):
+            raise ObjectExistsError(key)
+        size = view.nbytes
+        part_size = max(self.config.part_size, -(-size // _MAX_PARTS))
+        what = f"multipart put {self.url}{key}"
+        try:
+            created = self._client.create_multipart_upload(Bucket=self.bucket, Key=full, **extra)
+            upload_id = created["UploadId"]
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise classify_error(exc, what, key) from exc
+        try:
+            parts: builtins.list[dict[str, Any]] = []
+            for number, offset in enumerate(range(0, size, part_size), start=1):
+                chunk = bytes(view[offset:offset + part_size])
+                response = self._client.upload_part(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number,
+                    Body=chunk, ContentMD5=_md5_b64(chunk),
+                )
+                fields: Mapping[str, Any] = response
+                part: dict[str, Any] = {"PartNumber": number, "ETag": fields["ETag"]}
+                # echo the part checksums botocore added, which the complete call must repeat
+                part.update({name: value for name, value in fields.items() if name.startswith("Checksum")
+                             and name != "ChecksumType"})
+                parts.append(part)
+            complete: dict[str, Any] = {"IfNoneMatch": "*"} if self._conditional else {}
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full, UploadId=upload_id,
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                **complete,
+            )
+        except BaseException as exc:
+            self._abort_upload(full, upload_id)
+            if isinstance(exc, botocore.exceptions.ClientError):
+                code, status = _error_code(exc)
+                if status == 412 or code == "PreconditionFailed":
+                    raise ObjectExistsError(key) from None
+            if isinstance(exc, botocore.exceptions.ClientError | botocore.exceptions.BotoCoreError):
+                raise classify_error(exc, what, key) from exc
+            raise
+
+    def _abort_upload(self, full: str, upload_id: str) -> None:
+        # best effort; a bucket lifecycle rule should reap what is left
+        with contextlib.suppress(botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes:
+        full = self._full(key)
+        what = f"get {self.url}{key}"
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=full)
+            data = response["Body"].read()
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise classify_error(exc, what, key) from exc
+        if len(data) != response.get("ContentLength", len(data)):
+            raise TransientStorageError(f"{what}: short read ({len(data)} of {response['ContentLength']})")
+        return data
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise ValueError("offset and length must be non-negative")
+        full = self._full(key)
+        if length == 0:
+            self.stat(key)  # still report a missing key
+            return b""
+        what = f"get range {self.url}{key}"
+        try:
+            response = self._client.get_object(
+                Bucket=self.bucket, Key=full, Range=f"bytes={offset}-{offset + length - 1}"
+            )
+            data = response["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            code, status = _error_code(exc)
+            if status == 416 or code == "InvalidRange":
+                self.stat(key)  # past the end of an existing object: nothing there
+                return b""
+            raise classify_error(exc, what, key) from exc
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise classify_error(exc, what, key) from exc
+        if len(data) != response.get("ContentLength", len(data)):
+            raise TransientStorageError(f"{what}: short read")
+        return data[:length]
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        skip = len(self.prefix)
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(item["Key"][skip:], item["Size"], _utc(item.get("LastModified")))
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise classify_error(exc, f"list {self.url}{prefix}") from exc
+
+    def stat(self, key: str) -> ObjectInfo:
+        full = self._full(key)
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=full)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise classify_error(exc, f"stat {self.url}{key}", key) from exc
+        return ObjectInfo(key, head["ContentLength"], _utc(head.get("LastModified")),
+                          _utc(head.get("ObjectLockRetainUntilDate")))
+
+    # -- delete and retention -----------------------------------------------------------
+
+    def delete(self, key: str) -> None:
+        full = self._full(key)
+        what = f"delete {self.url}{key}"
+        try:
+            if not self._is_versioned():
+                self._client.delete_object(Bucket=self.bucket, Key=full)
+                return
+            # A plain DELETE in a versioned bucket only adds a delete marker and keeps
+            # the data: remove each version instead, oldest first, so that the current
+            # version goes last and the key stays readable if a locked one refuses.
+            for version_id in self._versions_oldest_first(full):
+                try:
+                    self._client.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id)
+                except botocore.exceptions.ClientError as exc:
+                    code, _ = _error_code(exc)
+                    if code in ("AccessDenied", "403", "InvalidRequest"):
+                        retained = self._retained_until(full, version_id)
+                        if retained is not None:
+                            raise ObjectLockedError(key, retained) from None
+                    raise
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise classify_error(exc, what) from exc
+
+    def _versions_oldest_first(self, full: str) -> builtins.list[str]:
+        found: builtins.list[tuple[bool, datetime, str]] = []
+        paginator = self._client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            entries: builtins.list[Any] = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            for entry in entries:
+                if entry["Key"] == full:
+                    modified = entry.get("LastModified") or datetime.min.replace(tzinfo=UTC)
+                    found.append((bool(entry.get("IsLatest")), modified, entry["VersionId"]))
+        found.sort(key=lambda item: (item[0], item[1]))
+        return [version_id for _, _, version_id in found]
+
+    def _retained_until(self, full: str, version_id: str) -> datetime | None:
+        """The date a version is retained until (None when it is not locked now)."""
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=full, VersionId=version_id)
+        except botocore.exceptions.ClientError:
+            return None
+        until = _utc(head.get("ObjectLockRetainUntilDate"))
+        if head.get("ObjectLockLegalHoldStatus") == "ON":
+            return until or datetime.max.replace(tzinfo=UTC)
+        if until is not None and until > datetime.now(UTC):
+            return until
+        return None
+
+    def _current_retention(self, key: str) -> tuple[RetentionMode, datetime] | None:
+        try:
+            response = self._client.get_object_retention(Bucket=self.bucket, Key=self._full(key))
+        except botocore.exceptions.ClientError as exc:
+            code, _ = _error_code(exc)
+            if code in _NO_LOCK_CONFIG_CODES:
+                return None
+            raise classify_error(exc, f"read retention of {self.url}{key}", key) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise classify_error(exc, f"read retention of {self.url}{key}", key) from exc
+        retention = response.get("Retention", {})
+        until = _utc(retention.get("RetainUntilDate"))
+        if "Mode" not in retention or until is None:
+            return None
+        return RetentionMode(retention["Mode"]), until
+
+    def set_retention(self, key: str, mode: RetentionMode, retain_until: datetime) -> datetime:
+        retain_until = _check_retain_until(retain_until)
+        mode = RetentionMode(mode)
+        if not self.supports_retention:
+            raise RetentionNotSupportedError(f"{self.url}: bucket has no Object Lock")
+        what = f"set retention of {self.url}{key}"
+        current = self._current_retention(key)
+        if current is not None:
+            if current[1] >= retain_until:
+                return current[1]  # only ever extend
+            if current[0] is RetentionMode.COMPLIANCE:
+                mode = RetentionMode.COMPLIANCE  # never weaken the mode either
+        try:
+            self._client.put_object_retention(
+                Bucket=self.bucket, Key=self._full(key),
+                Retention={"Mode": mode.value, "RetainUntilDate": retain_until},
+            )
+        except botocore.exceptions.ClientError as exc:
+            code, _ = _error_code(exc)
+            if code in ("AccessDenied", "403"):
+                # Someone extended it further meanwhile, or the server refuses the
+                # change (SeaweedFS will not turn GOVERNANCE into COMPLIANCE).
+                now_in_force = self._current_retention(key)
+                if now_in_force is not None and now_in_force[1] >= retain_until:
+                    return now_in_force[1]
+                until = now_in_force[1] if now_in_force else None
+                raise ObjectLockedError(key, until) from exc
+            raise classify_error(exc, what, key) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise classify_error(exc, what, key) from exc
+        return retain_until
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _as_client(client_or_config: S3Client | S3Config) -> S3Client:
+    return client_or_config.make_client() if isinstance(client_or_config, S3Config) else client_or_config
+
+
+def create_bucket(client_or_config: S3Client | S3Config, name: str, *, object_lock: bool = False) -> None:
+    """Create a bucket (an admin task, not part of the Storage interface).
+
+    With ``object_lock`` the bucket is created with Object Lock enabled, which
+    also turns versioning on; S3 cannot add Object Lock to a bucket later on
+    every provider. An existing bucket owned by the caller is not an error.
+    """
+    client = _as_client(client_or_config)
+    kwargs: dict[str, Any] = {"Bucket": name}
+    if object_lock:
+        kwargs["ObjectLockEnabledForBucket"] = True
+    region = client.meta.region_name
+    if region and region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        client.create_bucket(**kwargs)
+    except botocore.exceptions.ClientError as exc:
+        code, _ = _error_code(exc)
+        if code != "BucketAlreadyOwnedByYou":
+            raise classify_error(exc, f"create bucket {name}") from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise classify_error(exc, f"create bucket {name}") from exc
+
+
+def list_buckets(client_or_config: S3Client | S3Config) -> list[str]:
+    """Names of the buckets the credentials can see (also a cheap liveness probe)."""
+    client = _as_client(client_or_config)
+    try:
+        return [bucket["Name"] for bucket in client.list_buckets().get("Buckets", []) if "Name" in bucket]
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise classify_error(exc, "list buckets") from exc
