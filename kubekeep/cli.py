@@ -18,12 +18,9 @@ app = typer.Typer(name="kubekeep", no_args_is_help=True, add_completion=False,
 testbed_app = typer.Typer(no_args_is_help=True, help="The local test bed: a real control plane on 127.0.0.1.")
 app.add_typer(testbed_app, name="testbed")
 
-try:  # the repository commands (kubekeep repo ...)
-    from kubekeep.repo.cli import repo_app
-except ImportError:  # pragma: no cover - during early development only
-    repo_app = None
-if repo_app is not None:
-    app.add_typer(repo_app, name="repo")
+from kubekeep.repo.cli import repo_app  # noqa: E402 - after the app it extends
+
+app.add_typer(repo_app, name="repo")
 
 
 @testbed_app.command("build")

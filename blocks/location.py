@@ -1,0 +1,65 @@
+"""LocationProfile: where restore points are stored (a filesystem/NFS path or an S3 bucket)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr, model_validator
+
+from kubekeep.repo.storage import FilesystemStorage, RetentionMode, Storage
+from kubekeep.repo.storage.s3 import S3Config, S3Storage
+
+
+class LocationProfile(Block):
+    """A backup location. On S3 with Object Lock, every object of a restore point is retained
+    (COMPLIANCE or GOVERNANCE) for ``object_lock_days`` after it is written."""
+
+    _block_type_name = "Kubekeep Location Profile"
+    _block_type_slug = "kubekeep-location-profile"
+
+    kind: Literal["filesystem", "s3"] = Field(default="filesystem", description="Storage backend.")
+    path: str | None = Field(default=None, description="Directory (local disk or an NFS mount) for kind=filesystem.")
+    bucket: str | None = Field(default=None, description="S3 bucket for kind=s3.")
+    prefix: str = Field(default="", description="Key prefix inside the bucket, ending with '/'.")
+    endpoint_url: str | None = Field(default=None, description="S3 endpoint (empty for AWS).")
+    region: str | None = Field(default=None)
+    access_key_id: SecretStr | None = Field(default=None)
+    secret_access_key: SecretStr | None = Field(default=None)
+    object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] | None = Field(
+        default=None, description="Require Object Lock retention of this mode on every object.")
+    object_lock_days: int = Field(default=0, ge=0, description="Retention in days when object_lock_mode is set.")
+
+    @model_validator(mode="after")
+    def _check(self) -> LocationProfile:
+        if self.kind == "filesystem" and not self.path:
+            raise ValueError("a filesystem location needs a path")
+        if self.kind == "s3" and not self.bucket:
+            raise ValueError("an S3 location needs a bucket")
+        if self.object_lock_mode and self.kind != "s3":
+            raise ValueError("Object Lock needs an S3 location")
+        if self.object_lock_mode and self.object_lock_days < 1:
+            raise ValueError("object_lock_days must be at least 1 when object_lock_mode is set")
+        return self
+
+    def storage(self) -> Storage:
+        if self.kind == "filesystem":
+            assert self.path is not None
+            return FilesystemStorage(self.path)
+        assert self.bucket is not None
+        return S3Storage(S3Config(
+            bucket=self.bucket, prefix=self.prefix, endpoint_url=self.endpoint_url, region=self.region,
+            access_key=self.access_key_id.get_secret_value() if self.access_key_id else None,
+            secret_key=self.secret_access_key.get_secret_value() if self.secret_access_key else None))
+
+    def retention(self, now: datetime | None = None) -> tuple[RetentionMode, datetime] | None:
+        if not self.object_lock_mode:
+            return None
+        start = now or datetime.now(UTC)
+        return RetentionMode(self.object_lock_mode), start + timedelta(days=self.object_lock_days)
+
+    def describe(self) -> str:
+        if self.kind == "filesystem":
+            return f"file://{self.path}"
+        return f"s3://{self.bucket}/{self.prefix}"

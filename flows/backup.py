@@ -1,0 +1,148 @@
+"""The backup flow: discover -> pre hooks -> manifests -> quiesce -> volumes -> unquiesce -> post hooks
+-> commit restore point -> lock -> catalog.
+
+Parameters name Blocks (or take Block instances from Python), so no secret is
+ever a flow parameter. A restore point is written even when some items failed
+(status partially_failed, with every failure listed); the run is then Failed
+with a message naming what failed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from blocks import ClusterConnection, EncryptionKey, LocationProfile
+from kubekeep.backup.restore_point import RestorePointRecord, VolumeRecord
+from kubekeep.backup.selection import Selection
+from kubekeep.catalog import RestorePointStatus
+from tasks.backup import (
+    ManifestResult,
+    commit_restore_point,
+    export_volume,
+    lock_restore_point,
+    new_restore_point_id,
+    record_catalog,
+    snapshot_manifests,
+)
+
+
+class BackupFailed(RuntimeError):
+    """Raised at the end of a run whose restore point is incomplete; the message names every failure."""
+
+
+def _load_blocks(location: str | LocationProfile, encryption_key: str | EncryptionKey,
+                 cluster: str | ClusterConnection | None) -> tuple[LocationProfile, EncryptionKey, ClusterConnection]:
+    loc: Any = LocationProfile.load(location) if isinstance(location, str) else location
+    key: Any = EncryptionKey.load(encryption_key) if isinstance(encryption_key, str) else encryption_key
+    conn: Any = ClusterConnection()
+    if cluster is not None:
+        conn = ClusterConnection.load(cluster) if isinstance(cluster, str) else cluster
+    return loc, key, conn
+
+
+@flow(name="backup", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
+def backup(
+    app: str,
+    namespaces: list[str],
+    location: str | LocationProfile = "default",
+    encryption_key: str | EncryptionKey = "default",
+    cluster: str | ClusterConnection | None = None,
+    label_selector: str | None = None,
+    include_kinds: list[str] | None = None,
+    exclude_kinds: list[str] | None = None,
+    volume_concurrency: int = 2,
+    nfs_mounts: dict[str, str] | None = None,
+    policy: str | None = None,
+) -> str:
+    """Back up an application; return the id of the new restore point."""
+    logger = get_run_logger()
+    started = datetime.now(UTC)
+    loc, key, conn = _load_blocks(location, encryption_key, cluster)
+    selection = Selection(namespaces=tuple(namespaces), label_selector=label_selector,
+                          include_kinds=tuple(include_kinds or ()), exclude_kinds=tuple(exclude_kinds or ()))
+    rp_id = new_restore_point_id(app, started)
+    logger.info("restore point %s: app %s, namespaces %s -> %s", rp_id, app, namespaces, loc.describe())
+
+    manifests: ManifestResult = snapshot_manifests(loc, key, conn, selection, rp_id, app)
+
+    volumes = _export_volumes(loc, key, conn, manifests, rp_id, nfs_mounts, volume_concurrency)
+
+    failures = list(manifests.type_errors)
+    failures += [f"volume {v.namespace}/{v.pvc}: {v.error}" for v in volumes if v.error]
+    status = RestorePointStatus.PARTIALLY_FAILED if failures else RestorePointStatus.SUCCEEDED
+    retention = loc.retention(started)
+    record = RestorePointRecord(
+        id=rp_id, app=app, cluster=conn.name, namespaces=manifests.namespaces,
+        started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(), status=status.value,
+        location=loc.describe(), manifest_snapshot=manifests.snapshot_id, policy=policy,
+        status_reason="; ".join(failures)[:4000] or None, object_count=manifests.object_count,
+        kind_counts=manifests.kind_counts, volumes=volumes, type_errors=manifests.type_errors,
+        selection=selection.to_dict(), retain_until=retention[1].isoformat() if retention else None)
+    rp_snapshot = commit_restore_point(loc, key, record)
+    snapshot_ids = [manifests.snapshot_id, rp_snapshot] + [v.snapshot_id for v in volumes if v.snapshot_id]
+    lock_restore_point(loc, key, snapshot_ids)
+    object_rows = record_catalog(loc, key, rp_snapshot)
+
+    _publish(record, object_rows, failures)
+    if failures:
+        raise BackupFailed(f"restore point {rp_id} is incomplete ({len(failures)} failure(s)): "
+                           + "; ".join(failures))
+    return rp_id
+
+
+def _export_volumes(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, manifests: ManifestResult,
+                    rp_id: str, nfs_mounts: dict[str, str] | None, concurrency: int) -> list[VolumeRecord]:
+    pvcs = manifests.pvcs
+    if not pvcs:
+        return []
+    progress = create_progress_artifact(progress=0.0, key=None, description=f"volumes of {rp_id}")
+    results: list[VolumeRecord] = []
+    pending = list(pvcs)
+    running: dict[Any, Any] = {}
+    limit = max(1, concurrency)
+    # keep at most `limit` exports in flight: each one reads a whole volume
+    while pending or running:
+        while pending and len(running) < limit:
+            pvc = pending.pop(0)
+            running[export_volume.submit(loc, key, conn, pvc, rp_id, nfs_mounts)] = pvc
+        done = next(as_completed(list(running)))
+        pvc = running.pop(done)
+        try:
+            results.append(done.result())
+        except Exception as exc:  # noqa: BLE001 - retries are exhausted: record, never drop
+            results.append(VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, 0, "direct", None,
+                                        error=f"{type(exc).__name__}: {exc}"))
+        _update_progress(progress, len(results) / len(pvcs) * 100)
+    return results
+
+
+def _update_progress(artifact_id: Any, value: float) -> None:
+    from prefect.artifacts import update_progress_artifact
+
+    update_progress_artifact(artifact_id=artifact_id, progress=value)
+
+
+def _publish(record: RestorePointRecord, object_rows: int, failures: list[str]) -> None:
+    kinds = [{"kind": k, "objects": n} for k, n in sorted(record.kind_counts.items())]
+    create_table_artifact(kinds, description=f"Objects in restore point {record.id}")
+    vols = [{"pvc": f"{v.namespace}/{v.pvc}", "method": v.method, "files": v.files,
+             "logical_bytes": v.logical_bytes, "stored_bytes": v.stored_bytes, "error": v.error or ""}
+            for v in record.volumes]
+    if vols:
+        create_table_artifact(vols, description=f"Volumes in restore point {record.id}")
+    lines = [f"# Restore point `{record.id}`", "",
+             f"* app: **{record.app}**, cluster `{record.cluster}`, namespaces {', '.join(record.namespaces)}",
+             f"* status: **{record.status}**",
+             f"* objects: {record.object_count} ({object_rows} catalog rows), volumes: {len(record.volumes)}",
+             f"* logical bytes: {sum(v.logical_bytes for v in record.volumes)}, "
+             f"new stored bytes: {sum(v.stored_bytes for v in record.volumes)}",
+             f"* retained until: {record.retain_until or 'no Object Lock'}", f"* location: {record.location}"]
+    if failures:
+        lines += ["", "## Failures", *[f"* {f}" for f in failures]]
+    create_markdown_artifact("\n".join(lines), description=f"Backup summary {record.id}")
