@@ -1,0 +1,160 @@
+"""The catalog's tables: explicit Arrow schemas, their keys and sort orders.
+
+docs/catalog-schema.md is the spec; this module is its executable form. A
+schema change that readers of an older version cannot ignore bumps
+``SCHEMA_VERSION``; adding a nullable column does not (readers fill missing
+columns with nulls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+#: file-level key/value metadata written into every catalog Parquet file
+META_SCHEMA_VERSION = b"kubekeep.catalog.schema_version"
+META_TABLE = b"kubekeep.catalog.table"
+
+_TS = pa.timestamp("us", tz="UTC")
+
+
+class TableName(StrEnum):
+    RESTORE_POINTS = "restore_points"
+    RESTORE_POINT_OBJECTS = "restore_point_objects"
+    RESTORE_POINT_VOLUMES = "restore_point_volumes"
+    RESTORES = "restores"
+
+
+class RestorePointStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PARTIALLY_FAILED = "partially_failed"
+    FAILED = "failed"
+
+
+class RestoreStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PARTIALLY_FAILED = "partially_failed"
+    FAILED = "failed"
+
+
+class VolumeMethod(StrEnum):
+    CSI_SNAPSHOT = "csi-snapshot"
+    DIRECT = "direct"
+    SKIPPED = "skipped"
+
+
+RESTORE_POINTS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("app", pa.string(), nullable=False),
+        pa.field("cluster", pa.string(), nullable=False),
+        pa.field("namespaces", pa.list_(pa.string()), nullable=False),
+        pa.field("policy", pa.string()),
+        pa.field("started_at", _TS, nullable=False),
+        pa.field("finished_at", _TS, nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("status_reason", pa.string()),
+        pa.field("object_count", pa.int64(), nullable=False),
+        pa.field("volume_count", pa.int64(), nullable=False),
+        pa.field("logical_bytes", pa.int64(), nullable=False),
+        pa.field("stored_bytes", pa.int64(), nullable=False),
+        pa.field("location", pa.string(), nullable=False),
+        pa.field("retain_until", _TS),
+        pa.field("snapshot_id", pa.string(), nullable=False),
+        pa.field("tags", pa.map_(pa.string(), pa.string())),
+    ]
+)
+
+RESTORE_POINT_OBJECTS_SCHEMA = pa.schema(
+    [
+        pa.field("restore_point_id", pa.string(), nullable=False),
+        pa.field("group", pa.string(), nullable=False),
+        pa.field("version", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("namespace", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("uid", pa.string()),
+        pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+    ]
+)
+
+RESTORE_POINT_VOLUMES_SCHEMA = pa.schema(
+    [
+        pa.field("restore_point_id", pa.string(), nullable=False),
+        pa.field("namespace", pa.string(), nullable=False),
+        pa.field("pvc", pa.string(), nullable=False),
+        pa.field("storage_class", pa.string()),
+        pa.field("size_bytes", pa.int64(), nullable=False),
+        pa.field("files", pa.int64(), nullable=False),
+        pa.field("logical_bytes", pa.int64(), nullable=False),
+        pa.field("stored_bytes", pa.int64(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("snapshot_id", pa.string()),
+    ]
+)
+
+RESTORES_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("restore_point_id", pa.string(), nullable=False),
+        pa.field("started_at", _TS, nullable=False),
+        pa.field("finished_at", _TS, nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("dry_run", pa.bool_(), nullable=False),
+        pa.field("created", pa.int64(), nullable=False),
+        pa.field("updated", pa.int64(), nullable=False),
+        pa.field("skipped", pa.int64(), nullable=False),
+        pa.field("failed", pa.int64(), nullable=False),
+        pa.field("target_cluster", pa.string(), nullable=False),
+        pa.field("target_namespaces", pa.list_(pa.string()), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: TableName
+    schema: pa.Schema
+    #: columns that identify a row; duplicates (the same row in a small file and
+    #: in a compacted file) are dropped on read by these
+    key: tuple[str, ...]
+    #: sort order of compacted files, chosen so row-group statistics prune the
+    #: common filters
+    sort_by: tuple[str, ...]
+    #: the column holding the restore point id of each row (the write unit)
+    unit_column: str
+
+
+TABLES: dict[TableName, TableSpec] = {
+    TableName.RESTORE_POINTS: TableSpec(
+        TableName.RESTORE_POINTS, RESTORE_POINTS_SCHEMA, ("id",), ("app", "finished_at", "id"), "id"
+    ),
+    TableName.RESTORE_POINT_OBJECTS: TableSpec(
+        TableName.RESTORE_POINT_OBJECTS,
+        RESTORE_POINT_OBJECTS_SCHEMA,
+        ("restore_point_id", "group", "kind", "namespace", "name"),
+        ("kind", "namespace", "name", "group", "restore_point_id"),
+        "restore_point_id",
+    ),
+    TableName.RESTORE_POINT_VOLUMES: TableSpec(
+        TableName.RESTORE_POINT_VOLUMES,
+        RESTORE_POINT_VOLUMES_SCHEMA,
+        ("restore_point_id", "namespace", "pvc"),
+        ("restore_point_id", "namespace", "pvc"),
+        "restore_point_id",
+    ),
+    TableName.RESTORES: TableSpec(
+        TableName.RESTORES, RESTORES_SCHEMA, ("id",), ("restore_point_id", "finished_at", "id"), "id"
+    ),
+}
+
+
+def schema_with_metadata(spec: TableSpec) -> pa.Schema:
+    return spec.schema.with_metadata(
+        {META_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(), META_TABLE: spec.name.value.encode()}
+    )

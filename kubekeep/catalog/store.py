@@ -1,0 +1,370 @@
+"""The catalog in a backup location: immutable Parquet objects, a local cache, compaction.
+
+Layout (under ``catalog/v1/``, see docs/catalog-schema.md):
+
+    <table>/rp-<restore point id>.parquet     one per restore point (restores: r-<restore id>)
+    <table>/part-<digest>-<n>.parquet         compacted or rebuilt, sorted, many rows
+
+Storage never overwrites, so nothing is updated in place: compaction writes new
+objects under new keys and then deletes the ones it merged. Between those two
+steps (or if a delete fails) a row exists twice; readers drop duplicates by the
+table's key columns, so both states read the same.
+
+Object keys are immutable, which makes the local cache trivial: a cached file
+named after its key is valid forever, and only the listing is fetched per read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from ..repo.storage.base import ObjectExistsError, ObjectInfo, ObjectLockedError, Storage
+from .records import (
+    RestorePoint,
+    RestorePointObject,
+    RestorePointVolume,
+    RestoreRecord,
+    check_id,
+    objects_table,
+    restore_points_table,
+    restores_table,
+    volumes_table,
+)
+from .schema import (
+    META_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    TABLES,
+    TableName,
+    TableSpec,
+    schema_with_metadata,
+)
+
+CATALOG_PREFIX = "catalog/v1"
+SMALL_FILE_PREFIX = "rp-"
+RESTORE_FILE_PREFIX = "r-"
+PART_FILE_PREFIX = "part-"
+
+#: row groups of this many rows keep min/max statistics selective on the sort
+#: columns while staying large enough to scan efficiently
+DEFAULT_ROW_GROUP_ROWS = 128 * 1024
+DEFAULT_ROWS_PER_FILE = 1024 * 1024
+#: files smaller than this are merged by compaction (compacted parts included,
+#: so parts grow over time instead of accumulating)
+DEFAULT_SMALL_FILE_BYTES = 8 * 1024 * 1024
+
+
+class CatalogError(Exception):
+    """The catalog cannot be read or written as asked."""
+
+
+class CatalogFormatError(CatalogError):
+    """A catalog file this version cannot read (newer schema version, wrong table, corrupt)."""
+
+
+def default_cache_dir() -> Path:
+    explicit = os.environ.get("KUBEKEEP_CACHE_DIR")
+    if explicit:
+        return Path(explicit) / "catalog"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "kubekeep" / "catalog"
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    table: TableName
+    merged_keys: tuple[str, ...]
+    written_keys: tuple[str, ...]
+    deleted_keys: tuple[str, ...]
+    #: inputs that could not be deleted (under retention); readers deduplicate them
+    kept_keys: tuple[str, ...]
+    rows: int
+
+
+def table_prefix(table: TableName, prefix: str = CATALOG_PREFIX) -> str:
+    return f"{prefix}/{table.value}/"
+
+
+def encode_parquet(
+    table: pa.Table, spec: TableSpec, *, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS
+) -> bytes:
+    """Serialise ``table`` (already in ``spec``'s schema) with the catalog's file metadata."""
+    table = table.cast(schema_with_metadata(spec))
+    buf = io.BytesIO()
+    pq.write_table(
+        table,
+        buf,
+        row_group_size=row_group_rows,
+        compression="zstd",
+        write_statistics=True,
+        use_dictionary=True,
+    )
+    return buf.getvalue()
+
+
+def check_file_metadata(metadata: pq.FileMetaData, spec: TableSpec, key: str) -> None:
+    kv = metadata.metadata or {}
+    version_raw = kv.get(META_SCHEMA_VERSION)
+    if version_raw is None:
+        raise CatalogFormatError(f"{key}: not a kubekeep catalog file (no schema_version in metadata)")
+    try:
+        version = int(version_raw)
+    except ValueError:
+        raise CatalogFormatError(f"{key}: unreadable schema_version {version_raw!r}") from None
+    if version > SCHEMA_VERSION:
+        raise CatalogFormatError(
+            f"{key}: catalog schema_version {version} is newer than this kubekeep understands "
+            f"({SCHEMA_VERSION}); upgrade kubekeep"
+        )
+
+
+class Catalog:
+    """Reads and writes the catalog of one backup location.
+
+    Safe to share between threads for reads; writes are independent
+    put-if-absent calls. ``cache_dir`` is a local directory for downloaded
+    catalog files (default: ``$KUBEKEEP_CACHE_DIR/catalog`` or
+    ``~/.cache/kubekeep/catalog``), partitioned by the location's URL.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        prefix: str = CATALOG_PREFIX,
+    ) -> None:
+        self.storage = storage
+        self.prefix = prefix.rstrip("/")
+        base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        location_digest = hashlib.sha256(storage.url.encode()).hexdigest()[:16]
+        self.cache_dir = base / location_digest
+
+    # ---------------------------------------------------------------- writes
+
+    def _small_key(self, table: TableName, unit_id: str) -> str:
+        file_prefix = RESTORE_FILE_PREFIX if table is TableName.RESTORES else SMALL_FILE_PREFIX
+        return f"{table_prefix(table, self.prefix)}{file_prefix}{unit_id}.parquet"
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        """Write ``data``; a key that exists already counts as written (a retried step)."""
+        try:
+            self.storage.put(key, data)
+        except ObjectExistsError:
+            return False
+        self._store_in_cache(key, data)
+        return True
+
+    def add_restore_point(
+        self,
+        point: RestorePoint,
+        objects: Sequence[RestorePointObject] = (),
+        volumes: Sequence[RestorePointVolume] = (),
+    ) -> list[str]:
+        """Record one restore point; return the keys of its catalog objects.
+
+        Objects and volumes are written before the restore point row, so a
+        visible restore point always has its detail rows. Retrying after a
+        partial failure writes only what is missing.
+        """
+        for row_id in [o.restore_point_id for o in objects] + [v.restore_point_id for v in volumes]:
+            if row_id != point.id:
+                raise CatalogError(f"row for restore point {row_id} passed with restore point {point.id}")
+        keys: list[str] = []
+        if objects:
+            key = self._small_key(TableName.RESTORE_POINT_OBJECTS, point.id)
+            spec = TABLES[TableName.RESTORE_POINT_OBJECTS]
+            self._put_if_absent(key, encode_parquet(_sorted(objects_table(objects), spec), spec))
+            keys.append(key)
+        if volumes:
+            key = self._small_key(TableName.RESTORE_POINT_VOLUMES, point.id)
+            spec = TABLES[TableName.RESTORE_POINT_VOLUMES]
+            self._put_if_absent(key, encode_parquet(_sorted(volumes_table(volumes), spec), spec))
+            keys.append(key)
+        key = self._small_key(TableName.RESTORE_POINTS, point.id)
+        spec = TABLES[TableName.RESTORE_POINTS]
+        self._put_if_absent(key, encode_parquet(restore_points_table([point]), spec))
+        keys.append(key)
+        return keys
+
+    def add_restore(self, restore: RestoreRecord) -> str:
+        """Record the outcome of one restore (or dry run)."""
+        key = self._small_key(TableName.RESTORES, restore.id)
+        self._put_if_absent(key, encode_parquet(restores_table([restore]), TABLES[TableName.RESTORES]))
+        return key
+
+    def _part_key(self, table: TableName, name: str) -> str:
+        check_id(name, "part name")
+        return f"{table_prefix(table, self.prefix)}{PART_FILE_PREFIX}{name}.parquet"
+
+    def write_part(self, table: TableName, data: pa.Table, *, name: str,
+                   row_group_rows: int = DEFAULT_ROW_GROUP_ROWS) -> str | None:
+        """Write a sorted many-row part file ``part-<name>.parquet``; None if it existed."""
+        spec = TABLES[table]
+        key = self._part_key(table, name)
+        data = encode_parquet(_sorted(data, spec), spec, row_group_rows=row_group_rows)
+        written = self._put_if_absent(key, data)
+        return key if written else None
+
+    # ----------------------------------------------------------------- cache
+
+    def _cache_path(self, key: str) -> Path:
+        # keys are '/'-separated and validated by the storage layer; mirror them
+        return self.cache_dir.joinpath(*key.split("/"))
+
+    def _store_in_cache(self, key: str, data: bytes) -> Path:
+        path = self._cache_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def _fetch(self, info: ObjectInfo, spec: TableSpec) -> Path:
+        path = self._cache_path(info.key)
+        try:
+            if path.stat().st_size == info.size:
+                return path
+        except FileNotFoundError:
+            pass
+        data = self.storage.get(info.key)
+        try:
+            metadata = pq.read_metadata(io.BytesIO(data))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise CatalogFormatError(f"{info.key}: not a readable Parquet file: {exc}") from exc
+        check_file_metadata(metadata, spec, info.key)
+        return self._store_in_cache(info.key, data)
+
+    def prune_cache(self) -> int:
+        """Delete cached files whose objects are gone from the location; return how many."""
+        live = {info.key for t in TableName for info in self._list(t)}
+        removed = 0
+        if not self.cache_dir.is_dir():
+            return 0
+        for path in self.cache_dir.rglob("*.parquet"):
+            key = path.relative_to(self.cache_dir).as_posix()
+            if key not in live:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    # ----------------------------------------------------------------- reads
+
+    def _list(self, table: TableName) -> Iterator[ObjectInfo]:
+        for info in self.storage.list(table_prefix(table, self.prefix)):
+            if info.key.endswith(".parquet"):
+                yield info
+
+    def dataset(self, table: TableName) -> ds.Dataset:
+        """A pyarrow dataset over every catalog file of ``table`` (fetched into the cache).
+
+        Rows are NOT deduplicated: while a compaction is in flight a row can be
+        in two files. Use :meth:`read` for deduplicated results.
+        """
+        spec = TABLES[table]
+        paths = [str(self._fetch(info, spec)) for info in sorted(self._list(table), key=lambda i: i.key)]
+        return ds.dataset(paths, schema=spec.schema, format="parquet")
+
+    def read(
+        self,
+        table: TableName,
+        filter: pc.Expression | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table:
+        """Rows of ``table`` matching ``filter`` (a pyarrow compute expression), deduplicated."""
+        spec = TABLES[table]
+        wanted = list(columns) if columns is not None else None
+        if wanted is not None:
+            wanted += [c for c in spec.key if c not in wanted]
+        dataset = self.dataset(table)
+        result = dataset.to_table(columns=wanted, filter=filter)
+        if len(dataset.files) > 1:  # a single file never holds a row twice
+            result = deduplicate(result, spec.key)
+        if columns is not None:
+            result = result.select(list(columns))
+        return result
+
+    # ------------------------------------------------------------ compaction
+
+    def compact(
+        self,
+        table: TableName | None = None,
+        *,
+        small_file_bytes: int = DEFAULT_SMALL_FILE_BYTES,
+        min_files: int = 2,
+        rows_per_file: int = DEFAULT_ROWS_PER_FILE,
+        row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    ) -> list[CompactionResult]:
+        """Merge files smaller than ``small_file_bytes`` into sorted parts; delete the merged ones.
+
+        Safe to retry and to run next to writers: output names derive from the
+        input keys (a retry writes the same names and skips existing ones),
+        only inputs are deleted, and only after every output is stored.
+        """
+        tables = [table] if table is not None else list(TableName)
+        return [
+            self._compact_table(t, small_file_bytes, min_files, rows_per_file, row_group_rows) for t in tables
+        ]
+
+    def _compact_table(self, table: TableName, small_file_bytes: int, min_files: int,
+                       rows_per_file: int, row_group_rows: int) -> CompactionResult:
+        spec = TABLES[table]
+        inputs = sorted((i for i in self._list(table) if i.size < small_file_bytes), key=lambda i: i.key)
+        if len(inputs) < max(min_files, 1):
+            return CompactionResult(table, (), (), (), (), 0)
+        paths = [str(self._fetch(info, spec)) for info in inputs]
+        merged = ds.dataset(paths, schema=spec.schema, format="parquet").to_table()
+        merged = _sorted(deduplicate(merged, spec.key), spec)
+        digest = hashlib.sha256("\n".join(i.key for i in inputs).encode()).hexdigest()[:24]
+        written: list[str] = []
+        for n, start in enumerate(range(0, max(merged.num_rows, 1), rows_per_file)):
+            chunk = merged.slice(start, rows_per_file)
+            name = f"{digest}-{n:04d}"
+            self.write_part(table, chunk, name=name, row_group_rows=row_group_rows)
+            written.append(self._part_key(table, name))
+        deleted: list[str] = []
+        kept: list[str] = []
+        for info in inputs:
+            if info.key in written:
+                continue  # a retried compaction whose inputs include its own earlier output
+            try:
+                self.storage.delete(info.key)
+            except ObjectLockedError:
+                kept.append(info.key)
+                continue
+            deleted.append(info.key)
+        return CompactionResult(
+            table, tuple(i.key for i in inputs), tuple(written), tuple(deleted), tuple(kept), merged.num_rows
+        )
+
+
+def _sorted(table: pa.Table, spec: TableSpec) -> pa.Table:
+    return table.sort_by([(column, "ascending") for column in spec.sort_by])
+
+
+def deduplicate(table: pa.Table, key: Iterable[str]) -> pa.Table:
+    """Keep the first row of each distinct ``key`` (vectorised: group-by on a row index)."""
+    key = list(key)
+    if table.num_rows < 2:
+        return table
+    indexed = table.select(key).append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    firsts = indexed.group_by(key, use_threads=False).aggregate([("__row", "min")])["__row_min"]
+    if len(firsts) == table.num_rows:
+        return table
+    return table.take(pc.take(firsts, pc.sort_indices(firsts)))

@@ -1,0 +1,483 @@
+"""Backup: walk, chunk, dedup, compress, encrypt, pack, index, snapshot.
+
+Threads: the caller's thread walks the tree, reads files and cuts chunks (FastCDC
+releases the GIL); a pool of ``workers`` hashes, compresses and encrypts chunks
+into per-worker pack buffers (BLAKE3, zstd and AEAD release the GIL); two upload
+threads write finished packs; one tree thread assembles chunk lists and
+directory trees as their children complete. Queues are bounded: at most
+``max_inflight`` chunks wait for a worker and two packs wait for upload, so peak
+memory does not depend on the volume size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import socket
+import stat
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, cast
+
+import pyfastcdc
+
+from .crypto import FLAG_RAW, BlobType
+from .errors import RepositoryError
+from .format import (
+    CHUNKS_PER_LIST,
+    CONFIG_KEY,
+    INLINE_CHUNKS,
+    KEYS_PREFIX,
+    PACK_MAGIC,
+    PACK_TRAILER,
+    BlobEntry,
+    encode_pack_header,
+    pack_key,
+)
+from .repository import BackupResult, BackupStats, ProgressFn, Repository, Retention, StreamSource
+from .storage import StorageError
+
+INDEX_FLUSH_PACKS = 64
+READ_BLOCK = 4 * 1024 * 1024
+
+
+class _PackBuffer:
+    __slots__ = ("data", "entries")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.entries: list[BlobEntry] = []
+
+
+class BlobSaver:
+    """Deduplicates and stores blobs into packs; writes index objects as packs land."""
+
+    def __init__(self, repo: Repository, *, retention: Retention | None, stats: BackupStats) -> None:
+        self.repo = repo
+        self.index = repo.load_index(reload=True)
+        self.retention = retention
+        self.stats = stats
+        self.workers = ThreadPoolExecutor(repo.workers, thread_name_prefix="kubekeep-chunk")
+        self.uploads = ThreadPoolExecutor(2, thread_name_prefix="kubekeep-upload")
+        self.upload_slots = threading.Semaphore(2)
+        self.inflight = threading.Semaphore(8 * repo.workers)
+        self.buffers: queue.Queue[_PackBuffer] = queue.Queue()
+        for _ in range(repo.workers + 1):
+            self.buffers.put(_PackBuffer())
+        self.claim_lock = threading.Lock()
+        self.claimed: set[bytes] = set()
+        #: packs holding blobs this backup references without writing (for retention)
+        self.reused_packs: set[bytes] = set()
+        self.commit_lock = threading.Lock()
+        self.pending_index: dict[bytes, list[BlobEntry]] = {}
+        self.upload_futures: list[Future[None]] = []
+        self.error: BaseException | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    def save_chunk_async(self, data: bytes) -> Future[bytes]:
+        self.inflight.acquire()
+        try:
+            fut = self.workers.submit(self._save_chunk_job, data)
+        except BaseException:
+            self.inflight.release()
+            raise
+        return fut
+
+    def _save_chunk_job(self, data: bytes) -> bytes:
+        try:
+            return self.save_blob(BlobType.DATA, data)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        finally:
+            self.inflight.release()
+
+    def save_blob(self, blob_type: int, data: bytes) -> bytes:
+        repo = self.repo
+        blob_id = repo.blob_id(data)
+        with self.claim_lock:
+            if blob_type == BlobType.DATA:
+                self.stats.chunks += 1
+            if blob_id in self.claimed:
+                return blob_id
+            loc = self.index.lookup(blob_id)
+            if loc is not None:
+                if self.retention is not None:
+                    self.reused_packs.add(loc.pack_id)
+                return blob_id
+            self.claimed.add(blob_id)
+        flag, payload = repo.compressor.pack(data)
+        sealed = repo.envelope.seal(blob_type, blob_id, flag, payload)
+        full: _PackBuffer | None = None
+        buf = self.buffers.get()
+        try:
+            buf.entries.append(BlobEntry(blob_type, blob_id, len(buf.data), len(sealed), len(data)))
+            buf.data += sealed
+            if len(buf.data) >= repo.pack_size:
+                full = buf
+                buf = _PackBuffer()
+        finally:
+            self.buffers.put(buf)
+        with self.claim_lock:
+            if blob_type == BlobType.DATA:
+                self.stats.new_chunks += 1
+                self.stats.new_bytes += len(data)
+            self.stats.new_stored_bytes += len(sealed)
+        if full is not None:
+            self._upload(full)
+        return blob_id
+
+    # -- packs and index -------------------------------------------------------------------
+
+    def _upload(self, buf: _PackBuffer) -> None:
+        self.upload_slots.acquire()
+        try:
+            self.upload_futures.append(self.uploads.submit(self._upload_job, buf))
+        except BaseException:
+            self.upload_slots.release()
+            raise
+
+    def _upload_job(self, buf: _PackBuffer) -> None:
+        try:
+            pack_id = secrets.token_bytes(32)
+            header = self.repo.envelope.seal(BlobType.PACK_HEADER, pack_id, FLAG_RAW,
+                                             encode_pack_header(buf.entries))
+            buf.data += header
+            buf.data += PACK_TRAILER.pack(len(header), PACK_MAGIC)
+            self.repo.storage.put(pack_key(pack_id), buf.data, retention=self.retention)
+            buf.data = bytearray()
+            flush: dict[bytes, list[BlobEntry]] | None = None
+            with self.commit_lock:
+                self.stats.packs += 1
+                self.pending_index[pack_id] = buf.entries
+                if len(self.pending_index) >= INDEX_FLUSH_PACKS:
+                    flush, self.pending_index = self.pending_index, {}
+            if flush:
+                self._write_index(flush)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        finally:
+            self.upload_slots.release()
+
+    def _write_index(self, packs: dict[bytes, list[BlobEntry]]) -> None:
+        key = self.repo.write_index_object(packs, retention=self.retention)
+        for pack_id, entries in packs.items():
+            self.index.add_pack(pack_id, entries, source=key)
+
+    def finish(self) -> None:
+        """Upload partial packs, wait for every upload, write the last index object."""
+        self.workers.shutdown(wait=True)
+        self.raise_if_failed()
+        merged = _PackBuffer()
+        while True:
+            try:
+                buf = self.buffers.get_nowait()
+            except queue.Empty:
+                break
+            # partial packs of all workers are merged, so a small backup makes one pack
+            base = len(merged.data)
+            merged.entries.extend(BlobEntry(e.blob_type, e.blob_id, e.offset + base, e.length, e.raw_length)
+                                  for e in buf.entries)
+            merged.data += buf.data
+            if len(merged.data) >= self.repo.pack_size:
+                self._upload(merged)
+                merged = _PackBuffer()
+        if merged.entries:
+            self._upload(merged)
+        self.uploads.shutdown(wait=True)
+        for fut in self.upload_futures:
+            fut.result()
+        self.raise_if_failed()
+        if self.pending_index:
+            self._write_index(self.pending_index)
+            self.pending_index = {}
+
+    def abort(self) -> None:
+        self.workers.shutdown(wait=True, cancel_futures=True)
+        self.uploads.shutdown(wait=True, cancel_futures=True)
+
+
+class _Content:
+    """A file's or stream's chunk ids as they are being computed."""
+
+    def __init__(self, archiver: Archiver) -> None:
+        self.archiver = archiver
+        self.size = 0
+        self.futures: list[Future[bytes]] = []
+        self.lists: list[Future[bytes]] = []
+        self._resolved: dict[str, Any] | None = None
+
+    def add(self, fut: Future[bytes], length: int) -> None:
+        self.size += length
+        self.futures.append(fut)
+        if len(self.futures) == CHUNKS_PER_LIST:
+            self.lists.append(self.archiver.trees.submit(self.archiver.save_list, self.futures))
+            self.futures = []
+
+    def close(self) -> None:
+        if self.lists or len(self.futures) > INLINE_CHUNKS:
+            if self.futures:
+                self.lists.append(self.archiver.trees.submit(self.archiver.save_list, self.futures))
+            self.futures = []
+
+    def resolve(self) -> dict[str, Any]:
+        """In the tree thread: wait for the chunk ids."""
+        if self._resolved is None:
+            if self.lists:
+                self._resolved = {"size": self.size, "lists": [f.result().hex() for f in self.lists]}
+            else:
+                self._resolved = {"size": self.size, "chunks": [f.result().hex() for f in self.futures]}
+        return self._resolved
+
+
+class _IterReader:
+    """A read()-able view of an iterator of byte strings."""
+
+    def __init__(self, parts: Iterable[bytes]) -> None:
+        self._it: Iterator[bytes] = iter(parts)
+        self._buf = b""
+
+    def read(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            part = next(self._it, None)
+            if part is None:
+                break
+            if not isinstance(part, bytes | bytearray | memoryview):
+                raise RepositoryError(f"stream parts must be bytes, got {type(part).__name__}")
+            self._buf += bytes(part)
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+def _stat_fields(st: os.stat_result) -> dict[str, Any]:
+    return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+            "mtime_ns": st.st_mtime_ns, "atime_ns": st.st_atime_ns}
+
+
+class Archiver:
+    def __init__(self, repo: Repository, *, retention: Retention | None, progress: ProgressFn | None) -> None:
+        self.repo = repo
+        self.retention = retention
+        self.progress = progress
+        self.stats = BackupStats()
+        self.errors: list[str] = []
+        self.trees = ThreadPoolExecutor(1, thread_name_prefix="kubekeep-tree")
+        self.saver: BlobSaver
+        self._hardlinks: dict[tuple[int, int], _Content] = {}
+        self._done_bytes = 0
+        p = repo.chunker_params
+        self.chunker = pyfastcdc.FastCDC(p["avg_size"], min_size=p["min_size"], max_size=p["max_size"],
+                                         normalized_chunking=cast(Any, p["normalization"]), seed=p["seed"])
+
+    # -- tree thread jobs ------------------------------------------------------------------
+
+    def save_list(self, futures: list[Future[bytes]]) -> bytes:
+        return self.saver.save_blob(BlobType.CHUNK_LIST, b"".join(f.result() for f in futures))
+
+    def _save_tree(self, entries: list[dict[str, Any]]) -> bytes:
+        out = []
+        for entry in entries:
+            item = dict(entry)
+            content = item.pop("_content", None)
+            if content is not None:
+                item["content"] = content.resolve()
+            subtree = item.pop("_subtree", None)
+            if subtree is not None:
+                item["subtree"] = subtree.result().hex()
+            out.append(item)
+        doc = {"version": 1, "entries": out}
+        return self.saver.save_blob(BlobType.TREE, json.dumps(doc, separators=(",", ":")).encode())
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _chunk_into(self, content: _Content, reader: Any, label: str) -> None:
+        saver = self.saver
+        for chunk in self.chunker.cut_stream(reader):
+            saver.raise_if_failed()
+            data = bytes(chunk.data)
+            content.add(saver.save_chunk_async(data), len(data))
+            self._done_bytes += len(data)
+            if self.progress is not None:
+                self.progress(self._done_bytes, None, label)
+        content.close()
+
+    def _read_file(self, path: str, st: os.stat_result) -> _Content | None:
+        content = _Content(self)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOATIME", 0))
+        except PermissionError:
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            except OSError as exc:
+                self.errors.append(f"{path}: cannot read: {exc.strerror}")
+                return None
+        except OSError as exc:
+            self.errors.append(f"{path}: cannot read: {exc.strerror}")
+            return None
+        try:
+            with open(fd, "rb", buffering=0, closefd=True) as fh:
+                self._chunk_into(content, fh, path)
+        except OSError as exc:
+            self.errors.append(f"{path}: read failed: {exc.strerror}")
+            return None
+        return content
+
+    def _walk(self, directory: str, parent_tree: str | None) -> Future[bytes]:
+        parent_entries: dict[str, dict[str, Any]] = {}
+        if parent_tree is not None:
+            try:
+                parent_entries = {e["name"]: e for e in self.repo.load_tree(parent_tree)}
+            except RepositoryError as exc:
+                self.errors.append(f"{directory}: parent tree unreadable, reading everything: {exc}")
+        entries: list[dict[str, Any]] = []
+        try:
+            with os.scandir(directory) as it:
+                dirents = sorted(it, key=lambda d: d.name)
+        except OSError as exc:
+            self.errors.append(f"{directory}: cannot list: {exc.strerror}")
+            dirents = []
+        for dirent in dirents:
+            path = dirent.path
+            try:
+                st = dirent.stat(follow_symlinks=False)
+            except OSError as exc:
+                self.errors.append(f"{path}: cannot stat: {exc.strerror}")
+                continue
+            node: dict[str, Any] = {"name": dirent.name, **_stat_fields(st)}
+            old = parent_entries.get(dirent.name)
+            mode = st.st_mode
+            if stat.S_ISDIR(mode):
+                node["type"] = "dir"
+                self.stats.dirs += 1
+                node["_subtree"] = self._walk(path, old.get("subtree") if old and old.get("type") == "dir" else None)
+            elif stat.S_ISREG(mode):
+                node.update(type="file", size=st.st_size, ctime_ns=st.st_ctime_ns, inode=st.st_ino,
+                            dev=st.st_dev, nlink=st.st_nlink)
+                self.stats.files += 1
+                self.stats.bytes += st.st_size
+                link_key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1:
+                    node["hardlink"] = f"{st.st_dev}:{st.st_ino}"
+                if st.st_nlink > 1 and link_key in self._hardlinks:
+                    node["_content"] = self._hardlinks[link_key]
+                elif (old is not None and old.get("type") == "file" and old.get("size") == st.st_size
+                      and old.get("mtime_ns") == st.st_mtime_ns and old.get("inode") == st.st_ino
+                      and "content" in old):
+                    node["content"] = old["content"]
+                    self.stats.unchanged_files += 1
+                    self._done_bytes += st.st_size
+                    if self.retention is not None:
+                        self._note_reused(old["content"])
+                else:
+                    content = self._read_file(path, st)
+                    if content is None:
+                        self.stats.files -= 1
+                        self.stats.bytes -= st.st_size
+                        continue
+                    node["size"] = content.size
+                    node["_content"] = content
+                    if st.st_nlink > 1:
+                        self._hardlinks[link_key] = content
+            elif stat.S_ISLNK(mode):
+                node["type"] = "symlink"
+                try:
+                    node["target"] = os.readlink(path)
+                except OSError as exc:
+                    self.errors.append(f"{path}: cannot read link: {exc.strerror}")
+                    continue
+            elif stat.S_ISFIFO(mode):
+                node["type"] = "fifo"
+            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                node["type"] = "chardev" if stat.S_ISCHR(mode) else "blockdev"
+                node["rdev"] = st.st_rdev
+            else:
+                continue  # sockets and unknown types are not restorable
+            entries.append(node)
+        return self.trees.submit(self._save_tree, entries)
+
+    def _note_reused(self, content: dict[str, Any]) -> None:
+        index = self.saver.index
+        for blob_id in self.repo.content_chunks(content):
+            loc = index.lookup(blob_id)
+            if loc is not None:
+                self.saver.reused_packs.add(loc.pack_id)
+        for list_id in content.get("lists", ()):
+            loc = index.lookup(bytes.fromhex(list_id))
+            if loc is not None:
+                self.saver.reused_packs.add(loc.pack_id)
+
+    # -- the whole backup ------------------------------------------------------------------
+
+    def run(self, source: Path | None, streams: dict[str, StreamSource], *, parent: str | None,
+            tags: list[str], metadata: dict[str, str]) -> BackupResult:
+        repo = self.repo
+        parent_doc: dict[str, Any] | None = None
+        lock = repo.lock("backup")
+        try:
+            if parent is not None:
+                parent_doc = repo.load_snapshot(parent)
+            self.saver = BlobSaver(repo, retention=self.retention, stats=self.stats)
+            try:
+                root: Future[bytes] | None = None
+                root_meta: dict[str, Any] | None = None
+                if source is not None:
+                    root_meta = _stat_fields(os.stat(source))
+                    root = self._walk(str(source), parent_doc.get("tree") if parent_doc else None)
+                stream_contents: dict[str, _Content] = {}
+                for name, data in streams.items():
+                    content = _Content(self)
+                    reader = data if hasattr(data, "read") else _IterReader(data)
+                    self._chunk_into(content, cast(IO[bytes], reader), f"stream {name}")
+                    stream_contents[name] = content
+                    self.stats.bytes += content.size
+                tree_id = root.result().hex() if root is not None else None
+                streams_doc = {n: self.trees.submit(c.resolve).result() for n, c in stream_contents.items()}
+                self.saver.finish()
+            except BaseException:
+                self.trees.shutdown(wait=False, cancel_futures=True)
+                self.saver.abort()
+                raise
+            self.trees.shutdown(wait=True)
+            if not lock.valid():
+                raise RepositoryError("the backup's lock expired before the snapshot was written "
+                                      "(a prune may have run); the data written is left for the next backup")
+            sid = secrets.token_bytes(32).hex()
+            doc = {"version": 1, "id": sid, "time": datetime.now(UTC).isoformat(),
+                   "hostname": socket.gethostname(), "tags": tags, "metadata": metadata,
+                   "parent": parent_doc["id"] if parent_doc else None,
+                   "source": str(source) if source is not None else None,
+                   "root": root_meta, "tree": tree_id, "streams": streams_doc,
+                   "stats": self.stats.as_dict()}
+            if self.retention is not None:
+                self._extend_retention()
+            repo.write_snapshot(doc, retention=self.retention)
+        except StorageError as exc:
+            raise repo.storage_error(exc) from exc
+        finally:
+            lock.release()
+        return BackupResult(sid, self.stats, self.errors)
+
+    def _extend_retention(self) -> None:
+        assert self.retention is not None
+        index = self.saver.index
+        keys = {pack_key(p) for p in self.saver.reused_packs}
+        for pack_id in self.saver.reused_packs:
+            keys.update(index.sources.get(pack_id, ()))
+        keys.add(CONFIG_KEY)
+        keys.update(info.key for info in self.repo.storage.list(KEYS_PREFIX))
+        self.repo.extend_retention(sorted(keys), self.retention)

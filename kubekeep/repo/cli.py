@@ -1,0 +1,299 @@
+"""`kubekeep repo ...`: the repository on the command line (mounted by kubekeep/cli.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from .crypto import KdfParams, KeyWrapper, LocalKeyWrapper
+from .errors import RepositoryError, RestoreError
+from .repository import Repository
+from .storage import FilesystemStorage, Storage, StorageError
+
+repo_app = typer.Typer(help="Manage a kubekeep repository (init, backup, restore, check, prune, keys).",
+                       no_args_is_help=True)
+key_app = typer.Typer(help="Add and remove key slots.", no_args_is_help=True)
+repo_app.add_typer(key_app, name="key")
+
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+PASSWORD_ENV = "KUBEKEEP_PASSWORD"
+NEW_PASSWORD_ENV = "KUBEKEEP_NEW_PASSWORD"
+
+Location = Annotated[str, typer.Option("--repo", "-r", envvar="KUBEKEEP_REPOSITORY",
+                                       help="Repository location: a directory path (s3:// URLs later).")]
+PasswordFile = Annotated[Path | None, typer.Option("--password-file", help="Read the passphrase from this file.")]
+KeyFile = Annotated[Path | None, typer.Option("--key-file", help="Open with an external key file instead.")]
+
+
+def open_location(location: str, *, create: bool = False) -> Storage:
+    """The one place a location string becomes a Storage (add s3:// here)."""
+    if not location:
+        fail("no repository location given (--repo or KUBEKEEP_REPOSITORY)")
+    if "://" in location and not location.startswith("file://"):
+        scheme = location.split("://", 1)[0]
+        fail(f"unsupported location scheme {scheme!r} (supported: a directory path, file://)")
+    path = Path(location.removeprefix("file://")).expanduser()
+    if not create and not path.is_dir():
+        fail(f"repository location {path} does not exist")
+    try:
+        return FilesystemStorage(path, create=create)
+    except StorageError as exc:
+        fail(str(exc))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def read_password(password_file: Path | None, *, confirm: bool = False, env: str = PASSWORD_ENV,
+                  prompt: str = "Repository passphrase") -> str:
+    if password_file is not None:
+        try:
+            text = password_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            fail(f"cannot read password file {password_file}: {exc.strerror}")
+    elif os.environ.get(env):
+        text = os.environ[env]
+    elif sys.stdin.isatty():
+        text = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    else:
+        fail(f"no passphrase: set {env}, pass --password-file, or run interactively")
+    if not text:
+        fail("the passphrase is empty")
+    return text
+
+
+def _key_wrapper(key_file: Path | None) -> KeyWrapper | None:
+    return LocalKeyWrapper.from_file(key_file) if key_file is not None else None
+
+
+def _kdf() -> KdfParams | None:
+    # tests (and only tests) make slot creation cheap through this variable
+    return KdfParams.cheap() if os.environ.get("KUBEKEEP_TEST_CHEAP_KDF") == "1" else None
+
+
+@contextmanager
+def errors_reported() -> Iterator[None]:
+    try:
+        yield
+    except RestoreError as exc:
+        for path, reason in sorted(exc.failures.items()):
+            console.print(f"[red]failed:[/] {path}: {reason}")
+        fail(f"{len(exc.failures)} item(s) could not be restored")
+    except (RepositoryError, StorageError) as exc:
+        fail(str(exc))
+
+
+def _open(location: str, password_file: Path | None, key_file: Path | None) -> Repository:
+    storage = open_location(location)
+    wrapper = _key_wrapper(key_file)
+    password = None if wrapper is not None else read_password(password_file)
+    return Repository.open(storage, passphrase=password, key_wrapper=wrapper)
+
+
+@contextmanager
+def _progress(label: str, total: int | None) -> Iterator[Callable[[int, int | None, str], None]]:
+    progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                        DownloadColumn(), TransferSpeedColumn(), console=console, transient=True,
+                        disable=not console.is_terminal)
+    with progress:
+        task = progress.add_task(label, total=total)
+
+        def update(done: int, _total: int | None, _item: str) -> None:
+            progress.update(task, completed=done)
+
+        yield update
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+@repo_app.command("init")
+def init_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFile = None,
+             cipher: Annotated[str, typer.Option(help="aes-256-gcm or chacha20-poly1305")] = "aes-256-gcm",
+             compression_level: Annotated[int, typer.Option(min=1, max=22)] = 3) -> None:
+    """Create a new repository in an empty location."""
+    with errors_reported():
+        wrapper = _key_wrapper(key_file)
+        password = None if wrapper is not None else read_password(password_file, confirm=True)
+        storage = open_location(repo, create=True)
+        r = Repository.init(storage, passphrase=password, key_wrapper=wrapper, cipher=cipher,
+                            compression_level=compression_level, kdf=_kdf())
+        out.print(f"created repository {r.repository_id.hex()[:12]} at {storage.url}")
+
+
+@repo_app.command("backup")
+def backup_cmd(repo: Location, source: Annotated[Path | None, typer.Argument(help="Directory to back up.")] = None,
+               stdin_name: Annotated[str | None, typer.Option("--stdin-name",
+                                                              help="Back up standard input as this stream.")] = None,
+               tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+               meta: Annotated[list[str] | None, typer.Option("--meta", help="key=value (repeatable).")] = None,
+               parent: Annotated[str | None, typer.Option(help="Parent snapshot (id or 'latest').")] = None,
+               password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """Back up a directory and/or standard input into a new snapshot."""
+    with errors_reported():
+        if source is None and stdin_name is None:
+            fail("give a directory to back up and/or --stdin-name")
+        if source is not None and not source.is_dir():
+            fail(f"{source} is not a directory")
+        metadata: dict[str, str] = {}
+        for item in meta or []:
+            if "=" not in item:
+                fail(f"--meta expects key=value, got {item!r}")
+            k, v = item.split("=", 1)
+            metadata[k] = v
+        r = _open(repo, password_file, key_file)
+        streams: dict[str, Any] = {stdin_name: sys.stdin.buffer} if stdin_name else {}
+        total = _tree_size(source) if source is not None else None
+        with _progress("backup", total) as update:
+            result = r.backup(source, streams=streams, parent=parent, tags=tag or [], metadata=metadata,
+                              progress=update)
+        s = result.stats
+        for err in result.errors:
+            console.print(f"[yellow]warning:[/] {err}")
+        out.print(f"snapshot {result.snapshot_id[:12]} saved: {s.files} files, {s.bytes} bytes, "
+                  f"{s.new_bytes} new bytes ({s.new_stored_bytes} stored), {s.unchanged_files} unchanged")
+        out.print(result.snapshot_id)
+
+
+@repo_app.command("restore")
+def restore_cmd(repo: Location, snapshot: Annotated[str, typer.Argument(help="Snapshot id, prefix or 'latest'.")],
+                target: Annotated[Path, typer.Option("--target", "-t", help="Directory to restore into.")],
+                path: Annotated[str | None, typer.Option(help="Only this file or directory.")] = None,
+                stream: Annotated[str | None, typer.Option(help="Write this named stream to --target "
+                                                           "(a file, or - for stdout).")] = None,
+                password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """Restore a snapshot, one path of it, or one named stream."""
+    with errors_reported():
+        r = _open(repo, password_file, key_file)
+        if stream is not None:
+            sink = sys.stdout.buffer if str(target) == "-" else open(target, "wb")  # noqa: SIM115
+            try:
+                for part in r.read_stream(snapshot, stream):
+                    sink.write(part)
+            finally:
+                if sink is not sys.stdout.buffer:
+                    sink.close()
+            return
+        with _progress("restore", None) as update:
+            result = r.restore(snapshot, target, path=path, progress=update)
+        for warning in result.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        out.print(f"restored {result.files} files, {result.dirs} directories, {result.bytes} bytes to {target}")
+
+
+@repo_app.command("snapshots")
+def snapshots_cmd(repo: Location, tag: Annotated[list[str] | None, typer.Option("--tag")] = None,
+                  password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """List snapshots, oldest first."""
+    with errors_reported():
+        r = _open(repo, password_file, key_file)
+        table = Table("id", "time", "host", "tags", "source/streams", "files", "bytes")
+        for s in r.snapshots(tags=tag or []):
+            what = s.source or ""
+            if s.streams:
+                what = (what + " " if what else "") + "streams: " + ",".join(s.streams)
+            table.add_row(s.id[:12], s.time.strftime("%Y-%m-%d %H:%M:%S"), s.hostname, ",".join(s.tags), what,
+                          str(s.stats.get("files", 0)), str(s.stats.get("bytes", 0)))
+        out.print(table)
+
+
+@repo_app.command("check")
+def check_cmd(repo: Location, read_data: Annotated[bool, typer.Option("--read-data")] = False,
+              password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """Verify the repository's structure (and, with --read-data, every blob)."""
+    with errors_reported():
+        r = _open(repo, password_file, key_file)
+        result = r.check(read_data=read_data)
+        for w in result.warnings:
+            console.print(f"[yellow]warning:[/] {w}")
+        for e in result.errors:
+            console.print(f"[red]error:[/] {e}")
+        if not result.ok:
+            fail(f"check found {len(result.errors)} error(s)")
+        out.print(f"no errors: {result.snapshots} snapshots, {result.packs} packs"
+                  + (f", {result.blobs_read} blobs read" if read_data else ""))
+
+
+@repo_app.command("repair-index")
+def repair_index_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """Rebuild the index from the packs."""
+    with errors_reported():
+        r = _open(repo, password_file, key_file)
+        result = r.repair_index()
+        for p in result.unreadable_packs:
+            console.print(f"[yellow]unreadable pack:[/] {p}")
+        out.print(f"indexed {result.blobs_indexed} blobs in {result.packs_indexed} packs")
+
+
+@repo_app.command("prune")
+def prune_cmd(repo: Location, snapshot: Annotated[list[str] | None, typer.Argument(help="Snapshots to drop.")] = None,
+              wait: Annotated[float, typer.Option(help="Seconds to wait for running backups.")] = 600.0,
+              password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """Drop snapshots and remove data no remaining snapshot needs."""
+    with errors_reported():
+        r = _open(repo, password_file, key_file)
+        result = r.prune(snapshot or [], wait_timeout=wait)
+        for m in result.messages:
+            console.print(f"[yellow]{m}[/]")
+        out.print(f"removed {len(result.snapshots_removed)} snapshots, deleted {result.packs_deleted} packs "
+                  f"({result.bytes_freed} bytes), repacked {result.packs_repacked}")
+
+
+@repo_app.command("stats")
+def stats_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """Logical vs stored bytes."""
+    with errors_reported():
+        s = _open(repo, password_file, key_file).stats()
+        out.print(f"snapshots: {s.snapshots}\nlogical bytes: {s.logical_bytes}\nunique bytes: {s.unique_bytes}\n"
+                  f"stored bytes: {s.stored_bytes}\npacks: {s.packs}\nblobs: {s.blobs}\n"
+                  f"dedup ratio: {s.dedup_ratio:.2f}\ncompression ratio: {s.compression_ratio:.2f}")
+
+
+@key_app.command("list")
+def key_list_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    with errors_reported():
+        for k in _open(repo, password_file, key_file).list_keys():
+            out.print(f"{k.slot_id}  {k.type}  {k.provider or ''}  {k.created}")
+
+
+@key_app.command("add")
+def key_add_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFile = None,
+                new_password_file: Annotated[Path | None, typer.Option(help="The new passphrase's file.")] = None,
+                new_key_file: Annotated[Path | None, typer.Option(help="Add an external key slot.")] = None) -> None:
+    """Add a passphrase (from KUBEKEEP_NEW_PASSWORD, --new-password-file or a prompt) or an external key."""
+    with errors_reported():
+        r = _open(repo, password_file, key_file)
+        if new_key_file is not None:
+            slot = r.add_external_key(LocalKeyWrapper.from_file(new_key_file))
+        else:
+            new = read_password(new_password_file, confirm=True, env=NEW_PASSWORD_ENV, prompt="New passphrase")
+            slot = r.add_passphrase(new, kdf=_kdf())
+        out.print(f"added key slot {slot}")
+
+
+@key_app.command("remove")
+def key_remove_cmd(repo: Location, slot: Annotated[str, typer.Argument(help="Key slot id.")],
+                   password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """Remove a key slot (never the last one)."""
+    with errors_reported():
+        _open(repo, password_file, key_file).remove_key(slot)
+        out.print(f"removed key slot {slot}")

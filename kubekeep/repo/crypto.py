@@ -1,0 +1,268 @@
+"""Keys, key slots and the encrypted envelope (see docs/repository-format.md)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import blake3
+import zstandard
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from .errors import IntegrityError, RepositoryError, WrongKeyError
+
+NONCE_SIZE = 12
+TAG_SIZE = 16
+ENVELOPE_OVERHEAD = NONCE_SIZE + TAG_SIZE + 1
+AAD_PREFIX = b"kubekeep/1"
+
+CIPHERS = ("aes-256-gcm", "chacha20-poly1305")
+
+FLAG_RAW = 0
+FLAG_ZSTD = 1
+#: store compressed only when it saves at least this fraction
+MIN_SAVING = 0.03
+
+
+class BlobType:
+    DATA = 1
+    TREE = 2
+    CHUNK_LIST = 3
+    INDEX = 16
+    SNAPSHOT = 17
+    PACK_HEADER = 18
+    LOCK = 19
+
+    NAMES = {1: "data", 2: "tree", 3: "chunk list", 16: "index", 17: "snapshot", 18: "pack header", 19: "lock"}
+
+
+def derive_key(master: bytes, purpose: str) -> bytes:
+    ctx = f"kubekeep 2024 repository v1 {purpose}"
+    return blake3.blake3(master, derive_key_context=ctx).digest()
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """argon2id parameters; the defaults are for real use, tests pass ``KdfParams.cheap()``."""
+
+    time_cost: int = 3
+    memory_kib: int = 65536
+    parallelism: int = 2
+
+    @classmethod
+    def cheap(cls) -> KdfParams:
+        return cls(time_cost=1, memory_kib=256, parallelism=1)
+
+
+def _aead(cipher: str, key: bytes) -> AESGCM | ChaCha20Poly1305:
+    if cipher == "aes-256-gcm":
+        return AESGCM(key)
+    if cipher == "chacha20-poly1305":
+        return ChaCha20Poly1305(key)
+    raise RepositoryError(f"unknown cipher {cipher!r} (known: {', '.join(CIPHERS)})")
+
+
+def envelope_aad(blob_type: int, ident: bytes) -> bytes:
+    return AAD_PREFIX + bytes([blob_type]) + ident
+
+
+class Envelope:
+    """Seals and opens envelopes with the repository data key. Thread-safe."""
+
+    def __init__(self, cipher: str, data_key: bytes) -> None:
+        self.cipher = cipher
+        self._aead = _aead(cipher, data_key)
+
+    def seal(self, blob_type: int, ident: bytes, flag: int, payload: bytes | bytearray | memoryview) -> bytes:
+        nonce = os.urandom(NONCE_SIZE)
+        plain = bytes([flag]) + bytes(payload)
+        return nonce + self._aead.encrypt(nonce, plain, envelope_aad(blob_type, ident))
+
+    def open(self, blob_type: int, ident: bytes, data: bytes, *, what: str) -> tuple[int, bytes]:
+        """Return (flag, payload) or raise IntegrityError naming ``what``."""
+        if len(data) < ENVELOPE_OVERHEAD:
+            raise IntegrityError(f"{what}: truncated ({len(data)} bytes)")
+        try:
+            plain = self._aead.decrypt(data[:NONCE_SIZE], data[NONCE_SIZE:], envelope_aad(blob_type, ident))
+        except InvalidTag:
+            raise IntegrityError(f"{what}: authentication failed (damaged, truncated or tampered)") from None
+        return plain[0], plain[1:]
+
+
+class Compressor:
+    """One per thread (zstd contexts are not thread-safe)."""
+
+    def __init__(self, level: int) -> None:
+        self._c = zstandard.ZstdCompressor(level=level)
+        self._d = zstandard.ZstdDecompressor()
+
+    def pack(self, data: bytes | memoryview) -> tuple[int, bytes | memoryview]:
+        if len(data) < 64:
+            return FLAG_RAW, data
+        out = self._c.compress(data)
+        if len(out) <= len(data) * (1 - MIN_SAVING):
+            return FLAG_ZSTD, out
+        return FLAG_RAW, data
+
+    def unpack(self, flag: int, payload: bytes, *, raw_length: int | None = None, what: str) -> bytes:
+        if flag == FLAG_RAW:
+            return payload
+        if flag == FLAG_ZSTD:
+            try:
+                if raw_length is not None:
+                    return self._d.decompress(payload, max_output_size=raw_length)
+                return self._d.decompress(payload)
+            except zstandard.ZstdError as exc:
+                raise IntegrityError(f"{what}: cannot decompress: {exc}") from None
+        raise IntegrityError(f"{what}: unknown compression flag {flag}")
+
+
+# -- key slots -------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class KeyWrapper(Protocol):
+    """An external key service (KMS, HSM, a local key file) that wraps the master key."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key_ref(self) -> str: ...
+
+    def wrap(self, plaintext: bytes, aad: bytes) -> bytes: ...
+
+    def unwrap(self, wrapped: bytes, aad: bytes) -> bytes:
+        """Return the plaintext or raise WrongKeyError."""
+        ...
+
+
+class LocalKeyWrapper:
+    """Wraps with a 32-byte key held in a file or an environment variable (hex or raw bytes).
+
+    Good for tests and single-host setups; a KMS wrapper implements the same protocol.
+    """
+
+    name = "local"
+
+    def __init__(self, key: bytes, key_ref: str = "local") -> None:
+        if len(key) != 32:
+            raise RepositoryError("an external key must be 32 bytes (64 hex digits)")
+        self._aead = AESGCM(key)
+        self.key_ref = key_ref
+
+    @staticmethod
+    def _decode(raw: bytes) -> bytes:
+        text = raw.strip()
+        if len(text) == 64:
+            try:
+                return bytes.fromhex(text.decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                pass
+        return raw
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> LocalKeyWrapper:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise RepositoryError(f"cannot read key file {path}: {exc}") from None
+        return cls(cls._decode(raw), key_ref=f"file:{Path(path).name}")
+
+    @classmethod
+    def from_env(cls, variable: str) -> LocalKeyWrapper:
+        value = os.environ.get(variable)
+        if not value:
+            raise RepositoryError(f"environment variable {variable} is not set")
+        return cls(cls._decode(value.encode()), key_ref=f"env:{variable}")
+
+    @staticmethod
+    def generate_key() -> str:
+        return secrets.token_hex(32)
+
+    def wrap(self, plaintext: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + self._aead.encrypt(nonce, plaintext, aad)
+
+    def unwrap(self, wrapped: bytes, aad: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:], aad)
+        except (InvalidTag, ValueError):
+            raise WrongKeyError("the external key does not open this key slot") from None
+
+
+def slot_aad(repository_id: bytes, slot_id: str) -> bytes:
+    return b"kubekeep keyslot v1" + repository_id + slot_id.encode("ascii")
+
+
+def _kek(passphrase: str, salt: bytes, kdf: KdfParams) -> bytes:
+    return hash_secret_raw(passphrase.encode("utf-8"), salt, time_cost=kdf.time_cost,
+                           memory_cost=kdf.memory_kib, parallelism=kdf.parallelism,
+                           hash_len=32, type=Type.ID)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise RepositoryError("malformed key slot")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise RepositoryError("malformed key slot (bad base64)") from None
+
+
+def make_passphrase_slot(master: bytes, repository_id: bytes, passphrase: str, kdf: KdfParams) -> dict[str, Any]:
+    slot_id = secrets.token_hex(8)
+    salt = os.urandom(16)
+    nonce = os.urandom(NONCE_SIZE)
+    wrapped = nonce + AESGCM(_kek(passphrase, salt, kdf)).encrypt(nonce, master, slot_aad(repository_id, slot_id))
+    return {"version": 1, "slot_id": slot_id, "type": "passphrase", "created": now_iso(),
+            "kdf": {"algorithm": "argon2id", "time_cost": kdf.time_cost, "memory_kib": kdf.memory_kib,
+                    "parallelism": kdf.parallelism, "salt": _b64(salt)},
+            "wrapped": _b64(wrapped)}
+
+
+def make_external_slot(master: bytes, repository_id: bytes, wrapper: KeyWrapper) -> dict[str, Any]:
+    slot_id = secrets.token_hex(8)
+    return {"version": 1, "slot_id": slot_id, "type": "external", "created": now_iso(),
+            "provider": wrapper.name, "key_ref": wrapper.key_ref,
+            "wrapped": _b64(wrapper.wrap(master, slot_aad(repository_id, slot_id)))}
+
+
+def open_passphrase_slot(slot: dict[str, Any], repository_id: bytes, passphrase: str) -> bytes | None:
+    """The master key, or None when the passphrase does not open this slot."""
+    kdf = slot.get("kdf") or {}
+    if kdf.get("algorithm") != "argon2id":
+        raise RepositoryError(f"key slot {slot.get('slot_id')}: unknown KDF {kdf.get('algorithm')!r}")
+    params = KdfParams(int(kdf["time_cost"]), int(kdf["memory_kib"]), int(kdf["parallelism"]))
+    wrapped = _unb64(slot.get("wrapped"))
+    kek = _kek(passphrase, _unb64(kdf.get("salt")), params)
+    try:
+        return AESGCM(kek).decrypt(wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:],
+                                   slot_aad(repository_id, str(slot["slot_id"])))
+    except InvalidTag:
+        return None
+
+
+def open_external_slot(slot: dict[str, Any], repository_id: bytes, wrapper: KeyWrapper) -> bytes | None:
+    if slot.get("provider") != wrapper.name:
+        return None
+    try:
+        return wrapper.unwrap(_unb64(slot.get("wrapped")), slot_aad(repository_id, str(slot["slot_id"])))
+    except WrongKeyError:
+        return None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+

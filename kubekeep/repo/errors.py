@@ -1,0 +1,47 @@
+"""Errors raised by the repository layer. Every one carries a message fit for a user."""
+
+from __future__ import annotations
+
+
+class RepositoryError(Exception):
+    """Base of every repository failure."""
+
+
+class RepositoryNotFoundError(RepositoryError):
+    pass
+
+
+class RepositoryExistsError(RepositoryError):
+    pass
+
+
+class UnsupportedFormatError(RepositoryError):
+    pass
+
+
+class WrongKeyError(RepositoryError):
+    """No key slot opens with the passphrase or external key given."""
+
+
+class IntegrityError(RepositoryError):
+    """An object failed authentication or does not match its id."""
+
+
+class MissingObjectError(RepositoryError):
+    pass
+
+
+class SnapshotNotFoundError(RepositoryError):
+    pass
+
+
+class LockedError(RepositoryError):
+    """Another operation holds a lock that excludes this one."""
+
+
+class RestoreError(RepositoryError):
+    """Some files could not be restored; ``failures`` maps path -> reason."""
+
+    def __init__(self, message: str, failures: dict[str, str]) -> None:
+        super().__init__(message)
+        self.failures = failures
