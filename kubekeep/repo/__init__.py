@@ -1,1 +1,36 @@
-"""Kubekeep."""
+"""The repository: chunking, keyed ids, compression, encryption, packs, index, snapshots.
+
+The format is specified in docs/repository-format.md.
+"""
+
+from .crypto import KdfParams, KeyWrapper, LocalKeyWrapper
+from .errors import (
+    IntegrityError,
+    LockedError,
+    MissingObjectError,
+    RepositoryError,
+    RestoreError,
+    SnapshotNotFoundError,
+    UnsupportedFormatError,
+    WrongKeyError,
+)
+from .repository import BackupResult, BackupStats, Repository, RepoStats, SnapshotInfo
+
+__all__ = [
+    "BackupResult",
+    "BackupStats",
+    "IntegrityError",
+    "KdfParams",
+    "KeyWrapper",
+    "LocalKeyWrapper",
+    "LockedError",
+    "MissingObjectError",
+    "RepoStats",
+    "Repository",
+    "RepositoryError",
+    "RestoreError",
+    "SnapshotInfo",
+    "SnapshotNotFoundError",
+    "UnsupportedFormatError",
+    "WrongKeyError",
+]
