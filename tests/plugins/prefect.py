@@ -1,9 +1,9 @@
 """A real Prefect API for the test session.
 
-Like ``prefect.testing.utilities.prefect_test_harness``, but faster to start:
-the SQLite database is migrated once per Prefect version into a template in
-the cache directory, and each session starts its server on a copy of it.
-PREFECT_HOME is a temporary directory and analytics are off.
+A real ``prefect server start`` (API plus services, so schedules fire), made
+fast to start: the SQLite database is migrated once per Prefect version into a
+template in the cache directory, and each session starts its server on a copy
+of it. PREFECT_HOME is a temporary directory and analytics are off.
 """
 
 from __future__ import annotations
@@ -74,34 +74,49 @@ def _drain_workers() -> None:
 
 @contextmanager
 def prefect_server() -> Iterator[str]:
-    """Start a Prefect API on 127.0.0.1 against a copy of the template database; yield its URL."""
+    """Start ``prefect server start`` on 127.0.0.1 (API and services, the scheduler included, no UI)
+    against a copy of the template database; yield its API URL."""
     import prefect.settings
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.testing.utilities import _find_available_port
+
+    from kubekeep.testbed.process import ManagedProcess, free_port, wait_until
 
     home = Path(tempfile.mkdtemp(prefix="kubekeep-prefect-"))
     db = home / "prefect.db"
     shutil.copyfile(template_database(), db)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{db}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_API_URL": url,
+        # schedules are tested: let the scheduler look often
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "1",
+    }
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, home, True)
-        stack.enter_context(prefect.settings.temporary_settings(updates={
-            prefect.settings.PREFECT_HOME: str(home),
-            prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{db}",
-            prefect.settings.PREFECT_SERVER_ANALYTICS_ENABLED: False,
-        }))
-        server = SubprocessASGIServer(port=_find_available_port())
-        # code that asks for "the" ephemeral server during a flow must find this one
-        SubprocessASGIServer._instances[None] = server
-        server.start(timeout=90)
-        stack.callback(SubprocessASGIServer._instances.pop, None, None)
+        server = ManagedProcess("prefect-server", [
+            sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+            "--no-ui", "--analytics-off", "--log-level", "WARNING"], home, env=env)
         stack.callback(server.stop)
+        wait_until(lambda: _healthy(url), timeout=90, what="Prefect server", processes=[server])
+        stack.enter_context(prefect.settings.temporary_settings(updates={
+            prefect.settings.PREFECT_API_URL: url,
+            prefect.settings.PREFECT_HOME: str(home),
+        }))
         # logs and events still queued must reach the API before it stops, or the
         # workers retry against a closed port for a minute at interpreter exit
         stack.callback(_drain_workers)
-        stack.enter_context(prefect.settings.temporary_settings(updates={
-            prefect.settings.PREFECT_API_URL: server.api_url,
-        }))
-        yield server.api_url
+        yield url
+
+
+def _healthy(url: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:  # noqa: S310 - loopback
+        return bool(resp.status == 200)
 
 
 @pytest.fixture(scope="session")
