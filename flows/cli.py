@@ -33,24 +33,25 @@ def _location(location: str, lock_mode: str | None = None, lock_days: int = 0) -
     try:
         if location.startswith("s3://"):
             bucket, _, prefix = location.removeprefix("s3://").partition("/")
-            return LocationProfile(
-                kind="s3", bucket=bucket, prefix=(prefix.rstrip("/") + "/") if prefix else "",
-                endpoint_url=os.environ.get("KUBEKEEP_S3_ENDPOINT"), region=os.environ.get("AWS_REGION"),
-                access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
-                secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-                object_lock_mode=lock_mode, object_lock_days=lock_days)
-        return LocationProfile(kind="filesystem", path=str(Path(location.removeprefix("file://")).expanduser()),
-                               object_lock_mode=lock_mode, object_lock_days=lock_days)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--location") from exc
+            return LocationProfile.model_validate({
+                "kind": "s3", "bucket": bucket, "prefix": (prefix.rstrip("/") + "/") if prefix else "",
+                "endpoint_url": os.environ.get("KUBEKEEP_S3_ENDPOINT"), "region": os.environ.get("AWS_REGION"),
+                "access_key_id": os.environ.get("AWS_ACCESS_KEY_ID"),
+                "secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                "object_lock_mode": lock_mode, "object_lock_days": lock_days})
+        return LocationProfile.model_validate({
+            "kind": "filesystem", "path": str(Path(location.removeprefix("file://")).expanduser()),
+            "object_lock_mode": lock_mode, "object_lock_days": lock_days})
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise typer.BadParameter(str(exc), param_hint="--location/--lock-mode") from exc
 
 
 def _key(password_file: Path | None) -> Any:
     from blocks import EncryptionKey
     from kubekeep.repo.cli import read_password
 
-    return EncryptionKey(passphrase=read_password(password_file),
-                         cheap_kdf=os.environ.get("KUBEKEEP_TEST_CHEAP_KDF") == "1")
+    return EncryptionKey.model_validate({"passphrase": read_password(password_file),
+                                         "cheap_kdf": os.environ.get("KUBEKEEP_TEST_CHEAP_KDF") == "1"})
 
 
 def _cluster(kubeconfig: str | None, context: str | None, name: str | None = None) -> Any:
