@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from pathlib import Path
 
 
 def run_demo(*, keep: bool = False) -> int:
@@ -14,9 +15,13 @@ def run_demo(*, keep: bool = False) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
-    from flows.inventory import inventory
+    from blocks import ClusterConnection, EncryptionKey, LocationProfile
+    from flows.backup import backup
+    from kubekeep.catalog import Catalog, latest_restore_point
     from kubekeep.testbed import sample_app
     from kubekeep.testbed.controlplane import ControlPlane
+
+    location_dir = Path(os.environ.get("KUBEKEEP_DEMO_LOCATION") or Path.cwd() / "kubekeep-demo-location")
 
     print("Starting the local test bed (etcd, kube-apiserver, controller-manager, scheduler, kwok)...")
     with ControlPlane() as cp:
@@ -24,11 +29,17 @@ def run_demo(*, keep: bool = False) -> int:
         with cp.cluster() as cluster:
             sample_app.create(cluster, "shop")
             sample_app.fill_volume(sample_app.volume_path(cluster, "shop", "uploads"), seed="demo")
-        print("Sample app 'shop' is Ready. Running the flow...")
-        counts = inventory(kubeconfig=str(cp.kubeconfig_path), namespace="shop")
-        print("Objects found in namespace shop:")
-        for kind, n in sorted(counts.items()):
-            print(f"  {kind:<32} {n}")
+        print(f"Sample app 'shop' is Ready. Backing it up to {location_dir} ...")
+        location = LocationProfile(kind="filesystem", path=str(location_dir))
+        key = EncryptionKey.model_validate({"passphrase": os.environ.get("KUBEKEEP_PASSWORD", "kubekeep-demo")})
+        conn = ClusterConnection(name="testbed", kubeconfig_path=str(cp.kubeconfig_path))
+        rp_id = backup(app="shop", namespaces=["shop"], location=location, encryption_key=key, cluster=conn)
+        point = latest_restore_point(Catalog(location.storage()), "shop")
+        assert point is not None and point.id == rp_id
+        print(f"\nRestore point {point.id}: {point.status}, {point.object_count} objects, "
+              f"{point.volume_count} volumes, {point.logical_bytes} bytes of volume data "
+              f"({point.stored_bytes} new bytes stored, encrypted).")
+        print(f"List restore points: kubekeep restore-points --location {location_dir}")
         if keep:
             print("Control plane stays up; Ctrl-C to stop.")
             try:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-from .client import ApiResource, Cluster
+from .client import ApiResource
 
 #: read-only or ephemeral types that are never worth backing up
 NEVER_BACKED_UP = frozenset({
@@ -22,8 +19,3 @@ def listable(resources: list[ApiResource], *, namespaced: bool | None = None) ->
             if "list" in r.verbs and (r.group, r.kind) not in NEVER_BACKED_UP
             and (namespaced is None or r.namespaced == namespaced)]
 
-
-def namespaced_objects(cluster: Cluster, namespace: str, *, page_size: int = 500) -> Iterator[dict[str, Any]]:
-    """Every object in ``namespace`` of every listable, preferred-version resource type."""
-    for resource in listable(cluster.preferred_resources(), namespaced=True):
-        yield from cluster.list_pages(resource, namespace=namespace, limit=page_size)
