@@ -272,6 +272,12 @@ class Cluster:
         out: JSON = self.request("PATCH", path, body=patch, content_type=patch_type, query=query)
         return out
 
+    def scale(self, api_version: str, kind: str, name: str, replicas: int, *,
+              namespace: str | None = None) -> JSON:
+        """Set ``spec.replicas`` through the ``scale`` subresource; return the Scale object."""
+        return self.patch(api_version, kind, name, {"spec": {"replicas": replicas}}, namespace=namespace,
+                          subresource="scale")
+
     def apply(self, obj: JSON, *, field_manager: str = "kubekeep", force: bool = True,
               dry_run: bool = False) -> JSON:
         """Server-side apply."""

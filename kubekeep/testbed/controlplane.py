@@ -6,6 +6,11 @@ kube-scheduler + kwok (fake nodes whose pods become Running/Ready), plus a
 small hostPath provisioner so that PVCs of the test bed's StorageClass get
 real directories that backups can read directly.
 
+``pods/exec`` works: kube-apiserver reaches kwok's kubelet API (TLS, the
+node's ``daemonEndpoints`` port) and kwok runs the command as a local process,
+in ``<workdir>/exec`` by default (a ClusterExec) or in a per-pod directory with
+its own env (``pod_exec_dir`` / ``configure_pod_exec`` create a kwok Exec).
+
 Binaries are found the envtest way:
 ``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD``,
 ``TEST_ASSET_KUBE_CONTROLLER_MANAGER``, ``TEST_ASSET_KUBE_SCHEDULER``,
@@ -30,7 +35,7 @@ from typing import Any
 
 from kubekeep.cluster import ApiError, Cluster, has_condition
 
-from . import certs
+from . import certs, crds
 from .process import ManagedProcess, free_port, wait_until
 
 K8S_VERSION = os.environ.get("KUBEKEEP_K8S_VERSION", "v1.36.3")
@@ -105,6 +110,8 @@ class ControlPlane:
         self._stop_event = threading.Event()
         self._provisioner_thread: threading.Thread | None = None
         self.provisioner_errors: list[str] = []
+        self.kubelet_port = 0
+        self.exec_dir = self.workdir / "exec"
 
     # ---- lifecycle ------------------------------------------------------
     def __enter__(self) -> ControlPlane:
@@ -160,6 +167,10 @@ class ControlPlane:
             "--authorization-mode=RBAC", "--allow-privileged=true",
             # Pods created right after their namespace would otherwise race the token controller.
             "--disable-admission-plugins=ServiceAccount",
+            # pods/exec is proxied to kwok's kubelet API (see _start_kwok); verify its certificate
+            f"--kubelet-certificate-authority={pki['ca.crt']}",
+            f"--kubelet-client-certificate={pki['admin.crt']}", f"--kubelet-client-key={pki['admin.key']}",
+            "--kubelet-preferred-address-types=InternalIP",
         ], logs)
         ctx = ssl.create_default_context(cafile=str(pki["ca.crt"]))
         ctx.load_cert_chain(str(pki["admin.crt"]), str(pki["admin.key"]))
@@ -185,12 +196,7 @@ class ControlPlane:
                 "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false",
             ], logs)
         if self.with_kwok:
-            self._spawn("kwok", [
-                str(bins["kwok"]), f"--kubeconfig={kubeconfig}",
-                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                f"--server-address=127.0.0.1:{free_port()}", "--cidr=10.244.0.1/16",
-                "--node-ip=127.0.0.1",
-            ], logs)
+            self._start_kwok(bins["kwok"], pki, logs)
 
         cluster = self.cluster()
         try:
@@ -201,6 +207,7 @@ class ControlPlane:
             if self.with_kwok:
                 self._create_node(cluster)
                 cluster.wait_for("v1", "Node", NODE_NAME, _node_ready, timeout=60, what="kwok node Ready")
+                self._configure_exec(cluster)
         finally:
             cluster.close()
         if self.with_provisioner:
@@ -224,6 +231,44 @@ class ControlPlane:
     def check_alive(self) -> None:
         for p in self.processes:
             p.check_alive()
+
+    # ---- kwok exec -----------------------------------------------------------
+    def _start_kwok(self, kwok: Path, pki: dict[str, Path], logs: Path) -> None:
+        """Start kwok with its kubelet API reachable by kube-apiserver, so ``pods/exec`` works.
+
+        kwok serves the kubelet API (exec, logs, port-forward) on ``--server-address``
+        over TLS when given a certificate; ``--node-port`` makes it publish that port
+        as the node's ``daemonEndpoints.kubeletEndpoint``, where kube-apiserver sends
+        ``pods/exec``. With ``--enable-crds`` kwok reads its Exec/ClusterExec objects
+        from the API, so tests can give each pod its own working directory and env.
+        """
+        cluster = self.cluster()
+        try:
+            crds.install(cluster, crds.kwok_exec_crds())
+        finally:
+            cluster.close()
+        self.kubelet_port = free_port()
+        self._spawn("kwok", [
+            str(kwok), f"--kubeconfig={self.kubeconfig_path}",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--server-address=127.0.0.1:{self.kubelet_port}", f"--node-port={self.kubelet_port}",
+            f"--tls-cert-file={pki['serving.crt']}", f"--tls-private-key-file={pki['serving.key']}",
+            "--enable-crds=Exec,ClusterExec",
+            "--cidr=10.244.0.1/16", "--node-ip=127.0.0.1",
+        ], logs)
+
+    def _configure_exec(self, cluster: Cluster) -> None:
+        """Every kwok pod runs exec'd commands locally in ``<workdir>/exec`` unless an Exec says otherwise."""
+        self.exec_dir.mkdir(parents=True, exist_ok=True)
+        _create_ignore_exists(cluster, {
+            "apiVersion": f"{crds.KWOK_GROUP}/v1alpha1", "kind": "ClusterExec",
+            "metadata": {"name": "testbed-default"},
+            "spec": {"selector": {}, "execs": [{"local": {"workDir": str(self.exec_dir)}}]}})
+
+    def pod_exec_dir(self, cluster: Cluster, namespace: str, pod: str, *,
+                     env: dict[str, str] | None = None) -> Path:
+        """Give one pod its own local working directory (and env) for exec; return the directory."""
+        return configure_pod_exec(cluster, namespace, pod, self.exec_dir / namespace / pod, env=env)
 
     # ---- helpers ----------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], logs: Path) -> ManagedProcess:
@@ -311,6 +356,24 @@ class ControlPlane:
                 and spec.get("persistentVolumeReclaimPolicy") == "Delete"):
             cluster.delete("v1", "PersistentVolume", md["name"])
             shutil.rmtree(self.volumes_dir / md["name"], ignore_errors=True)
+
+
+def configure_pod_exec(cluster: Cluster, namespace: str, pod: str, work_dir: Path, *,
+                       env: dict[str, str] | None = None, containers: list[str] | None = None) -> Path:
+    """Make ``pods/exec`` into a kwok pod run local commands in ``work_dir`` with ``env``.
+
+    Creates (or replaces) the kwok ``Exec`` object named after the pod; kwok picks
+    it up through its watch within a moment. Returns ``work_dir`` (created).
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    target: dict[str, Any] = {"local": {"workDir": str(work_dir),
+                                        "envs": [{"name": k, "value": v} for k, v in (env or {}).items()]}}
+    if containers:
+        target["containers"] = containers
+    obj = {"apiVersion": f"{crds.KWOK_GROUP}/v1alpha1", "kind": "Exec",
+           "metadata": {"name": pod, "namespace": namespace}, "spec": {"execs": [target]}}
+    cluster.apply(obj, field_manager="kubekeep-testbed")
+    return work_dir
 
 
 def _create_ignore_exists(cluster: Cluster, obj: dict[str, Any]) -> None:
