@@ -1,0 +1,1 @@
+"""Backup: selection, collection, hooks, quiesce, volume export, restore-point records (no Prefect)."""
