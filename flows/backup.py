@@ -18,6 +18,8 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
+from kubekeep.backup.hooks import HookError, HookRule, HookRun
+from kubekeep.backup.quiesce import QuiesceRecord
 from kubekeep.backup.restore_point import RestorePointRecord, VolumeRecord
 from kubekeep.backup.selection import Selection
 from kubekeep.catalog import RestorePointStatus
@@ -30,6 +32,7 @@ from tasks.backup import (
     record_catalog,
     snapshot_manifests,
 )
+from tasks.consistency import post_hooks, pre_hooks, quiesce_workloads, resolve_selection, unquiesce_workloads
 
 
 class BackupFailed(RuntimeError):
@@ -58,22 +61,55 @@ def backup(
     exclude_kinds: list[str] | None = None,
     volume_concurrency: int = 2,
     nfs_mounts: dict[str, str] | None = None,
+    hooks: list[dict[str, Any]] | None = None,
+    quiesce: list[str] | None = None,
     policy: str | None = None,
 ) -> str:
-    """Back up an application; return the id of the new restore point."""
+    """Back up an application; return the id of the new restore point.
+
+    ``hooks`` are policy hook rules (see kubekeep.backup.hooks; pod annotations
+    add more); ``quiesce`` lists workloads to scale to zero while volumes are
+    exported (``*``, ``Kind/name`` or ``namespace/Kind/name``).
+    """
     logger = get_run_logger()
     started = datetime.now(UTC)
     loc, key, conn = _load_blocks(location, encryption_key, cluster)
     selection = Selection(namespaces=tuple(namespaces), label_selector=label_selector,
                           include_kinds=tuple(include_kinds or ()), exclude_kinds=tuple(exclude_kinds or ()))
+    rules = [HookRule.from_dict(h) for h in hooks or ()]
     rp_id = new_restore_point_id(app, started)
     logger.info("restore point %s: app %s, namespaces %s -> %s", rp_id, app, namespaces, loc.describe())
+    resolved = resolve_selection(conn, selection)
 
-    manifests: ManifestResult = snapshot_manifests(loc, key, conn, selection, rp_id, app)
+    failures: list[str] = []
+    hook_run = HookRun()
+    manifests: ManifestResult | None = None
+    volumes: list[VolumeRecord] = []
+    try:
+        try:
+            hook_run = pre_hooks(conn, resolved, rules, HookRun())
+        except HookError as exc:
+            hook_run = exc.run or HookRun(pre_started=True)
+            raise
+        manifests = snapshot_manifests(loc, key, conn, selection, rp_id, app)
+        record_q: QuiesceRecord | None = quiesce_workloads(conn, resolved, quiesce) if quiesce else None
+        try:
+            volumes = _export_volumes(loc, key, conn, manifests, rp_id, nfs_mounts, volume_concurrency)
+        finally:
+            if record_q is not None:
+                unquiesce_workloads(conn, record_q.refs)
+    except HookError as exc:
+        failures.append(f"hooks: {exc}")
+    finally:
+        if hook_run.pre_started:
+            try:
+                post_hooks(conn, resolved, rules, hook_run)
+            except HookError as exc:
+                failures.append(f"post hooks: {exc}")
+    if manifests is None:
+        raise BackupFailed(f"no restore point written: {'; '.join(failures) or 'the manifests were not stored'}")
 
-    volumes = _export_volumes(loc, key, conn, manifests, rp_id, nfs_mounts, volume_concurrency)
-
-    failures = list(manifests.type_errors)
+    failures += list(manifests.type_errors)
     failures += [f"volume {v.namespace}/{v.pvc}: {v.error}" for v in volumes if v.error]
     status = RestorePointStatus.PARTIALLY_FAILED if failures else RestorePointStatus.SUCCEEDED
     retention = loc.retention(started)
@@ -83,7 +119,8 @@ def backup(
         location=loc.describe(), manifest_snapshot=manifests.snapshot_id, policy=policy,
         status_reason="; ".join(failures)[:4000] or None, object_count=manifests.object_count,
         kind_counts=manifests.kind_counts, volumes=volumes, type_errors=manifests.type_errors,
-        selection=selection.to_dict(), retain_until=retention[1].isoformat() if retention else None)
+        selection=selection.to_dict(), retain_until=retention[1].isoformat() if retention else None,
+        hooks=[e.to_dict() for e in hook_run.executions])
     rp_snapshot = commit_restore_point(loc, key, record)
     snapshot_ids = [manifests.snapshot_id, rp_snapshot] + [v.snapshot_id for v in volumes if v.snapshot_id]
     lock_restore_point(loc, key, snapshot_ids)
