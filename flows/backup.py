@@ -63,13 +63,15 @@ def backup(
     nfs_mounts: dict[str, str] | None = None,
     hooks: list[dict[str, Any]] | None = None,
     quiesce: list[str] | None = None,
+    mover: dict[str, Any] | None = None,
     policy: str | None = None,
 ) -> str:
     """Back up an application; return the id of the new restore point.
 
     ``hooks`` are policy hook rules (see kubekeep.backup.hooks; pod annotations
     add more); ``quiesce`` lists workloads to scale to zero while volumes are
-    exported (``*``, ``Kind/name`` or ``namespace/Kind/name``).
+    exported (``*``, ``Kind/name`` or ``namespace/Kind/name``); ``mover`` configures the
+    CSI snapshot path for volumes the worker cannot read directly (see tasks.backup.export_volume).
     """
     logger = get_run_logger()
     started = datetime.now(UTC)
@@ -94,7 +96,7 @@ def backup(
         manifests = snapshot_manifests(loc, key, conn, selection, rp_id, app)
         record_q: QuiesceRecord | None = quiesce_workloads(conn, resolved, quiesce) if quiesce else None
         try:
-            volumes = _export_volumes(loc, key, conn, manifests, rp_id, nfs_mounts, volume_concurrency)
+            volumes = _export_volumes(loc, key, conn, manifests, rp_id, nfs_mounts, mover, volume_concurrency)
         finally:
             if record_q is not None:
                 unquiesce_workloads(conn, record_q.refs)
@@ -134,7 +136,8 @@ def backup(
 
 
 def _export_volumes(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, manifests: ManifestResult,
-                    rp_id: str, nfs_mounts: dict[str, str] | None, concurrency: int) -> list[VolumeRecord]:
+                    rp_id: str, nfs_mounts: dict[str, str] | None, mover: dict[str, Any] | None,
+                    concurrency: int) -> list[VolumeRecord]:
     pvcs = manifests.pvcs
     if not pvcs:
         return []
@@ -147,7 +150,7 @@ def _export_volumes(loc: LocationProfile, key: EncryptionKey, conn: ClusterConne
     while pending or running:
         while pending and len(running) < limit:
             pvc = pending.pop(0)
-            running[export_volume.submit(loc, key, conn, pvc, rp_id, nfs_mounts)] = pvc
+            running[export_volume.submit(loc, key, conn, pvc, rp_id, nfs_mounts, mover)] = pvc
         done = next(as_completed(list(running)))
         pvc = running.pop(done)
         try:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.logging import get_run_logger
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from kubekeep.backup.collect import CollectReport, PvcRef, collect
+from kubekeep.backup.csi import CsiError, MoverSpec, export_with_snapshot, volume_method
 from kubekeep.backup.lock import LockReport, apply_retention
 from kubekeep.backup.manifests import MANIFESTS_STREAM, manifest_stream
 from kubekeep.backup.restore_point import (
@@ -22,8 +23,15 @@ from kubekeep.backup.restore_point import (
     write_restore_point,
 )
 from kubekeep.backup.selection import Application, Selection, discover_applications
-from kubekeep.backup.volumes import VolumeError, direct_source, export_directory, parse_quantity
+from kubekeep.backup.volumes import (
+    VolumeError,
+    export_directory,
+    find_volume_snapshot,
+    local_path,
+    parse_quantity,
+)
 from kubekeep.catalog import Catalog
+from kubekeep.cluster import Cluster
 
 from .common import DATA_TASK
 
@@ -63,26 +71,63 @@ def snapshot_manifests(location: LocationProfile, key: EncryptionKey, cluster: C
 
 @task(name="export-volume", task_run_name="export-volume-{pvc.namespace}-{pvc.name}", **DATA_TASK)
 def export_volume(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, pvc: PvcRef,
-                  restore_point_id: str, nfs_mounts: dict[str, str] | None = None) -> VolumeRecord:
-    """Export one PVC's files (direct path), incremental from its previous snapshot."""
+                  restore_point_id: str, nfs_mounts: dict[str, str] | None = None,
+                  mover: dict[str, Any] | None = None) -> VolumeRecord:
+    """Export one PVC's files: direct path when the worker reaches them, else the CSI snapshot path
+    (VolumeSnapshot, temporary PVC, mover Job), incremental from the PVC's previous snapshot."""
     size = parse_quantity(pvc.size)
-    if not pvc.volume_name:
-        return VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, size, "skipped", None,
-                            error="the PVC is not bound to a volume")
+
+    def failed(method: str, error: str) -> VolumeRecord:
+        return VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, size, method, None, error=error)
+
     with cluster.connect() as c:
-        pv = c.get("v1", "PersistentVolume", pvc.volume_name)
-    source = direct_source(pv, nfs_mounts)
+        claim = c.get_or_none("v1", "PersistentVolumeClaim", pvc.name, pvc.namespace)
+        if claim is None:
+            return failed("skipped", "the PVC disappeared during the backup")
+        method = volume_method(c, claim)
+        if method.method == "csi-snapshot":
+            return _export_csi(c, location, key, pvc, size, restore_point_id, mover)
+    if method.method == "unsupported":
+        return failed("skipped", method.reason)
+    source = local_path(method, nfs_mounts)
     if source is None:
-        return VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, size, "skipped", None,
-                            error=f"volume {pvc.volume_name} is not reachable from this worker "
-                                  "(no hostPath/local path, no NFS mount mapping)")
+        return failed("direct", f"NFS export {method.nfs_server}:{method.path} is not mounted on this worker "
+                                "(give nfs_mounts: {'server:/export': '/local/mount'})")
     try:
         with key.open_repository(location.storage()) as repo:
-            return export_directory(repo, Path(source.path), namespace=pvc.namespace, pvc=pvc.name,
+            return export_directory(repo, source, namespace=pvc.namespace, pvc=pvc.name,
                                     storage_class=pvc.storage_class, size_bytes=size,
                                     restore_point_id=restore_point_id, retention=location.retention())
     except VolumeError as exc:
-        return VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, size, "direct", None, error=str(exc))
+        return failed("direct", str(exc))
+
+
+def _export_csi(c: Cluster, location: LocationProfile, key: EncryptionKey, pvc: PvcRef, size: int,
+                restore_point_id: str, mover: dict[str, Any] | None) -> VolumeRecord:
+    if not mover or not mover.get("image") or not mover.get("repository"):
+        return VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, size, "csi-snapshot", None,
+                            error="the CSI snapshot path needs a mover: give the flow parameter mover = {image, "
+                                  "repository (location URL as the cluster sees it), env_from_secrets "
+                                  "(Secret with KUBEKEEP_PASSWORD and storage credentials)}")
+    spec = MoverSpec(image=str(mover["image"]), env_from_secrets=tuple(mover.get("env_from_secrets") or ()),
+                     service_account=mover.get("service_account"),
+                     args=("backup", "--repo", str(mover["repository"]), "--source", "/data",
+                           "--pvc", f"{pvc.namespace}/{pvc.name}", "--restore-point", restore_point_id,
+                           "--size", pvc.size or "0", "--method", "csi-snapshot"))
+    try:
+        export_with_snapshot(c, pvc.namespace, pvc.name, spec, run_id=restore_point_id[-6:])
+    except CsiError as exc:
+        return VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, size, "csi-snapshot", None,
+                            error=f"CSI export failed at step {exc.step}: {exc}")
+    with key.open_repository(location.storage()) as repo:
+        sid = find_volume_snapshot(repo, pvc.namespace, pvc.name, restore_point_id)
+        if sid is None:
+            return VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, size, "csi-snapshot", None,
+                                error="the mover Job completed but wrote no snapshot for this PVC")
+        stats = repo.load_snapshot(sid).get("stats", {})
+    return VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, size, "csi-snapshot", sid,
+                        files=int(stats.get("files", 0)), logical_bytes=int(stats.get("bytes", 0)),
+                        stored_bytes=int(stats.get("new_stored_bytes", 0)))
 
 
 @task(name="commit-restore-point", **DATA_TASK)

@@ -2,20 +2,20 @@
 
 The direct path reads the files from the worker: hostPath and local PVs by
 their path, NFS PVs through a mount table (``server:/export`` -> local mount
-point) given by the worker's configuration. The CSI path (VolumeSnapshot +
-mover Job) lives in kubekeep.backup.csi.
+point) given by the worker's configuration. Which path applies is decided by
+kubekeep.backup.csi.volume_method; the CSI path (VolumeSnapshot + mover Job)
+lives in kubekeep.backup.csi.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kubekeep.repo.repository import ProgressFn, Repository, Retention
 
+from .csi import VolumeMethod
 from .restore_point import VOLUME_TAG, VolumeRecord
 
 _UNITS = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50,
@@ -36,26 +36,26 @@ def parse_quantity(value: str | None) -> int:
     return int(float(value))
 
 
-@dataclass(frozen=True)
-class DirectSource:
-    path: Path
-    description: str
+def local_path(method: VolumeMethod, nfs_mounts: Mapping[str, str] | None = None) -> Path | None:
+    """Where this worker reads a direct-path volume: its hostPath/local path, or an NFS export through
+    the worker's mount table (``server:/export`` -> local mount point); None when not reachable."""
+    if method.method != "direct" or not method.path:
+        return None
+    if method.volume_type != "nfs":
+        return Path(method.path)
+    export = f"{method.nfs_server}:{method.path.rstrip('/') or '/'}"
+    for remote, local in (nfs_mounts or {}).items():
+        remote_norm = remote.rstrip("/") or remote
+        if export == remote_norm or export.startswith(remote_norm + "/"):
+            return Path(local) / export[len(remote_norm):].lstrip("/")
+    return None
 
 
-def direct_source(pv: Mapping[str, Any], nfs_mounts: Mapping[str, str] | None = None) -> DirectSource | None:
-    """Where the worker can read a PV's files, or None when it cannot."""
-    spec = pv.get("spec") or {}
-    for kind in ("hostPath", "local"):
-        if spec.get(kind, {}).get("path"):
-            return DirectSource(Path(spec[kind]["path"]), f"{kind} {spec[kind]['path']}")
-    nfs = spec.get("nfs")
-    if nfs and nfs_mounts:
-        export = f"{nfs.get('server')}:{nfs.get('path', '/').rstrip('/') or '/'}"
-        for remote, local in nfs_mounts.items():
-            remote_norm = remote.rstrip("/") or remote
-            if export == remote_norm or export.startswith(remote_norm + "/"):
-                sub = export[len(remote_norm):].lstrip("/")
-                return DirectSource(Path(local) / sub, f"nfs {export} via {local}")
+def find_volume_snapshot(repo: Repository, namespace: str, pvc: str, restore_point_id: str) -> str | None:
+    """The snapshot a mover wrote for this PVC in this restore point (the CSI path's result)."""
+    for info in reversed(repo.snapshots(tags=[VOLUME_TAG])):
+        if info.metadata.get("pvc") == f"{namespace}/{pvc}" and info.metadata.get("restore_point") == restore_point_id:
+            return info.id
     return None
 
 
