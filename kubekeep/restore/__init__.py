@@ -1,5 +1,9 @@
 """Restore planning on plain-dict manifests: owners, sanitize, versions, transforms, order."""
 
+from .actions import DEFAULT_ACTIONS, ActionResult, RestoreAction, RestoreContext, RestoredPvc, RestoreItem
+from .apply import apply as apply_plan
+from .apply import dry_run as dry_run_plan
+from .apply import served_by_cluster
 from .errors import (
     ManifestError,
     PrioritySpecError,
@@ -27,6 +31,9 @@ from .order import (
 )
 from .owners import DEFAULT_RECREATED_BY, OwnershipResult, RecreatedBy, SkippedObject, filter_owned
 from .plan import PlanOptions, RestorePlan, plan_restore, served_by_crds
+from .policy import ConflictPolicy, NodePortConflicts, PolicyError, RestorePolicy
+from .readiness import Readiness, ReadinessError, readiness_of, wait_until_ready
+from .report import Action, ObjectOutcome, PhaseReport, RestoreFailedError, RestoreReport, summarize_changes
 from .sanitize import PvcVolumeName, SanitizeOptions, sanitize_manifest, sanitize_manifests
 from .transforms import (
     TRANSFORM_TYPES,
@@ -53,12 +60,16 @@ from .versions import (
 
 __all__ = [
     "AFTER_ANNOTATION",
+    "DEFAULT_ACTIONS",
     "DEFAULT_PRIORITIES",
     "DEFAULT_RECREATED_BY",
     "KNOWN_CONVERSIONS",
     "TIER_ANNOTATION",
     "TRANSFORM_TYPES",
+    "Action",
+    "ActionResult",
     "Annotations",
+    "ConflictPolicy",
     "ConversionResult",
     "ImageRewrite",
     "JsonPatch",
@@ -66,17 +77,30 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "NamespaceMap",
+    "NodePortConflicts",
+    "ObjectOutcome",
     "ObjectRef",
     "OrderedObject",
     "OwnershipResult",
+    "PhaseReport",
     "PlanOptions",
+    "PolicyError",
     "PriorityEntry",
     "PrioritySpecError",
     "PvcVolumeName",
+    "Readiness",
+    "ReadinessError",
     "RecreatedBy",
+    "RestoreAction",
+    "RestoreContext",
+    "RestoreFailedError",
+    "RestoreItem",
     "RestorePhase",
     "RestorePlan",
     "RestorePlanError",
+    "RestorePolicy",
+    "RestoreReport",
+    "RestoredPvc",
     "SanitizeOptions",
     "Selector",
     "ServedVersions",
@@ -93,17 +117,23 @@ __all__ = [
     "VersionReport",
     "VersionVerdict",
     "Wait",
+    "apply_plan",
     "compute_tiers",
     "convert_manifest",
     "convert_manifests",
     "decide_version",
+    "dry_run_plan",
     "filter_owned",
     "order_manifests",
     "parse_priorities",
     "plan_restore",
     "priorities_to_data",
+    "readiness_of",
     "ref_of",
     "sanitize_manifest",
     "sanitize_manifests",
+    "served_by_cluster",
     "served_by_crds",
+    "summarize_changes",
+    "wait_until_ready",
 ]

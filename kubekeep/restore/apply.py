@@ -1,0 +1,556 @@
+"""Apply a restore plan to a cluster, or dry-run it: load -> plan -> transform -> **apply** -> report.
+
+:func:`dry_run` asks the API server what would happen (``dryRun=All`` creates,
+server-side-apply dry runs for existing objects under policy ``update``) and
+changes nothing. :func:`apply` sends the plan phase by phase:
+
+1. preflight: every target namespace is looked up; a Terminating one stops
+   the restore before anything is sent; missing ones are created first
+   (``create_namespaces``);
+2. phases in plan order; objects of one priority entry go out in parallel;
+   each object runs through its kind's actions (:mod:`.actions`), then is
+   created, or - when it exists - skipped, updated (server-side apply, field
+   manager ``kubekeep``, forced) or recreated (deleted, gone, created), as the
+   :class:`~kubekeep.restore.policy.RestorePolicy` says;
+3. gates: after the CRD phase, until every CRD is Established and its kinds
+   are served (re-discovery); before the first workload tier, until the
+   restored claims are Bound, then the ``before_workloads`` hook (volume
+   data); after each tier, until its workloads are Ready. A gate that does
+   not pass stops the restore with a message naming what was not ready.
+
+Per-object failures are collected, never raised: the returned
+:class:`~kubekeep.restore.report.RestoreReport` says what happened to every
+object and ``report.failed`` is true when anything was not restored.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+
+from kubekeep.cluster import ApiError, Cluster
+
+from .actions import DEFAULT_ACTIONS, BeforeWorkloads, RestoreAction, RestoreContext, RestoredPvc, RestoreItem
+from .actions import actions_for as _actions_for
+from .actions.namespace import terminating_reason
+from .manifest import ObjectRef, dig
+from .order import OrderedObject, RestorePhase, Wait
+from .plan import RestorePlan
+from .policy import ConflictPolicy, RestorePolicy
+from .readiness import ReadinessError, readiness_of, wait_until_ready
+from .report import Action, ObjectOutcome, PhaseReport, RestoreReport, summarize_changes
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+OnPhase = Callable[[PhaseReport, RestoreReport], None]
+T = TypeVar("T")
+
+_CRD_KIND = ("apiextensions.k8s.io", "CustomResourceDefinition")
+_TRANSIENT_RETRIES = (0.5, 1.0, 2.0)
+_MAX_REASON = 600
+
+
+def served_by_cluster(cluster: Cluster, *, refresh: bool = False) -> dict[str, dict[str, list[str]]]:
+    """What the target serves, as :func:`~kubekeep.restore.plan.plan_restore` takes it:
+    group -> kind -> versions, preferred first."""
+    served: dict[str, dict[str, list[str]]] = {}
+    for r in sorted(cluster.resources(refresh=refresh), key=lambda r: not r.preferred):
+        versions = served.setdefault(r.group, {}).setdefault(r.kind, [])
+        if r.version not in versions:
+            versions.append(r.version)
+    return served
+
+
+def dry_run(cluster: Cluster, plan: RestorePlan, policy: RestorePolicy | None = None, *,
+            actions: Sequence[RestoreAction] = DEFAULT_ACTIONS) -> RestoreReport:
+    """What :func:`apply` would do with every object, validated by the API server; changes nothing.
+
+    Objects in namespaces (or of custom kinds) that only this restore creates
+    cannot be validated by the server; their outcome says so.
+    """
+    return _Run(cluster, plan, policy or RestorePolicy(), dry_run=True, actions=actions).run()
+
+
+def apply(
+    cluster: Cluster,
+    plan: RestorePlan,
+    policy: RestorePolicy | None = None,
+    *,
+    on_phase: OnPhase | None = None,
+    wait: bool = True,
+    before_workloads: BeforeWorkloads | None = None,
+    actions: Sequence[RestoreAction] = DEFAULT_ACTIONS,
+) -> RestoreReport:
+    """Restore ``plan`` onto ``cluster``; return what happened to every object.
+
+    ``on_phase(phase_report, report)`` is called after each phase (and its
+    gate). ``wait=False`` skips the readiness gates of workload tiers (CRDs
+    are still waited for: their custom resources cannot be created before).
+    ``before_workloads(ctx)`` is called once, after the restored claims are
+    Bound (``ctx.pvcs``) and before the first workload tier is created.
+    """
+    run = _Run(cluster, plan, policy or RestorePolicy(), dry_run=False, actions=actions, on_phase=on_phase,
+               wait=wait, before_workloads=before_workloads)
+    return run.run()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _api_version(ref: ObjectRef) -> str:
+    return f"{ref.group}/{ref.version}" if ref.group else ref.version
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+
+
+def _problem(exc: ApiError) -> Action:
+    """The report's name for an API error on a create, apply or delete."""
+    message = exc.message.lower()
+    if exc.status == 422 and "immutable" in message:
+        return Action.IMMUTABLE_FIELD
+    if exc.status == 409 or "already allocated" in message:
+        return Action.CONFLICT
+    if exc.status == 403 and "being terminated" in message:
+        return Action.NAMESPACE_TERMINATING
+    return Action.FAILED
+
+
+class _Run:
+    def __init__(self, cluster: Cluster, plan: RestorePlan, policy: RestorePolicy, *, dry_run: bool,
+                 actions: Sequence[RestoreAction], on_phase: OnPhase | None = None, wait: bool = True,
+                 before_workloads: BeforeWorkloads | None = None) -> None:
+        self.cluster = cluster
+        self.plan = plan
+        self.policy = policy
+        self.dry = dry_run
+        self.actions = actions
+        self.on_phase = on_phase
+        self.wait = wait
+        self.before_workloads = before_workloads
+        self.report = RestoreReport(dry_run=dry_run, policy=policy.to_dict(), cluster=cluster.name)
+        self.ctx = RestoreContext(cluster, plan, policy, dry_run=dry_run, report=self.report)
+        self.index: dict[ObjectRef, int] = {}
+        self.terminating: set[str] = set()
+        self.missing: set[str] = set()
+        #: namespaces that exist only once this restore has created them (dry runs cannot validate inside)
+        self.created_by_restore: set[str] = set()
+
+    # ---- bookkeeping ----------------------------------------------------
+    def _record(self, outcome: ObjectOutcome) -> None:
+        self.index[outcome.ref] = len(self.report.outcomes)
+        self.report.outcomes.append(outcome)
+
+    def _outcome(self, ref: ObjectRef) -> ObjectOutcome | None:
+        i = self.index.get(ref)
+        return self.report.outcomes[i] if i is not None else None
+
+    def _mark_ready(self, ref: ObjectRef, ready: bool) -> None:
+        i = self.index.get(ref)
+        if i is not None:
+            self.report.outcomes[i] = replace(self.report.outcomes[i], ready=ready)
+
+    def _abort(self, message: str) -> None:
+        if self.report.aborted is None:
+            self.report.aborted = message
+            log.error("restore stopped: %s", message)
+
+    # ---- the run ----------------------------------------------------------
+    def run(self) -> RestoreReport:
+        try:
+            self._preflight()
+            if self.report.aborted is None:
+                self._phases()
+        finally:
+            reason = f"not attempted: the restore stopped ({self.report.aborted})" if self.report.aborted else \
+                "not attempted"
+            for phase in self.plan.phases:
+                for obj in phase.objects:
+                    if obj.ref not in self.index:
+                        self._record(ObjectOutcome.of(obj.ref, Action.NOT_ATTEMPTED, _short(reason),
+                                                      phase=phase.name, tier=obj.tier))
+            for skipped in self.plan.skipped:
+                self._record(self._excluded(skipped.ref, skipped.reason))
+            self.report.finished_at = _now()
+        return self.report
+
+    def _excluded(self, ref: ObjectRef, reason: str) -> ObjectOutcome:
+        if reason.startswith("not convertible"):
+            custom = (ref.group, ref.kind) not in self.ctx.plan_crd_kinds
+            if custom and not self.ctx.serves_kind(ref.group, ref.kind) and "does not serve" in reason:
+                return ObjectOutcome.of(ref, Action.MISSING_CRD, reason)
+            return ObjectOutcome.of(ref, Action.NOT_CONVERTIBLE, reason)
+        return ObjectOutcome.of(ref, Action.EXCLUDED, reason)
+
+    def _preflight(self) -> None:
+        wanted: dict[str, None] = {}
+        for phase in self.plan.phases:
+            for obj in phase.objects:
+                if obj.ref.namespace:
+                    wanted[obj.ref.namespace] = None
+        for name in sorted(self.ctx.plan_namespaces):
+            wanted[name] = None
+        to_create: list[str] = []
+        for ns in wanted:
+            existing = self._call(partial(self.cluster.get_or_none, "v1", "Namespace", ns))
+            if existing is None:
+                if ns in self.ctx.plan_namespaces:
+                    self.created_by_restore.add(ns)
+                elif self.policy.create_namespaces:
+                    to_create.append(ns)
+                    self.created_by_restore.add(ns)
+                else:
+                    self.missing.add(ns)
+            elif dig(existing, "status", "phase") == "Terminating":
+                self.terminating.add(ns)
+        if self.terminating and not self.dry:
+            names = ", ".join(sorted(self.terminating))
+            self._abort(f"target namespace(s) {names} Terminating: nothing was restored; wait until deleted, "
+                        "or restore into another namespace (namespace-map transform)")
+            for phase in self.plan.phases:
+                for obj in phase.objects:
+                    ns = obj.ref.name if obj.ref.kind == "Namespace" and not obj.ref.group else obj.ref.namespace
+                    if ns in self.terminating:
+                        self._record(ObjectOutcome.of(obj.ref, Action.NAMESPACE_TERMINATING, terminating_reason(ns),
+                                                      phase=phase.name, tier=obj.tier))
+            return
+        if not to_create:
+            return
+        report = PhaseReport("target-namespaces", Wait.NONE.value, objects=len(to_create), started_at=_now())
+        self.report.phases.append(report)
+        for ns in to_create:
+            ref = ObjectRef("", "Namespace", "", ns, "v1")
+            reason = "needed by restored objects (the backup has no Namespace object for it)"
+            if self.dry:
+                self._record(ObjectOutcome.of(ref, Action.WOULD_CREATE, reason, phase=report.name))
+                continue
+            try:
+                self._call(partial(self.cluster.create, {"apiVersion": "v1", "kind": "Namespace",
+                                                         "metadata": {"name": ns}}))
+                self._record(ObjectOutcome.of(ref, Action.CREATED, reason, phase=report.name))
+            except ApiError as exc:
+                if exc.status != 409:
+                    self._record(ObjectOutcome.of(ref, _problem(exc), _short(str(exc)), phase=report.name))
+                    self._abort(f"target namespace {ns} could not be created: {exc}")
+                    return
+                self._record(ObjectOutcome.of(ref, Action.SKIPPED, "created concurrently", phase=report.name))
+        report.applied_at = _now()
+
+    def _phases(self) -> None:
+        hook_pending = not self.dry and (self.before_workloads is not None or self.wait)
+        for phase in self.plan.phases:
+            if phase.tier is not None and hook_pending:
+                hook_pending = False
+                self._gate_before_workloads()
+                if self.report.aborted:
+                    return
+            report = PhaseReport(phase.name, phase.wait.value, phase.tier, len(phase.objects), started_at=_now())
+            self.report.phases.append(report)
+            log.info("restore phase %s: %d object(s)%s", phase.name, len(phase.objects),
+                     " (dry run)" if self.dry else "")
+            self._apply_phase(phase)
+            report.applied_at = _now()
+            if not self.dry:
+                if phase.wait is Wait.CRDS_ESTABLISHED:
+                    self._gate_crds(phase, report)
+                elif phase.wait is Wait.READY and self.wait:
+                    self._gate_ready(phase, report)
+            if self.on_phase is not None:
+                self.on_phase(report, self.report)
+            if self.report.aborted:
+                return
+        if hook_pending and self.before_workloads is not None:
+            self._gate_before_workloads()
+
+    def _apply_phase(self, phase: RestorePhase) -> None:
+        # objects of one priority entry are independent of each other; entries keep their order
+        groups: list[list[OrderedObject]] = []
+        for obj in phase.objects:
+            if groups and groups[-1][0].match == obj.match:
+                groups[-1].append(obj)
+            else:
+                groups.append([obj])
+        for group in groups:
+            if len(group) == 1 or self.policy.workers == 1:
+                outcomes = [self._restore_one(obj, phase) for obj in group]
+            else:
+                with ThreadPoolExecutor(max_workers=min(self.policy.workers, len(group)),
+                                        thread_name_prefix="kubekeep-restore") as pool:
+                    outcomes = list(pool.map(lambda o: self._restore_one(o, phase), group))
+            for outcome in outcomes:
+                self._record(outcome)
+
+    # ---- one object -------------------------------------------------------
+    def _restore_one(self, obj: OrderedObject, phase: RestorePhase) -> ObjectOutcome:
+        def outcome(action: Action, reason: str, changes: Sequence[str] = ()) -> ObjectOutcome:
+            return ObjectOutcome.of(obj.ref, action, _short(reason), phase=phase.name, tier=obj.tier,
+                                    changes=tuple(changes))
+
+        try:
+            action, reason, changes = self._restore(obj, phase)
+        except ApiError as exc:
+            action, reason, changes = _problem(exc), str(exc), []
+        except Exception as exc:  # one object's surprise must not hide the others' outcomes
+            log.exception("restoring %s failed", obj.ref)
+            action, reason, changes = Action.FAILED, f"{type(exc).__name__}: {exc}", []
+        if action.is_failure:
+            log.warning("%s %s: %s", action.value, obj.ref, reason)
+        return outcome(action, reason, changes)
+
+    def _restore(self, obj: OrderedObject, phase: RestorePhase) -> tuple[Action, str, list[str]]:
+        ref = obj.ref
+        resource = self.ctx.resource(ref)
+        if resource is None:
+            if (ref.group, ref.kind) in self.ctx.plan_crd_kinds:
+                if self.dry:
+                    return (Action.WOULD_CREATE, "not validated by the API server: its CustomResourceDefinition "
+                            "is created by this restore", [])
+                return (Action.MISSING_CRD, f"{_api_version(ref)} {ref.kind} is not served although its "
+                        "CustomResourceDefinition was restored (version not served?)", [])
+            return (Action.MISSING_CRD, f"{_api_version(ref)} {ref.kind} is not served by the target and its "
+                    "CustomResourceDefinition is not part of this restore", [])
+        namespace = ref.namespace if resource.namespaced else None
+        if resource.namespaced:
+            if not ref.namespace:
+                return Action.FAILED, f"{ref.kind} is namespaced but the manifest names no namespace", []
+            if ref.namespace in self.terminating:
+                return Action.NAMESPACE_TERMINATING, terminating_reason(ref.namespace), []
+            if ref.namespace in self.missing:
+                return (Action.FAILED, f"namespace {ref.namespace} does not exist and is not part of this restore "
+                        "(create_namespaces is off)", [])
+        unvalidated = self.dry and namespace in self.created_by_restore
+        for attempt in range(2):
+            existing = None if unvalidated else self._call(
+                lambda: self.cluster.get_or_none(_api_version(ref), ref.kind, ref.name, namespace))
+            item = RestoreItem(ref, copy.deepcopy(obj.manifest), existing, self.policy.for_ref(ref), phase.name,
+                               obj.tier)
+            finished = self._run_actions(item)
+            if finished is not None:
+                return finished
+            notes = "; ".join(item.notes)
+            if item.existing is None:
+                if unvalidated:
+                    return (Action.WOULD_CREATE, _join(f"not validated by the API server: namespace {namespace} "
+                                                       "is created by this restore", notes), [])
+                try:
+                    return self._create(item, notes)
+                except ApiError as exc:
+                    if exc.status == 409 and attempt == 0 and not self.dry:
+                        continue  # created meanwhile (e.g. by a controller): decide again as an existing object
+                    raise
+            return self._existing(item, notes)
+        raise AssertionError("unreachable")
+
+    def _run_actions(self, item: RestoreItem) -> tuple[Action, str, list[str]] | None:
+        for action in _actions_for(item.ref, self.actions):
+            result = action.execute(item, self.ctx)
+            if result.finish is not None:
+                finish = Action.WOULD_SKIP if self.dry and result.finish is Action.SKIPPED else result.finish
+                return finish, _join(result.reason, "; ".join(item.notes)), []
+            if result.manifest is not None:
+                item.manifest = result.manifest
+            if result.policy is not None:
+                item.policy = result.policy
+            if result.reason:
+                item.notes.append(result.reason)
+        return None
+
+    def _create(self, item: RestoreItem, notes: str) -> tuple[Action, str, list[str]]:
+        if self.dry:
+            self._call(lambda: self.cluster.create(item.manifest, dry_run=True))
+            return Action.WOULD_CREATE, _join("validated by the API server (dry run)", notes), []
+        created = self._call(lambda: self.cluster.create(item.manifest))
+        if item.ref.kind == "Service" and not item.ref.group:
+            self.ctx.remember_node_ports(created)
+        return Action.CREATED, _join("created", notes), []
+
+    def _existing(self, item: RestoreItem, notes: str) -> tuple[Action, str, list[str]]:
+        assert item.existing is not None
+        if item.policy is ConflictPolicy.SKIP:
+            if self.dry:
+                return Action.WOULD_SKIP, _join("exists (policy skip)", notes), self._would_change(item)
+            return Action.SKIPPED, _join("exists (policy skip)", notes), []
+        if item.policy is ConflictPolicy.UPDATE:
+            try:
+                result = self._call(lambda: self.cluster.apply(item.manifest, field_manager=self.policy.field_manager,
+                                                               force=True, dry_run=self.dry))
+            except ApiError as exc:
+                if _problem(exc) is Action.IMMUTABLE_FIELD:
+                    return (Action.IMMUTABLE_FIELD, _join(f"{exc.message} (policy recreate would replace the "
+                                                          "object)", notes), [])
+                raise
+            changes = summarize_changes(item.existing, result)
+            if not changes:
+                return Action.UNCHANGED, _join("exists with the backed-up content (policy update)", notes), []
+            action = Action.WOULD_UPDATE if self.dry else Action.UPDATED
+            return action, _join("server-side apply (policy update)", notes), changes
+        if self.dry:
+            return (Action.WOULD_RECREATE, _join("exists: would be deleted and created from the backup "
+                                                 "(policy recreate)", notes), self._would_change(item))
+        return self._recreate(item, notes)
+
+    def _would_change(self, item: RestoreItem) -> list[str]:
+        """What applying the backup would change in the existing object (best effort, for the report)."""
+        assert item.existing is not None
+        try:
+            result = self.cluster.apply(item.manifest, field_manager=self.policy.field_manager, force=True,
+                                        dry_run=True)
+        except ApiError as exc:
+            return ["(immutable fields differ)"] if _problem(exc) is Action.IMMUTABLE_FIELD else []
+        return summarize_changes(item.existing, result)
+
+    def _recreate(self, item: RestoreItem, notes: str) -> tuple[Action, str, list[str]]:
+        assert item.existing is not None
+        ref = item.ref
+        namespace = ref.namespace or None
+        old_uid = dig(item.existing, "metadata", "uid")
+        self._call(lambda: self.cluster.delete(_api_version(ref), ref.kind, ref.name, namespace))
+        try:
+            self.cluster.wait_for(_api_version(ref), ref.kind, ref.name,
+                                  lambda o: o is None or dig(o, "metadata", "uid") != old_uid, namespace=namespace,
+                                  timeout=self.policy.delete_timeout, interval=self.policy.poll_interval,
+                                  what="deletion")
+        except TimeoutError:
+            current = self.cluster.get_or_none(_api_version(ref), ref.kind, ref.name, namespace)
+            finalizers = dig(current, "metadata", "finalizers") or []
+            return (Action.FAILED, f"deleted for recreation but still present after {self.policy.delete_timeout:.0f}s"
+                    f" (finalizers: {finalizers or 'none'}); not created again", [])
+        created = self._call(lambda: self.cluster.create(item.manifest))
+        if ref.kind == "Service" and not ref.group:
+            self.ctx.remember_node_ports(created)
+        return (Action.RECREATED, _join(f"deleted and created from the backup (policy recreate; new uid "
+                                        f"{dig(created, 'metadata', 'uid')})", notes), [])
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """``fn()``, retried on transient API errors (throttling, unavailable, connection)."""
+        for delay in _TRANSIENT_RETRIES:
+            try:
+                return fn()
+            except ApiError as exc:
+                if not exc.transient:
+                    raise
+                log.info("transient API error, retrying in %.1fs: %s", delay, exc)
+                time.sleep(delay)
+        return fn()
+
+    # ---- gates ------------------------------------------------------------
+    def _present(self, phase: RestorePhase) -> list[ObjectRef]:
+        out = []
+        for obj in phase.objects:
+            outcome = self._outcome(obj.ref)
+            if outcome is not None and outcome.action.exists_after:
+                out.append(obj.ref)
+        return out
+
+    def _gate_crds(self, phase: RestorePhase, report: PhaseReport) -> None:
+        crds = [r for r in self._present(phase) if (r.group, r.kind) == _CRD_KIND]
+        try:
+            wait_until_ready(self.cluster, crds, timeout=self.policy.crd_timeout, interval=self.policy.poll_interval,
+                             what="Established")
+        except ReadinessError as exc:
+            report.error = str(exc)
+            self._abort(f"{phase.name}: {exc}")
+            return
+        expected: set[tuple[str, str, str]] = set()
+        for obj in phase.objects:
+            if obj.ref in crds:
+                group, kind = str(dig(obj.manifest, "spec", "group")), str(dig(obj.manifest, "spec", "names", "kind"))
+                expected |= {(group, str(v.get("name")), kind) for v in dig(obj.manifest, "spec", "versions") or ()
+                             if isinstance(v, dict) and v.get("served", True)}
+        deadline = time.monotonic() + self.policy.crd_timeout
+        while True:
+            missing = expected - self.ctx.refresh_resources()
+            if not missing:
+                break
+            if time.monotonic() > deadline:
+                names = ", ".join(sorted(f"{k}.{g}/{v}" for g, v, k in missing))
+                report.error = f"not served after {self.policy.crd_timeout:.0f}s: {names}"
+                self._abort(f"{phase.name}: custom kinds Established but not served (discovery): {names}")
+                return
+            time.sleep(self.policy.poll_interval)
+        for ref in crds:
+            self._mark_ready(ref, True)
+        report.ready_at = _now()
+
+    def _gate_ready(self, phase: RestorePhase, report: PhaseReport) -> None:
+        present = self._present(phase)
+        try:
+            wait_until_ready(self.cluster, present, timeout=self.policy.ready_timeout,
+                             interval=self.policy.poll_interval)
+        except ReadinessError as exc:
+            for ref in present:
+                self._mark_ready(ref, ref not in exc.not_ready)
+            report.error = str(exc)
+            self._abort(f"{phase.name}: {exc}")
+            return
+        for ref in present:
+            self._mark_ready(ref, True)
+        failed = [obj.ref for obj in phase.objects if (o := self._outcome(obj.ref)) is not None and
+                  o.action.is_failure]
+        if failed:
+            names = ", ".join(str(r) for r in failed[:10])
+            report.error = f"{len(failed)} object(s) failed: {names}"
+            self._abort(f"{phase.name}: {len(failed)} workload(s) failed ({names}); later phases were not started")
+            return
+        report.ready_at = _now()
+
+    def _gate_before_workloads(self) -> None:
+        claims = [o for o in self.report.outcomes
+                  if o.kind == "PersistentVolumeClaim" and not o.group and o.action.exists_after]
+        if not claims and self.before_workloads is None:
+            return
+        report = PhaseReport("before-workloads", "pvcs-bound", objects=len(claims), started_at=_now())
+        self.report.phases.append(report)
+        to_wait: list[ObjectRef] = []
+        notes: dict[ObjectRef, str] = {}
+        for outcome in claims:
+            ref = outcome.ref
+            claim = self.cluster.get_or_none("v1", "PersistentVolumeClaim", ref.name, ref.namespace)
+            if claim is None or readiness_of(claim).ready:
+                to_wait.append(ref)
+                continue
+            class_name = dig(claim, "spec", "storageClassName")
+            sc = self.ctx.storage_class(str(class_name)) if class_name else None
+            if dig(sc, "volumeBindingMode") == "WaitForFirstConsumer" and not dig(claim, "spec", "volumeName"):
+                notes[ref] = f"StorageClass {class_name} binds on first consumer: not Bound before workloads start"
+            else:
+                to_wait.append(ref)
+        try:
+            wait_until_ready(self.cluster, to_wait, timeout=self.policy.ready_timeout,
+                             interval=self.policy.poll_interval, what="Bound")
+        except ReadinessError as exc:
+            report.error = str(exc)
+            self._abort(f"PersistentVolumeClaims before workloads: {exc}")
+            return
+        pvcs = []
+        for outcome in claims:
+            claim = self.cluster.get_or_none("v1", "PersistentVolumeClaim", outcome.name, outcome.namespace)
+            bound = dig(claim, "status", "phase") == "Bound"
+            self._mark_ready(outcome.ref, bound)
+            pvcs.append(RestoredPvc(outcome.ref, outcome.action, claim, dig(claim, "spec", "volumeName"), bound,
+                                    notes.get(outcome.ref, "")))
+        self.ctx.pvcs = pvcs
+        report.applied_at = _now()
+        if self.before_workloads is not None:
+            try:
+                self.before_workloads(self.ctx)
+            except Exception as exc:
+                log.exception("before_workloads hook failed")
+                report.error = f"{type(exc).__name__}: {exc}"
+                self._abort(f"before_workloads hook failed, no workload was started: {type(exc).__name__}: {exc}")
+                return
+        report.ready_at = _now()
+
+
+def _join(reason: str, notes: str) -> str:
+    return f"{reason}; {notes}" if notes else reason

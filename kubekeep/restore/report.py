@@ -1,0 +1,333 @@
+"""What a restore (or its dry run) did with every object, and why.
+
+One :class:`ObjectOutcome` per object of the backup, including those the plan
+left out; per-phase timings (a readiness tier starts only after the previous
+one is Ready, and the timestamps show it); counts; ``failed`` that is true
+whenever anything was not restored as asked. Reports are plain data
+(``to_dict``/``from_dict``) and render as markdown and table rows for
+Prefect artifacts. They never carry object contents: a change is a field path
+(and, for kinds other than Secret, a short scalar value), never a Secret value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from .manifest import ObjectRef
+
+
+class Action(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    RECREATED = "recreated"
+    #: update policy, but the object already had every backed-up field
+    UNCHANGED = "unchanged"
+    #: exists (policy skip), or a kind rule says so (e.g. the auto-created ``default`` ServiceAccount)
+    SKIPPED = "skipped"
+    #: left out by the plan on purpose (owned by a restored owner, an event)
+    EXCLUDED = "excluded"
+    WOULD_CREATE = "would-create"
+    WOULD_UPDATE = "would-update"
+    WOULD_RECREATE = "would-recreate"
+    WOULD_SKIP = "would-skip"
+    # ---- problems: the object is not (or would not be) restored as asked
+    CONFLICT = "conflict"
+    IMMUTABLE_FIELD = "immutable-field"
+    MISSING_STORAGE_CLASS = "missing-storage-class"
+    MISSING_CRD = "missing-crd"
+    NOT_CONVERTIBLE = "not-convertible"
+    NAMESPACE_TERMINATING = "namespace-terminating"
+    FAILED = "failed"
+    #: the restore stopped (a readiness gate, a terminating namespace) before reaching it
+    NOT_ATTEMPTED = "not-attempted"
+
+    @property
+    def is_failure(self) -> bool:
+        return self in _FAILURES
+
+    @property
+    def exists_after(self) -> bool:
+        """The object exists on the target after this action (what readiness gates wait for)."""
+        return self in (Action.CREATED, Action.UPDATED, Action.RECREATED, Action.UNCHANGED, Action.SKIPPED)
+
+
+_FAILURES = frozenset({
+    Action.CONFLICT, Action.IMMUTABLE_FIELD, Action.MISSING_STORAGE_CLASS, Action.MISSING_CRD,
+    Action.NOT_CONVERTIBLE, Action.NAMESPACE_TERMINATING, Action.FAILED, Action.NOT_ATTEMPTED,
+})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts else None
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class ObjectOutcome:
+    group: str
+    version: str
+    kind: str
+    namespace: str
+    name: str
+    action: Action
+    #: why: the policy or kind rule that decided, or the API's message
+    reason: str = ""
+    phase: str = ""
+    tier: int | None = None
+    #: changed fields (paths only for Secrets), for updates and dry runs against existing objects
+    changes: tuple[str, ...] = ()
+    #: the readiness gate's last word on it (None: not waited for)
+    ready: bool | None = None
+
+    @classmethod
+    def of(cls, ref: ObjectRef, action: Action, reason: str = "", **kwargs: Any) -> ObjectOutcome:
+        return cls(ref.group, ref.version, ref.kind, ref.namespace, ref.name, action, reason, **kwargs)
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef(self.group, self.kind, self.namespace, self.name, self.version)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "version": self.version, "kind": self.kind, "namespace": self.namespace,
+                "name": self.name, "action": self.action.value, "reason": self.reason, "phase": self.phase,
+                "tier": self.tier, "changes": list(self.changes), "ready": self.ready}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ObjectOutcome:
+        return cls(str(data["group"]), str(data["version"]), str(data["kind"]), str(data["namespace"]),
+                   str(data["name"]), Action(data["action"]), str(data.get("reason", "")),
+                   str(data.get("phase", "")), data.get("tier"), tuple(data.get("changes") or ()),
+                   data.get("ready"))
+
+
+@dataclass
+class PhaseReport:
+    name: str
+    #: none | crds-established | ready | pvcs-bound (the gate before workloads)
+    wait: str
+    tier: int | None = None
+    objects: int = 0
+    started_at: datetime | None = None
+    #: every object of the phase was sent
+    applied_at: datetime | None = None
+    #: the phase's gate passed (None: no gate, or it did not pass)
+    ready_at: datetime | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "wait": self.wait, "tier": self.tier, "objects": self.objects,
+                "started_at": _iso(self.started_at), "applied_at": _iso(self.applied_at),
+                "ready_at": _iso(self.ready_at), "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PhaseReport:
+        return cls(str(data["name"]), str(data["wait"]), data.get("tier"), int(data.get("objects", 0)),
+                   _parse_ts(data.get("started_at")), _parse_ts(data.get("applied_at")),
+                   _parse_ts(data.get("ready_at")), data.get("error"))
+
+
+class RestoreFailedError(Exception):
+    """A restore (or dry run) reported failures; the message lists them."""
+
+    def __init__(self, report: RestoreReport) -> None:
+        self.report = report
+        super().__init__(report.failure_summary())
+
+
+@dataclass
+class RestoreReport:
+    dry_run: bool
+    policy: dict[str, Any] = field(default_factory=dict)
+    cluster: str = ""
+    outcomes: list[ObjectOutcome] = field(default_factory=list)
+    phases: list[PhaseReport] = field(default_factory=list)
+    started_at: datetime = field(default_factory=_now)
+    finished_at: datetime | None = None
+    #: why the restore stopped before the end (None: it ran every phase)
+    aborted: str | None = None
+
+    # ---- queries ------------------------------------------------------
+    @property
+    def failed(self) -> bool:
+        return self.aborted is not None or any(o.action.is_failure for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[ObjectOutcome]:
+        return [o for o in self.outcomes if o.action.is_failure]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counted = Counter(o.action.value for o in self.outcomes)
+        return {a.value: counted[a.value] for a in Action if counted[a.value]}
+
+    @property
+    def status(self) -> str:
+        if self.dry_run:
+            return "problems found" if self.failed else "no problems found"
+        if self.aborted is not None:
+            return "failed (stopped)"
+        return "completed with failures" if self.failed else "completed"
+
+    def outcome(self, kind: str, name: str, namespace: str = "") -> ObjectOutcome:
+        """The outcome of one object (``kind`` may be ``Kind`` or ``Kind.group``)."""
+        for o in self.outcomes:
+            if (o.ref.group_kind == kind or o.kind == kind) and o.name == name and o.namespace == namespace:
+                return o
+        where = f"{namespace}/{name}" if namespace else name
+        raise KeyError(f"no outcome for {kind} {where}")
+
+    def phase(self, name_or_tier: str | int) -> PhaseReport:
+        for p in self.phases:
+            if p.name == name_or_tier or (isinstance(name_or_tier, int) and p.tier == name_or_tier):
+                return p
+        raise KeyError(f"no phase {name_or_tier!r}")
+
+    def failure_summary(self, limit: int = 20) -> str:
+        lines = [f"restore {self.status}" + (f": {self.aborted}" if self.aborted else "")]
+        failures = self.failures
+        lines += [f"  {o.action.value}: {o.ref}: {o.reason}" for o in failures[:limit]]
+        if len(failures) > limit:
+            lines.append(f"  ... and {len(failures) - limit} more")
+        return "\n".join(lines)
+
+    def raise_for_failure(self) -> None:
+        if self.failed:
+            raise RestoreFailedError(self)
+
+    # ---- rendering ----------------------------------------------------
+    def table_rows(self) -> list[dict[str, Any]]:
+        """One row per object, for a Prefect table artifact."""
+        return [{"kind": o.ref.group_kind, "namespace": o.namespace, "name": o.name, "action": o.action.value,
+                 "reason": o.reason, "phase": o.phase, "tier": "" if o.tier is None else o.tier,
+                 "changes": ", ".join(o.changes)} for o in self.outcomes]
+
+    def markdown(self, *, max_problems: int = 50) -> str:
+        """A summary for a Prefect markdown artifact: status, counts, phase timings, problems."""
+        title = "Restore dry run" if self.dry_run else "Restore"
+        out = [f"# {title}: {self.status}", ""]
+        if self.aborted:
+            out += [f"**Stopped:** {_md(self.aborted)}", ""]
+        policy = self.policy.get("existing", "")
+        out += [f"Cluster `{self.cluster}` · existing objects: `{policy}` · {len(self.outcomes)} objects", ""]
+        out += ["| action | count |", "|---|---:|"]
+        out += [f"| {action} | {n} |" for action, n in self.counts.items()]
+        if self.phases:
+            out += ["", "| phase | wait | objects | started | applied | ready | error |",
+                    "|---|---|---:|---|---|---|---|"]
+            for p in self.phases:
+                out.append(f"| {p.name} | {p.wait} | {p.objects} | {_hms(p.started_at)} | {_hms(p.applied_at)} "
+                           f"| {_hms(p.ready_at)} | {_md(p.error or '')} |")
+        problems = self.failures
+        if problems:
+            out += ["", "## Problems", ""]
+            out += [f"- **{o.action.value}** {_md(str(o.ref))}: {_md(o.reason)}" for o in problems[:max_problems]]
+            if len(problems) > max_problems:
+                out.append(f"- ... and {len(problems) - max_problems} more (see the table)")
+        changed = [o for o in self.outcomes if o.changes and not o.action.is_failure]
+        if changed:
+            out += ["", "## Changes", ""]
+            out += [f"- {o.action.value} {_md(str(o.ref))}: {_md(', '.join(o.changes))}" for o in changed[:50]]
+        return "\n".join(out) + "\n"
+
+    # ---- serialisation --------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run, "status": self.status, "failed": self.failed, "policy": self.policy,
+                "cluster": self.cluster, "counts": self.counts, "aborted": self.aborted,
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
+                "phases": [p.to_dict() for p in self.phases], "outcomes": [o.to_dict() for o in self.outcomes]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RestoreReport:
+        return cls(bool(data["dry_run"]), dict(data.get("policy") or {}), str(data.get("cluster", "")),
+                   [ObjectOutcome.from_dict(o) for o in data.get("outcomes") or ()],
+                   [PhaseReport.from_dict(p) for p in data.get("phases") or ()],
+                   _parse_ts(data.get("started_at")) or _now(), _parse_ts(data.get("finished_at")),
+                   data.get("aborted"))
+
+
+def _hms(ts: datetime | None) -> str:
+    return ts.strftime("%H:%M:%S.%f")[:-3] if ts else ""
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+# ------------------------------------------------------------------ changes
+
+#: top-level fields that are not content (or are owned by the server)
+_NOT_CONTENT = frozenset({"apiVersion", "kind", "metadata", "status"})
+#: maps whose keys are worth naming one by one
+_KEYED = frozenset({"data", "stringData", "binaryData"})
+_MAX_VALUE = 40
+_MAX_CHANGES = 20
+
+
+def summarize_changes(before: Mapping[str, Any], after: Mapping[str, Any], *, limit: int = _MAX_CHANGES) -> list[str]:
+    """Paths of the content fields that differ between two versions of one object.
+
+    Top-level fields, one level into ``spec`` and into ``data``-like maps, and
+    the labels and annotations. Short scalars of kinds other than Secret show
+    ``old -> new``; Secret values never appear.
+    """
+    secret = after.get("kind") == "Secret" or before.get("kind") == "Secret"
+    changes: list[str] = []
+    for key in ("labels", "annotations"):
+        if _meta(before, key) != _meta(after, key):
+            changes.append(f"metadata.{key}")
+    for key in sorted((set(before) | set(after)) - _NOT_CONTENT):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if key == "spec" and isinstance(old, dict) and isinstance(new, dict):
+            changes += [_change(f"spec.{k}", old.get(k), new.get(k), secret)
+                        for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        elif key in _KEYED and isinstance(old or {}, dict) and isinstance(new or {}, dict):
+            o, n = old or {}, new or {}
+            changes += [_change(f"{key}.{k}", o.get(k), n.get(k), secret or key == "binaryData")
+                        for k in sorted(set(o) | set(n)) if o.get(k) != n.get(k)]
+        else:
+            changes.append(_change(key, old, new, secret))
+    if len(changes) > limit:
+        changes = [*changes[:limit], f"... {len(changes) - limit} more"]
+    return changes
+
+
+def _meta(obj: Mapping[str, Any], key: str) -> Any:
+    metadata = obj.get("metadata")
+    return (metadata.get(key) or {}) if isinstance(metadata, dict) else {}
+
+
+def _change(path: str, old: Any, new: Any, hide_values: bool) -> str:
+    if old is None:
+        return f"{path} (added)"
+    if new is None:
+        return f"{path} (removed)"
+    if hide_values or not _short_scalar(old) or not _short_scalar(new):
+        return path
+    return f"{path}: {json.dumps(old)} -> {json.dumps(new)}"
+
+
+def _short_scalar(value: Any) -> bool:
+    return isinstance(value, bool | int | float | str) and len(str(value)) <= _MAX_VALUE
+
