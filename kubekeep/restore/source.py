@@ -101,3 +101,30 @@ def load_manifests(repo: Repository, record: RestorePointRecord, selection: Obje
     for obj, _line in read_manifests(repo, record.manifest_snapshot):
         if selection is None or selection.wants(obj):
             yield obj
+
+
+PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
+
+
+def drop_reprovisioned_volumes(manifests: list[dict[str, Any]], claims_with_data: set[tuple[str, str]]
+                               ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Leave out dynamically provisioned PVs whose claim's data the restore point holds.
+
+    Their claim gets a fresh volume from its StorageClass's provisioner on the
+    target and Kubekeep fills it from the snapshot; restoring the old PV object
+    would point the claim at a volume that is gone, or that still belongs to the
+    original claim (a copy into another namespace). Statically provisioned PVs
+    (NFS exports, pre-created local volumes) are kept: they name real storage.
+    """
+    kept, skipped = [], []
+    for m in manifests:
+        if m.get("kind") == "PersistentVolume" and m.get("apiVersion") == "v1":
+            annotations = (m.get("metadata") or {}).get("annotations") or {}
+            claim = (m.get("spec") or {}).get("claimRef") or {}
+            if PROVISIONED_BY in annotations and (claim.get("namespace"), claim.get("name")) in claims_with_data:
+                skipped.append(f"PersistentVolume {m['metadata']['name']}: dynamically provisioned; its claim "
+                               f"{claim.get('namespace')}/{claim.get('name')} gets a new volume filled from the "
+                               "snapshot")
+                continue
+        kept.append(m)
+    return kept, skipped

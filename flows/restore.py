@@ -1,0 +1,182 @@
+"""The restore flow: load -> plan -> (dry run) -> apply phase by phase, volumes before workloads -> report.
+
+Choose the restore point by id, or the latest succeeded point of an app
+(optionally before a time). Parameters are plain data (usable from the UI);
+blocks are named, never secrets.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from blocks import ClusterConnection, EncryptionKey, LocationProfile
+from flows.backup import _load_blocks
+from kubekeep.restore import TransformChain
+from kubekeep.restore.policy import RestorePolicy
+from kubekeep.restore.report import RestoreReport
+from kubekeep.restore.source import ObjectFilter
+from tasks.restore import (
+    PlanRef,
+    apply_phase,
+    discard_spool,
+    dry_run_plan,
+    load_plan,
+    preflight,
+    record_restore,
+    restore_files,
+    restore_volume,
+)
+
+
+class RestoreFailed(RuntimeError):
+    """The restore (or dry run) found problems; the message names them."""
+
+
+def build_transforms(namespace_map: dict[str, str] | None, storage_class_map: dict[str, str] | None,
+                     image_rewrite: dict[str, str] | None, transforms: list[dict[str, Any]] | None) -> TransformChain:
+    steps: list[dict[str, Any]] = []
+    if namespace_map:
+        steps.append({"type": "namespace-map", "map": namespace_map})
+    if storage_class_map:
+        steps.append({"type": "storage-class-map", "map": storage_class_map})
+    if image_rewrite:
+        steps.append({"type": "image-rewrite", "rules": [{"from": k, "to": v} for k, v in image_rewrite.items()]})
+    steps.extend(transforms or ())
+    return TransformChain.from_dict(steps)
+
+
+@flow(name="restore", log_prints=True)
+def restore(
+    location: str | LocationProfile = "default",
+    encryption_key: str | EncryptionKey = "default",
+    cluster: str | ClusterConnection | None = None,
+    restore_point: str | None = None,
+    app: str | None = None,
+    before: datetime | None = None,
+    kinds: list[str] | None = None,
+    names: list[str] | None = None,
+    label_selector: str | None = None,
+    pvcs: list[str] | None = None,
+    namespace_map: dict[str, str] | None = None,
+    storage_class_map: dict[str, str] | None = None,
+    image_rewrite: dict[str, str] | None = None,
+    transforms: list[dict[str, Any]] | None = None,
+    existing: str = "skip",
+    policy: dict[str, Any] | None = None,
+    preserve_node_ports: bool = False,
+    include_owned: bool = False,
+    dry_run: bool = False,
+    wait: bool = True,
+    restore_volumes: bool = True,
+    verify_volumes: bool = True,
+    files: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Restore (part of) a restore point; return the report as a dict.
+
+    ``files = {"pvc": "namespace/name", "path": "dir/file", "target": "/local/dir"}`` restores single
+    files of a volume to a local path and changes nothing on the cluster.
+    """
+    logger = get_run_logger()
+    loc, key, conn = _load_blocks(location, encryption_key, cluster)
+    chain = build_transforms(namespace_map, storage_class_map, image_rewrite, transforms)
+    restore_policy = RestorePolicy.from_dict({"existing": existing, **(policy or {})})
+    selection = ObjectFilter(kinds=tuple(kinds or ()), names=tuple(names or ()),
+                             labels=ObjectFilter.parse_labels(label_selector), pvcs=tuple(pvcs or ()))
+    if files is not None:
+        return _restore_files(loc, key, conn, restore_point, app, before, files)
+
+    plan_ref: PlanRef = load_plan(loc, key, conn, restore_point=restore_point, app=app, before=before,
+                                  selection=selection, transforms=chain, preserve_node_ports=preserve_node_ports,
+                                  include_owned=include_owned)
+    restore_id = f"r-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+    logger.info("restore %s of %s: %d objects in %d phases, %d volume(s), %d left out",
+                restore_id, plan_ref.restore_point_id, plan_ref.object_count, len(plan_ref.phases),
+                len(plan_ref.volumes), len(plan_ref.skipped))
+    try:
+        if dry_run:
+            report = RestoreReport.from_dict(dry_run_plan(conn, plan_ref, restore_policy))
+        else:
+            report = _apply(loc, key, conn, plan_ref, restore_policy, wait, restore_volumes, verify_volumes)
+    finally:
+        discard_spool(plan_ref)
+    report.finished_at = report.finished_at or datetime.now(UTC)
+    namespaces = sorted({o.namespace for o in report.outcomes if o.namespace})
+    record_restore(loc, report.to_dict(), plan_ref.restore_point_id, restore_id, namespaces)
+    _publish(report, plan_ref, restore_id)
+    if report.failed:
+        raise RestoreFailed(f"restore {restore_id} of {plan_ref.restore_point_id}: {report.failure_summary()}")
+    return report.to_dict()
+
+
+def _apply(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, plan_ref: PlanRef,
+           policy: RestorePolicy, wait: bool, restore_volumes: bool, verify: bool) -> RestoreReport:
+    merged = RestoreReport(dry_run=False, policy=policy.to_dict(), cluster=conn.name)
+    stop = preflight(conn, plan_ref)
+    if stop is not None:
+        merged.aborted = stop
+        merged.finished_at = datetime.now(UTC)
+        return merged
+    volumes_done = not restore_volumes or not plan_ref.volumes
+    for phase in plan_ref.phases:
+        if not volumes_done and phase.tier is not None:
+            # claims are in earlier phases: their data goes in before any workload that mounts them starts
+            _fill_volumes(loc, key, conn, plan_ref, merged, verify)
+            volumes_done = True
+        part = RestoreReport.from_dict(apply_phase(conn, plan_ref, phase, policy, wait))
+        merged.outcomes += part.outcomes
+        merged.phases += part.phases
+        if part.aborted:
+            merged.aborted = part.aborted
+            break
+    if not volumes_done and merged.aborted is None:
+        _fill_volumes(loc, key, conn, plan_ref, merged, verify)
+    merged.finished_at = datetime.now(UTC)
+    return merged
+
+
+def _fill_volumes(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, plan_ref: PlanRef,
+                  report: RestoreReport, verify: bool) -> None:
+    created = {(o.namespace, o.name) for o in report.outcomes
+               if o.kind == "PersistentVolumeClaim" and o.action.value in ("created", "recreated")}
+    todo = [v for v in plan_ref.volumes if (v.namespace, v.pvc) in created]
+    futures = [restore_volume.submit(loc, key, conn, v, verify) for v in todo]
+    problems = []
+    for v, fut in zip(todo, futures, strict=True):
+        try:
+            fut.result()
+        except Exception as exc:  # noqa: BLE001 - recorded as the PVC's failure, never dropped
+            problems.append(f"volume data of PVC {v.namespace}/{v.pvc}: {exc}")
+    if problems:
+        report.aborted = "; ".join(problems)
+
+
+def _restore_files(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, restore_point: str | None,
+                   app: str | None, before: datetime | None, files: dict[str, str]) -> dict[str, Any]:
+    from kubekeep.restore.source import choose_restore_point
+
+    missing = {"pvc", "target"} - set(files)
+    if missing:
+        raise ValueError(f"files needs {sorted(missing)} (and optionally path)")
+    with key.open_repository(loc.storage()) as repo:
+        _, record = choose_restore_point(repo, restore_point=restore_point, app=app, before=before)
+    ns, _, name = files["pvc"].partition("/")
+    volume = next((v for v in record.volumes if v.namespace == ns and v.pvc == name and v.snapshot_id), None)
+    if volume is None or volume.snapshot_id is None:
+        raise ValueError(f"restore point {record.id} has no data for PVC {files['pvc']} "
+                         f"(it has: {', '.join(f'{v.namespace}/{v.pvc}' for v in record.volumes) or 'none'})")
+    summary: dict[str, Any] = restore_files(loc, key, volume.snapshot_id, files.get("path"), files["target"])
+    return {"restore_point": record.id, "files": summary}
+
+
+def _publish(report: RestoreReport, plan_ref: PlanRef, restore_id: str) -> None:
+    create_markdown_artifact(report.markdown() + (
+        f"\nRestore point `{plan_ref.restore_point_id}`; {len(plan_ref.skipped)} object(s) left out by the plan"
+        + "".join(f"\n- {s}" for s in plan_ref.skipped[:30])), description=f"Restore {restore_id}")
+    rows = report.table_rows()
+    if rows:
+        create_table_artifact(rows, description=f"Objects of restore {restore_id}")

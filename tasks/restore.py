@@ -1,0 +1,182 @@
+"""Restore tasks: thin wrappers over kubekeep.restore; they pass a spool path and small summaries."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from blocks import ClusterConnection, EncryptionKey, LocationProfile
+from kubekeep.catalog import Catalog, RestoreRecord
+from kubekeep.restore import PlanOptions, RestorePlan, SanitizeOptions, TransformChain, plan_restore
+from kubekeep.restore.apply import apply, dry_run, served_by_cluster
+from kubekeep.restore.manifest import ref_of
+from kubekeep.restore.policy import RestorePolicy
+from kubekeep.restore.report import RestoreReport
+from kubekeep.restore.source import ObjectFilter, choose_restore_point, drop_reprovisioned_volumes, load_manifests
+from kubekeep.restore.spool import PhaseSummary, read_phase, spool_dir, write_plan
+from kubekeep.restore.volume_data import restore_volume as restore_volume_data
+
+from .common import DATA_TASK
+
+
+@dataclass
+class VolumeToRestore:
+    source: str  # namespace/pvc in the restore point
+    namespace: str  # where the PVC is restored
+    pvc: str
+    snapshot_id: str
+
+
+@dataclass
+class PlanRef:
+    """What the planning task hands on: a private spool directory and small summaries."""
+
+    restore_point_id: str
+    snapshot_id: str
+    spool: str
+    phases: list[PhaseSummary]
+    volumes: list[VolumeToRestore]
+    namespaces: list[str] = field(default_factory=list)  # every namespace the plan writes into
+    skipped: list[str] = field(default_factory=list)
+    converted: list[str] = field(default_factory=list)
+
+    @property
+    def object_count(self) -> int:
+        return sum(p.objects for p in self.phases)
+
+
+@task(name="load-plan", **DATA_TASK)
+def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, *,
+              restore_point: str | None, app: str | None, before: datetime | None, selection: ObjectFilter,
+              transforms: TransformChain, preserve_node_ports: bool, include_owned: bool) -> PlanRef:
+    """Choose the restore point, load the selected manifests, plan against what the target serves."""
+    storage = location.storage()
+    with key.open_repository(storage) as repo:
+        snapshot_id, record = choose_restore_point(repo, restore_point=restore_point, app=app, before=before,
+                                                   catalog=Catalog(storage))
+        manifests = list(load_manifests(repo, record, selection))
+    manifests, reprovisioned = drop_reprovisioned_volumes(
+        manifests, {(v.namespace, v.pvc) for v in record.volumes if v.snapshot_id})
+    with cluster.connect() as c:
+        served = served_by_cluster(c, refresh=True)
+    options = PlanOptions(include_owned=include_owned, transforms=transforms,
+                          sanitize=SanitizeOptions(preserve_node_ports=preserve_node_ports))
+    plan = plan_restore(manifests, served=served, options=options)
+    spool = spool_dir()
+    phases = write_plan(plan, spool)
+
+    planned_pvcs = {(o.ref.namespace, o.ref.name) for p in plan.phases for o in p.objects
+                    if o.ref.kind == "PersistentVolumeClaim" and not o.ref.group}
+    volumes = []
+    for v in record.volumes:
+        if not v.snapshot_id:
+            continue
+        source = next((m for m in manifests if m.get("kind") == "PersistentVolumeClaim"
+                       and m["metadata"].get("namespace") == v.namespace and m["metadata"]["name"] == v.pvc), None)
+        if source is None:
+            continue
+        target = ref_of(transforms.apply([source])[0])  # where the transforms put this claim
+        if (target.namespace, target.name) in planned_pvcs:
+            volumes.append(VolumeToRestore(f"{v.namespace}/{v.pvc}", target.namespace, target.name, v.snapshot_id))
+    namespaces = sorted({o.ref.namespace for p in plan.phases for o in p.objects if o.ref.namespace})
+    return PlanRef(restore_point_id=record.id, snapshot_id=snapshot_id, spool=str(spool), phases=phases,
+                   volumes=volumes, namespaces=namespaces,
+                   skipped=reprovisioned + [f"{s.ref}: {s.reason}" for s in plan.skipped],
+                   converted=[f"{c.ref}: {'; '.join(c.notes) or 'converted'}" for c in plan.converted])
+
+
+def _full_plan(plan_ref: PlanRef) -> RestorePlan:
+    phases = [read_phase(Path(plan_ref.spool), p.index).phases[0] for p in plan_ref.phases]
+    return RestorePlan(phases, [], [])
+
+
+@task(name="preflight", retries=2, retry_delay_seconds=2, persist_result=False)
+def preflight(cluster: ClusterConnection, plan_ref: PlanRef) -> str | None:
+    """Why the restore must not start (a target namespace is Terminating), or None."""
+    with cluster.connect() as c:
+        for ns in plan_ref.namespaces:
+            obj = c.get_or_none("v1", "Namespace", ns)
+            if obj is not None and (obj.get("status") or {}).get("phase") == "Terminating":
+                return (f"target namespace {ns} is Terminating: wait until it is gone (or map the restore to "
+                        "another namespace); nothing was restored")
+    return None
+
+
+@task(name="dry-run", **DATA_TASK)
+def dry_run_plan(cluster: ClusterConnection, plan_ref: PlanRef, policy: RestorePolicy) -> dict[str, Any]:
+    """Server-side dry run of every object plus a diff against what exists; changes nothing."""
+    with cluster.connect() as c:
+        report = dry_run(c, _full_plan(plan_ref), policy)
+    report.cluster = cluster.name
+    return report.to_dict()
+
+
+@task(name="apply-phase", task_run_name="apply-{phase.name}", **{**DATA_TASK, "retries": 0})
+def apply_phase(cluster: ClusterConnection, plan_ref: PlanRef, phase: PhaseSummary, policy: RestorePolicy,
+                wait: bool) -> dict[str, Any]:
+    """Send one phase (a priority group or a readiness tier) and pass its gate (CRDs Established,
+    workloads Ready). Per-object problems are in the report; the task fails only on infrastructure errors."""
+    with cluster.connect() as c:
+        report = apply(c, read_phase(Path(plan_ref.spool), phase.index), policy, wait=wait)
+    report.cluster = cluster.name
+    return report.to_dict()
+
+
+@task(name="restore-volume", task_run_name="restore-volume-{volume.namespace}-{volume.pvc}", **DATA_TASK)
+def restore_volume(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection,
+                   volume: VolumeToRestore, verify: bool = True, timeout: float = 120.0) -> dict[str, Any]:
+    """Fill a restored (Bound) PVC from its snapshot through the direct path, then verify the files."""
+    with cluster.connect() as c:
+        try:
+            claim = c.wait_for("v1", "PersistentVolumeClaim", volume.pvc,
+                               lambda o: o is not None and (o.get("status") or {}).get("phase") == "Bound",
+                               namespace=volume.namespace, timeout=timeout, what="Bound")
+        except TimeoutError as exc:  # not transient: retrying the same wait does not help
+            raise RuntimeError(f"{exc}; no volume data was restored into it") from None
+        assert claim is not None
+        pv = c.get("v1", "PersistentVolume", claim["spec"]["volumeName"])
+    spec = pv.get("spec") or {}
+    path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
+    if not path:
+        raise RuntimeError(f"PVC {volume.namespace}/{volume.pvc}: volume {pv['metadata']['name']} is not reachable "
+                           "from this worker (only hostPath/local volumes are filled directly; "
+                           "restoring through a mover Job is not implemented yet)")
+    with key.open_repository(location.storage()) as repo:
+        summary = restore_volume_data(repo, volume.snapshot_id, Path(path), verify=verify)
+    summary["pvc"] = f"{volume.namespace}/{volume.pvc}"
+    return summary
+
+
+@task(name="restore-files", **DATA_TASK)
+def restore_files(location: LocationProfile, key: EncryptionKey, snapshot_id: str, path: str | None,
+                  target: str) -> dict[str, Any]:
+    """Single files (or a subtree) of a volume, restored to a local path and verified."""
+    with key.open_repository(location.storage()) as repo:
+        return restore_volume_data(repo, snapshot_id, Path(target), path=path)
+
+
+@task(name="record-restore", **DATA_TASK)
+def record_restore(location: LocationProfile, report: dict[str, Any], restore_point_id: str,
+                   restore_id: str, target_namespaces: list[str]) -> str:
+    r = RestoreReport.from_dict(report)
+    counts = r.counts
+    status = "succeeded" if not r.failed else ("failed" if r.aborted else "partially_failed")
+    record = RestoreRecord(
+        id=restore_id, restore_point_id=restore_point_id, started_at=r.started_at,
+        finished_at=r.finished_at or datetime.now(UTC), status=status, target_cluster=r.cluster,
+        target_namespaces=tuple(target_namespaces), reason=(r.failure_summary(10) if r.failed else None),
+        dry_run=r.dry_run,
+        created=counts.get("created", 0) + counts.get("recreated", 0) + counts.get("would-create", 0),
+        updated=counts.get("updated", 0) + counts.get("would-update", 0),
+        skipped=counts.get("skipped", 0) + counts.get("unchanged", 0) + counts.get("would-skip", 0),
+        failed=len(r.failures))
+    return Catalog(location.storage()).add_restore(record)
+
+
+def discard_spool(plan_ref: PlanRef) -> None:
+    shutil.rmtree(plan_ref.spool, ignore_errors=True)
