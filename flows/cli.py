@@ -128,6 +128,64 @@ def backup_cmd(
     typer.echo(rp_id)
 
 
+@app.command("restore")
+def restore_cmd(
+    location: LocationOpt,
+    restore_point: Annotated[str | None, typer.Option("--restore-point", "-p", help="Restore point id.")] = None,
+    app_name: Annotated[str | None, typer.Option("--app", help="Latest restore point of this app.")] = None,
+    before: Annotated[datetime | None, typer.Option("--before", help="Latest point finished before this time.")] = None,
+    password_file: PasswordFileOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace_map: Annotated[list[str] | None, typer.Option("--namespace-map", help="old=new (repeatable).")] = None,
+    storage_class_map: Annotated[list[str] | None, typer.Option("--storage-class-map", help="old=new.")] = None,
+    image_rewrite: Annotated[list[str] | None, typer.Option("--image-rewrite", help="prefix=new-prefix.")] = None,
+    kind: Annotated[list[str] | None, typer.Option("--kind", help="Only these kinds (repeatable).")] = None,
+    name: Annotated[list[str] | None, typer.Option("--name", help="Only objects with these names.")] = None,
+    selector: Annotated[str | None, typer.Option("--selector", "-L", help="Only objects with these labels.")] = None,
+    existing: Annotated[str, typer.Option("--existing", help="skip, update or recreate.")] = "skip",
+    preserve_node_ports: Annotated[bool, typer.Option("--preserve-node-ports")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate server-side, change nothing.")] = False,
+) -> None:
+    """Restore a restore point (or part of it) onto a cluster, or dry-run it."""
+    from flows.restore import RestoreFailed, restore
+
+    def pairs(values: list[str] | None, option: str) -> dict[str, str] | None:
+        out = {}
+        for v in values or ():
+            if "=" not in v:
+                raise typer.BadParameter(f"{v!r}: expected old=new", param_hint=option)
+            old, new = v.split("=", 1)
+            out[old] = new
+        return out or None
+
+    ns_map = pairs(namespace_map, "--namespace-map")
+    sc_map = pairs(storage_class_map, "--storage-class-map")
+    images = pairs(image_rewrite, "--image-rewrite")
+    progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)
+    with progress:
+        task_id = progress.add_task("dry run" if dry_run else "restoring", total=None)
+        handler = _TaskProgress(progress, task_id)
+        logging.getLogger("prefect").addHandler(handler)
+        try:
+            report = restore(location=_location(location), encryption_key=_key(password_file),
+                             cluster=_cluster(kubeconfig, context), restore_point=restore_point, app=app_name,
+                             before=before, kinds=kind, names=name, label_selector=selector, namespace_map=ns_map,
+                             storage_class_map=sc_map, image_rewrite=images, existing=existing,
+                             preserve_node_ports=preserve_node_ports, dry_run=dry_run)
+        except RestoreFailed as exc:
+            console.print(f"[bold red]{'dry run found problems' if dry_run else 'restore failed'}:[/] {exc}")
+            raise typer.Exit(1) from None
+        except Exception as exc:  # noqa: BLE001 - the flow's own message is the answer
+            console.print(f"[bold red]restore failed:[/] {type(exc).__name__}: {exc}")
+            raise typer.Exit(1) from None
+        finally:
+            logging.getLogger("prefect").removeHandler(handler)
+    counts = ", ".join(f"{k} {v}" for k, v in report["counts"].items())
+    typer.echo(f"{report['status']}: {counts}")
+
+
 @app.command("restore-points")
 def restore_points_cmd(
     location: LocationOpt,

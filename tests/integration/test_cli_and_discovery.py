@@ -38,6 +38,19 @@ def test_cli_backup_then_list_restore_points(prefect_api: str, test_cluster, clu
     assert listed.returncode == 0, listed.stderr
     assert rp_id[:20] in listed.stdout and "succeeded" in listed.stdout
 
+    # restore it into another namespace: dry run first (nothing created), then for real
+    copy = f"{namespace[:50]}-cli"
+    args = ["restore", "--location", location, "--app", "cli-app", "--namespace-map", f"{namespace}={copy}"]
+    dry = _kubekeep([*args, "--dry-run"], env)
+    assert dry.returncode == 0 and "no problems found" in dry.stdout, dry.stderr[-3000:]
+    assert cluster.get_or_none("v1", "Namespace", copy) is None
+    real = _kubekeep(args, env)
+    assert real.returncode == 0 and real.stdout.startswith("completed"), real.stderr[-3000:]
+    assert cluster.get("v1", "ConfigMap", "c", copy)["metadata"]["namespace"] == copy
+    cluster.delete("v1", "Namespace", copy)
+    bad_map = _kubekeep([*args[:-2], "--namespace-map", "nonsense"], env)
+    assert bad_map.returncode == 2 and "expected old=new" in bad_map.stderr
+
     # bad input: a namespace that does not exist -> a clear message, non-zero exit, no restore point
     bad = _kubekeep(["backup", "--app", "cli-app", "-n", "no-such-namespace", "--location", location], env)
     assert bad.returncode == 1 and "namespace(s) not found: no-such-namespace" in bad.stderr
