@@ -18,7 +18,7 @@ from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.backup import _load_blocks
 from kubekeep.restore import TransformChain
 from kubekeep.restore.policy import RestorePolicy
-from kubekeep.restore.report import RestoreReport
+from kubekeep.restore.report import ObjectOutcome, RestoreReport
 from kubekeep.restore.source import ObjectFilter
 from tasks.restore import (
     PlanRef,
@@ -104,6 +104,7 @@ def restore(
             report = _apply(loc, key, conn, plan_ref, restore_policy, wait, restore_volumes, verify_volumes)
     finally:
         discard_spool(plan_ref)
+    report.outcomes = [ObjectOutcome.from_dict(o) for o in plan_ref.left_out] + report.outcomes
     report.finished_at = report.finished_at or datetime.now(UTC)
     namespaces = sorted({o.namespace for o in report.outcomes if o.namespace})
     record_restore(loc, report.to_dict(), plan_ref.restore_point_id, restore_id, namespaces)

@@ -16,7 +16,7 @@ from kubekeep.restore import PlanOptions, RestorePlan, SanitizeOptions, Transfor
 from kubekeep.restore.apply import apply, dry_run, served_by_cluster
 from kubekeep.restore.manifest import ref_of
 from kubekeep.restore.policy import RestorePolicy
-from kubekeep.restore.report import RestoreReport
+from kubekeep.restore.report import Action, ObjectOutcome, RestoreReport
 from kubekeep.restore.source import ObjectFilter, choose_restore_point, drop_reprovisioned_volumes, load_manifests
 from kubekeep.restore.spool import PhaseSummary, read_phase, spool_dir, write_plan
 from kubekeep.restore.volume_data import restore_volume as restore_volume_data
@@ -44,6 +44,8 @@ class PlanRef:
     namespaces: list[str] = field(default_factory=list)  # every namespace the plan writes into
     skipped: list[str] = field(default_factory=list)
     converted: list[str] = field(default_factory=list)
+    #: outcomes of the objects the plan left out (excluded on purpose, or not convertible: a failure)
+    left_out: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def object_count(self) -> int:
@@ -84,9 +86,14 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
         if (target.namespace, target.name) in planned_pvcs:
             volumes.append(VolumeToRestore(f"{v.namespace}/{v.pvc}", target.namespace, target.name, v.snapshot_id))
     namespaces = sorted({o.ref.namespace for p in plan.phases for o in p.objects if o.ref.namespace})
+    left_out = []
+    for skipped in plan.skipped:
+        served_versions = served.get(skipped.ref.group, {}).get(skipped.ref.kind, [])
+        action = Action.EXCLUDED if skipped.ref.version in served_versions else Action.NOT_CONVERTIBLE
+        left_out.append(ObjectOutcome.of(skipped.ref, action, skipped.reason, phase="plan").to_dict())
     return PlanRef(restore_point_id=record.id, snapshot_id=snapshot_id, spool=str(spool), phases=phases,
                    volumes=volumes, namespaces=namespaces,
-                   skipped=reprovisioned + [f"{s.ref}: {s.reason}" for s in plan.skipped],
+                   skipped=reprovisioned + [f"{s.ref}: {s.reason}" for s in plan.skipped], left_out=left_out,
                    converted=[f"{c.ref}: {'; '.join(c.notes) or 'converted'}" for c in plan.converted])
 
 
