@@ -117,7 +117,7 @@ def restore(
 def _apply(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, plan_ref: PlanRef,
            policy: RestorePolicy, wait: bool, restore_volumes: bool, verify: bool) -> RestoreReport:
     merged = RestoreReport(dry_run=False, policy=policy.to_dict(), cluster=conn.name)
-    stop = preflight(conn, plan_ref)
+    stop, fresh = preflight(conn, plan_ref)
     if stop is not None:
         merged.aborted = stop
         merged.finished_at = datetime.now(UTC)
@@ -128,7 +128,7 @@ def _apply(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, pl
             # claims are in earlier phases: their data goes in before any workload that mounts them starts
             _fill_volumes(loc, key, conn, plan_ref, merged, verify)
             volumes_done = True
-        part = RestoreReport.from_dict(apply_phase(conn, plan_ref, phase, policy, wait))
+        part = RestoreReport.from_dict(apply_phase(conn, plan_ref, phase, policy, wait, fresh))
         merged.outcomes += part.outcomes
         merged.phases += part.phases
         if part.aborted:

@@ -103,15 +103,19 @@ def _full_plan(plan_ref: PlanRef) -> RestorePlan:
 
 
 @task(name="preflight", retries=2, retry_delay_seconds=2, persist_result=False)
-def preflight(cluster: ClusterConnection, plan_ref: PlanRef) -> str | None:
-    """Why the restore must not start (a target namespace is Terminating), or None."""
+def preflight(cluster: ClusterConnection, plan_ref: PlanRef) -> tuple[str | None, list[str]]:
+    """(why the restore must not start - a target namespace is Terminating - or None,
+    the target namespaces that do not exist yet)."""
+    fresh = []
     with cluster.connect() as c:
         for ns in plan_ref.namespaces:
             obj = c.get_or_none("v1", "Namespace", ns)
-            if obj is not None and (obj.get("status") or {}).get("phase") == "Terminating":
+            if obj is None:
+                fresh.append(ns)
+            elif (obj.get("status") or {}).get("phase") == "Terminating":
                 return (f"target namespace {ns} is Terminating: wait until it is gone (or map the restore to "
-                        "another namespace); nothing was restored")
-    return None
+                        "another namespace); nothing was restored"), []
+    return None, fresh
 
 
 @task(name="dry-run", **DATA_TASK)
@@ -125,11 +129,12 @@ def dry_run_plan(cluster: ClusterConnection, plan_ref: PlanRef, policy: RestoreP
 
 @task(name="apply-phase", task_run_name="apply-{phase.name}", **{**DATA_TASK, "retries": 0})
 def apply_phase(cluster: ClusterConnection, plan_ref: PlanRef, phase: PhaseSummary, policy: RestorePolicy,
-                wait: bool) -> dict[str, Any]:
+                wait: bool, fresh_namespaces: list[str]) -> dict[str, Any]:
     """Send one phase (a priority group or a readiness tier) and pass its gate (CRDs Established,
     workloads Ready). Per-object problems are in the report; the task fails only on infrastructure errors."""
     with cluster.connect() as c:
-        report = apply(c, read_phase(Path(plan_ref.spool), phase.index), policy, wait=wait)
+        report = apply(c, read_phase(Path(plan_ref.spool), phase.index), policy, wait=wait,
+                       fresh_namespaces=fresh_namespaces)
     report.cluster = cluster.name
     return report.to_dict()
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -88,6 +88,7 @@ def apply(
     wait: bool = True,
     before_workloads: BeforeWorkloads | None = None,
     actions: Sequence[RestoreAction] = DEFAULT_ACTIONS,
+    fresh_namespaces: Collection[str] = (),
 ) -> RestoreReport:
     """Restore ``plan`` onto ``cluster``; return what happened to every object.
 
@@ -96,9 +97,12 @@ def apply(
     are still waited for: their custom resources cannot be created before).
     ``before_workloads(ctx)`` is called once, after the restored claims are
     Bound (``ctx.pvcs``) and before the first workload tier is created.
+    ``fresh_namespaces`` are namespaces known not to have existed before this
+    restore (a caller applying phase by phase passes them on): objects there are
+    created without looking them up first.
     """
     run = _Run(cluster, plan, policy or RestorePolicy(), dry_run=False, actions=actions, on_phase=on_phase,
-               wait=wait, before_workloads=before_workloads)
+               wait=wait, before_workloads=before_workloads, fresh_namespaces=fresh_namespaces)
     return run.run()
 
 
@@ -129,7 +133,7 @@ def _problem(exc: ApiError) -> Action:
 class _Run:
     def __init__(self, cluster: Cluster, plan: RestorePlan, policy: RestorePolicy, *, dry_run: bool,
                  actions: Sequence[RestoreAction], on_phase: OnPhase | None = None, wait: bool = True,
-                 before_workloads: BeforeWorkloads | None = None) -> None:
+                 before_workloads: BeforeWorkloads | None = None, fresh_namespaces: Collection[str] = ()) -> None:
         self.cluster = cluster
         self.plan = plan
         self.policy = policy
@@ -145,6 +149,9 @@ class _Run:
         self.missing: set[str] = set()
         #: namespaces that exist only once this restore has created them (dry runs cannot validate inside)
         self.created_by_restore: set[str] = set()
+        #: namespaces that did not exist when the restore started: their objects are created without a
+        #: look-up first (a 409 from a controller-made object falls back to the look-up)
+        self.fresh_namespaces = frozenset(fresh_namespaces)
 
     # ---- bookkeeping ----------------------------------------------------
     def _record(self, outcome: ObjectOutcome) -> None:
@@ -330,7 +337,9 @@ class _Run:
                         "(create_namespaces is off)", [])
         unvalidated = self.dry and namespace in self.created_by_restore
         for attempt in range(2):
-            existing = None if unvalidated else self._call(
+            assume_absent = (not self.dry and attempt == 0 and namespace is not None
+                             and namespace in self.fresh_namespaces)
+            existing = None if unvalidated or assume_absent else self._call(
                 lambda: self.cluster.get_or_none(_api_version(ref), ref.kind, ref.name, namespace))
             item = RestoreItem(ref, copy.deepcopy(obj.manifest), existing, self.policy.for_ref(ref), phase.name,
                                obj.tier)
