@@ -66,6 +66,8 @@ def restore(
     storage_class_map: dict[str, str] | None = None,
     image_rewrite: dict[str, str] | None = None,
     transforms: list[dict[str, Any]] | None = None,
+    priorities: list[Any] | None = None,
+    tiers: dict[str, Any] | None = None,
     existing: str = "skip",
     policy: dict[str, Any] | None = None,
     preserve_node_ports: bool = False,
@@ -79,7 +81,9 @@ def restore(
     """Restore (part of) a restore point; return the report as a dict.
 
     ``files = {"pvc": "namespace/name", "path": "dir/file", "target": "/local/dir"}`` restores single
-    files of a volume to a local path and changes nothing on the cluster.
+    files of a volume to a local path and changes nothing on the cluster. ``priorities`` replaces the
+    restore order (docs/restore-order.md); ``tiers = {"tiers": {"db": 0, "web": 1}}`` or
+    ``{"after": {"web": ["db"]}}`` sets readiness tiers for this run (overriding annotations).
     """
     logger = get_run_logger()
     loc, key, conn = _load_blocks(location, encryption_key, cluster)
@@ -92,7 +96,7 @@ def restore(
 
     plan_ref: PlanRef = load_plan(loc, key, conn, restore_point=restore_point, app=app, before=before,
                                   selection=selection, transforms=chain, preserve_node_ports=preserve_node_ports,
-                                  include_owned=include_owned)
+                                  include_owned=include_owned, priorities=priorities, tiers=tiers)
     restore_id = f"r-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
     logger.info("restore %s of %s: %d objects in %d phases, %d volume(s), %d left out",
                 restore_id, plan_ref.restore_point_id, plan_ref.object_count, len(plan_ref.phases),

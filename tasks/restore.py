@@ -12,7 +12,16 @@ from prefect import task
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from kubekeep.catalog import Catalog, RestoreRecord
-from kubekeep.restore import PlanOptions, RestorePlan, SanitizeOptions, TransformChain, plan_restore
+from kubekeep.restore import (
+    DEFAULT_PRIORITIES,
+    PlanOptions,
+    RestorePlan,
+    SanitizeOptions,
+    TierPolicy,
+    TransformChain,
+    parse_priorities,
+    plan_restore,
+)
 from kubekeep.restore.apply import apply, dry_run, served_by_cluster
 from kubekeep.restore.manifest import ref_of
 from kubekeep.restore.policy import RestorePolicy
@@ -55,7 +64,8 @@ class PlanRef:
 @task(name="load-plan", **DATA_TASK)
 def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, *,
               restore_point: str | None, app: str | None, before: datetime | None, selection: ObjectFilter,
-              transforms: TransformChain, preserve_node_ports: bool, include_owned: bool) -> PlanRef:
+              transforms: TransformChain, preserve_node_ports: bool, include_owned: bool,
+              priorities: list[Any] | None = None, tiers: dict[str, Any] | None = None) -> PlanRef:
     """Choose the restore point, load the selected manifests, plan against what the target serves."""
     storage = location.storage()
     with key.open_repository(storage) as repo:
@@ -67,7 +77,9 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
     with cluster.connect() as c:
         served = served_by_cluster(c, refresh=True)
     options = PlanOptions(include_owned=include_owned, transforms=transforms,
-                          sanitize=SanitizeOptions(preserve_node_ports=preserve_node_ports))
+                          sanitize=SanitizeOptions(preserve_node_ports=preserve_node_ports),
+                          priorities=parse_priorities(priorities) if priorities else DEFAULT_PRIORITIES,
+                          tier_policy=TierPolicy.from_dict(tiers) if tiers else None)
     plan = plan_restore(manifests, served=served, options=options)
     spool = spool_dir()
     phases = write_plan(plan, spool)

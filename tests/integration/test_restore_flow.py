@@ -132,7 +132,7 @@ def test_single_file_restore_and_bad_inputs(backed_up, tmp_path: Path) -> None: 
                   restore_point=backed_up["rp"],
                   files={"pvc": f"{ns}/uploads", "path": "sub/deeper/notes.md", "target": str(tmp_path / "one")})
     assert out["files"]["verified_files"] == 1
-    assert (tmp_path / "one" / "sub" / "deeper" / "notes.md").read_text() == f"# r/uploads\n"
+    assert (tmp_path / "one" / "sub" / "deeper" / "notes.md").read_text() == "# r/uploads\n"
 
     with pytest.raises(RestorePointNotFoundError, match="not found"):
         restore(location=backed_up["location"], encryption_key=backed_up["key"], cluster=backed_up["conn"],
@@ -140,3 +140,37 @@ def test_single_file_restore_and_bad_inputs(backed_up, tmp_path: Path) -> None: 
     with pytest.raises(WrongKeyError, match="wrong passphrase"):
         restore(location=backed_up["location"], encryption_key=EncryptionKey(passphrase="nope", cheap_kdf=True),
                 cluster=backed_up["conn"], restore_point=backed_up["rp"])
+
+
+def test_tiers_from_the_run_and_a_corrupted_restore_point(backed_up, cluster: Cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from kubekeep.repo.errors import IntegrityError
+
+    src = backed_up["ns"]
+    dst = f"{src[:50]}-tier"
+    try:
+        report = restore(location=backed_up["location"], encryption_key=backed_up["key"], cluster=backed_up["conn"],
+                         restore_point=backed_up["rp"], namespace_map={src: dst},
+                         tiers={"tiers": {"StatefulSet/db": 0, "Deployment/web": 1}})
+        tiers = {p["tier"]: p for p in report["phases"] if p["tier"] is not None}
+        assert set(tiers) == {0, 1}
+        assert tiers[0]["ready_at"] is not None and tiers[1]["started_at"] >= tiers[0]["ready_at"]
+        web = cluster.get("apps/v1", "Deployment", "web", dst)["metadata"]["creationTimestamp"]
+        db = cluster.get("apps/v1", "StatefulSet", "db", dst)["metadata"]["creationTimestamp"]
+        assert web >= db
+    finally:
+        cluster.delete("v1", "Namespace", dst)
+
+    # a copy of the location with one byte flipped in every pack: a clear integrity error, nothing restored
+    damaged = tmp_path / "damaged"
+    shutil.copytree(backed_up["location"].path, damaged)
+    for pack in (damaged / "data").rglob("*"):
+        if pack.is_file():
+            raw = bytearray(pack.read_bytes())
+            raw[len(raw) // 2] ^= 0xFF
+            pack.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError):
+        restore(location=LocationProfile(kind="filesystem", path=str(damaged)), encryption_key=backed_up["key"],
+                cluster=backed_up["conn"], restore_point=backed_up["rp"], namespace_map={src: f"{src[:50]}-bad"})
+    assert cluster.get_or_none("v1", "Namespace", f"{src[:50]}-bad") is None
