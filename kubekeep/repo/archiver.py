@@ -19,7 +19,7 @@ import socket
 import stat
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
@@ -44,14 +44,35 @@ from .storage import StorageError
 
 INDEX_FLUSH_PACKS = 64
 READ_BLOCK = 4 * 1024 * 1024
+READ_BLOCKS = 3
 
 
 class _PackBuffer:
-    __slots__ = ("data", "entries")
+    """A pack being filled: a reusable bytearray (``used`` bytes valid) and its header entries.
 
-    def __init__(self) -> None:
-        self.data = bytearray()
+    Blobs are encrypted straight into ``data``; a buffer goes back to the saver's free
+    list after its upload, so steady state allocates nothing per chunk or per pack.
+    """
+
+    __slots__ = ("data", "entries", "used")
+
+    def __init__(self, capacity: int = 0) -> None:
+        self.data = bytearray(capacity)
         self.entries: list[BlobEntry] = []
+        self.used = 0
+
+    def reserve(self, n: int) -> None:
+        short = self.used + n - len(self.data)
+        if short > 0:  # a large tree blob or a partial-pack merge: grow once
+            self.data.extend(bytes(max(short, len(self.data) // 4)))
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        self.reserve(len(data))
+        self.data[self.used:self.used + len(data)] = data
+        self.used += len(data)
+
+    def view(self) -> memoryview:
+        return memoryview(self.data)[:self.used]
 
 
 class BlobSaver:
@@ -67,6 +88,10 @@ class BlobSaver:
         self.upload_slots = threading.Semaphore(2)
         self.inflight = threading.Semaphore(8 * repo.workers)
         self.buffers: queue.Queue[_PackBuffer] = queue.Queue()
+        #: room for a full pack plus the largest chunk's envelope, so filling never reallocates
+        self.capacity = repo.pack_size + int(repo.chunker_params["max_size"]) + 4096
+        self.free: list[_PackBuffer] = []
+        self.free_lock = threading.Lock()
         for _ in range(repo.workers + 1):
             self.buffers.put(_PackBuffer())
         self.claim_lock = threading.Lock()
@@ -88,7 +113,7 @@ class BlobSaver:
 
     # -- blobs -----------------------------------------------------------------------------
 
-    def save_chunk_async(self, data: bytes) -> Future[bytes]:
+    def save_chunk_async(self, data: bytes | memoryview) -> Future[bytes]:
         self.inflight.acquire()
         try:
             fut = self.workers.submit(self._save_chunk_job, data)
@@ -97,7 +122,7 @@ class BlobSaver:
             raise
         return fut
 
-    def _save_chunk_job(self, data: bytes) -> bytes:
+    def _save_chunk_job(self, data: bytes | memoryview) -> bytes:
         try:
             return self.save_blob(BlobType.DATA, data)
         except BaseException as exc:
@@ -106,7 +131,7 @@ class BlobSaver:
         finally:
             self.inflight.release()
 
-    def save_blob(self, blob_type: int, data: bytes) -> bytes:
+    def save_blob(self, blob_type: int, data: bytes | memoryview) -> bytes:
         repo = self.repo
         blob_id = repo.blob_id(data)
         with self.claim_lock:
@@ -121,13 +146,17 @@ class BlobSaver:
                 return blob_id
             self.claimed.add(blob_id)
         flag, payload = repo.compressor.pack(data)
-        sealed = repo.envelope.seal(blob_type, blob_id, flag, payload)
+        size = repo.envelope.sealed_size(len(payload))
         full: _PackBuffer | None = None
         buf = self.buffers.get()
         try:
-            buf.entries.append(BlobEntry(blob_type, blob_id, len(buf.data), len(sealed), len(data)))
-            buf.data += sealed
-            if len(buf.data) >= repo.pack_size:
+            if not buf.data:
+                buf.data = self._new_buffer().data
+            buf.reserve(size)
+            repo.envelope.seal_into(blob_type, blob_id, flag, payload, buf.data, buf.used)
+            buf.entries.append(BlobEntry(blob_type, blob_id, buf.used, size, len(data)))
+            buf.used += size
+            if buf.used >= repo.pack_size:
                 full = buf
                 buf = _PackBuffer()
         finally:
@@ -136,10 +165,23 @@ class BlobSaver:
             if blob_type == BlobType.DATA:
                 self.stats.new_chunks += 1
                 self.stats.new_bytes += len(data)
-            self.stats.new_stored_bytes += len(sealed)
+            self.stats.new_stored_bytes += size
         if full is not None:
             self._upload(full)
         return blob_id
+
+    def _new_buffer(self) -> _PackBuffer:
+        with self.free_lock:
+            if self.free:
+                return self.free.pop()
+        return _PackBuffer(self.capacity)
+
+    def _recycle(self, buf: _PackBuffer) -> None:
+        buf.entries = []
+        buf.used = 0
+        with self.free_lock:
+            if not self.free:  # one spare: more would only raise the peak memory
+                self.free.append(buf)
 
     # -- packs and index -------------------------------------------------------------------
 
@@ -156,14 +198,16 @@ class BlobSaver:
             pack_id = secrets.token_bytes(32)
             header = self.repo.envelope.seal(BlobType.PACK_HEADER, pack_id, FLAG_RAW,
                                              encode_pack_header(buf.entries))
-            buf.data += header
-            buf.data += PACK_TRAILER.pack(len(header), PACK_MAGIC)
-            self.repo.storage.put(pack_key(pack_id), buf.data, retention=self.retention)
-            buf.data = bytearray()
+            buf.append(header)
+            buf.append(PACK_TRAILER.pack(len(header), PACK_MAGIC))
+            with buf.view() as view:
+                self.repo.storage.put(pack_key(pack_id), view, retention=self.retention)
+            entries = buf.entries
+            self._recycle(buf)
             flush: dict[bytes, list[BlobEntry]] | None = None
             with self.commit_lock:
                 self.stats.packs += 1
-                self.pending_index[pack_id] = buf.entries
+                self.pending_index[pack_id] = entries
                 if len(self.pending_index) >= INDEX_FLUSH_PACKS:
                     flush, self.pending_index = self.pending_index, {}
             if flush:
@@ -190,11 +234,12 @@ class BlobSaver:
             except queue.Empty:
                 break
             # partial packs of all workers are merged, so a small backup makes one pack
-            base = len(merged.data)
+            base = merged.used
             merged.entries.extend(BlobEntry(e.blob_type, e.blob_id, e.offset + base, e.length, e.raw_length)
                                   for e in buf.entries)
-            merged.data += buf.data
-            if len(merged.data) >= self.repo.pack_size:
+            with buf.view() as view:
+                merged.append(view)
+            if merged.used >= self.repo.pack_size:
                 self._upload(merged)
                 merged = _PackBuffer()
         if merged.entries:
@@ -281,6 +326,10 @@ class Archiver:
         self._hardlinks: dict[tuple[int, int], _Content] = {}
         self._done_bytes = 0
         p = repo.chunker_params
+        #: read blocks with the futures of the chunks cut from them (see _chunk_blocks)
+        self._blocks: list[tuple[bytearray, list[Future[bytes]]]] = [
+            (bytearray(max(READ_BLOCK, 4 * p["max_size"])), []) for _ in range(READ_BLOCKS)]
+        self._next_block = 0
         self.chunker = pyfastcdc.FastCDC(p["avg_size"], min_size=p["min_size"], max_size=p["max_size"],
                                          normalized_chunking=cast(Any, p["normalization"]), seed=p["seed"])
 
@@ -306,6 +355,9 @@ class Archiver:
     # -- reading ---------------------------------------------------------------------------
 
     def _chunk_into(self, content: _Content, reader: Any, label: str) -> None:
+        if hasattr(reader, "readinto"):
+            self._chunk_blocks(content, reader, label)
+            return
         saver = self.saver
         for chunk in self.chunker.cut_stream(reader):
             saver.raise_if_failed()
@@ -314,6 +366,52 @@ class Archiver:
             self._done_bytes += len(data)
             if self.progress is not None:
                 self.progress(self._done_bytes, None, label)
+        content.close()
+
+    def _chunk_blocks(self, content: _Content, reader: Any, label: str) -> None:
+        """Read into a ring of reused blocks and hand workers views of them (no copy per chunk).
+
+        The chunk touching a block's end may be cut short by the block, so it is carried
+        to the front of the next block and cut again: the boundaries are exactly those of
+        chunking the whole file at once (a boundary depends only on the bytes from the
+        chunk's start up to max_size after it), so deduplication is unaffected. A block
+        is refilled only after every chunk cut from it has been saved.
+        """
+        saver = self.saver
+        carry: memoryview | None = None
+        eof = False
+        while not eof:
+            block, pending = self._blocks[self._next_block]
+            self._next_block = (self._next_block + 1) % len(self._blocks)
+            wait(pending)
+            pending.clear()
+            view = memoryview(block)
+            filled = 0
+            if carry is not None:
+                filled = len(carry)
+                view[:filled] = carry
+                carry.release()
+                carry = None
+            while filled < len(block):
+                got = reader.readinto(view[filled:])
+                if not got:
+                    eof = True
+                    break
+                filled += got
+            if filled == 0:
+                break
+            chunks = list(self.chunker.cut_buf(view[:filled]))
+            if not eof:
+                last = chunks.pop()
+                carry = view[last.offset:filled]
+            for chunk in chunks:
+                saver.raise_if_failed()
+                fut = saver.save_chunk_async(chunk.data)
+                pending.append(fut)
+                content.add(fut, chunk.length)
+                self._done_bytes += chunk.length
+                if self.progress is not None:
+                    self.progress(self._done_bytes, None, label)
         content.close()
 
     def _read_file(self, path: str, st: os.stat_result) -> _Content | None:

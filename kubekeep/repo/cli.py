@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ from rich.table import Table
 from .crypto import KdfParams, KeyWrapper, LocalKeyWrapper
 from .errors import RepositoryError, RestoreError
 from .repository import Repository
-from .storage import FilesystemStorage, Storage, StorageError
+from .storage import FilesystemStorage, S3Config, S3Storage, Storage, StorageError
 
 repo_app = typer.Typer(help="Manage a kubekeep repository (init, backup, restore, check, prune, keys).",
                        no_args_is_help=True)
@@ -31,23 +31,68 @@ PASSWORD_ENV = "KUBEKEEP_PASSWORD"
 NEW_PASSWORD_ENV = "KUBEKEEP_NEW_PASSWORD"
 
 Location = Annotated[str, typer.Option("--repo", "-r", envvar="KUBEKEEP_REPOSITORY",
-                                       help="Repository location: a directory path (s3:// URLs later).")]
+                                       help="Repository location: a directory path, file://path or "
+                                            "s3://bucket/prefix (endpoint, region and keys from "
+                                            "KUBEKEEP_S3_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, "
+                                            "AWS_SECRET_ACCESS_KEY).")]
 PasswordFile = Annotated[Path | None, typer.Option("--password-file", help="Read the passphrase from this file.")]
 KeyFile = Annotated[Path | None, typer.Option("--key-file", help="Open with an external key file instead.")]
 
 
+S3_ENDPOINT_ENV = "KUBEKEEP_S3_ENDPOINT"
+S3_ADDRESSING_ENV = "KUBEKEEP_S3_ADDRESSING_STYLE"
+_ADDRESSING_STYLES: dict[str, Literal["auto", "virtual", "path"]] = {
+    "auto": "auto", "virtual": "virtual", "path": "path"}
+
+
 def open_location(location: str, *, create: bool = False) -> Storage:
-    """The one place a location string becomes a Storage (add s3:// here)."""
+    """The one place a location string becomes a Storage: a directory, file://path or s3://bucket/prefix."""
     if not location:
         fail("no repository location given (--repo or KUBEKEEP_REPOSITORY)")
+    if location.startswith("s3://"):
+        return _s3_location(location)
     if "://" in location and not location.startswith("file://"):
         scheme = location.split("://", 1)[0]
-        fail(f"unsupported location scheme {scheme!r} (supported: a directory path, file://)")
+        fail(f"unsupported location scheme {scheme!r} (supported: a directory path, file://, s3://)")
     path = Path(location.removeprefix("file://")).expanduser()
     if not create and not path.is_dir():
         fail(f"repository location {path} does not exist")
     try:
         return FilesystemStorage(path, create=create)
+    except StorageError as exc:
+        fail(str(exc))
+
+
+def s3_config_from_env(location: str, env: Mapping[str, str] | None = None) -> S3Config:
+    """``s3://bucket/prefix`` plus endpoint, region and keys from the environment.
+
+    Keys left unset fall through to boto3's default credential chain (profiles,
+    instance roles). A custom endpoint (SeaweedFS, MinIO, Ceph) defaults to
+    path-style addressing, which such servers serve without wildcard DNS.
+    """
+    env = os.environ if env is None else env
+    bucket, _, prefix = location.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {location!r} (expected s3://bucket/prefix)")
+    prefix = prefix.strip("/")
+    endpoint = env.get(S3_ENDPOINT_ENV) or None
+    raw_style = env.get(S3_ADDRESSING_ENV) or ("path" if endpoint else "auto")
+    style = _ADDRESSING_STYLES.get(raw_style)
+    if style is None:
+        raise ValueError(f"{S3_ADDRESSING_ENV} must be auto, virtual or path, not {raw_style!r}")
+    return S3Config(
+        bucket=bucket, prefix=prefix + "/" if prefix else "", endpoint_url=endpoint,
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        access_key=env.get("AWS_ACCESS_KEY_ID") or None, secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+        session_token=env.get("AWS_SESSION_TOKEN") or None,
+        addressing_style=style)
+
+
+def _s3_location(location: str) -> Storage:
+    try:
+        return S3Storage(s3_config_from_env(location))
+    except ValueError as exc:
+        fail(str(exc))
     except StorageError as exc:
         fail(str(exc))
 

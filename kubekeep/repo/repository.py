@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +52,7 @@ from .format import (
     INDEX_PREFIX,
     KEYS_PREFIX,
     SNAPSHOTS_PREFIX,
+    BlobEntry,
     canonical_json,
     config_mac,
     decode_index,
@@ -387,11 +388,42 @@ class Repository:
             raise MissingObjectError(f"{what}: pack is missing") from None
         if len(raw) != loc.entry.length:
             raise IntegrityError(f"{what}: pack is truncated")
-        flag, payload = self.envelope.open(loc.entry.blob_type, blob_id, raw, what=what)
-        plain = self.compressor.unpack(flag, payload, raw_length=loc.entry.raw_length, what=what)
-        if len(plain) != loc.entry.raw_length or self.blob_id(plain) != blob_id:
+        return self.decode_blob(loc.entry, raw, what=what)
+
+    def decode_blob(self, entry: BlobEntry, raw: bytes | memoryview, *, what: str) -> bytes:
+        """Decrypt, decompress and verify one blob envelope read from its pack."""
+        plain = self.envelope.open_blob(entry.blob_type, entry.blob_id, raw, self.compressor,
+                                        raw_length=entry.raw_length, what=what)
+        if len(plain) != entry.raw_length or self.blob_id(plain) != entry.blob_id:
             raise IntegrityError(f"{what}: content does not match its id")
         return plain
+
+    def read_pack_blobs(self, pack_id: bytes, entries: Sequence[BlobEntry]) -> list[bytes | RepositoryError]:
+        """Several blobs of one pack with one ranged read (entries sorted by offset, close together).
+
+        A blob that fails verification is returned as its IntegrityError, so that it
+        fails only the file it belongs to; a missing pack raises MissingObjectError.
+        """
+        start = entries[0].offset
+        end = max(e.offset + e.length for e in entries)
+        key = pack_key(pack_id)
+        try:
+            raw = self.storage.get_range(key, start, end - start)
+        except ObjectNotFoundError:
+            raise MissingObjectError(f"pack {pack_id.hex()} is missing") from None
+        out: list[bytes | RepositoryError] = []
+        with memoryview(raw) as view:
+            for e in entries:
+                what = f"pack {pack_id.hex()} blob {e.blob_id.hex()} ({BlobType.NAMES.get(e.blob_type, '?')})"
+                piece = view[e.offset - start:e.offset - start + e.length]
+                if len(piece) != e.length:
+                    out.append(IntegrityError(f"{what}: pack is truncated"))
+                    continue
+                try:
+                    out.append(self.decode_blob(e, piece, what=what))
+                except RepositoryError as exc:
+                    out.append(exc)
+        return out
 
     # -- snapshots -------------------------------------------------------------------------
 

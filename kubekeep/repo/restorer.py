@@ -12,18 +12,86 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RepositoryError, RestoreError
+from .errors import MissingObjectError, RepositoryError, RestoreError
+from .format import BlobEntry
 from .repository import ProgressFn, Repository
 from .storage import StorageError
 
-WINDOW_PER_WORKER = 8
+#: plaintext bytes fetched ahead of the writer (bounds memory whatever the volume size)
+WINDOW_BYTES = 48 * 1024 * 1024
+#: one ranged read covers neighbouring blobs of a pack up to this size ...
+MAX_RUN_BYTES = 8 * 1024 * 1024
+#: ... skipping at most this many bytes between them (cheaper than another request)
+MAX_GAP_BYTES = 256 * 1024
+#: recently fetched blobs kept for repeats (deduplicated content); the cache holds whole
+#: runs, so this is counted in runs of MAX_RUN_BYTES
+CACHE_BYTES = 32 * 1024 * 1024
+#: fetch threads per repository worker: reads wait on storage, decoding releases the GIL
+THREADS_PER_WORKER = 2
+#: a run is fetched once this many chunks have followed its first one
+RUN_LOOKAHEAD_CHUNKS = 64
+#: events (chunks, files, directories) queued ahead of the writer
+MAX_EVENTS_AHEAD = 8192
+
+
+class _Run:
+    """Neighbouring blobs of one pack, fetched and decoded by one job."""
+
+    __slots__ = ("cache_refs", "entries", "first_seq", "future", "pack_id", "raw_bytes", "span_end", "unconsumed")
+
+    def __init__(self, pack_id: bytes, entry: BlobEntry, first_seq: int) -> None:
+        self.pack_id = pack_id
+        self.first_seq = first_seq
+        self.entries = [entry]
+        self.span_end = entry.offset + entry.length
+        self.raw_bytes = entry.raw_length
+        #: window events that own a place in this run and the writer has not taken yet
+        self.unconsumed = 1
+        #: cache entries pointing into this run (the cache keeps whole runs alive)
+        self.cache_refs = 0
+        self.future: Future[list[bytes | RepositoryError]] | None = None
+
+    def takes(self, pack_id: bytes, entry: BlobEntry) -> bool:
+        return (pack_id == self.pack_id and self.span_end <= entry.offset <= self.span_end + MAX_GAP_BYTES
+                and entry.offset + entry.length - self.entries[0].offset <= MAX_RUN_BYTES)
+
+    def add(self, entry: BlobEntry) -> int:
+        self.entries.append(entry)
+        self.span_end = entry.offset + entry.length
+        self.raw_bytes += entry.raw_length
+        self.unconsumed += 1
+        return len(self.entries) - 1
+
+
+class _Chunk:
+    """One chunk's place in a run; ``result()`` waits for the run."""
+
+    __slots__ = ("pos", "run")
+
+    def __init__(self, run: _Run, pos: int) -> None:
+        self.run, self.pos = run, pos
+
+    def result(self) -> bytes:
+        assert self.run.future is not None
+        item = self.run.future.result()[self.pos]
+        if isinstance(item, RepositoryError):
+            raise item
+        return item
+
+
+class _Missing:
+    def __init__(self, blob_id: bytes) -> None:
+        self.error = MissingObjectError(f"blob {blob_id.hex()} is not in the index")
+
+    def result(self) -> bytes:
+        raise self.error
 
 
 @dataclass
@@ -49,29 +117,98 @@ class Restorer:
     # -- chunk prefetch --------------------------------------------------------------------
 
     def _prefetch(self, events: Iterator[tuple[int, Any, Any]]
-                  ) -> Iterator[tuple[int, Any, Any, Future[bytes] | None]]:
-        workers = self.repo.workers
-        with ThreadPoolExecutor(workers, thread_name_prefix="kubekeep-restore") as pool:
-            window: deque[tuple[int, Any, Any, Future[bytes] | None]] = deque()
-            pending = 0
-            limit = WINDOW_PER_WORKER * workers
+                  ) -> Iterator[tuple[int, Any, Any, _Chunk | _Missing | None]]:
+        """Yield the events in order, each chunk with a handle to its data being fetched ahead.
+
+        Consecutive chunks stored next to each other in a pack (the usual case: a
+        backup writes a file's chunks, and small files, in order) are fetched with one
+        ranged read; a chunk seen again recently (deduplicated content) reuses the
+        fetch. Fetched-but-unwritten plaintext stays below WINDOW_BYTES (plus one
+        open run and CACHE_BYTES of recent blobs), whatever the volume size.
+        """
+        index = self.repo.index
+        threads = max(2, self.repo.workers * THREADS_PER_WORKER)
+        with ThreadPoolExecutor(threads, thread_name_prefix="kubekeep-restore") as pool:
+            # (kind, a, b, handle, run this event owns a place in, or None)
+            window: deque[tuple[int, Any, Any, _Chunk | _Missing | None, _Run | None]] = deque()
+            submitted: set[_Run] = set()  # runs in flight or not yet fully taken by the writer
+            inflight = 0
+            cache: OrderedDict[bytes, _Chunk] = OrderedDict()
+            cached = 0
+            # one open run per pack: a backup's workers fill packs side by side, so a
+            # file's consecutive chunks alternate between a few packs
+            open_runs: OrderedDict[bytes, _Run] = OrderedDict()
+            seq = 0
+
+            def submit(run: _Run) -> None:
+                nonlocal inflight
+                open_runs.pop(run.pack_id, None)
+                run.future = pool.submit(self.repo.read_pack_blobs, run.pack_id, run.entries)
+                submitted.add(run)
+                inflight += run.raw_bytes
+
+            def pop() -> tuple[int, Any, Any, _Chunk | _Missing | None]:
+                nonlocal inflight
+                kind, a, b, handle, owner = window.popleft()
+                if isinstance(handle, _Chunk) and handle.run.future is None:
+                    submit(handle.run)
+                if owner is not None:
+                    owner.unconsumed -= 1
+                    if owner.unconsumed == 0:
+                        inflight -= owner.raw_bytes
+                        submitted.discard(owner)
+                return kind, a, b, handle
+
             try:
                 for kind, a, b in events:
-                    fut = pool.submit(self.repo.read_blob, a) if kind == _CHUNK else None
-                    window.append((kind, a, b, fut))
-                    if fut is not None:
-                        pending += 1
-                    while pending > limit:
-                        item = window.popleft()
-                        if item[3] is not None:
-                            pending -= 1
-                        yield item
+                    handle: _Chunk | _Missing | None = None
+                    owner: _Run | None = None
+                    if kind == _CHUNK:
+                        seq += 1
+                        handle = cache.get(a)
+                        if handle is not None:
+                            cache.move_to_end(a)
+                        else:
+                            loc = index.lookup(a)
+                            if loc is None:
+                                handle = _Missing(a)
+                            else:
+                                run = open_runs.get(loc.pack_id)
+                                if run is None or not run.takes(loc.pack_id, loc.entry):
+                                    if run is not None:
+                                        submit(run)
+                                    run = _Run(loc.pack_id, loc.entry, seq)
+                                    open_runs[loc.pack_id] = run
+                                    handle = _Chunk(run, 0)
+                                else:
+                                    handle = _Chunk(run, run.add(loc.entry))
+                                owner = run
+                                cache[a] = handle
+                                if run.cache_refs == 0:
+                                    cached += MAX_RUN_BYTES  # the run may still grow to this
+                                run.cache_refs += 1
+                                while cached > CACHE_BYTES and len(cache) > 1:
+                                    _, old = cache.popitem(last=False)
+                                    old.run.cache_refs -= 1
+                                    if old.run.cache_refs == 0:
+                                        cached -= MAX_RUN_BYTES
+                        # start fetching runs that stopped growing a while ago
+                        while open_runs:
+                            first = next(iter(open_runs.values()))
+                            if first.first_seq > seq - RUN_LOOKAHEAD_CHUNKS:
+                                break
+                            submit(first)
+                    window.append((kind, a, b, handle, owner))
+                    while window and (inflight > WINDOW_BYTES or len(window) > MAX_EVENTS_AHEAD):
+                        yield pop()
+                for run in list(open_runs.values()):
+                    submit(run)
                 while window:
-                    yield window.popleft()
+                    yield pop()
             finally:
-                for item in window:
-                    if item[3] is not None:
-                        item[3].cancel()
+                for run in submitted:
+                    assert run.future is not None
+                    run.future.cancel()
 
     def read_stream(self, snapshot_id: str, name: str) -> Iterator[bytes]:
         doc = self.repo.load_snapshot(snapshot_id)
