@@ -13,6 +13,7 @@ from typing import Any
 
 from kubekeep.cluster import ApiError, ApiResource, Cluster
 from kubekeep.cluster.collect import listable
+from kubekeep.restore.manifest import POD_SPEC_PATHS, dig
 
 from .selection import Selection, namespace_names
 
@@ -21,16 +22,6 @@ JSON = dict[str, Any]
 #: list cluster-wide (one call per type) instead of once per namespace above this many namespaces
 CLUSTER_WIDE_LIST_THRESHOLD = 3
 
-_POD_TEMPLATE_PATHS = {
-    ("apps", "Deployment"): ("spec", "template", "spec"),
-    ("apps", "StatefulSet"): ("spec", "template", "spec"),
-    ("apps", "DaemonSet"): ("spec", "template", "spec"),
-    ("apps", "ReplicaSet"): ("spec", "template", "spec"),
-    ("batch", "Job"): ("spec", "template", "spec"),
-    ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template", "spec"),
-    ("", "Pod"): ("spec",),
-    ("", "ReplicationController"): ("spec", "template", "spec"),
-}
 
 
 @dataclass(frozen=True)
@@ -156,15 +147,6 @@ def _crd_names(cluster: Cluster, report: CollectReport) -> dict[tuple[str, str],
     return out
 
 
-def _dig(obj: JSON, path: tuple[str, ...]) -> Any:
-    cur: Any = obj
-    for key in path:
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(key)
-    return cur
-
-
 def _note_dependencies(obj: JSON, resource: ApiResource, deps: _Dependencies,
                        crd_names: dict[tuple[str, str], str]) -> None:
     gk = (resource.group, resource.kind)
@@ -190,9 +172,9 @@ def _note_dependencies(obj: JSON, resource: ApiResource, deps: _Dependencies,
             deps.cluster_roles.add(ref.get("name", ""))
     elif gk == ("networking.k8s.io", "Ingress") and spec.get("ingressClassName"):
         deps.ingress_classes.add(spec["ingressClassName"])
-    template_path = _POD_TEMPLATE_PATHS.get(gk)
+    template_path = POD_SPEC_PATHS.get(gk)
     if template_path:
-        pod_spec = _dig(obj, template_path) or {}
+        pod_spec = dig(obj, *template_path) or {}
         if pod_spec.get("priorityClassName"):
             deps.priority_classes.add(pod_spec["priorityClassName"])
 
