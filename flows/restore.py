@@ -77,11 +77,13 @@ def restore(
     restore_volumes: bool = True,
     verify_volumes: bool = True,
     files: dict[str, str] | None = None,
+    mover: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Restore (part of) a restore point; return the report as a dict.
 
     ``files = {"pvc": "namespace/name", "path": "dir/file", "target": "/local/dir"}`` restores single
-    files of a volume to a local path and changes nothing on the cluster. ``priorities`` replaces the
+    files of a volume to a local path and changes nothing on the cluster. ``mover = {image, repository,
+    env_from_secrets}`` fills volumes this worker cannot reach through a mover Job. ``priorities`` replaces the
     restore order (docs/restore-order.md); ``tiers = {"tiers": {"db": 0, "web": 1}}`` or
     ``{"after": {"web": ["db"]}}`` sets readiness tiers for this run (overriding annotations).
     """
@@ -105,7 +107,8 @@ def restore(
         if dry_run:
             report = RestoreReport.from_dict(dry_run_plan(conn, plan_ref, restore_policy))
         else:
-            report = _apply(loc, key, conn, plan_ref, restore_policy, wait, restore_volumes, verify_volumes)
+            report = _apply(loc, key, conn, plan_ref, restore_policy, wait, restore_volumes, verify_volumes,
+                            mover)
     finally:
         discard_spool(plan_ref)
     report.outcomes = [ObjectOutcome.from_dict(o) for o in plan_ref.left_out] + report.outcomes
@@ -119,7 +122,8 @@ def restore(
 
 
 def _apply(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, plan_ref: PlanRef,
-           policy: RestorePolicy, wait: bool, restore_volumes: bool, verify: bool) -> RestoreReport:
+           policy: RestorePolicy, wait: bool, restore_volumes: bool, verify: bool,
+           mover: dict[str, Any] | None) -> RestoreReport:
     merged = RestoreReport(dry_run=False, policy=policy.to_dict(), cluster=conn.name)
     stop, fresh = preflight(conn, plan_ref)
     if stop is not None:
@@ -130,7 +134,7 @@ def _apply(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, pl
     for phase in plan_ref.phases:
         if not volumes_done and phase.tier is not None:
             # claims are in earlier phases: their data goes in before any workload that mounts them starts
-            _fill_volumes(loc, key, conn, plan_ref, merged, verify)
+            _fill_volumes(loc, key, conn, plan_ref, merged, verify, mover)
             volumes_done = True
         part = RestoreReport.from_dict(apply_phase(conn, plan_ref, phase, policy, wait, fresh))
         merged.outcomes += part.outcomes
@@ -139,17 +143,17 @@ def _apply(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, pl
             merged.aborted = part.aborted
             break
     if not volumes_done and merged.aborted is None:
-        _fill_volumes(loc, key, conn, plan_ref, merged, verify)
+        _fill_volumes(loc, key, conn, plan_ref, merged, verify, mover)
     merged.finished_at = datetime.now(UTC)
     return merged
 
 
 def _fill_volumes(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, plan_ref: PlanRef,
-                  report: RestoreReport, verify: bool) -> None:
+                  report: RestoreReport, verify: bool, mover: dict[str, Any] | None) -> None:
     created = {(o.namespace, o.name) for o in report.outcomes
                if o.kind == "PersistentVolumeClaim" and o.action.value in ("created", "recreated")}
     todo = [v for v in plan_ref.volumes if (v.namespace, v.pvc) in created]
-    futures = [restore_volume.submit(loc, key, conn, v, verify) for v in todo]
+    futures = [restore_volume.submit(loc, key, conn, v, verify, mover=mover) for v in todo]
     problems = []
     for v, fut in zip(todo, futures, strict=True):
         try:

@@ -24,6 +24,7 @@ from kubekeep.repo.crypto import LocalKeyWrapper
 from kubekeep.repo.errors import RepositoryError, RestoreError
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import StorageError
+from kubekeep.restore.volume_data import VolumeVerificationError, restore_volume
 
 app = typer.Typer(name="kubekeep-mover", no_args_is_help=True, add_completion=False,
                   help="Move one volume's data between a mounted directory and a repository.")
@@ -72,16 +73,19 @@ def backup_cmd(repo: Repo, source: Annotated[Path, typer.Option(help="The mounte
 def restore_cmd(repo: Repo, snapshot: Annotated[str, typer.Option(help="Volume snapshot id.")],
                 target: Annotated[Path, typer.Option(help="The mounted, empty volume.")],
                 path: Annotated[str | None, typer.Option(help="Only this file or subtree.")] = None,
+                verify: Annotated[bool, typer.Option(help="Re-read and compare every file with the snapshot.")] = True,
                 password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
-    """Restore a volume snapshot into a mounted volume; print the result as JSON."""
+    """Restore a volume snapshot into a mounted volume (and verify it); print the result as JSON."""
     try:
         with _open(repo, password_file, key_file) as repository:
-            result = repository.restore(snapshot, target, path=path)
+            result = restore_volume(repository, snapshot, target, path=path, verify=verify)
     except RestoreError as exc:
         _emit({"ok": False, "error": str(exc), "failures": exc.failures}, 1)
+    except VolumeVerificationError as exc:
+        _emit({"ok": False, "error": str(exc), "mismatches": exc.mismatches[:50]}, 1)
     except (RepositoryError, StorageError) as exc:
         _emit({"ok": False, "error": str(exc)}, 1)
-    _emit({"ok": True, "files": result.files, "bytes": result.bytes, "warnings": result.warnings[:20]})
+    _emit({"ok": True, **result})
 
 
 if __name__ == "__main__":

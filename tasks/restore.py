@@ -11,6 +11,7 @@ from typing import Any
 from prefect import task
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
+from kubekeep.backup.csi import CsiError, MoverSpec, restore_with_mover
 from kubekeep.catalog import Catalog, RestoreRecord
 from kubekeep.restore import (
     DEFAULT_PRIORITIES,
@@ -153,8 +154,10 @@ def apply_phase(cluster: ClusterConnection, plan_ref: PlanRef, phase: PhaseSumma
 
 @task(name="restore-volume", task_run_name="restore-volume-{volume.namespace}-{volume.pvc}", **DATA_TASK)
 def restore_volume(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection,
-                   volume: VolumeToRestore, verify: bool = True, timeout: float = 120.0) -> dict[str, Any]:
-    """Fill a restored (Bound) PVC from its snapshot through the direct path, then verify the files."""
+                   volume: VolumeToRestore, verify: bool = True, timeout: float = 120.0,
+                   mover: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fill a restored (Bound) PVC from its snapshot, then verify the files: directly when this worker
+    reaches the volume (hostPath/local), else by a mover Job that mounts the claim (``mover``)."""
     with cluster.connect() as c:
         try:
             claim = c.wait_for("v1", "PersistentVolumeClaim", volume.pvc,
@@ -164,12 +167,25 @@ def restore_volume(location: LocationProfile, key: EncryptionKey, cluster: Clust
             raise RuntimeError(f"{exc}; no volume data was restored into it") from None
         assert claim is not None
         pv = c.get("v1", "PersistentVolume", claim["spec"]["volumeName"])
-    spec = pv.get("spec") or {}
-    path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
-    if not path:
-        raise RuntimeError(f"PVC {volume.namespace}/{volume.pvc}: volume {pv['metadata']['name']} is not reachable "
-                           "from this worker (only hostPath/local volumes are filled directly; "
-                           "restoring through a mover Job is not implemented yet)")
+        spec = pv.get("spec") or {}
+        path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
+        if not path:
+            if not mover or not mover.get("image") or not mover.get("repository"):
+                raise RuntimeError(
+                    f"PVC {volume.namespace}/{volume.pvc}: volume {pv['metadata']['name']} is not reachable from this "
+                    "worker; give the flow parameter mover = {image, repository, env_from_secrets} to fill it "
+                    "with a mover Job")
+            spec_ = MoverSpec(image=str(mover["image"]), env_from_secrets=tuple(mover.get("env_from_secrets") or ()),
+                              service_account=mover.get("service_account"),
+                              args=("restore", "--repo", str(mover["repository"]), "--snapshot", volume.snapshot_id,
+                                    "--target", "/data") + (() if verify else ("--no-verify",)))
+            try:
+                seconds = restore_with_mover(c, volume.namespace, volume.pvc, spec_, run_id=volume.snapshot_id[:12])
+            except CsiError as exc:
+                raise RuntimeError(f"PVC {volume.namespace}/{volume.pvc}: restore mover failed at step {exc.step}: "
+                                   f"{exc}") from None
+            return {"pvc": f"{volume.namespace}/{volume.pvc}", "snapshot_id": volume.snapshot_id,
+                    "method": "mover-job", "seconds": round(seconds, 2), "verified_by": "mover" if verify else None}
     with key.open_repository(location.storage()) as repo:
         summary = restore_volume_data(repo, volume.snapshot_id, Path(path), verify=verify)
     summary["pvc"] = f"{volume.namespace}/{volume.pvc}"

@@ -157,13 +157,15 @@ class MoverSpec:
 
 
 def mover_job_manifest(namespace: str, name: str, claim: str, mover: MoverSpec, *,
-                       labels: Mapping[str, str] | None = None, active_deadline_seconds: int | None = None) -> JSON:
-    """The Job that mounts ``claim`` read-only at ``mover.mount_path`` and runs the mover once."""
+                       labels: Mapping[str, str] | None = None, active_deadline_seconds: int | None = None,
+                       read_only: bool = True) -> JSON:
+    """The Job that mounts ``claim`` at ``mover.mount_path`` (read-only unless restoring into it) and runs
+    the mover once."""
     all_labels = {**(labels or {}), **mover.labels}
     container: JSON = {
         "name": "mover", "image": mover.image, "command": list(mover.command), "args": list(mover.args),
         "env": [{"name": k, "value": v} for k, v in mover.env.items()],
-        "volumeMounts": [{"name": "data", "mountPath": mover.mount_path, "readOnly": True}],
+        "volumeMounts": [{"name": "data", "mountPath": mover.mount_path, "readOnly": read_only}],
     }
     if mover.env_from_secrets:
         container["envFrom"] = [{"secretRef": {"name": s}} for s in mover.env_from_secrets]
@@ -173,7 +175,7 @@ def mover_job_manifest(namespace: str, name: str, claim: str, mover: MoverSpec, 
         container["securityContext"] = dict(mover.security_context)
     pod_spec: JSON = {
         "restartPolicy": "Never", "containers": [container],
-        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}],
     }
     if mover.service_account:
         pod_spec["serviceAccountName"] = mover.service_account
@@ -305,6 +307,28 @@ def export_with_snapshot(
     return CsiExportResult(namespace=namespace, pvc=pvc_name, driver=driver, snapshot_class=snapshot_class,
                            snapshot=snap_name, snapshot_content=content, restore_size=restore_size,
                            temp_pvc=clone_name, job=job_name, steps=tuple(steps), leftovers=tuple(leftovers))
+
+
+def restore_with_mover(cluster: Cluster, namespace: str, pvc_name: str, mover: MoverSpec, *, run_id: str,
+                       timeouts: CsiTimeouts = CsiTimeouts(), poll_interval: float = 0.5) -> float:
+    """Fill a (Bound, unused) PVC by a mover Job that mounts it read-write; clean the Job up in all
+    outcomes; return the seconds the Job took. Raises CsiError naming the failed step."""
+    job_name = f"kk-restore-{_label_value(pvc_name)[:40]}-{_label_value(run_id)[:12]}".rstrip("-.")
+    labels = {TEMPORARY_LABEL: "restore", RUN_LABEL: _label_value(run_id), SOURCE_PVC_LABEL: _label_value(pvc_name)}
+    created: list[tuple[str, str, str]] = []
+    t0 = time.monotonic()
+    try:
+        job = mover_job_manifest(namespace, job_name, pvc_name, mover, labels=labels, read_only=False,
+                                 active_deadline_seconds=int(timeouts.job_deadline or timeouts.job))
+        _create(cluster, job, "mover", created)
+        _wait_job(cluster, namespace, job_name, timeouts.job, poll_interval)
+    except ApiError as exc:
+        raise CsiError("api", f"{namespace}/{pvc_name}: {exc}") from exc
+    finally:
+        leftovers = _cleanup(cluster, namespace, created, timeouts.cleanup, poll_interval)
+        if leftovers:
+            log.warning("restore mover for %s/%s left: %s", namespace, pvc_name, ", ".join(leftovers))
+    return time.monotonic() - t0
 
 
 def cleanup_leftovers(cluster: Cluster, namespace: str, *, run_id: str | None = None,

@@ -48,6 +48,7 @@ def test_mover_backs_up_and_restores_a_volume(tmp_path: Path) -> None:
     target = tmp_path / "restored"
     code, res = _mover("restore", "--repo", str(location), "--snapshot", vol["snapshot_id"], "--target", str(target))
     assert code == 0 and res["ok"] and res["files"] == len(expected) + 1  # + the symlink
+    assert res["verified_files"] == len(expected)
     assert _digests(target) == expected
 
 
