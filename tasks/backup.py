@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -163,8 +164,6 @@ def record_catalog(location: LocationProfile, key: EncryptionKey, snapshot_id: s
 
 
 def new_restore_point_id(app: str, now: datetime | None = None) -> str:
-    import secrets
-
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     safe_app = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in app)[:80].strip("-.") or "app"
     return f"{safe_app}-{stamp}-{secrets.token_hex(3)}"
