@@ -398,7 +398,8 @@ class Repository:
             raise IntegrityError(f"{what}: content does not match its id")
         return plain
 
-    def read_pack_blobs(self, pack_id: bytes, entries: Sequence[BlobEntry]) -> list[bytes | RepositoryError]:
+    def read_pack_blobs(self, pack_id: bytes, entries: Sequence[BlobEntry], *,
+                        storage: Storage | None = None) -> list[bytes | RepositoryError]:
         """Several blobs of one pack with one ranged read (entries sorted by offset, close together).
 
         A blob that fails verification is returned as its IntegrityError, so that it
@@ -408,7 +409,7 @@ class Repository:
         end = max(e.offset + e.length for e in entries)
         key = pack_key(pack_id)
         try:
-            raw = self.storage.get_range(key, start, end - start)
+            raw = (storage or self.storage).get_range(key, start, end - start)
         except ObjectNotFoundError:
             raise MissingObjectError(f"pack {pack_id.hex()} is missing") from None
         out: list[bytes | RepositoryError] = []

@@ -23,6 +23,7 @@ from .errors import MissingObjectError, RepositoryError, RestoreError
 from .format import BlobEntry
 from .repository import ProgressFn, Repository
 from .storage import StorageError
+from .storage.wrappers import BlockCachingReader
 
 #: plaintext bytes fetched ahead of the writer (bounds memory whatever the volume size)
 WINDOW_BYTES = 48 * 1024 * 1024
@@ -128,6 +129,8 @@ class Restorer:
         """
         index = self.repo.index
         threads = max(2, self.repo.workers * THREADS_PER_WORKER)
+        # remote storage: small neighbouring reads are served from cached 4 MiB blocks (one request each)
+        reader = BlockCachingReader(self.repo.storage) if self.repo.storage.remote else self.repo.storage
         with ThreadPoolExecutor(threads, thread_name_prefix="kubekeep-restore") as pool:
             # (kind, a, b, handle, run this event owns a place in, or None)
             window: deque[tuple[int, Any, Any, _Chunk | _Missing | None, _Run | None]] = deque()
@@ -143,7 +146,7 @@ class Restorer:
             def submit(run: _Run) -> None:
                 nonlocal inflight
                 open_runs.pop(run.pack_id, None)
-                run.future = pool.submit(self.repo.read_pack_blobs, run.pack_id, run.entries)
+                run.future = pool.submit(self.repo.read_pack_blobs, run.pack_id, run.entries, storage=reader)
                 submitted.add(run)
                 inflight += run.raw_bytes
 

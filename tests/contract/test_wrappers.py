@@ -168,3 +168,27 @@ def test_wrappers_report_inner_retention_support(plain_storage: Storage) -> None
     stacked = RetryingStorage(FaultInjectingStorage(ReadOnlyStorage(plain_storage)))
     assert stacked.supports_retention == plain_storage.supports_retention
     assert stacked.url.startswith(plain_storage.url)
+
+
+def test_block_caching_reader_serves_ranges_exactly_and_saves_requests(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubekeep.repo.storage import FilesystemStorage
+    from kubekeep.repo.storage.wrappers import BlockCachingReader
+
+    inner = FilesystemStorage(tmp_path)
+    data = random.Random(7).randbytes(3_000_000)
+    inner.put("data/ab/pack", data)
+    reader = BlockCachingReader(inner, block_size=256 * 1024, max_blocks=4)
+    rng = random.Random(11)
+    ranges = [(o, rng.randrange(0, 600_000)) for o in (rng.randrange(0, 3_100_000) for _ in range(300))]
+    ranges += [(0, 0), (2_999_999, 10), (3_000_000, 5), (0, 3_000_000)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda r: reader.get_range("data/ab/pack", *r), ranges))
+    assert got == [data[o:o + n] for o, n in ranges]
+    # neighbouring small reads share blocks: far fewer requests than reads
+    reader.fetches = 0
+    small = [(o, 4096) for o in range(0, 1_000_000, 8192)]
+    assert [reader.get_range("data/ab/pack", *r) for r in small] == [data[o:o + n] for o, n in small]
+    assert reader.fetches <= 4 + 1

@@ -98,6 +98,8 @@ class Storage(ABC):
     #: a short human description, e.g. "file:///backups" or "s3://bucket/prefix"
     url: str = ""
     supports_retention: bool = False
+    #: each request is a network round trip (readers should fetch in large pieces)
+    remote: bool = False
 
     @abstractmethod
     def put(self, key: str, data: bytes | bytearray | memoryview, *,

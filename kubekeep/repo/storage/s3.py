@@ -215,6 +215,8 @@ def _check_retain_until(retain_until: datetime) -> datetime:
 class S3Storage(Storage):
     """Objects in one bucket, under an optional key prefix."""
 
+    remote = True
+
     def __init__(self, config: S3Config, *, client: S3Client | None = None) -> None:
         self.config = config
         self.bucket = config.bucket

@@ -10,8 +10,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -44,6 +45,14 @@ class _Wrapper(Storage):
     @supports_retention.setter
     def supports_retention(self, value: bool) -> None:
         raise AttributeError("supports_retention is a property of the wrapped storage")
+
+    @property
+    def remote(self) -> bool:
+        return self.inner.remote
+
+    @remote.setter
+    def remote(self, value: bool) -> None:
+        raise AttributeError("remote is a property of the wrapped storage")
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
             retention: tuple[RetentionMode, datetime] | None = None) -> None:
@@ -341,3 +350,66 @@ class ReadOnlyStorage(_Wrapper):
 
     def set_retention(self, key: str, mode: RetentionMode, retain_until: datetime) -> datetime:
         raise self._refuse(f"change the retention of {key}")
+
+
+class BlockCachingReader(_Wrapper):
+    """Serves ``get_range`` from aligned blocks kept in a small LRU cache (writes pass through).
+
+    For backends where each request costs far more than its bytes (S3: a round trip
+    per ranged GET), many small neighbouring reads - a restore reading the chunks
+    of small files that backup workers interleaved in a pack - become a few large
+    ones. Objects are immutable, so cached blocks never go stale; memory stays
+    below ``block_size * max_blocks``. Concurrent readers of one block share its fetch.
+    """
+
+    def __init__(self, inner: Storage, *, block_size: int = 4 * 1024 * 1024, max_blocks: int = 12) -> None:
+        super().__init__(inner)
+        if block_size < 1 or max_blocks < 1:
+            raise ValueError("block_size and max_blocks must be positive")
+        self.block_size = block_size
+        self.max_blocks = max_blocks
+        self._lock = threading.Lock()
+        self._blocks: OrderedDict[tuple[str, int], Future[bytes]] = OrderedDict()
+        self.fetches = 0
+
+    def _block(self, key: str, index: int) -> bytes:
+        with self._lock:
+            fut = self._blocks.get((key, index))
+            owner = fut is None
+            if fut is None:
+                fut = Future()
+                self._blocks[(key, index)] = fut
+                while len(self._blocks) > self.max_blocks:
+                    self._blocks.popitem(last=False)
+            else:
+                self._blocks.move_to_end((key, index))
+        if owner:
+            try:
+                data = self.inner.get_range(key, index * self.block_size, self.block_size)
+                self.fetches += 1
+            except BaseException as exc:
+                with self._lock:
+                    if self._blocks.get((key, index)) is fut:
+                        del self._blocks[(key, index)]
+                fut.set_exception(exc)
+                raise
+            fut.set_result(data)
+        return fut.result()
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise ValueError("offset and length must be non-negative")
+        if length == 0:
+            return b""
+        first, last = offset // self.block_size, (offset + length - 1) // self.block_size
+        if last - first + 1 > self.max_blocks:  # larger than the cache: read it directly
+            return self.inner.get_range(key, offset, length)
+        parts = []
+        for index in range(first, last + 1):
+            block = self._block(key, index)
+            start = offset - index * self.block_size if index == first else 0
+            end = min(len(block), offset + length - index * self.block_size)
+            parts.append(block[start:end])
+            if len(block) < self.block_size:
+                break  # end of the object
+        return parts[0] if len(parts) == 1 else b"".join(parts)
