@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
 
+from kubekeep.catalog import Catalog
 from kubekeep.repo.crypto import KdfParams, KeyWrapper, LocalKeyWrapper
 from kubekeep.repo.errors import RepositoryNotFoundError
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import Storage
+
+from .location import LocationProfile
 
 
 class EncryptionKey(Block):
@@ -34,6 +39,11 @@ class EncryptionKey(Block):
         if self.key_env:
             return LocalKeyWrapper.from_env(self.key_env)
         return None
+
+    def catalog(self, location: LocationProfile, *, cache_dir: str | os.PathLike[str] | None = None) -> Catalog:
+        """The location's catalog, its files sealed and opened with the repository's key."""
+        repo = self.open_repository(location.storage())
+        return Catalog(repo.storage, cache_dir=cache_dir, codec=repo.catalog_codec())
 
     def open_repository(self, storage: Storage, *, create: bool = False, workers: int = 2) -> Repository:
         """Open the repository of a location; with ``create``, initialise an empty location first."""

@@ -192,13 +192,14 @@ def restore_points_cmd(
     app_name: Annotated[str | None, typer.Option("--app")] = None,
     before: Annotated[datetime | None, typer.Option("--before", help="Only points finished before this time.")] = None,
     all_statuses: Annotated[bool, typer.Option("--all", help="Include failed and partial points.")] = False,
+    password_file: PasswordFileOpt = None,
 ) -> None:
     """List restore points from the location's catalog (newest first)."""
     from datetime import UTC
 
-    from kubekeep.catalog import Catalog, list_restore_points
+    from kubekeep.catalog import list_restore_points
 
-    catalog = Catalog(_location(location).storage())
+    catalog = _key(password_file).catalog(_location(location))
     statuses = None if all_statuses else ("succeeded",)
     when = before.replace(tzinfo=before.tzinfo or UTC) if before else None
     points = list_restore_points(catalog, app=app_name, statuses=statuses, finished_before=when, newest_first=True)

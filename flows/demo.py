@@ -17,7 +17,7 @@ def run_demo(*, keep: bool = False) -> int:
 
     from blocks import ClusterConnection, EncryptionKey, LocationProfile
     from flows.backup import backup
-    from kubekeep.catalog import Catalog, latest_restore_point
+    from kubekeep.catalog import latest_restore_point
     from kubekeep.testbed import sample_app
     from kubekeep.testbed.controlplane import ControlPlane
 
@@ -34,7 +34,7 @@ def run_demo(*, keep: bool = False) -> int:
         key = EncryptionKey.model_validate({"passphrase": os.environ.get("KUBEKEEP_PASSWORD", "kubekeep-demo")})
         conn = ClusterConnection(name="testbed", kubeconfig_path=str(cp.kubeconfig_path))
         rp_id = backup(app="shop", namespaces=["shop"], location=location, encryption_key=key, cluster=conn)
-        point = latest_restore_point(Catalog(location.storage()), "shop")
+        point = latest_restore_point(key.catalog(location), "shop")
         assert point is not None and point.id == rp_id
         print(f"\nRestore point {point.id}: {point.status}, {point.object_count} objects, "
               f"{point.volume_count} volumes, {point.logical_bytes} bytes of volume data "

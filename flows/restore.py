@@ -114,7 +114,7 @@ def restore(
     report.outcomes = [ObjectOutcome.from_dict(o) for o in plan_ref.left_out] + report.outcomes
     report.finished_at = report.finished_at or datetime.now(UTC)
     namespaces = sorted({o.namespace for o in report.outcomes if o.namespace})
-    record_restore(loc, report.to_dict(), plan_ref.restore_point_id, restore_id, namespaces)
+    record_restore(loc, key, report.to_dict(), plan_ref.restore_point_id, restore_id, namespaces)
     _publish(report, plan_ref, restore_id)
     if report.failed:
         raise RestoreFailed(f"restore {restore_id} of {plan_ref.restore_point_id}: {report.failure_summary()}")

@@ -159,7 +159,7 @@ def record_catalog(location: LocationProfile, key: EncryptionKey, snapshot_id: s
         record = read_restore_point(repo, snapshot_id)
         point, objects, volumes = catalog_rows(repo, record, snapshot_id)
         rows = list(objects)
-        Catalog(repo.storage).add_restore_point(point, rows, volumes)
+        Catalog(repo.storage, codec=repo.catalog_codec()).add_restore_point(point, rows, volumes)
     return len(rows)
 
 

@@ -71,7 +71,7 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
     storage = location.storage()
     with key.open_repository(storage) as repo:
         snapshot_id, record = choose_restore_point(repo, restore_point=restore_point, app=app, before=before,
-                                                   catalog=Catalog(storage))
+                                                   catalog=Catalog(repo.storage, codec=repo.catalog_codec()))
         manifests = list(load_manifests(repo, record, selection))
     manifests, reprovisioned = drop_reprovisioned_volumes(
         manifests, {(v.namespace, v.pvc) for v in record.volumes if v.snapshot_id})
@@ -201,7 +201,7 @@ def restore_files(location: LocationProfile, key: EncryptionKey, snapshot_id: st
 
 
 @task(name="record-restore", **DATA_TASK)
-def record_restore(location: LocationProfile, report: dict[str, Any], restore_point_id: str,
+def record_restore(location: LocationProfile, key: EncryptionKey, report: dict[str, Any], restore_point_id: str,
                    restore_id: str, target_namespaces: list[str]) -> str:
     r = RestoreReport.from_dict(report)
     counts = r.counts
@@ -215,7 +215,7 @@ def record_restore(location: LocationProfile, report: dict[str, Any], restore_po
         updated=counts.get("updated", 0) + counts.get("would-update", 0),
         skipped=counts.get("skipped", 0) + counts.get("unchanged", 0) + counts.get("would-skip", 0),
         failed=len(r.failures))
-    return Catalog(location.storage()).add_restore(record)
+    return key.catalog(location).add_restore(record)
 
 
 def discard_spool(plan_ref: PlanRef) -> None:

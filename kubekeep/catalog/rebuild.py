@@ -25,7 +25,7 @@ from .records import (
     volumes_table,
 )
 from .schema import TableName
-from .store import DEFAULT_ROW_GROUP_ROWS, Catalog, CatalogError
+from .store import DEFAULT_ROW_GROUP_ROWS, Catalog, CatalogCodec, CatalogError
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ def rebuild_catalog(
     batch_points: int = 10_000,
     batch_object_rows: int = 1_000_000,
     row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    codec: CatalogCodec | None = None,
 ) -> RebuildResult:
     """Write catalog rows for every summarised restore point the catalog lacks.
 
@@ -62,7 +63,7 @@ def rebuild_catalog(
     """
     if batch_points < 1 or batch_object_rows < 1:
         raise ValueError("batch sizes must be positive")
-    catalog = Catalog(storage, cache_dir=cache_dir)
+    catalog = Catalog(storage, cache_dir=cache_dir, codec=codec)
     known = catalog_ids(catalog)
     written = 0
     skipped = 0

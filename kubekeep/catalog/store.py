@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -62,6 +63,15 @@ DEFAULT_ROWS_PER_FILE = 1024 * 1024
 #: files smaller than this are merged by compaction (compacted parts included,
 #: so parts grow over time instead of accumulating)
 DEFAULT_SMALL_FILE_BYTES = 8 * 1024 * 1024
+
+
+class CatalogCodec(Protocol):
+    """Seals catalog files before they reach the location and opens them after (the repository's
+    encryption); without one, files are stored as plain Parquet."""
+
+    def seal(self, key: str, data: bytes) -> bytes: ...
+
+    def open(self, key: str, data: bytes) -> bytes: ...
 
 
 class CatalogError(Exception):
@@ -144,8 +154,10 @@ class Catalog:
         *,
         cache_dir: str | os.PathLike[str] | None = None,
         prefix: str = CATALOG_PREFIX,
+        codec: CatalogCodec | None = None,
     ) -> None:
         self.storage = storage
+        self.codec = codec
         self.prefix = prefix.rstrip("/")
         base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         location_digest = hashlib.sha256(storage.url.encode()).hexdigest()[:16]
@@ -160,7 +172,7 @@ class Catalog:
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         """Write ``data``; a key that exists already counts as written (a retried step)."""
         try:
-            self.storage.put(key, data)
+            self.storage.put(key, self.codec.seal(key, data) if self.codec else data)
         except ObjectExistsError:
             return False
         self._store_in_cache(key, data)
@@ -225,6 +237,8 @@ class Catalog:
 
     def _store_in_cache(self, key: str, data: bytes) -> Path:
         path = self._cache_path(key)
+        # the cache holds the catalog in plaintext: keep it private to this user
+        self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -238,12 +252,11 @@ class Catalog:
 
     def _fetch(self, info: ObjectInfo, spec: TableSpec) -> Path:
         path = self._cache_path(info.key)
-        try:
-            if path.stat().st_size == info.size:
-                return path
-        except FileNotFoundError:
-            pass
+        if path.is_file():  # keys are immutable and cache files are written atomically
+            return path
         data = self.storage.get(info.key)
+        if self.codec is not None:
+            data = self.codec.open(info.key, data)
         try:
             metadata = pq.read_metadata(io.BytesIO(data))
         except (pa.ArrowInvalid, OSError) as exc:

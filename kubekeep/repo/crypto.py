@@ -40,8 +40,10 @@ class BlobType:
     SNAPSHOT = 17
     PACK_HEADER = 18
     LOCK = 19
+    CATALOG = 20
 
-    NAMES = {1: "data", 2: "tree", 3: "chunk list", 16: "index", 17: "snapshot", 18: "pack header", 19: "lock"}
+    NAMES = {1: "data", 2: "tree", 3: "chunk list", 16: "index", 17: "snapshot", 18: "pack header", 19: "lock",
+             20: "catalog file"}
 
 
 def derive_key(master: bytes, purpose: str) -> bytes:

@@ -336,6 +336,10 @@ class Repository:
         flag, payload = self.envelope.open(blob_type, ident, data, what=what)
         return self.compressor.unpack(flag, payload, what=what)
 
+    def catalog_codec(self) -> CatalogCodec:
+        """Encrypts catalog files like everything else in the location (envelope type 20, bound to the key)."""
+        return CatalogCodec(self)
+
     # -- index -----------------------------------------------------------------------------
 
     def load_index(self, *, reload: bool = False) -> Index:
@@ -606,6 +610,26 @@ class Repository:
 
     def storage_error(self, exc: StorageError) -> RepositoryError:
         return RepositoryError(f"storage error at {self.storage.url}: {exc}")
+
+
+class CatalogCodec:
+    """Seals and opens the catalog's Parquet files with the repository's data key.
+
+    The envelope's id is BLAKE3 of the object key, so a catalog file copied to
+    another key fails authentication."""
+
+    def __init__(self, repo: Repository) -> None:
+        self._repo = repo
+
+    @staticmethod
+    def _ident(key: str) -> bytes:
+        return blake3.blake3(key.encode()).digest()
+
+    def seal(self, key: str, data: bytes) -> bytes:
+        return self._repo.seal_object(BlobType.CATALOG, self._ident(key), data)
+
+    def open(self, key: str, data: bytes) -> bytes:
+        return self._repo.open_object(BlobType.CATALOG, self._ident(key), data, what=f"catalog file {key}")
 
 
 def utcnow() -> datetime:

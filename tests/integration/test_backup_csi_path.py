@@ -13,7 +13,7 @@ import pytest
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.backup import BackupFailed, backup
-from kubekeep.catalog import Catalog, latest_restore_point
+from kubekeep.catalog import latest_restore_point
 from kubekeep.cluster import Cluster
 from tests.integration.test_csi import DRIVER, FakeSnapshotController, bound_pvc, snapshot_api  # noqa: F401
 
@@ -32,8 +32,9 @@ def test_csi_volume_without_mover_is_reported(prefect_api: str, test_cluster, cl
     bound_pvc(cluster, namespace, "data", {"csi": {"driver": DRIVER, "volumeHandle": "h1"}})
     error = _run(test_cluster, namespace, tmp_path, None)
     assert f"volume {namespace}/data: the CSI snapshot path needs a mover" in str(error)
-    point = latest_restore_point(Catalog(LocationProfile(kind="filesystem", path=str(tmp_path / "loc")).storage(),
-                                         cache_dir=tmp_path / "c"), "csi-app", statuses=("partially_failed",))
+    catalog = EncryptionKey(passphrase="pw", cheap_kdf=True).catalog(
+        LocationProfile(kind="filesystem", path=str(tmp_path / "loc")), cache_dir=tmp_path / "c")
+    point = latest_restore_point(catalog, "csi-app", statuses=("partially_failed",))
     assert point is not None and point.volume_count == 1
 
 

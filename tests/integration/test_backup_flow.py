@@ -13,7 +13,7 @@ from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.backup import BackupFailed, backup
 from kubekeep.backup.manifests import read_manifests
 from kubekeep.backup.restore_point import find_restore_point
-from kubekeep.catalog import Catalog, latest_restore_point, restore_points_containing
+from kubekeep.catalog import latest_restore_point, restore_points_containing
 from kubekeep.cluster import Cluster
 from kubekeep.testbed import sample_app
 
@@ -49,7 +49,7 @@ def _key() -> EncryptionKey:
 def _check_restore_point(location: LocationProfile, rp_id: str, namespace: str, shop: dict[str, dict[str, str]],
                          tmp_path: Path) -> None:
     storage = location.storage()
-    catalog = Catalog(storage, cache_dir=tmp_path / "catalog-cache")
+    catalog = _key().catalog(location, cache_dir=tmp_path / "catalog-cache")
     point = latest_restore_point(catalog, "shop")
     assert point is not None and point.id == rp_id and point.status == "succeeded"
     assert point.namespaces == (namespace,) and point.volume_count == 2 and point.object_count > 20
@@ -85,11 +85,13 @@ def _check_restore_point(location: LocationProfile, rp_id: str, namespace: str, 
     rows = restore_points_containing(catalog, kind="Secret", namespace=namespace, name="db-credentials")
     assert [r.restore_point_id for r in rows] == [rp_id]
 
-    # no Secret value, in plaintext or base64, anywhere in the location
-    needles = [sample_app.SECRET_VALUE.encode(), base64.b64encode(sample_app.SECRET_VALUE.encode())]
+    # no Secret value (plain or base64), and not even the names of the app's objects (the catalog is
+    # encrypted too), anywhere in the location's contents
+    needles = [sample_app.SECRET_VALUE.encode(), base64.b64encode(sample_app.SECRET_VALUE.encode()),
+               b"db-credentials", b"shop-config", namespace.encode()]
     for info in storage.list(""):
         data = storage.get(info.key)
-        assert not any(n in data for n in needles), f"secret value found in {info.key}"
+        assert not any(n in data for n in needles), f"plaintext found in {info.key}"
 
 
 def test_backup_to_filesystem(prefect_api: str, test_cluster, cluster: Cluster, namespace: str,  # type: ignore[no-untyped-def]
@@ -102,7 +104,7 @@ def test_backup_to_filesystem(prefect_api: str, test_cluster, cluster: Cluster, 
     # incremental: a second run stores little new data for unchanged volumes
     rp2 = backup(app="shop", namespaces=[namespace], location=location, encryption_key=_key(),
                  cluster=_conn(test_cluster))
-    catalog = Catalog(location.storage(), cache_dir=tmp_path / "catalog-cache")
+    catalog = _key().catalog(location, cache_dir=tmp_path / "catalog-cache")
     point2 = latest_restore_point(catalog, "shop")
     assert point2 is not None and point2.id == rp2 != rp_id
     assert point2.stored_bytes < 4096  # unchanged files were skipped, nothing new stored
@@ -137,7 +139,7 @@ def test_forbidden_type_is_reported_and_fails_the_run(prefect_api: str, test_clu
         backup(app="restricted", namespaces=[namespace], location=location, encryption_key=_key(),
                cluster=ClusterConnection(name="testbed", kubeconfig_path=str(kubeconfig)))
     assert "secrets" in str(err.value) and "403" in str(err.value)
-    catalog = Catalog(location.storage(), cache_dir=tmp_path / "cache")
+    catalog = _key().catalog(location, cache_dir=tmp_path / "cache")
     point = latest_restore_point(catalog, "restricted", statuses=("partially_failed",))
     assert point is not None and "secrets" in (point.status_reason or "")
     assert restore_points_containing(catalog, kind="ConfigMap", namespace=namespace, name="cfg")

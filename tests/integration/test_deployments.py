@@ -17,7 +17,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId,
 from prefect.states import Scheduled
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
-from kubekeep.catalog import Catalog, latest_restore_point
+from kubekeep.catalog import latest_restore_point
 from kubekeep.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +85,7 @@ def test_scheduled_backup_deployment_runs(prefect_api: str, test_cluster, cluste
 
     state = asyncio.run(final_state())
     assert state.startswith("COMPLETED"), state
-    point = latest_restore_point(Catalog(LocationProfile(kind="filesystem", path=str(location)).storage(),
-                                         cache_dir=tmp_path / "cache"), f"sched-{suffix}")
+    catalog = EncryptionKey(passphrase="scheduled", cheap_kdf=True).catalog(
+        LocationProfile(kind="filesystem", path=str(location)), cache_dir=tmp_path / "cache")
+    point = latest_restore_point(catalog, f"sched-{suffix}")
     assert point is not None and point.status == "succeeded" and point.object_count >= 3

@@ -12,7 +12,7 @@ import pytest
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.backup import backup
 from flows.restore import RestoreFailed, restore
-from kubekeep.catalog import Catalog, list_restores
+from kubekeep.catalog import list_restores
 from kubekeep.cluster import ApiError, Cluster
 from kubekeep.repo.errors import WrongKeyError
 from kubekeep.restore.source import RestorePointNotFoundError
@@ -75,7 +75,7 @@ def test_restore_into_new_namespace_with_transforms(backed_up, cluster: Cluster,
             owners = pod["metadata"].get("ownerReferences") or []
             if owners and owners[0]["kind"] == "ReplicaSet":
                 assert owners[0]["uid"] in restored_rs
-        rows = list_restores(Catalog(backed_up["location"].storage(), cache_dir=tmp_path / "cache"))
+        rows = list_restores(backed_up["key"].catalog(backed_up["location"], cache_dir=tmp_path / "cache"))
         assert [r.status for r in rows] == ["succeeded"] and rows[0].restore_point_id == backed_up["rp"]
     finally:
         cluster.delete("v1", "Namespace", dst)
