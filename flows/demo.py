@@ -39,7 +39,8 @@ def run_demo(*, keep: bool = False) -> int:
         print(f"\nRestore point {point.id}: {point.status}, {point.object_count} objects, "
               f"{point.volume_count} volumes, {point.logical_bytes} bytes of volume data "
               f"({point.stored_bytes} new bytes stored, encrypted).")
-        print(f"List restore points: kubekeep restore-points --location {location_dir}")
+        password = "" if os.environ.get("KUBEKEEP_PASSWORD") else "KUBEKEEP_PASSWORD=kubekeep-demo "
+        print(f"List restore points: {password}kubekeep restore-points --location {location_dir}")
         if keep:
             print("Control plane stays up; Ctrl-C to stop.")
             try:
