@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -440,17 +441,53 @@ class Repository:
                 ids.append(ident.hex())
         return ids
 
-    def load_snapshot(self, snapshot_id: str) -> dict[str, Any]:
-        sid = self.resolve_snapshot(snapshot_id)
-        key = SNAPSHOTS_PREFIX + sid
-        try:
-            raw = self.storage.get(key)
-        except ObjectNotFoundError:
-            raise SnapshotNotFoundError(f"snapshot {sid} not found") from None
+    def load_snapshot(self, snapshot_id: str, *, listed: bool = False) -> dict[str, Any]:
+        """A snapshot manifest by full id, unique prefix or 'latest'.
+
+        ``listed=True`` says the id comes from a current listing: the manifest may
+        then come from the local cache of (still encrypted, immutable) manifests,
+        which saves one GET per snapshot when every snapshot is read.
+        """
+        sid = snapshot_id if _FULL_ID.fullmatch(snapshot_id) else self.resolve_snapshot(snapshot_id)
+        raw = self._snapshot_cache_get(sid) if listed else None
+        if raw is not None:
+            try:
+                self.open_object(BlobType.SNAPSHOT, bytes.fromhex(sid), raw, what=f"cached snapshot {sid}")
+            except RepositoryError:
+                raw = None  # a damaged cache entry: read the location's copy instead
+        if raw is None:
+            try:
+                raw = self.storage.get(SNAPSHOTS_PREFIX + sid)
+            except ObjectNotFoundError:
+                raise SnapshotNotFoundError(f"snapshot {sid} not found") from None
+            if listed:
+                self._snapshot_cache_put(sid, raw)
         doc = json.loads(self.open_object(BlobType.SNAPSHOT, bytes.fromhex(sid), raw, what=f"snapshot {sid}"))
         if not isinstance(doc, dict) or doc.get("version") != 1:
             raise UnsupportedFormatError(f"snapshot {sid}: unsupported manifest version")
         return doc
+
+    def _snapshot_cache_dir(self) -> Path:
+        base = os.environ.get("KUBEKEEP_CACHE_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kubekeep")
+        return Path(base) / "snapshots" / self.repository_id.hex()
+
+    def _snapshot_cache_get(self, sid: str) -> bytes | None:
+        try:
+            return (self._snapshot_cache_dir() / sid).read_bytes()
+        except OSError:
+            return None
+
+    def _snapshot_cache_put(self, sid: str, raw: bytes) -> None:
+        """Best effort: a cache that cannot be written only costs GETs."""
+        try:
+            directory = self._snapshot_cache_dir()
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = directory / f".tmp-{sid}-{secrets.token_hex(4)}"
+            tmp.write_bytes(raw)
+            os.replace(tmp, directory / sid)
+        except OSError:
+            pass
 
     def resolve_snapshot(self, snapshot_id: str) -> str:
         """Accept a full id, a unique prefix (>= 4 hex digits) or 'latest'."""
@@ -483,7 +520,7 @@ class Repository:
         infos = []
         for sid in self.snapshot_ids():
             try:
-                info = self.snapshot_info(self.load_snapshot(sid))
+                info = self.snapshot_info(self.load_snapshot(sid, listed=True))
             except SnapshotNotFoundError:
                 continue  # pruned while listing
             if want <= set(info.tags):
@@ -630,6 +667,9 @@ class CatalogCodec:
 
     def open(self, key: str, data: bytes) -> bytes:
         return self._repo.open_object(BlobType.CATALOG, self._ident(key), data, what=f"catalog file {key}")
+
+
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def utcnow() -> datetime:
