@@ -158,9 +158,8 @@ def record_catalog(location: LocationProfile, key: EncryptionKey, snapshot_id: s
     with key.open_repository(storage) as repo:
         record = read_restore_point(repo, snapshot_id)
         point, objects, volumes = catalog_rows(repo, record, snapshot_id)
-        rows = list(objects)
-        Catalog(repo.storage, codec=repo.catalog_codec()).add_restore_point(point, rows, volumes)
-    return len(rows)
+        Catalog(repo.storage, codec=repo.catalog_codec()).add_restore_point(point, objects, volumes)
+    return point.object_count
 
 
 def new_restore_point_id(app: str, now: datetime | None = None) -> str:

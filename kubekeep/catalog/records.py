@@ -207,8 +207,19 @@ def restore_points_table(points: Sequence[RestorePoint]) -> pa.Table:
     return pa.Table.from_pylist([p.to_row() for p in points], schema=RESTORE_POINTS_SCHEMA)
 
 
-def objects_table(objects: Sequence[RestorePointObject]) -> pa.Table:
-    return pa.Table.from_pylist([o.to_row() for o in objects], schema=RESTORE_POINT_OBJECTS_SCHEMA)
+def objects_table(objects: Iterable[RestorePointObject], *, batch_rows: int = 20_000) -> pa.Table:
+    """Object rows as a table, built in batches: only one batch of Python rows is alive at a time
+    (a restore point can hold 100k objects; columnar arrays are far smaller than row dicts)."""
+    batches: list[pa.RecordBatch] = []
+    rows: list[dict[str, Any]] = []
+    for o in objects:
+        rows.append(o.to_row())
+        if len(rows) >= batch_rows:
+            batches.append(pa.RecordBatch.from_pylist(rows, schema=RESTORE_POINT_OBJECTS_SCHEMA))
+            rows = []
+    if rows or not batches:
+        batches.append(pa.RecordBatch.from_pylist(rows, schema=RESTORE_POINT_OBJECTS_SCHEMA))
+    return pa.Table.from_batches(batches, schema=RESTORE_POINT_OBJECTS_SCHEMA)
 
 
 def volumes_table(volumes: Sequence[RestorePointVolume]) -> pa.Table:

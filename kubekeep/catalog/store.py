@@ -181,24 +181,35 @@ class Catalog:
     def add_restore_point(
         self,
         point: RestorePoint,
-        objects: Sequence[RestorePointObject] = (),
+        objects: Iterable[RestorePointObject] = (),
         volumes: Sequence[RestorePointVolume] = (),
     ) -> list[str]:
         """Record one restore point; return the keys of its catalog objects.
 
         Objects and volumes are written before the restore point row, so a
         visible restore point always has its detail rows. Retrying after a
-        partial failure writes only what is missing.
+        partial failure writes only what is missing. ``objects`` may be a
+        generator (rows are turned into columns batch by batch).
         """
-        for row_id in [o.restore_point_id for o in objects] + [v.restore_point_id for v in volumes]:
-            if row_id != point.id:
-                raise CatalogError(f"row for restore point {row_id} passed with restore point {point.id}")
+
+        def checked(rows: Iterable[RestorePointObject]) -> Iterator[RestorePointObject]:
+            for row in rows:
+                if row.restore_point_id != point.id:
+                    raise CatalogError(f"row for restore point {row.restore_point_id} passed with restore point "
+                                       f"{point.id}")
+                yield row
+
+        for v in volumes:
+            if v.restore_point_id != point.id:
+                raise CatalogError(f"row for restore point {v.restore_point_id} passed with restore point {point.id}")
         keys: list[str] = []
-        if objects:
+        table = objects_table(checked(objects))
+        if table.num_rows:
             key = self._small_key(TableName.RESTORE_POINT_OBJECTS, point.id)
             spec = TABLES[TableName.RESTORE_POINT_OBJECTS]
-            self._put_if_absent(key, encode_parquet(_sorted(objects_table(objects), spec), spec))
+            self._put_if_absent(key, encode_parquet(_sorted(table, spec), spec))
             keys.append(key)
+        del table
         if volumes:
             key = self._small_key(TableName.RESTORE_POINT_VOLUMES, point.id)
             spec = TABLES[TableName.RESTORE_POINT_VOLUMES]
