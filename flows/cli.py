@@ -211,6 +211,16 @@ def restore_points_cmd(
     Console().print(table)
 
 
+@app.command("catalog-rebuild")
+def catalog_rebuild_cmd(location: LocationOpt, password_file: PasswordFileOpt = None) -> None:
+    """Rebuild the location's catalog from the restore points in its repository (adds what is missing)."""
+    from kubekeep.backup.restore_point import rebuild_repository_catalog
+
+    with _key(password_file).open_repository(_location(location).storage()) as repo:
+        result = rebuild_repository_catalog(repo)
+    typer.echo(f"restore points written: {result.points_written}, already present: {result.points_skipped}")
+
+
 @app.command("apps")
 def apps_cmd(kubeconfig: KubeconfigOpt = None, context: ContextOpt = None) -> None:
     """Discover the cluster's applications: namespaces, Helm releases, part-of label groups."""

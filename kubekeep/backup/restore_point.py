@@ -17,7 +17,14 @@ from typing import Any
 
 import blake3
 
-from kubekeep.catalog import RestorePoint, RestorePointObject, RestorePointVolume
+from kubekeep.catalog import (
+    RebuildResult,
+    RestorePoint,
+    RestorePointObject,
+    RestorePointSummary,
+    RestorePointVolume,
+    rebuild_catalog,
+)
 from kubekeep.repo.repository import Repository, Retention
 
 from .manifests import read_manifests
@@ -133,3 +140,17 @@ def catalog_rows(repo: Repository, record: RestorePointRecord, snapshot_id: str
         size_bytes=v.size_bytes, files=v.files, logical_bytes=v.logical_bytes, stored_bytes=v.stored_bytes,
         method=v.method, snapshot_id=v.snapshot_id or "") for v in record.volumes if v.snapshot_id]
     return point, objects(), volumes
+
+
+def restore_point_summaries(repo: Repository) -> Iterator[RestorePointSummary]:
+    """The catalog rows of every restore point in the repository (what rebuild_catalog takes)."""
+    for info in repo.snapshots(tags=[RESTORE_POINT_TAG]):
+        record = read_restore_point(repo, info.id)
+        point, objects, volumes = catalog_rows(repo, record, info.id)
+        yield RestorePointSummary(point, tuple(objects), tuple(volumes))
+
+
+def rebuild_repository_catalog(repo: Repository, *, cache_dir: str | None = None) -> RebuildResult:
+    """Write the catalog rows of every restore point the location's catalog lacks (sealed with the key)."""
+    return rebuild_catalog(repo.storage, restore_point_summaries(repo), cache_dir=cache_dir,
+                           codec=repo.catalog_codec())

@@ -12,7 +12,7 @@ import pytest
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.backup import BackupFailed, backup
 from kubekeep.backup.manifests import read_manifests
-from kubekeep.backup.restore_point import find_restore_point
+from kubekeep.backup.restore_point import find_restore_point, rebuild_repository_catalog
 from kubekeep.catalog import latest_restore_point, restore_points_containing
 from kubekeep.cluster import Cluster
 from kubekeep.testbed import sample_app
@@ -108,6 +108,19 @@ def test_backup_to_filesystem(prefect_api: str, test_cluster, cluster: Cluster, 
     point2 = latest_restore_point(catalog, "shop")
     assert point2 is not None and point2.id == rp2 != rp_id
     assert point2.stored_bytes < 4096  # unchanged files were skipped, nothing new stored
+
+    # the catalog is an index: lose it entirely, rebuild it from the repository, same answers
+    storage = location.storage()
+    for info in list(storage.list("catalog/")):
+        storage.delete(info.key)
+    with _key().open_repository(storage) as repo:
+        result = rebuild_repository_catalog(repo)
+    assert result.points_written == 2
+    rebuilt = _key().catalog(location, cache_dir=tmp_path / "rebuilt-cache")
+    latest = latest_restore_point(rebuilt, "shop")
+    assert latest is not None and latest.id == rp2 and latest.object_count == point2.object_count
+    assert sorted(r.restore_point_id for r in restore_points_containing(
+        rebuilt, kind="Secret", namespace=namespace, name="db-credentials")) == sorted([rp_id, rp2])
 
 
 def test_backup_to_s3_with_object_lock(prefect_api: str, test_cluster, cluster: Cluster,  # type: ignore[no-untyped-def]
