@@ -18,18 +18,16 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sysconfig
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 
 from kubekeep.repo.storage.base import StorageError
 from kubekeep.repo.storage.s3 import S3Config, create_bucket, list_buckets
+
+from .process import ManagedProcess, free_ports
 
 BINARY_ENV = "KUBEKEEP_WEED_BINARY"
 
@@ -52,17 +50,6 @@ def find_weed() -> Path | None:
     return Path(found) if found else None
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports the kernel considers free right now (held open together so they differ)."""
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
 class SeaweedFS:
     """One SeaweedFS process; a context manager. Start takes about a second."""
 
@@ -81,8 +68,7 @@ class SeaweedFS:
         self.startup_timeout = startup_timeout
         self._given_data_dir = Path(data_dir) if data_dir else None
         self._data_dir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_path: Path | None = None
+        self._process: ManagedProcess | None = None
         self.s3_port = 0
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -95,7 +81,7 @@ class SeaweedFS:
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.alive()
 
     def start(self) -> SeaweedFS:
         if self._process is not None:
@@ -132,7 +118,7 @@ class SeaweedFS:
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }]}))
         (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc,
-         admin, admin_grpc) = _free_ports(10)
+         admin, admin_grpc) = free_ports(10)
         args = [
             str(self.binary), "mini",
             f"-dir={data}",
@@ -150,12 +136,7 @@ class SeaweedFS:
         if len(str(self._data_dir)) < 80:
             args += [f"-filer.localSocket={self._data_dir}/filer.sock",
                      f"-s3.localSocket={self._data_dir}/s3.sock"]
-        self._log_path = self._data_dir / "weed.log"
-        with open(self._log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self._data_dir, start_new_session=True,
-            )
+        self._process = ManagedProcess("weed", args, self._data_dir, cwd=self._data_dir)
         self.s3_port = s3
         self._wait_ready()
 
@@ -167,7 +148,7 @@ class SeaweedFS:
         client = config.make_client()
         try:
             while True:
-                if self._process is None or self._process.poll() is not None:
+                if self._process is None or not self._process.alive():
                     raise SeaweedFSError(f"weed exited during startup:\n{self.log_tail()}")
                 try:
                     list_buckets(client)
@@ -182,25 +163,13 @@ class SeaweedFS:
             client.close()
 
     def log_tail(self, lines: int = 40) -> str:
-        if self._log_path is None or not self._log_path.exists():
-            return ""
-        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+        return self._process.log_tail(lines) if self._process is not None else ""
 
     def _terminate(self) -> None:
         process, self._process = self._process, None
         self.s3_port = 0
-        if process is None or process.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                process.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        if process is not None:
+            process.stop()
 
     def stop(self) -> None:
         """Stop the server and remove a data directory it created. Safe to call twice."""
