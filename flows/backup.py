@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from blocks import ClusterConnection, EncryptionKey, LocationProfile
+from blocks import ClusterConnection, EncryptionKey, LocationProfile, load_blocks
 from kubekeep.backup.hooks import HookError, HookRule, HookRun
 from kubekeep.backup.quiesce import QuiesceRecord
 from kubekeep.backup.restore_point import RestorePointRecord, VolumeRecord
@@ -37,16 +37,6 @@ from tasks.consistency import post_hooks, pre_hooks, quiesce_workloads, resolve_
 
 class BackupFailed(RuntimeError):
     """Raised at the end of a run whose restore point is incomplete; the message names every failure."""
-
-
-def _load_blocks(location: str | LocationProfile, encryption_key: str | EncryptionKey,
-                 cluster: str | ClusterConnection | None) -> tuple[LocationProfile, EncryptionKey, ClusterConnection]:
-    loc: Any = LocationProfile.load(location) if isinstance(location, str) else location
-    key: Any = EncryptionKey.load(encryption_key) if isinstance(encryption_key, str) else encryption_key
-    conn: Any = ClusterConnection()
-    if cluster is not None:
-        conn = ClusterConnection.load(cluster) if isinstance(cluster, str) else cluster
-    return loc, key, conn
 
 
 @flow(name="backup", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
@@ -75,7 +65,7 @@ def backup(
     """
     logger = get_run_logger()
     started = datetime.now(UTC)
-    loc, key, conn = _load_blocks(location, encryption_key, cluster)
+    loc, key, conn = load_blocks(location, encryption_key, cluster)
     selection = Selection(namespaces=tuple(namespaces), label_selector=label_selector,
                           include_kinds=tuple(include_kinds or ()), exclude_kinds=tuple(exclude_kinds or ()))
     rules = [HookRule.from_dict(h) for h in hooks or ()]

@@ -14,8 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from blocks import ClusterConnection, EncryptionKey, LocationProfile
-from flows.backup import _load_blocks
+from blocks import ClusterConnection, EncryptionKey, LocationProfile, load_blocks
 from kubekeep.restore import TransformChain
 from kubekeep.restore.policy import RestorePolicy
 from kubekeep.restore.report import ObjectOutcome, RestoreReport
@@ -88,7 +87,7 @@ def restore(
     ``{"after": {"web": ["db"]}}`` sets readiness tiers for this run (overriding annotations).
     """
     logger = get_run_logger()
-    loc, key, conn = _load_blocks(location, encryption_key, cluster)
+    loc, key, conn = load_blocks(location, encryption_key, cluster)
     chain = build_transforms(namespace_map, storage_class_map, image_rewrite, transforms)
     restore_policy = RestorePolicy.from_dict({"existing": existing, **(policy or {})})
     selection = ObjectFilter(kinds=tuple(kinds or ()), names=tuple(names or ()),
