@@ -29,10 +29,12 @@ has its own work directory (etcd data, certificates, logs, volumes), its own
 kwok and hostPath provisioner, and ports reserved through
 :func:`~kubekeep.testbed.process.reserve_ports` until it stops.
 
-kwok keeps its node's Lease in ``kube-node-lease`` renewed (``--node-lease-duration-seconds``).
-Without it kwok v0.7.0 renews neither a Lease nor, for minutes, the node status,
-so kube-controller-manager marks the node NotReady after its 50 s grace period and
-every pod on it NotReady, for good.
+kwok keeps its node's Lease in ``kube-node-lease`` renewed every 10 s
+(``--node-lease-duration-seconds=40``) and then also posts the node status every
+20-25 s. Without the flag kwok v0.7.0 keeps no Lease, yet picks its slow
+"heartbeat-with-lease" node stage (status every 600-610 s): kube-controller-manager
+then marks the node NotReady after its 50 s grace period, and every pod on it
+NotReady, for good (kwok does not make them Ready again).
 """
 
 from __future__ import annotations
@@ -332,6 +334,8 @@ class ControlPlane:
             f"--tls-cert-file={pki['serving.crt']}", f"--tls-private-key-file={pki['serving.key']}",
             "--enable-crds=Exec,ClusterExec",
             "--cidr=10.244.0.1/16", "--node-ip=127.0.0.1",
+            # the node's heartbeat: a Lease renewed every NODE_LEASE_SECONDS/4 (see the module docstring)
+            f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
         ], logs)
 
     def _configure_exec(self, cluster: Cluster) -> None:
