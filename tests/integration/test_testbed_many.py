@@ -1,0 +1,186 @@
+"""Many test beds at once: two clusters (two Kubernetes versions), two S3 sites, two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kubekeep.cluster import ApiError, Cluster, has_condition
+from kubekeep.repo.storage.base import StorageError
+from kubekeep.repo.storage.s3 import S3Storage
+from kubekeep.testbed.controlplane import K8S_OLDER_VERSION, K8S_VERSION
+from tests.plugins.paths import REPO_ROOT
+
+
+def _pod_ready_with_volume(cluster: Cluster, namespace: str) -> dict:  # type: ignore[type-arg]
+    cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": "data", "namespace": namespace},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    cluster.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "namespace": namespace},
+                    "spec": {"containers": [{"name": "app", "image": "busybox"}],
+                             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}})
+    pod = cluster.wait_for("v1", "Pod", "app", lambda o: has_condition(o, "Ready"), namespace=namespace,
+                           timeout=120, what="Ready")
+    assert pod is not None
+    return pod
+
+
+def test_two_clusters_are_independent_and_both_serve(two_clusters) -> None:  # type: ignore[no-untyped-def]
+    first, second = two_clusters
+    assert (first.version, second.version) == (K8S_VERSION, K8S_OLDER_VERSION)
+    a_cp, b_cp = first.control_plane, second.control_plane
+    assert a_cp.workdir != b_cp.workdir and a_cp.volumes_dir != b_cp.volumes_dir
+    assert not set(a_cp._ports.ports) & set(b_cp._ports.ports)
+    ns = f"t-two-{uuid.uuid4().hex[:6]}"
+    with first.connect() as a, second.connect() as b:
+        assert a.server_version()["gitVersion"] == K8S_VERSION
+        assert b.server_version()["gitVersion"] == K8S_OLDER_VERSION
+        for c in (a, b):
+            c.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        try:
+            a.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "only-in-first", "namespace": ns},
+                      "data": {"k": "v"}})
+            assert b.get_or_none("v1", "ConfigMap", "only-in-first", ns) is None
+            # each cluster schedules, runs (its own kwok) and provisions (its own hostPath provisioner)
+            pods = {name: _pod_ready_with_volume(c, ns) for name, c in (("first", a), ("second", b))}
+            for (name, c), cp in zip((("first", a), ("second", b)), (a_cp, b_cp), strict=True):
+                assert pods[name]["status"]["phase"] == "Running"
+                pvc = c.get("v1", "PersistentVolumeClaim", "data", ns)
+                assert (cp.volumes_dir / pvc["spec"]["volumeName"]).is_dir()
+            # two clusters, two different UIDs for "the same" namespace: nothing shared underneath
+            assert a.get("v1", "Namespace", ns)["metadata"]["uid"] != b.get("v1", "Namespace", ns)["metadata"]["uid"]
+        finally:
+            for c in (a, b):
+                c.delete("v1", "Namespace", ns)
+
+
+def test_two_sites_have_their_own_credentials_and_objects(two_sites) -> None:  # type: ignore[no-untyped-def]
+    site_a, site_b = two_sites
+    assert site_a.endpoint_url != site_b.endpoint_url
+    assert site_a.access_key != site_b.access_key and site_a.secret_key != site_b.secret_key
+    prefix = f"t-{uuid.uuid4().hex[:8]}/"
+    a = S3Storage(site_a.config(site_a.plain_bucket, prefix))
+    b = S3Storage(site_b.config(site_b.plain_bucket, prefix))
+    try:
+        a.put("data/one", b"written to site A")
+        assert a.get("data/one") == b"written to site A"
+        assert [o.key for o in b.list("data/")] == []
+        b.put("data/two", b"written to site B")
+        assert [o.key for o in a.list("data/")] == ["data/one"]
+        assert [o.key for o in b.list("data/")] == ["data/two"]
+    finally:
+        a.close()
+        b.close()
+    # A's key is refused by B (and the other way round): the sites trust different identities
+    for key_of, endpoint_of in ((site_a, site_b), (site_b, site_a)):
+        wrong = S3Storage(key_of.config(endpoint_of.plain_bucket, prefix, endpoint_url=endpoint_of.endpoint_url,
+                                        max_attempts=1))
+        try:
+            with pytest.raises(StorageError) as err:
+                wrong.get("data/one" if endpoint_of is site_a else "data/two")
+            assert "access denied" in str(err.value), str(err.value)
+        finally:
+            wrong.close()
+    # each site has an Object Lock bucket of its own
+    for site in (site_a, site_b):
+        client = site.client()
+        try:
+            conf = client.get_object_lock_configuration(Bucket=site.locked_bucket)
+            assert conf["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+        finally:
+            client.close()
+
+
+_CHILD = textwrap.dedent("""
+    import json, os, sys, time
+    from pathlib import Path
+    from kubekeep.testbed.controlplane import ControlPlane
+    from kubekeep.testbed.seaweedfs import SeaweedFS
+
+    out, go = Path(sys.argv[1]), Path(sys.argv[2])
+    with ControlPlane() as cp, SeaweedFS() as s3, cp.cluster() as c:
+        c.create({"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": "mine-" + sys.argv[3], "namespace": "default"}})
+        s3.create_bucket("bucket-" + sys.argv[3])
+        out.write_text(json.dumps({
+            "kubeconfig": str(cp.kubeconfig_path), "workdir": str(cp.workdir), "s3": s3.endpoint_url,
+            "s3_key": [s3.access_key, s3.secret_key],
+            "ports": cp._ports.ports + s3._ports.ports,
+            "pgids": [p.pgid for p in cp.processes] + [s3._process.pgid],
+        }))
+        deadline = time.monotonic() + 600
+        while not go.exists():   # both test beds stay up until the parent has looked at both
+            cp.check_alive()
+            if time.monotonic() > deadline:
+                sys.exit("parent never said go")
+            time.sleep(0.2)
+""")
+
+
+def test_test_beds_start_in_two_processes_at_once(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    children = []
+    info: dict[str, dict] = {}  # type: ignore[type-arg]
+    for name in ("p1", "p2"):
+        out = tmp_path / f"{name}.json"
+        log = (tmp_path / f"{name}.log").open("w")
+        children.append((name, out, subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(out), str(go), name], cwd=REPO_ROOT, stdout=log,
+            stderr=subprocess.STDOUT, env=dict(os.environ))))
+    try:
+        deadline = time.monotonic() + 300
+        while not all(out.exists() for _, out, _ in children):
+            for name, _, proc in children:
+                assert proc.poll() is None, (tmp_path / f"{name}.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "test beds not up within 300 s"
+            time.sleep(0.5)
+        info.update({name: json.loads(out.read_text()) for name, out, _ in children})
+        # both up at the same time, on different ports, in different directories
+        assert not set(info["p1"]["ports"]) & set(info["p2"]["ports"])
+        assert info["p1"]["workdir"] != info["p2"]["workdir"]
+        for me, other in (("p1", "p2"), ("p2", "p1")):
+            with Cluster.from_kubeconfig(info[me]["kubeconfig"]) as c:
+                assert c.get_or_none("v1", "ConfigMap", f"mine-{me}", "default") is not None
+                assert c.get_or_none("v1", "ConfigMap", f"mine-{other}", "default") is None
+                node = c.get("v1", "Node", "kwok-node-0")
+                assert has_condition(node, "Ready")
+        go.touch()
+        for name, _, proc in children:
+            assert proc.wait(120) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+    finally:
+        for _, _, proc in children:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+    # each child stopped its whole process groups and removed its work directory
+    for name in ("p1", "p2"):
+        for pgid in info[name]["pgids"]:
+            with pytest.raises(ProcessLookupError):
+                os.killpg(pgid, 0)
+        assert not Path(info[name]["workdir"]).exists()
+
+
+def test_a_cluster_of_the_older_version_lacks_what_the_newer_serves(two_clusters) -> None:  # type: ignore[no-untyped-def]
+    """The drift migration tests rely on (docs/testbed.md): resource.k8s.io/v1 is GA in 1.34."""
+    first, second = two_clusters
+    with first.connect() as new, second.connect() as old:
+        new_versions = set(new.served_versions("resource.k8s.io", "DeviceClass"))
+        old_versions = set(old.served_versions("resource.k8s.io", "DeviceClass"))
+        assert "v1" in new_versions and "v1" not in old_versions
+        cls = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass",
+               "metadata": {"name": f"gpu-{uuid.uuid4().hex[:6]}"}, "spec": {}}
+        new.create(cls)
+        try:
+            with pytest.raises(ApiError) as err:
+                old.create(cls)
+            assert err.value.status == 404 and "not served" in str(err.value)
+        finally:
+            new.delete("resource.k8s.io/v1", "DeviceClass", cls["metadata"]["name"])
