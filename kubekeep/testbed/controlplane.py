@@ -78,6 +78,17 @@ KWOK_VERSION = _V["KWOK_VERSION"]
 #: names ``ControlPlane(version=...)`` and ``kubekeep testbed up --version`` accept besides vX.Y.Z
 VERSION_ALIASES = {"default": K8S_VERSION, "newer": K8S_VERSION, "older": K8S_OLDER_VERSION}
 
+#: switches for a K8S_OLDER_VERSION cluster that serve, in beta, APIs the newer version serves as GA
+#: (so that migrations must convert them: VolumeAttributesClass storage.k8s.io/v1 <-> v1beta1,
+#: DeviceClass & co. resource.k8s.io/v1 <-> v1beta2); ``ControlPlane(**OLDER_BETA_APIS)``.
+#: resource.k8s.io/v1beta1 too: with DynamicResourceAllocation on, v1.33's scheduler watches it
+#: and schedules no pod while it is not served.
+OLDER_BETA_APIS: dict[str, dict[str, bool]] = {
+    "runtime_config": {"storage.k8s.io/v1beta1": True, "resource.k8s.io/v1beta1": True,
+                       "resource.k8s.io/v1beta2": True},
+    "feature_gates": {"VolumeAttributesClass": True, "DynamicResourceAllocation": True},
+}
+
 STORAGE_CLASS = "kubekeep-hostpath"
 PROVISIONER = "testbed.kubekeep.io/hostpath"
 NODE_NAME = "kwok-node-0"
@@ -162,11 +173,22 @@ def ensure_binaries(*, build_missing: bool = True, version: str | None = None) -
 
 
 class ControlPlane:
-    """Start with ``with ControlPlane() as cp: cp.cluster() ...``; everything stops on exit."""
+    """Start with ``with ControlPlane() as cp: cp.cluster() ...``; everything stops on exit.
+
+    ``version`` picks the Kubernetes version (see :func:`resolve_version`).
+    ``runtime_config`` and ``feature_gates`` turn API versions and features on or off
+    (kube-apiserver ``--runtime-config``; ``--feature-gates`` for every component), e.g.
+    ``runtime_config={"storage.k8s.io/v1beta1": True}, feature_gates={"VolumeAttributesClass": True}``
+    makes a v1.33 cluster serve VolumeAttributesClass in v1beta1.
+    """
 
     def __init__(self, workdir: Path | None = None, *, scheduler: bool = True, kwok: bool = True,
-                 provisioner: bool = True, build_missing: bool = True, version: str | None = None) -> None:
+                 provisioner: bool = True, build_missing: bool = True, version: str | None = None,
+                 runtime_config: dict[str, bool] | None = None,
+                 feature_gates: dict[str, bool] | None = None) -> None:
         self.version = resolve_version(version)
+        self.runtime_config = dict(runtime_config or {})
+        self.feature_gates = dict(feature_gates or {})
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kubekeep-cp-"))
         self.volumes_dir = self.workdir / "volumes"
@@ -244,6 +266,7 @@ class ControlPlane:
             f"--kubelet-certificate-authority={pki['ca.crt']}",
             f"--kubelet-client-certificate={pki['admin.crt']}", f"--kubelet-client-key={pki['admin.key']}",
             "--kubelet-preferred-address-types=InternalIP",
+            *self._switches(runtime_config=True),
         ], logs)
         ctx = ssl.create_default_context(cafile=str(pki["ca.crt"]))
         ctx.load_cert_chain(str(pki["admin.crt"]), str(pki["admin.key"]))
@@ -261,12 +284,14 @@ class ControlPlane:
             # react quickly: the test bed is small and tests wait on these loops
             "--concurrent-gc-syncs=5", "--concurrent-namespace-syncs=5",
             "--pvclaimbinder-sync-period=1s",
+            *self._switches(),
         ], logs)
         if self.with_scheduler:
             self._spawn("kube-scheduler", [
                 str(bins["kube-scheduler"]), f"--kubeconfig={kubeconfig}",
                 f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
                 "--bind-address=127.0.0.1", f"--secure-port={scheduler_port}", "--leader-elect=false",
+                *self._switches(),
             ], logs)
         if self.with_kwok:
             self._start_kwok(bins["kwok"], pki, logs)
@@ -352,6 +377,15 @@ class ControlPlane:
         return configure_pod_exec(cluster, namespace, pod, self.exec_dir / namespace / pod, env=env)
 
     # ---- helpers ----------------------------------------------------------
+    def _switches(self, *, runtime_config: bool = False) -> list[str]:
+        def joined(flags: dict[str, bool]) -> str:
+            return ",".join(f"{k}={str(v).lower()}" for k, v in sorted(flags.items()))
+
+        out = [f"--feature-gates={joined(self.feature_gates)}"] if self.feature_gates else []
+        if runtime_config and self.runtime_config:
+            out.append(f"--runtime-config={joined(self.runtime_config)}")
+        return out
+
     def _spawn(self, name: str, argv: list[str], logs: Path) -> ManagedProcess:
         p = ManagedProcess(name, argv, logs)
         self.processes.append(p)

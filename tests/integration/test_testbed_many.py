@@ -17,6 +17,7 @@ from kubekeep.cluster import ApiError, Cluster, has_condition
 from kubekeep.repo.storage.base import StorageError
 from kubekeep.repo.storage.s3 import S3Storage
 from kubekeep.testbed.controlplane import K8S_OLDER_VERSION, K8S_VERSION
+from kubekeep.testbed.crds import KWOK_GROUP
 from tests.plugins.paths import REPO_ROOT
 
 
@@ -168,19 +169,55 @@ def test_test_beds_start_in_two_processes_at_once(tmp_path: Path) -> None:
         assert not Path(info[name]["workdir"]).exists()
 
 
-def test_a_cluster_of_the_older_version_lacks_what_the_newer_serves(two_clusters) -> None:  # type: ignore[no-untyped-def]
-    """The drift migration tests rely on (docs/testbed.md): resource.k8s.io/v1 is GA in 1.34."""
+def _documented_drift() -> dict[tuple[str, str], tuple[str, str, str]]:
+    """docs/testbed.md's drift table: (group, kind) -> served versions (newer, older, older with betas)."""
+    section = (REPO_ROOT / "docs" / "testbed.md").read_text().split("## API drift", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and "." in cells[0] and cells[0] != "group":
+            rows[(cells[0], cells[1])] = (cells[2], cells[3], cells[4])
+    return rows
+
+
+def _served(cluster: Cluster) -> dict[tuple[str, str], str]:
+    found: dict[tuple[str, str], set[str]] = {}
+    for r in cluster.resources(refresh=True):
+        found.setdefault((r.group, r.kind), set()).add(r.version)
+    return {gk: ",".join(sorted(v)) for gk, v in found.items()}
+
+
+def test_the_documented_drift_matches_the_two_versions(two_clusters) -> None:  # type: ignore[no-untyped-def]
+    """docs/testbed.md lists every kind whose served versions differ; migration tests rely on it."""
+    from kubekeep.testbed.controlplane import ControlPlane
+
+    documented = _documented_drift()
+    assert documented, "no drift table in docs/testbed.md"
     first, second = two_clusters
+    with ControlPlane(version=K8S_OLDER_VERSION, scheduler=False, kwok=False, provisioner=False) as plain, \
+            first.connect() as new, second.connect() as betas, plain.cluster() as old:
+        served = [_served(c) for c in (new, old, betas)]
+    differing = {gk for gk in set().union(*served)
+                 if len({s.get(gk, "-") for s in served}) > 1 and gk[0] != KWOK_GROUP}  # kwok's CRDs: test bed's own
+    assert differing == set(documented), "docs/testbed.md's drift table is out of date"
+    for gk, columns in documented.items():
+        assert tuple(s.get(gk, "-") for s in served) == columns, gk
+
+
+def test_an_object_of_the_newer_version_is_refused_or_converted_by_the_older(two_clusters) -> None:  # type: ignore[no-untyped-def]
+    first, second = two_clusters
+    name = f"gold-{uuid.uuid4().hex[:6]}"
+    vac = {"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttributesClass", "metadata": {"name": name},
+           "driverName": "hostpath.csi.kubekeep.io", "parameters": {"iops": "100"}}
     with first.connect() as new, second.connect() as old:
-        new_versions = set(new.served_versions("resource.k8s.io", "DeviceClass"))
-        old_versions = set(old.served_versions("resource.k8s.io", "DeviceClass"))
-        assert "v1" in new_versions and "v1" not in old_versions
-        cls = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass",
-               "metadata": {"name": f"gpu-{uuid.uuid4().hex[:6]}"}, "spec": {}}
-        new.create(cls)
+        new.create(vac)
         try:
             with pytest.raises(ApiError) as err:
-                old.create(cls)
+                old.create(vac)
             assert err.value.status == 404 and "not served" in str(err.value)
+            # the same object in the version the older cluster serves (what a migration converts to)
+            made = old.create({**vac, "apiVersion": "storage.k8s.io/v1beta1"})
+            assert (made["driverName"], made["parameters"]) == (vac["driverName"], vac["parameters"])
+            old.delete("storage.k8s.io/v1beta1", "VolumeAttributesClass", name)
         finally:
-            new.delete("resource.k8s.io/v1", "DeviceClass", cls["metadata"]["name"])
+            new.delete("storage.k8s.io/v1", "VolumeAttributesClass", name)

@@ -10,11 +10,13 @@ Fixtures:
   control plane. It also runs a :class:`~kubekeep.testbed.readiness_watch.ReadinessWatch`
   from its start, whose verdict ``test_testbed_soak.py`` checks at the end of the session.
 - ``testbed_clusters`` (session): a factory of more control planes,
-  ``testbed_clusters.get(name, version=None)``, each started on first use (any
-  Kubernetes version the test bed builds: ``"older"`` is K8S_OLDER_VERSION) and
-  stopped at session end.
+  ``testbed_clusters.get(name, version=None, **ControlPlane options)``, each started
+  on first use (any Kubernetes version the test bed builds: ``"older"`` is
+  K8S_OLDER_VERSION) and stopped at session end.
 - ``two_clusters`` (session): two independent control planes, started at once:
-  ``first`` of K8S_VERSION and ``second`` of K8S_OLDER_VERSION. Choose other
+  ``first`` of K8S_VERSION and ``second`` of K8S_OLDER_VERSION with
+  OLDER_BETA_APIS switched on (it serves in beta what the first serves as GA, so
+  migrations must convert; docs/testbed.md lists the drift). Choose other
   versions with ``@pytest.mark.parametrize("two_clusters", [("v1.36.3", "v1.36.3")],
   indirect=True)`` or ``KUBEKEEP_TEST_SECOND_K8S_VERSION``.
 
@@ -70,9 +72,11 @@ class ControlPlanes:
         self._lock = threading.Lock()
         self._started: dict[str, TestCluster] = {}
         self._starting: dict[str, threading.Lock] = {}
+        self._options: dict[str, dict[str, Any]] = {}
 
-    def get(self, name: str, version: str | None = None) -> TestCluster:
-        """The control plane ``name``, started now if it is not running yet (thread-safe)."""
+    def get(self, name: str, version: str | None = None, **options: Any) -> TestCluster:
+        """The control plane ``name``, started now if it is not running yet (thread-safe);
+        ``options`` go to :class:`~kubekeep.testbed.controlplane.ControlPlane`."""
         from kubekeep.testbed.controlplane import ControlPlane, resolve_version
 
         wanted = resolve_version(version)
@@ -81,14 +85,16 @@ class ControlPlanes:
         with gate:
             existing = self._started.get(name)
             if existing is not None:
-                if existing.version != wanted:
-                    raise ValueError(f"control plane {name!r} runs {existing.version}, not {wanted}")
+                if (existing.version, self._options[name]) != (wanted, options):
+                    raise ValueError(f"control plane {name!r} runs {existing.version} with {self._options[name]}, "
+                                     f"not {wanted} with {options}")
                 return existing
-            cp = ControlPlane(version=wanted)
+            cp = ControlPlane(version=wanted, **options)
             cp.__enter__()
             tc = TestCluster(cp.kubeconfig_path, cp.volumes_dir, cp, version=cp.version)
             with self._lock:
                 self._started[name] = tc
+                self._options[name] = options
             return tc
 
     def stop(self) -> None:
@@ -164,12 +170,16 @@ def testbed_clusters() -> Iterator[ControlPlanes]:
 
 @pytest.fixture(scope="session")
 def two_clusters(testbed_clusters: ControlPlanes, request: pytest.FixtureRequest) -> ClusterPair:
-    from kubekeep.testbed.controlplane import K8S_OLDER_VERSION, K8S_VERSION
+    from kubekeep.testbed.controlplane import K8S_OLDER_VERSION, K8S_VERSION, OLDER_BETA_APIS, resolve_version
 
-    first, second = getattr(request, "param", None) or (
-        K8S_VERSION, os.environ.get(SECOND_VERSION_ENV) or K8S_OLDER_VERSION)
+    first, second = (resolve_version(v) for v in getattr(request, "param", None) or (
+        K8S_VERSION, os.environ.get(SECOND_VERSION_ENV) or K8S_OLDER_VERSION))
+
+    def options(version: str) -> dict[str, Any]:
+        return dict(OLDER_BETA_APIS) if version == K8S_OLDER_VERSION else {}
+
     # started at once: two control planes in one process, each with its own ports, data, certs and kwok
     with ThreadPoolExecutor(2) as pool:
-        a = pool.submit(testbed_clusters.get, f"first-{first}", first)
-        b = pool.submit(testbed_clusters.get, f"second-{second}", second)
+        a = pool.submit(testbed_clusters.get, f"first-{first}", first, **options(first))
+        b = pool.submit(testbed_clusters.get, f"second-{second}", second, **options(second))
         return ClusterPair(a.result(), b.result())
