@@ -221,3 +221,37 @@ def test_an_object_of_the_newer_version_is_refused_or_converted_by_the_older(two
             old.delete("storage.k8s.io/v1beta1", "VolumeAttributesClass", name)
         finally:
             new.delete("storage.k8s.io/v1", "VolumeAttributesClass", name)
+
+
+def test_testbed_up_runs_the_chosen_version_until_sigterm() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "from flows.cli import main; main()", "testbed", "up",
+                             "--version", "older"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("export KUBECONFIG="):
+                break
+        assert lines and lines[-1].startswith("export KUBECONFIG="), "".join(lines)
+        assert lines[0].startswith(f"Kubernetes {K8S_OLDER_VERSION}, kube-apiserver: https://127.0.0.1:")
+        kubeconfig = Path(lines[-1].split("=", 1)[1].strip())
+        with Cluster.from_kubeconfig(str(kubeconfig)) as c:
+            assert c.server_version()["gitVersion"] == K8S_OLDER_VERSION
+        proc.terminate()
+        assert proc.wait(60) == 0
+        assert not kubeconfig.parent.exists()  # stopped and cleaned up
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
+def test_testbed_up_refuses_a_bad_version_in_one_line() -> None:
+    result = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "testbed", "up",
+                             "--version", "1.33"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: Kubernetes version must look like v1.33.13 or be one of default, newer, older, not '1.33'"]
+    assert "Traceback" not in result.stdout + result.stderr
