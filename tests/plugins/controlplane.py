@@ -20,7 +20,8 @@ Fixtures:
   versions with ``@pytest.mark.parametrize("two_clusters", [("v1.36.3", "v1.36.3")],
   indirect=True)`` or ``KUBEKEEP_TEST_SECOND_K8S_VERSION``.
 
-Tests marked ``session_end`` run after all others.
+``testbed_clusters`` (so ``two_clusters`` too) stops after the last test that uses it
+(tests/plugins/lifetime.py), at the latest at session end. Tests marked ``session_end`` run after all others.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 import pytest
 
 from kubekeep.cluster import Cluster
+from tests.plugins.lifetime import release_after_last_use
 
 SECOND_VERSION_ENV = "KUBEKEEP_TEST_SECOND_K8S_VERSION"
 
@@ -162,6 +164,7 @@ def testbed_clusters() -> Iterator[ControlPlanes]:
     if os.environ.get("KUBEKEEP_TEST_USE_EXISTING_CLUSTER") == "1":
         pytest.skip("more control planes exist only in the built-in test bed")
     planes = ControlPlanes()
+    release_after_last_use("testbed_clusters", planes.stop)
     try:
         yield planes
     finally:

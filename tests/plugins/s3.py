@@ -11,7 +11,8 @@ Fixtures:
 - ``two_sites`` (session): two more SeaweedFS servers, ``a`` and ``b``, each an
   :class:`S3TestServer` with its own endpoint, data directory and credentials
   (a key of one site is refused by the other) and a plain and an Object Lock
-  bucket. For DR copy and multi-site tests. Always SeaweedFS (started at once).
+  bucket. For DR copy and multi-site tests. Always SeaweedFS (started at once),
+  stopped after the last test that uses it (tests/plugins/lifetime.py).
 
 Opt-in: ``KUBEKEEP_TEST_S3_ENDPOINT`` points the fixtures at an existing
 server instead, with ``KUBEKEEP_TEST_S3_ACCESS_KEY``, ``KUBEKEEP_TEST_S3_SECRET_KEY``,
@@ -34,6 +35,7 @@ import pytest
 
 from kubekeep.repo.storage.s3 import S3Config, S3Storage, create_bucket
 from kubekeep.testbed.seaweedfs import SeaweedFS, find_weed
+from tests.plugins.lifetime import release_after_last_use
 
 ENDPOINT_ENV = "KUBEKEEP_TEST_S3_ENDPOINT"
 
@@ -145,6 +147,7 @@ def two_sites() -> Iterator[SitePair]:
         b = pool.submit(_seaweedfs_site, stack, "b")
         pair = SitePair(a.result(), b.result())
         pool.shutdown()
+        release_after_last_use("two_sites", stack.close)
         yield pair
 
 
