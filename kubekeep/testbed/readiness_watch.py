@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ class WatchSummary:
     node_heartbeats: int
     longest_heartbeat_gap: float | None
     pod_ready_transition: str | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         def secs(v: float | None) -> str:
