@@ -56,6 +56,10 @@ def test_two_clusters_are_independent_and_both_serve(two_clusters) -> None:  # t
                 assert pods[name]["status"]["phase"] == "Running"
                 pvc = c.get("v1", "PersistentVolumeClaim", "data", ns)
                 assert (cp.volumes_dir / pvc["spec"]["volumeName"]).is_dir()
+            # each kwok keeps its own node's Lease (the heartbeat that keeps pods Ready, docs/testbed.md)
+            leases = [c.get("coordination.k8s.io/v1", "Lease", "kwok-node-0", "kube-node-lease") for c in (a, b)]
+            assert [lease["spec"]["leaseDurationSeconds"] for lease in leases] == [40, 40]
+            assert leases[0]["spec"]["holderIdentity"] != leases[1]["spec"]["holderIdentity"]
             # two clusters, two different UIDs for "the same" namespace: nothing shared underneath
             assert a.get("v1", "Namespace", ns)["metadata"]["uid"] != b.get("v1", "Namespace", ns)["metadata"]["uid"]
         finally:
