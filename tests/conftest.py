@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = [
+    "tests.plugins.lifetime",  # first: the other plugins import it
     "tests.plugins.s3",
     "tests.plugins.controlplane",
     "tests.plugins.prefect",

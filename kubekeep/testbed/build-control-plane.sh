@@ -4,26 +4,51 @@
 #   $KUBEKEEP_CACHE_DIR/bin/k8s-<ver>/{kube-apiserver,kube-controller-manager,kube-scheduler}
 #   $KUBEKEEP_CACHE_DIR/bin/etcd-<ver>/etcd
 #   $KUBEKEEP_CACHE_DIR/bin/kwok-<ver>/kwok
-# Re-running is cheap: binaries already in the cache are kept.
+# Re-running is cheap: binaries already in the cache are kept. Builds of one
+# component and version are serialized by a lock file, so test beds started at
+# once by several processes wait for one build instead of racing it.
+#
+#   build-control-plane.sh all      etcd, Kubernetes ($K8S_VERSION) and kwok
+#   build-control-plane.sh older    Kubernetes $K8S_OLDER_VERSION (same etcd and kwok)
+#   build-control-plane.sh etcd|kubernetes|kwok
+#
+# Versions come from versions.sh beside this script, each overridable by
+# KUBEKEEP_K8S_VERSION, KUBEKEEP_K8S_OLDER_VERSION, KUBEKEEP_ETCD_VERSION, KUBEKEEP_KWOK_VERSION.
 set -euo pipefail
 
-K8S_VERSION="${KUBEKEEP_K8S_VERSION:-v1.36.3}"
-ETCD_VERSION="${KUBEKEEP_ETCD_VERSION:-v3.6.8}"
-KWOK_VERSION="${KUBEKEEP_KWOK_VERSION:-v0.7.0}"
+# shellcheck source=versions.sh
+source "$(dirname "${BASH_SOURCE[0]}")/versions.sh"
+K8S_VERSION="${KUBEKEEP_K8S_VERSION:-$K8S_VERSION}"
+K8S_OLDER_VERSION="${KUBEKEEP_K8S_OLDER_VERSION:-$K8S_OLDER_VERSION}"
+ETCD_VERSION="${KUBEKEEP_ETCD_VERSION:-$ETCD_VERSION}"
+KWOK_VERSION="${KUBEKEEP_KWOK_VERSION:-$KWOK_VERSION}"
 CACHE="${KUBEKEEP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kubekeep}"
 export GOFLAGS="${GOFLAGS:--mod=mod}"
 export CGO_ENABLED=0
 
-k8s_dir="$CACHE/bin/k8s-$K8S_VERSION"
 etcd_dir="$CACHE/bin/etcd-$ETCD_VERSION"
 kwok_dir="$CACHE/bin/kwok-$KWOK_VERSION"
 work="$CACHE/build"
-mkdir -p "$k8s_dir" "$etcd_dir" "$kwok_dir" "$work"
+mkdir -p "$etcd_dir" "$kwok_dir" "$work"
 
 log() { printf '[build-control-plane] %s\n' "$*" >&2; }
 
-build_kubernetes() {
+# Hold an exclusive lock on $work/.lock-<name> for the rest of the calling function's
+# subshell; a second builder of the same thing waits here, then finds it cached.
+lock() {
+  exec {lock_fd}>"$work/.lock-$1"
+  if ! flock -n "$lock_fd"; then
+    log "$1: another build is running; waiting for it"
+    flock "$lock_fd"
+  fi
+}
+
+build_kubernetes() (
+  K8S_VERSION="$1"
+  local k8s_dir="$CACHE/bin/k8s-$K8S_VERSION"
   local mod="$work/k8s-$K8S_VERSION"
+  mkdir -p "$k8s_dir"
+  lock "k8s-$K8S_VERSION"
   if [[ -x "$k8s_dir/kube-apiserver" && -x "$k8s_dir/kube-controller-manager" && -x "$k8s_dir/kube-scheduler" ]]; then
     log "kubernetes $K8S_VERSION: cached in $k8s_dir"; return
   fi
@@ -61,9 +86,10 @@ build_kubernetes() {
   for b in kube-apiserver kube-controller-manager kube-scheduler; do
     mv "$mod/out/$b" "$k8s_dir/$b.tmp" && mv "$k8s_dir/$b.tmp" "$k8s_dir/$b"
   done
-}
+)
 
-build_etcd() {
+build_etcd() (
+  lock "etcd-$ETCD_VERSION"
   if [[ -x "$etcd_dir/etcd" ]]; then log "etcd $ETCD_VERSION: cached in $etcd_dir"; return; fi
   local mod="$work/etcd-$ETCD_VERSION"
   mkdir -p "$mod"
@@ -89,20 +115,25 @@ GO
   log "building etcd $ETCD_VERSION"
   (cd "$mod" && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$mod/etcd" .)
   mv "$mod/etcd" "$etcd_dir/etcd.tmp" && mv "$etcd_dir/etcd.tmp" "$etcd_dir/etcd"
-}
+)
 
-build_kwok() {
+build_kwok() (
+  lock "kwok-$KWOK_VERSION"
   if [[ -x "$kwok_dir/kwok" ]]; then log "kwok $KWOK_VERSION: cached in $kwok_dir"; return; fi
   log "building kwok $KWOK_VERSION"
-  GOBIN="$kwok_dir" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-}
+  local out="$work/kwok-$KWOK_VERSION"
+  mkdir -p "$out"
+  GOBIN="$out" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  mv "$out/kwok" "$kwok_dir/kwok.tmp" && mv "$kwok_dir/kwok.tmp" "$kwok_dir/kwok"
+)
 
 what="${1:-all}"
 case "$what" in
-  all) build_etcd; build_kubernetes; build_kwok ;;
+  all) build_etcd; build_kubernetes "$K8S_VERSION"; build_kwok ;;
+  older) build_kubernetes "$K8S_OLDER_VERSION" ;;
   etcd) build_etcd ;;
-  kubernetes) build_kubernetes ;;
+  kubernetes) build_kubernetes "$K8S_VERSION" ;;
   kwok) build_kwok ;;
-  *) echo "usage: $0 [all|etcd|kubernetes|kwok]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|older|etcd|kubernetes|kwok]" >&2; exit 2 ;;
 esac
 log "done: $CACHE/bin"

@@ -11,19 +11,37 @@ node's ``daemonEndpoints`` port) and kwok runs the command as a local process,
 in ``<workdir>/exec`` by default (a ClusterExec) or in a per-pod directory with
 its own env (``pod_exec_dir`` / ``configure_pod_exec`` create a kwok Exec).
 
-Binaries are found the envtest way:
+The Kubernetes version is chosen per control plane (``ControlPlane(version=...)``):
+the default is ``K8S_VERSION``; ``K8S_OLDER_VERSION`` (alias ``"older"``) is an
+older minor for migration tests. Both run with the same etcd and kwok. Versions
+live in ``versions.sh`` beside this file (environment ``KUBEKEEP_<NAME>`` wins).
+
+Binaries are found the envtest way (for the default version only):
 ``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD``,
 ``TEST_ASSET_KUBE_CONTROLLER_MANAGER``, ``TEST_ASSET_KUBE_SCHEDULER``,
 ``TEST_ASSET_KWOK`` (one file each), else ``KUBEBUILDER_ASSETS`` (a directory
 holding them), else the cache ``$KUBEKEEP_CACHE_DIR/bin/<component>-<version>/``,
 else they are built from Go modules into that cache by
 ``build-control-plane.sh`` beside this file.
+
+Any number of control planes may run at once, in one process or several: each
+has its own work directory (etcd data, certificates, logs, volumes), its own
+kwok and hostPath provisioner, and ports reserved through
+:func:`~kubekeep.testbed.process.reserve_ports` until it stops.
+
+kwok keeps its node's Lease in ``kube-node-lease`` renewed every 10 s
+(``--node-lease-duration-seconds=40``) and then also posts the node status every
+20-25 s. Without the flag kwok v0.7.0 keeps no Lease, yet picks its slow
+"heartbeat-with-lease" node stage (status every 600-610 s): kube-controller-manager
+then marks the node NotReady after its 50 s grace period, and every pod on it
+NotReady, for good (kwok does not make them Ready again).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -36,25 +54,77 @@ from typing import Any
 from kubekeep.cluster import ApiError, Cluster, has_condition
 
 from . import certs, crds
-from .process import ManagedProcess, free_port, wait_until
-
-K8S_VERSION = os.environ.get("KUBEKEEP_K8S_VERSION", "v1.36.3")
-ETCD_VERSION = os.environ.get("KUBEKEEP_ETCD_VERSION", "v3.6.8")
-KWOK_VERSION = os.environ.get("KUBEKEEP_KWOK_VERSION", "v0.7.0")
+from .process import ManagedProcess, PortReservation, reserve_ports, wait_until
 
 BUILD_SCRIPT = Path(__file__).with_name("build-control-plane.sh")
+VERSIONS_FILE = Path(__file__).with_name("versions.sh")
+
+
+def _versions() -> dict[str, str]:
+    """versions.sh's NAME=value lines, each overridden by the environment's KUBEKEEP_<NAME>."""
+    found: dict[str, str] = {}
+    for line in VERSIONS_FILE.read_text().splitlines():
+        match = re.fullmatch(r"([A-Z0-9_]+)=(\S+)", line.strip())
+        if match:
+            found[match[1]] = os.environ.get(f"KUBEKEEP_{match[1]}") or match[2]
+    return found
+
+
+_V = _versions()
+K8S_VERSION = _V["K8S_VERSION"]
+K8S_OLDER_VERSION = _V["K8S_OLDER_VERSION"]
+ETCD_VERSION = _V["ETCD_VERSION"]
+KWOK_VERSION = _V["KWOK_VERSION"]
+#: names ``ControlPlane(version=...)`` and ``kubekeep testbed up --version`` accept besides vX.Y.Z
+VERSION_ALIASES = {"default": K8S_VERSION, "newer": K8S_VERSION, "older": K8S_OLDER_VERSION}
+
+#: switches for a K8S_OLDER_VERSION cluster that serve, in beta, APIs the newer version serves as GA
+#: (so that migrations must convert them: VolumeAttributesClass storage.k8s.io/v1 <-> v1beta1,
+#: DeviceClass & co. resource.k8s.io/v1 <-> v1beta2); ``ControlPlane(**OLDER_BETA_APIS)``.
+#: resource.k8s.io/v1beta1 too: with DynamicResourceAllocation on, v1.33's scheduler watches it
+#: and schedules no pod while it is not served.
+OLDER_BETA_APIS: dict[str, dict[str, bool]] = {
+    "runtime_config": {"storage.k8s.io/v1beta1": True, "resource.k8s.io/v1beta1": True,
+                       "resource.k8s.io/v1beta2": True},
+    "feature_gates": {"VolumeAttributesClass": True, "DynamicResourceAllocation": True},
+}
+
 STORAGE_CLASS = "kubekeep-hostpath"
 PROVISIONER = "testbed.kubekeep.io/hostpath"
 NODE_NAME = "kwok-node-0"
+#: kwok renews the node's Lease every quarter of this (10 s), well inside
+#: kube-controller-manager's node-monitor grace period (50 s)
+NODE_LEASE_SECONDS = 40
 
-_COMPONENTS = {
-    # binary: (envtest variable, cache sub-directory)
-    "kube-apiserver": ("TEST_ASSET_KUBE_APISERVER", f"k8s-{K8S_VERSION}"),
-    "kube-controller-manager": ("TEST_ASSET_KUBE_CONTROLLER_MANAGER", f"k8s-{K8S_VERSION}"),
-    "kube-scheduler": ("TEST_ASSET_KUBE_SCHEDULER", f"k8s-{K8S_VERSION}"),
-    "etcd": ("TEST_ASSET_ETCD", f"etcd-{ETCD_VERSION}"),
-    "kwok": ("TEST_ASSET_KWOK", f"kwok-{KWOK_VERSION}"),
+_K8S_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+_ENVTEST_VARS = {
+    "kube-apiserver": "TEST_ASSET_KUBE_APISERVER",
+    "kube-controller-manager": "TEST_ASSET_KUBE_CONTROLLER_MANAGER",
+    "kube-scheduler": "TEST_ASSET_KUBE_SCHEDULER",
+    "etcd": "TEST_ASSET_ETCD",
+    "kwok": "TEST_ASSET_KWOK",
 }
+
+
+class VersionError(ValueError):
+    pass
+
+
+def resolve_version(version: str | None) -> str:
+    """``None`` or an alias (default, newer, older) or ``vX.Y.Z`` -> ``vX.Y.Z``."""
+    if version is None:
+        return K8S_VERSION
+    version = VERSION_ALIASES.get(version, version)
+    if not re.fullmatch(r"v1\.\d+\.\d+", version):
+        raise VersionError(f"Kubernetes version must look like v1.33.13 or be one of "
+                           f"{', '.join(VERSION_ALIASES)}, not {version!r}")
+    return version
+
+
+def _cache_subdir(name: str, version: str) -> str:
+    if name in _K8S_BINARIES:
+        return f"k8s-{version}"
+    return f"etcd-{ETCD_VERSION}" if name == "etcd" else f"kwok-{KWOK_VERSION}"
 
 
 def cache_dir() -> Path:
@@ -63,29 +133,39 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def find_binary(name: str) -> Path | None:
-    env_var, sub = _COMPONENTS[name]
-    if os.environ.get(env_var):
-        return Path(os.environ[env_var])
-    assets = os.environ.get("KUBEBUILDER_ASSETS")
-    if assets and (Path(assets) / name).is_file():
-        return Path(assets) / name
-    cached = cache_dir() / "bin" / sub / name
+def find_binary(name: str, version: str | None = None) -> Path | None:
+    """The binary ``name`` for Kubernetes ``version`` (default K8S_VERSION), or None.
+
+    TEST_ASSET_* and KUBEBUILDER_ASSETS name one set of binaries of unknown version:
+    they serve the default version (and etcd and kwok, which are shared) only.
+    """
+    version = resolve_version(version)
+    if version == K8S_VERSION or name not in _K8S_BINARIES:
+        explicit = os.environ.get(_ENVTEST_VARS[name])
+        if explicit:
+            return Path(explicit)
+        assets = os.environ.get("KUBEBUILDER_ASSETS")
+        if assets and (Path(assets) / name).is_file():
+            return Path(assets) / name
+    cached = cache_dir() / "bin" / _cache_subdir(name, version) / name
     return cached if cached.is_file() else None
 
 
-def ensure_binaries(*, build_missing: bool = True) -> dict[str, Path]:
-    found = {name: find_binary(name) for name in _COMPONENTS}
+def ensure_binaries(*, build_missing: bool = True, version: str | None = None) -> dict[str, Path]:
+    """The five binaries for Kubernetes ``version``; missing ones are built (serialized across
+    processes by the build script's lock) unless ``build_missing`` is false."""
+    version = resolve_version(version)
+    found = {name: find_binary(name, version) for name in _ENVTEST_VARS}
     missing = [n for n, p in found.items() if p is None]
     if missing:
         if not build_missing:
             raise FileNotFoundError(
-                f"control-plane binaries not found: {', '.join(missing)}; set KUBEBUILDER_ASSETS or "
-                f"TEST_ASSET_* or run {BUILD_SCRIPT}")
-        env = {**os.environ, "KUBEKEEP_CACHE_DIR": str(cache_dir()), "KUBEKEEP_K8S_VERSION": K8S_VERSION,
+                f"control-plane binaries for Kubernetes {version} not found: {', '.join(missing)}; set "
+                f"KUBEBUILDER_ASSETS or TEST_ASSET_* or run {BUILD_SCRIPT}")
+        env = {**os.environ, "KUBEKEEP_CACHE_DIR": str(cache_dir()), "KUBEKEEP_K8S_VERSION": version,
                "KUBEKEEP_ETCD_VERSION": ETCD_VERSION, "KUBEKEEP_KWOK_VERSION": KWOK_VERSION}
         subprocess.run(["bash", str(BUILD_SCRIPT), "all"], check=True, env=env)
-        found = {name: find_binary(name) for name in _COMPONENTS}
+        found = {name: find_binary(name, version) for name in _ENVTEST_VARS}
         still = [n for n, p in found.items() if p is None]
         if still:
             raise FileNotFoundError(f"building did not produce: {', '.join(still)}")
@@ -93,10 +173,22 @@ def ensure_binaries(*, build_missing: bool = True) -> dict[str, Path]:
 
 
 class ControlPlane:
-    """Start with ``with ControlPlane() as cp: cp.cluster() ...``; everything stops on exit."""
+    """Start with ``with ControlPlane() as cp: cp.cluster() ...``; everything stops on exit.
+
+    ``version`` picks the Kubernetes version (see :func:`resolve_version`).
+    ``runtime_config`` and ``feature_gates`` turn API versions and features on or off
+    (kube-apiserver ``--runtime-config``; ``--feature-gates`` for every component), e.g.
+    ``runtime_config={"storage.k8s.io/v1beta1": True}, feature_gates={"VolumeAttributesClass": True}``
+    makes a v1.33 cluster serve VolumeAttributesClass in v1beta1.
+    """
 
     def __init__(self, workdir: Path | None = None, *, scheduler: bool = True, kwok: bool = True,
-                 provisioner: bool = True, build_missing: bool = True) -> None:
+                 provisioner: bool = True, build_missing: bool = True, version: str | None = None,
+                 runtime_config: dict[str, bool] | None = None,
+                 feature_gates: dict[str, bool] | None = None) -> None:
+        self.version = resolve_version(version)
+        self.runtime_config = dict(runtime_config or {})
+        self.feature_gates = dict(feature_gates or {})
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kubekeep-cp-"))
         self.volumes_dir = self.workdir / "volumes"
@@ -112,6 +204,7 @@ class ControlPlane:
         self.provisioner_errors: list[str] = []
         self.kubelet_port = 0
         self.exec_dir = self.workdir / "exec"
+        self._ports: PortReservation | None = None
 
     # ---- lifecycle ------------------------------------------------------
     def __enter__(self) -> ControlPlane:
@@ -130,13 +223,16 @@ class ControlPlane:
         return f"https://127.0.0.1:{self.api_port}"
 
     def start(self) -> None:
-        bins = ensure_binaries(build_missing=self.build_missing)
+        bins = ensure_binaries(build_missing=self.build_missing, version=self.version)
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self.volumes_dir.mkdir(exist_ok=True)
         pki = certs.generate(self.workdir / "pki")
 
-        etcd_port, peer_port = free_port(), free_port()
+        # every port this control plane binds, held until stop() (see reserve_ports)
+        self._ports = reserve_ports(7)
+        (etcd_port, peer_port, etcd_metrics_port, self.api_port, kcm_port, scheduler_port,
+         self.kubelet_port) = self._ports.ports
         etcd = self._spawn("etcd", [
             str(bins["etcd"]), "--data-dir", str(self.workdir / "etcd"), "--name", "default",
             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
@@ -144,13 +240,12 @@ class ControlPlane:
             "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
             "--initial-cluster", f"default=http://127.0.0.1:{peer_port}",
-            "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}",
+            "--listen-metrics-urls", f"http://127.0.0.1:{etcd_metrics_port}",
             "--unsafe-no-fsync", "--quota-backend-bytes", str(4 << 30), "--log-level", "warn",
         ], logs)
         wait_until(lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"), timeout=30,
                    what="etcd", processes=[etcd])
 
-        self.api_port = free_port()
         apiserver = self._spawn("kube-apiserver", [
             str(bins["kube-apiserver"]),
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
@@ -171,6 +266,7 @@ class ControlPlane:
             f"--kubelet-certificate-authority={pki['ca.crt']}",
             f"--kubelet-client-certificate={pki['admin.crt']}", f"--kubelet-client-key={pki['admin.key']}",
             "--kubelet-preferred-address-types=InternalIP",
+            *self._switches(runtime_config=True),
         ], logs)
         ctx = ssl.create_default_context(cafile=str(pki["ca.crt"]))
         ctx.load_cert_chain(str(pki["admin.crt"]), str(pki["admin.key"]))
@@ -182,24 +278,30 @@ class ControlPlane:
         self._spawn("kube-controller-manager", [
             str(bins["kube-controller-manager"]), f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false",
+            "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", "--leader-elect=false",
             "--controllers=*", f"--service-account-private-key-file={pki['sa.key']}",
             f"--root-ca-file={pki['ca.crt']}", "--use-service-account-credentials=false",
             # react quickly: the test bed is small and tests wait on these loops
             "--concurrent-gc-syncs=5", "--concurrent-namespace-syncs=5",
             "--pvclaimbinder-sync-period=1s",
+            *self._switches(),
         ], logs)
         if self.with_scheduler:
             self._spawn("kube-scheduler", [
                 str(bins["kube-scheduler"]), f"--kubeconfig={kubeconfig}",
                 f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-                "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false",
+                "--bind-address=127.0.0.1", f"--secure-port={scheduler_port}", "--leader-elect=false",
+                *self._switches(),
             ], logs)
         if self.with_kwok:
             self._start_kwok(bins["kwok"], pki, logs)
 
         cluster = self.cluster()
         try:
+            served = cluster.server_version().get("gitVersion")
+            if served != self.version:
+                raise RuntimeError(f"kube-apiserver serves {served}, not the requested {self.version} "
+                                   f"(check TEST_ASSET_KUBE_APISERVER / KUBEBUILDER_ASSETS)")
             # the default ServiceAccount appears once the controllers run: proof they are up
             cluster.wait_for("v1", "ServiceAccount", "default", lambda o: o is not None,
                              namespace="default", timeout=60, what="kube-controller-manager")
@@ -222,6 +324,9 @@ class ControlPlane:
         for p in reversed(self.processes):
             p.stop()
         self.processes.clear()
+        if self._ports is not None:
+            self._ports.release()
+            self._ports = None
         if self._own_workdir and not os.environ.get("KUBEKEEP_KEEP_TESTBED"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -247,7 +352,6 @@ class ControlPlane:
             crds.install(cluster, crds.kwok_exec_crds())
         finally:
             cluster.close()
-        self.kubelet_port = free_port()
         self._spawn("kwok", [
             str(kwok), f"--kubeconfig={self.kubeconfig_path}",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
@@ -255,6 +359,8 @@ class ControlPlane:
             f"--tls-cert-file={pki['serving.crt']}", f"--tls-private-key-file={pki['serving.key']}",
             "--enable-crds=Exec,ClusterExec",
             "--cidr=10.244.0.1/16", "--node-ip=127.0.0.1",
+            # the node's heartbeat: a Lease renewed every NODE_LEASE_SECONDS/4 (see the module docstring)
+            f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
         ], logs)
 
     def _configure_exec(self, cluster: Cluster) -> None:
@@ -271,6 +377,15 @@ class ControlPlane:
         return configure_pod_exec(cluster, namespace, pod, self.exec_dir / namespace / pod, env=env)
 
     # ---- helpers ----------------------------------------------------------
+    def _switches(self, *, runtime_config: bool = False) -> list[str]:
+        def joined(flags: dict[str, bool]) -> str:
+            return ",".join(f"{k}={str(v).lower()}" for k, v in sorted(flags.items()))
+
+        out = [f"--feature-gates={joined(self.feature_gates)}"] if self.feature_gates else []
+        if runtime_config and self.runtime_config:
+            out.append(f"--runtime-config={joined(self.runtime_config)}")
+        return out
+
     def _spawn(self, name: str, argv: list[str], logs: Path) -> ManagedProcess:
         p = ManagedProcess(name, argv, logs)
         self.processes.append(p)

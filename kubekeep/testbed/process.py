@@ -1,32 +1,165 @@
 """Child processes of the test bed: started in their own process group, logged to a file,
-always stopped (terminate, then kill) — also when the parent is interrupted."""
+always stopped (terminate, then kill) — also when the parent is interrupted.
+
+Ports come from :func:`reserve_ports`: any number of test beds may run at once, in
+one process and in several, without two of them ever being handed the same port.
+"""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
+import fcntl
 import os
+import random
 import signal
 import socket
 import subprocess
+import tempfile
+import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 _live: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
 
+#: where the test bed picks its ports: ``KUBEKEEP_TESTBED_PORTS=LOW-HIGH`` (inclusive)
+PORT_RANGE_ENV = "KUBEKEEP_TESTBED_PORTS"
+#: below Linux's default ephemeral range (32768-60999), so no outgoing connection of any
+#: program on the machine is given one of these ports between our pick and the server's bind
+DEFAULT_PORT_RANGE = (20000, 29999)
+#: where the per-port lock files live (shared by every process of this user)
+PORT_LOCK_DIR_ENV = "KUBEKEEP_TESTBED_PORT_LOCKS"
+
+
+class PortError(RuntimeError):
+    pass
+
+
+def port_range() -> tuple[int, int]:
+    raw = os.environ.get(PORT_RANGE_ENV)
+    if not raw:
+        return DEFAULT_PORT_RANGE
+    try:
+        low, high = (int(part) for part in raw.split("-", 1))
+    except ValueError:
+        raise PortError(f"{PORT_RANGE_ENV} must look like 20000-29999, not {raw!r}") from None
+    if not 1024 <= low <= high <= 65535:
+        raise PortError(f"{PORT_RANGE_ENV}: {raw!r} is not a range within 1024-65535")
+    return low, high
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _lock_dir() -> Path:
+    explicit = os.environ.get(PORT_LOCK_DIR_ENV)
+    directory = Path(explicit) if explicit else Path(tempfile.gettempdir()) / f"kubekeep-ports-{os.getuid()}"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return directory
+
+
+def _bindable(port: int) -> bool:
+    """True if nothing listens on (or is bound to) 127.0.0.1:port right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # like the servers themselves (Go and uvicorn set SO_REUSEADDR): TIME_WAIT is no obstacle
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class PortReservation:
+    """Ports held for one owner until :meth:`release` (or until the owning process dies).
+
+    Each port is claimed by an exclusive ``flock`` on ``<lock dir>/<port>``. flock locks
+    belong to an open file, so they exclude other threads of this process as well as
+    other processes, and the kernel drops them when the holder exits, however it exits:
+    a crashed test bed never leaves ports reserved.
+    """
+
+    def __init__(self, ports: list[int], files: list[int]) -> None:
+        self.ports = ports
+        self._fds = files
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ports)
+
+    def __len__(self) -> int:
+        return len(self.ports)
+
+    def release(self) -> None:
+        with self._lock:
+            fds, self._fds = self._fds, []
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # closing the file drops its flock
+
+    def __enter__(self) -> PortReservation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def reserve_ports(count: int) -> PortReservation:
+    """Reserve ``count`` distinct free ports on 127.0.0.1 for as long as the caller holds them.
+
+    A port is handed out only if no other reservation (in any process) holds it and
+    nothing is bound to it. Release with ``reservation.release()`` after the servers
+    using them have stopped.
+    """
+    low, high = port_range()
+    eph_low, eph_high = _ephemeral_range()
+    candidates = [p for p in range(low, high + 1) if not eph_low <= p <= eph_high]
+    if len(candidates) < count:
+        raise PortError(f"port range {low}-{high} has {len(candidates)} ports outside the ephemeral "
+                        f"range {eph_low}-{eph_high}; {count} needed (set {PORT_RANGE_ENV})")
+    directory = _lock_dir()
+    start = random.randrange(len(candidates))  # noqa: S311 - spreads owners over the range, not security
+    ports: list[int] = []
+    fds: list[int] = []
+    for i in range(len(candidates)):
+        port = candidates[(start + i) % len(candidates)]
+        fd = os.open(directory / str(port), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                continue  # another owner holds it
+            raise
+        if not _bindable(port):
+            os.close(fd)
+            continue
+        ports.append(port)
+        fds.append(fd)
+        if len(ports) == count:
+            return PortReservation(ports, fds)
+    for fd in fds:
+        os.close(fd)
+    raise PortError(f"no {count} free ports left in {low}-{high} (set {PORT_RANGE_ENV})")
+
+
+_held_for_process: list[PortReservation] = []
+
 
 def free_ports(count: int) -> list[int]:
-    """Ports on 127.0.0.1 the kernel considers free right now (held open together, so they differ)."""
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
+    """``count`` reserved ports, held until this process exits (prefer :func:`reserve_ports`,
+    whose owner releases them when its servers stop)."""
+    reservation = reserve_ports(count)
+    _held_for_process.append(reservation)
+    return list(reservation.ports)
 
 
 def free_port() -> int:
@@ -44,6 +177,7 @@ class ManagedProcess:
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
         )
+        self._stop_lock = threading.Lock()
         _live.add(self)
 
     def alive(self) -> bool:
@@ -60,18 +194,38 @@ class ManagedProcess:
             raise RuntimeError(f"{self.name} exited with code {self.proc.returncode}; "
                                f"last lines of {self.log_path}:\n{self.log_tail()}")
 
+    @property
+    def pgid(self) -> int:
+        """The process group of this child and everything it starts (the child leads it)."""
+        return self.proc.pid
+
+    def group_alive(self) -> bool:
+        """True while any process of the group is left (the leader or something it started)."""
+        try:
+            os.killpg(self.pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+        """Terminate the whole process group, kill it after ``timeout``; also reap stragglers
+        (processes the child started, such as kwok's exec'd commands) once the leader is gone."""
+        with self._stop_lock:
+            if self.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self._log.close()
-        _live.discard(self)
+                    os.killpg(self.pgid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self.pgid, signal.SIGKILL)
+                    self.proc.wait(5)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pgid, signal.SIGKILL)
+            self._log.close()
+            _live.discard(self)
 
 
 def wait_until(check: Callable[[], bool], *, timeout: float, what: str,

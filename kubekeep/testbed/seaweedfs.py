@@ -27,7 +27,7 @@ from types import TracebackType
 from kubekeep.repo.storage.base import StorageError
 from kubekeep.repo.storage.s3 import S3Config, create_bucket, list_buckets
 
-from .process import ManagedProcess, free_ports
+from .process import ManagedProcess, PortReservation, reserve_ports
 
 BINARY_ENV = "KUBEKEEP_WEED_BINARY"
 
@@ -69,6 +69,7 @@ class SeaweedFS:
         self._given_data_dir = Path(data_dir) if data_dir else None
         self._data_dir: Path | None = None
         self._process: ManagedProcess | None = None
+        self._ports: PortReservation | None = None
         self.s3_port = 0
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -117,8 +118,10 @@ class SeaweedFS:
             "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }]}))
+        # held until _terminate(): no other test bed (in any process) is handed these ports
+        self._ports = reserve_ports(10)
         (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc,
-         admin, admin_grpc) = free_ports(10)
+         admin, admin_grpc) = self._ports.ports
         args = [
             str(self.binary), "mini",
             f"-dir={data}",
@@ -167,9 +170,12 @@ class SeaweedFS:
 
     def _terminate(self) -> None:
         process, self._process = self._process, None
+        ports, self._ports = self._ports, None
         self.s3_port = 0
         if process is not None:
             process.stop()
+        if ports is not None:
+            ports.release()
 
     def stop(self) -> None:
         """Stop the server and remove a data directory it created. Safe to call twice."""

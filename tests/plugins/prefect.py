@@ -78,12 +78,13 @@ def prefect_server() -> Iterator[str]:
     against a copy of the template database; yield its API URL."""
     import prefect.settings
 
-    from kubekeep.testbed.process import ManagedProcess, free_port, wait_until
+    from kubekeep.testbed.process import ManagedProcess, reserve_ports, wait_until
 
     home = Path(tempfile.mkdtemp(prefix="kubekeep-prefect-"))
     db = home / "prefect.db"
     shutil.copyfile(template_database(), db)
-    port = free_port()
+    ports = reserve_ports(1)  # held until the server has stopped (released last)
+    port = ports.ports[0]
     url = f"http://127.0.0.1:{port}/api"
     env = {
         "PREFECT_HOME": str(home),
@@ -96,6 +97,7 @@ def prefect_server() -> Iterator[str]:
         "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "1",
     }
     with ExitStack() as stack:
+        stack.callback(ports.release)
         stack.callback(shutil.rmtree, home, True)
         server = ManagedProcess("prefect-server", [
             sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),

