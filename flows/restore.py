@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, load_blocks
 from kubekeep.restore import TransformChain
 from kubekeep.restore.policy import RestorePolicy
-from kubekeep.restore.report import ObjectOutcome, RestoreReport
+from kubekeep.restore.report import ObjectOutcome, PhaseReport, RestoreReport, VolumeOutcome, VolumeStatus
 from kubekeep.restore.source import ObjectFilter
 from tasks.restore import (
     PlanRef,
@@ -25,6 +25,7 @@ from tasks.restore import (
     discard_spool,
     dry_run_plan,
     load_plan,
+    not_attempted_phases,
     preflight,
     record_restore,
     restore_files,
@@ -33,7 +34,11 @@ from tasks.restore import (
 
 
 class RestoreFailed(RuntimeError):
-    """The restore (or dry run) found problems; the message names them."""
+    """The restore (or dry run) found problems; the message names them, ``report`` holds every outcome."""
+
+    def __init__(self, message: str, report: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.report = report or {}
 
 
 def build_transforms(namespace_map: dict[str, str] | None, storage_class_map: dict[str, str] | None,
@@ -116,7 +121,8 @@ def restore(
     record_restore(loc, key, report.to_dict(), plan_ref.restore_point_id, restore_id, namespaces)
     _publish(report, plan_ref, restore_id)
     if report.failed:
-        raise RestoreFailed(f"restore {restore_id} of {plan_ref.restore_point_id}: {report.failure_summary()}")
+        raise RestoreFailed(f"restore {restore_id} of {plan_ref.restore_point_id}: {report.failure_summary()}",
+                            report.to_dict())
     return report.to_dict()
 
 
@@ -127,19 +133,24 @@ def _apply(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, pl
     stop, fresh = preflight(conn, plan_ref)
     if stop is not None:
         merged.aborted = stop
+        merged.outcomes += [ObjectOutcome.from_dict(o) for o in not_attempted_phases(plan_ref, plan_ref.phases, stop)]
         merged.finished_at = datetime.now(UTC)
         return merged
     volumes_done = not restore_volumes or not plan_ref.volumes
-    for phase in plan_ref.phases:
+    for i, phase in enumerate(plan_ref.phases):
         if not volumes_done and phase.tier is not None:
             # claims are in earlier phases: their data goes in before any workload that mounts them starts
             _fill_volumes(loc, key, conn, plan_ref, merged, verify, mover)
             volumes_done = True
-        part = RestoreReport.from_dict(apply_phase(conn, plan_ref, phase, policy, wait, fresh))
+        part = RestoreReport.from_dict(apply_phase(conn, plan_ref, phase, policy, wait, fresh, merged.volumes))
         merged.outcomes += part.outcomes
         merged.phases += part.phases
         if part.aborted:
             merged.aborted = part.aborted
+            rest = plan_ref.phases[i + 1:]
+            if rest:
+                merged.outcomes += [ObjectOutcome.from_dict(o)
+                                    for o in not_attempted_phases(plan_ref, rest, part.aborted)]
             break
     if not volumes_done and merged.aborted is None:
         _fill_volumes(loc, key, conn, plan_ref, merged, verify, mover)
@@ -149,18 +160,26 @@ def _apply(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, pl
 
 def _fill_volumes(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, plan_ref: PlanRef,
                   report: RestoreReport, verify: bool, mover: dict[str, Any] | None) -> None:
+    """Restore the data of the claims this restore created; record one VolumeOutcome per claim."""
     created = {(o.namespace, o.name) for o in report.outcomes
                if o.kind == "PersistentVolumeClaim" and o.action.value in ("created", "recreated")}
     todo = [v for v in plan_ref.volumes if (v.namespace, v.pvc) in created]
+    phase = PhaseReport("volume-data", "verified" if verify else "restored", objects=len(todo),
+                        started_at=datetime.now(UTC))
+    report.phases.append(phase)
     futures = [restore_volume.submit(loc, key, conn, v, verify, mover=mover) for v in todo]
-    problems = []
     for v, fut in zip(todo, futures, strict=True):
         try:
-            fut.result()
-        except Exception as exc:  # noqa: BLE001 - recorded as the PVC's failure, never dropped
-            problems.append(f"volume data of PVC {v.namespace}/{v.pvc}: {exc}")
-    if problems:
-        report.aborted = "; ".join(problems)
+            report.volumes.append(fut.result())
+        except Exception as exc:  # noqa: BLE001 - recorded as the claim's outcome, never dropped
+            report.volumes.append(VolumeOutcome(v.namespace, v.pvc, VolumeStatus.FAILED, source=v.source,
+                                                snapshot_id=v.snapshot_id, error=f"{type(exc).__name__}: {exc}"))
+    phase.applied_at = datetime.now(UTC)
+    bad = [v for v in report.volumes if not v.usable]
+    if bad:
+        phase.error = "; ".join(v.why_unusable() for v in bad)
+    else:
+        phase.ready_at = phase.applied_at
 
 
 def _restore_files(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, restore_point: str | None,

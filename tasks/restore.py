@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from kubekeep.backup.csi import CsiError, MoverSpec, restore_with_mover
@@ -23,10 +24,10 @@ from kubekeep.restore import (
     parse_priorities,
     plan_restore,
 )
-from kubekeep.restore.apply import apply, dry_run, served_by_cluster
+from kubekeep.restore.apply import apply, dry_run, not_attempted, served_by_cluster
 from kubekeep.restore.manifest import ref_of
 from kubekeep.restore.policy import RestorePolicy
-from kubekeep.restore.report import Action, ObjectOutcome, RestoreReport
+from kubekeep.restore.report import Action, ObjectOutcome, RestoreReport, VolumeOutcome, VolumeStatus
 from kubekeep.restore.source import ObjectFilter, choose_restore_point, drop_reprovisioned_volumes, load_manifests
 from kubekeep.restore.spool import PhaseSummary, read_phase, spool_dir, write_plan
 from kubekeep.restore.volume_data import restore_volume as restore_volume_data
@@ -142,20 +143,32 @@ def dry_run_plan(cluster: ClusterConnection, plan_ref: PlanRef, policy: RestoreP
 
 @task(name="apply-phase", task_run_name="apply-{phase.name}", **{**DATA_TASK, "retries": 0})
 def apply_phase(cluster: ClusterConnection, plan_ref: PlanRef, phase: PhaseSummary, policy: RestorePolicy,
-                wait: bool, fresh_namespaces: list[str]) -> dict[str, Any]:
+                wait: bool, fresh_namespaces: list[str], volumes: list[VolumeOutcome] | None = None
+                ) -> dict[str, Any]:
     """Send one phase (a priority group or a readiness tier) and pass its gate (CRDs Established,
-    workloads Ready). Per-object problems are in the report; the task fails only on infrastructure errors."""
+    workloads Ready). ``volumes``: the data restored so far; objects that mount a claim whose data failed
+    or was not verified are held back and the restore stops (kubekeep.restore.apply). Per-object problems
+    are in the report; the task fails only on infrastructure errors."""
     with cluster.connect() as c:
         report = apply(c, read_phase(Path(plan_ref.spool), phase.index), policy, wait=wait,
-                       fresh_namespaces=fresh_namespaces)
+                       fresh_namespaces=fresh_namespaces, volumes=volumes or ())
     report.cluster = cluster.name
     return report.to_dict()
+
+
+@task(name="not-attempted", persist_result=False, cache_policy=NO_CACHE)
+def not_attempted_phases(plan_ref: PlanRef, phases: list[PhaseSummary], reason: str) -> list[dict[str, Any]]:
+    """The report lines of the phases a stopped restore never reached (every object: not attempted)."""
+    out: list[dict[str, Any]] = []
+    for phase in phases:
+        out += [o.to_dict() for o in not_attempted(read_phase(Path(plan_ref.spool), phase.index), reason)]
+    return out
 
 
 @task(name="restore-volume", task_run_name="restore-volume-{volume.namespace}-{volume.pvc}", **DATA_TASK)
 def restore_volume(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection,
                    volume: VolumeToRestore, verify: bool = True, timeout: float = 120.0,
-                   mover: dict[str, Any] | None = None) -> dict[str, Any]:
+                   mover: dict[str, Any] | None = None) -> VolumeOutcome:
     """Fill a restored (Bound) PVC from its snapshot, then verify the files: directly when this worker
     reaches the volume (hostPath/local), else by a mover Job that mounts the claim (``mover``)."""
     with cluster.connect() as c:
@@ -180,16 +193,18 @@ def restore_volume(location: LocationProfile, key: EncryptionKey, cluster: Clust
                               args=("restore", "--repo", str(mover["repository"]), "--snapshot", volume.snapshot_id,
                                     "--target", "/data") + (() if verify else ("--no-verify",)))
             try:
-                seconds = restore_with_mover(c, volume.namespace, volume.pvc, spec_, run_id=volume.snapshot_id[:12])
+                restore_with_mover(c, volume.namespace, volume.pvc, spec_, run_id=volume.snapshot_id[:12])
             except CsiError as exc:
                 raise RuntimeError(f"PVC {volume.namespace}/{volume.pvc}: restore mover failed at step {exc.step}: "
                                    f"{exc}") from None
-            return {"pvc": f"{volume.namespace}/{volume.pvc}", "snapshot_id": volume.snapshot_id,
-                    "method": "mover-job", "seconds": round(seconds, 2), "verified_by": "mover" if verify else None}
+            return VolumeOutcome(volume.namespace, volume.pvc,
+                                 VolumeStatus.VERIFIED if verify else VolumeStatus.UNVERIFIED, source=volume.source,
+                                 snapshot_id=volume.snapshot_id, method="mover-job")
     with key.open_repository(location.storage()) as repo:
         summary = restore_volume_data(repo, volume.snapshot_id, Path(path), verify=verify)
-    summary["pvc"] = f"{volume.namespace}/{volume.pvc}"
-    return summary
+    return VolumeOutcome(volume.namespace, volume.pvc, VolumeStatus.VERIFIED if verify else VolumeStatus.UNVERIFIED,
+                         source=volume.source, snapshot_id=volume.snapshot_id, method="direct",
+                         files=int(summary.get("files", 0)), bytes=int(summary.get("bytes", 0)))
 
 
 @task(name="restore-files", **DATA_TASK)

@@ -117,6 +117,59 @@ class ObjectOutcome:
                    data.get("ready"))
 
 
+class VolumeStatus(StrEnum):
+    """What happened to the data of one restored claim."""
+
+    #: restored and every file re-read and compared with the snapshot
+    VERIFIED = "verified"
+    #: restored, not verified (verification turned off): workloads that mount it are not started
+    UNVERIFIED = "unverified"
+    #: the restore of its data failed (or its claim never became Bound): workloads that mount it are not started
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class VolumeOutcome:
+    """The data of one restored PersistentVolumeClaim."""
+
+    namespace: str
+    name: str
+    status: VolumeStatus
+    #: ``namespace/name`` of the claim in the restore point (before namespace mapping)
+    source: str = ""
+    snapshot_id: str = ""
+    #: direct (the worker writes the volume) or mover-job
+    method: str = ""
+    files: int = 0
+    bytes: int = 0
+    error: str = ""
+
+    @property
+    def pvc(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def usable(self) -> bool:
+        """Workloads may start on it (its data was restored and verified)."""
+        return self.status is VolumeStatus.VERIFIED
+
+    def why_unusable(self) -> str:
+        if self.status is VolumeStatus.UNVERIFIED:
+            return f"volume data of PVC {self.pvc} was restored but not verified (verification is off)"
+        return f"volume data of PVC {self.pvc} failed: {self.error or 'unknown error'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pvc": self.pvc, "namespace": self.namespace, "name": self.name, "status": self.status.value,
+                "source": self.source, "snapshot_id": self.snapshot_id, "method": self.method,
+                "files": self.files, "bytes": self.bytes, "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VolumeOutcome:
+        return cls(str(data["namespace"]), str(data["name"]), VolumeStatus(data["status"]),
+                   str(data.get("source", "")), str(data.get("snapshot_id", "")), str(data.get("method", "")),
+                   int(data.get("files", 0)), int(data.get("bytes", 0)), str(data.get("error", "")))
+
+
 @dataclass
 class PhaseReport:
     name: str
@@ -162,11 +215,14 @@ class RestoreReport:
     finished_at: datetime | None = None
     #: why the restore stopped before the end (None: it ran every phase)
     aborted: str | None = None
+    #: the data of the restored claims
+    volumes: list[VolumeOutcome] = field(default_factory=list)
 
     # ---- queries ------------------------------------------------------
     @property
     def failed(self) -> bool:
-        return self.aborted is not None or any(o.action.is_failure for o in self.outcomes)
+        return (self.aborted is not None or any(o.action.is_failure for o in self.outcomes)
+                or any(v.status is VolumeStatus.FAILED for v in self.volumes))
 
     @property
     def failures(self) -> list[ObjectOutcome]:
@@ -202,6 +258,8 @@ class RestoreReport:
     def failure_summary(self, limit: int = 20) -> str:
         lines = [f"restore {self.status}" + (f": {self.aborted}" if self.aborted else "")]
         failures = self.failures
+        lines += [f"  volume {v.pvc}: {v.status.value}: {v.error}" for v in self.volumes
+                  if v.status is VolumeStatus.FAILED]
         lines += [f"  {o.action.value}: {o.ref}: {o.reason}" for o in failures[:limit]]
         if len(failures) > limit:
             lines.append(f"  ... and {len(failures) - limit} more")
@@ -234,6 +292,9 @@ class RestoreReport:
             for p in self.phases:
                 out.append(f"| {p.name} | {p.wait} | {p.objects} | {_hms(p.started_at)} | {_hms(p.applied_at)} "
                            f"| {_hms(p.ready_at)} | {_md(p.error or '')} |")
+        if self.volumes:
+            out += ["", "## Volumes", "", "| claim | data | files | bytes | error |", "|---|---|---:|---:|---|"]
+            out += [f"| {v.pvc} | {v.status.value} | {v.files} | {v.bytes} | {_md(v.error)} |" for v in self.volumes]
         problems = self.failures
         if problems:
             out += ["", "## Problems", ""]
@@ -251,7 +312,8 @@ class RestoreReport:
         return {"dry_run": self.dry_run, "status": self.status, "failed": self.failed, "policy": self.policy,
                 "cluster": self.cluster, "counts": self.counts, "aborted": self.aborted,
                 "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
-                "phases": [p.to_dict() for p in self.phases], "outcomes": [o.to_dict() for o in self.outcomes]}
+                "phases": [p.to_dict() for p in self.phases], "outcomes": [o.to_dict() for o in self.outcomes],
+                "volumes": [v.to_dict() for v in self.volumes]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -262,7 +324,7 @@ class RestoreReport:
                    [ObjectOutcome.from_dict(o) for o in data.get("outcomes") or ()],
                    [PhaseReport.from_dict(p) for p in data.get("phases") or ()],
                    _parse_ts(data.get("started_at")) or _now(), _parse_ts(data.get("finished_at")),
-                   data.get("aborted"))
+                   data.get("aborted"), [VolumeOutcome.from_dict(v) for v in data.get("volumes") or ()])
 
 
 def _hms(ts: datetime | None) -> str:
