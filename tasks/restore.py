@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from kubekeep.backup.csi import CsiError, MoverSpec, restore_with_mover
-from kubekeep.catalog import Catalog, RestoreRecord
+from kubekeep.catalog import Catalog
 from kubekeep.restore import (
     DEFAULT_PRIORITIES,
     PlanOptions,
@@ -27,6 +27,7 @@ from kubekeep.restore import (
 from kubekeep.restore.apply import apply, dry_run, not_attempted, served_by_cluster
 from kubekeep.restore.manifest import ref_of
 from kubekeep.restore.policy import RestorePolicy
+from kubekeep.restore.record import record_restore as record_report
 from kubekeep.restore.report import Action, ObjectOutcome, RestoreReport, VolumeOutcome, VolumeStatus
 from kubekeep.restore.source import ObjectFilter, choose_restore_point, drop_reprovisioned_volumes, load_manifests
 from kubekeep.restore.spool import PhaseSummary, read_phase, spool_dir, write_plan
@@ -67,7 +68,8 @@ class PlanRef:
 def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, *,
               restore_point: str | None, app: str | None, before: datetime | None, selection: ObjectFilter,
               transforms: TransformChain, preserve_node_ports: bool, include_owned: bool,
-              priorities: list[Any] | None = None, tiers: dict[str, Any] | None = None) -> PlanRef:
+              priorities: list[Any] | None = None, tiers: dict[str, Any] | None = None,
+              restore_status: list[str] | None = None) -> PlanRef:
     """Choose the restore point, load the selected manifests, plan against what the target serves."""
     storage = location.storage()
     with key.open_repository(storage) as repo:
@@ -79,7 +81,8 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
     with cluster.connect() as c:
         served = served_by_cluster(c, refresh=True)
     options = PlanOptions(include_owned=include_owned, transforms=transforms,
-                          sanitize=SanitizeOptions(preserve_node_ports=preserve_node_ports),
+                          sanitize=SanitizeOptions(preserve_node_ports=preserve_node_ports,
+                                                   keep_status=frozenset(restore_status or ())),
                           priorities=parse_priorities(priorities) if priorities else DEFAULT_PRIORITIES,
                           tier_policy=TierPolicy.from_dict(tiers) if tiers else None)
     plan = plan_restore(manifests, served=served, options=options)
@@ -137,7 +140,7 @@ def dry_run_plan(cluster: ClusterConnection, plan_ref: PlanRef, policy: RestoreP
     """Server-side dry run of every object plus a diff against what exists; changes nothing."""
     with cluster.connect() as c:
         report = dry_run(c, _full_plan(plan_ref), policy)
-    report.cluster = cluster.name
+        report.cluster = c.name
     return report.to_dict()
 
 
@@ -152,7 +155,7 @@ def apply_phase(cluster: ClusterConnection, plan_ref: PlanRef, phase: PhaseSumma
     with cluster.connect() as c:
         report = apply(c, read_phase(Path(plan_ref.spool), phase.index), policy, wait=wait,
                        fresh_namespaces=fresh_namespaces, volumes=volumes or ())
-    report.cluster = cluster.name
+        report.cluster = c.name
     return report.to_dict()
 
 
@@ -218,19 +221,12 @@ def restore_files(location: LocationProfile, key: EncryptionKey, snapshot_id: st
 @task(name="record-restore", **DATA_TASK)
 def record_restore(location: LocationProfile, key: EncryptionKey, report: dict[str, Any], restore_point_id: str,
                    restore_id: str, target_namespaces: list[str]) -> str:
-    r = RestoreReport.from_dict(report)
-    counts = r.counts
-    status = "succeeded" if not r.failed else ("failed" if r.aborted else "partially_failed")
-    record = RestoreRecord(
-        id=restore_id, restore_point_id=restore_point_id, started_at=r.started_at,
-        finished_at=r.finished_at or datetime.now(UTC), status=status, target_cluster=r.cluster,
-        target_namespaces=tuple(target_namespaces), reason=(r.failure_summary(10) if r.failed else None),
-        dry_run=r.dry_run,
-        created=counts.get("created", 0) + counts.get("recreated", 0) + counts.get("would-create", 0),
-        updated=counts.get("updated", 0) + counts.get("would-update", 0),
-        skipped=counts.get("skipped", 0) + counts.get("unchanged", 0) + counts.get("would-skip", 0),
-        failed=len(r.failures))
-    return key.catalog(location).add_restore(record)
+    """Keep the report: a snapshot in the repository, then the catalog's ``restores`` row (every object's
+    outcome); return the catalog key."""
+    with key.open_repository(location.storage()) as repo:
+        return record_report(repo, RestoreReport.from_dict(report), restore_id=restore_id,
+                             restore_point_id=restore_point_id, target_namespaces=target_namespaces,
+                             retention=location.retention())
 
 
 def discard_spool(plan_ref: PlanRef) -> None:

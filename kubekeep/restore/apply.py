@@ -365,7 +365,7 @@ class _Run:
             action, reason, changes = Action.FAILED, f"{type(exc).__name__}: {exc}", []
         if action.is_failure:
             log.warning("%s %s: %s", action.value, obj.ref, reason)
-        return outcome(action, reason, changes)
+        return outcome(action, _join(reason, "; ".join(obj.notes)), changes)
 
     def _restore(self, obj: OrderedObject, phase: RestorePhase) -> tuple[Action, str, list[str]]:
         ref = obj.ref
@@ -434,7 +434,23 @@ class _Run:
         created = self._call(lambda: self.cluster.create(item.manifest))
         if item.ref.kind == "Service" and not item.ref.group:
             self.ctx.remember_node_ports(created)
-        return Action.CREATED, _join("created", notes), []
+        return Action.CREATED, _join(_join("created", self._restore_status(item, created)), notes), []
+
+    def _restore_status(self, item: RestoreItem, created: JSON) -> str:
+        """Write the backed-up status (kept only for the kinds the run asked for) through the status
+        subresource; a kind without one stored it with the object already."""
+        status = item.manifest.get("status")
+        if not status or created.get("status") == status:
+            return "status restored with the object" if status else ""
+        ref = item.ref
+        try:
+            self._call(lambda: self.cluster.patch(_api_version(ref), ref.kind, ref.name, {"status": status},
+                                                  namespace=ref.namespace or None, subresource="status"))
+        except ApiError as exc:
+            if exc.status == 404:
+                return "status restored with the object (the kind has no status subresource)"
+            return f"status NOT restored: {_short(exc.message)}"
+        return "status restored through the status subresource"
 
     def _existing(self, item: RestoreItem, notes: str) -> tuple[Action, str, list[str]]:
         assert item.existing is not None
@@ -490,8 +506,9 @@ class _Run:
         created = self._call(lambda: self.cluster.create(item.manifest))
         if ref.kind == "Service" and not ref.group:
             self.ctx.remember_node_ports(created)
-        return (Action.RECREATED, _join(f"deleted and created from the backup (policy recreate; new uid "
-                                        f"{dig(created, 'metadata', 'uid')})", notes), [])
+        return (Action.RECREATED, _join(_join(f"deleted and created from the backup (policy recreate; new uid "
+                                              f"{dig(created, 'metadata', 'uid')})",
+                                              self._restore_status(item, created)), notes), [])
 
     def _call(self, fn: Callable[[], T]) -> T:
         """``fn()``, retried on transient API errors (throttling, unavailable, connection)."""

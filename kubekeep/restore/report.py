@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from kubekeep.catalog import RestoreRecord
 
 from .manifest import ObjectRef
 
@@ -276,8 +278,9 @@ class RestoreReport:
                  "reason": o.reason, "phase": o.phase, "tier": "" if o.tier is None else o.tier,
                  "changes": ", ".join(o.changes)} for o in self.outcomes]
 
-    def markdown(self, *, max_problems: int = 50) -> str:
-        """A summary for a Prefect markdown artifact: status, counts, phase timings, problems."""
+    def markdown(self, *, max_problems: int = 50, objects: bool = False) -> str:
+        """A summary for a Prefect markdown artifact: status, counts, phase timings, volumes, problems;
+        with ``objects``, a table of every object too (a report file)."""
         title = "Restore dry run" if self.dry_run else "Restore"
         out = [f"# {title}: {self.status}", ""]
         if self.aborted:
@@ -305,6 +308,11 @@ class RestoreReport:
         if changed:
             out += ["", "## Changes", ""]
             out += [f"- {o.action.value} {_md(str(o.ref))}: {_md(', '.join(o.changes))}" for o in changed[:50]]
+        if objects and self.outcomes:
+            out += ["", "## Objects", "", "| kind | namespace | name | action | reason | phase |",
+                    "|---|---|---|---|---|---|"]
+            out += [f"| {o.ref.group_kind} | {o.namespace} | {_md(o.name)} | {o.action.value} | {_md(o.reason)} "
+                    f"| {o.phase} |" for o in self.outcomes]
         return "\n".join(out) + "\n"
 
     # ---- serialisation --------------------------------------------------
@@ -393,3 +401,38 @@ def _change(path: str, old: Any, new: Any, hide_values: bool) -> str:
 def _short_scalar(value: Any) -> bool:
     return isinstance(value, bool | int | float | str) and len(str(value)) <= _MAX_VALUE
 
+
+
+# ------------------------------------------------------------------ the catalog's restores table
+
+def catalog_record(report: RestoreReport, *, restore_id: str, restore_point_id: str,
+                   target_namespaces: Sequence[str]) -> RestoreRecord:
+    """The ``restores`` row of a report: counts, and every object's, volume's and phase's outcome."""
+    counts = report.counts
+    status = "succeeded" if not report.failed else ("failed" if report.aborted else "partially_failed")
+    return RestoreRecord(
+        id=restore_id, restore_point_id=restore_point_id, started_at=report.started_at,
+        finished_at=report.finished_at or _now(), status=status, target_cluster=report.cluster,
+        target_namespaces=tuple(target_namespaces), reason=report.failure_summary(10) if report.failed else None,
+        dry_run=report.dry_run,
+        created=counts.get("created", 0) + counts.get("recreated", 0) + counts.get("would-create", 0),
+        updated=counts.get("updated", 0) + counts.get("would-update", 0),
+        skipped=counts.get("skipped", 0) + counts.get("unchanged", 0) + counts.get("would-skip", 0),
+        failed=len(report.failures), aborted=report.aborted,
+        outcomes=tuple({**o.to_dict(), "changes": list(o.changes)} for o in report.outcomes),
+        volumes=tuple({k: v for k, v in vol.to_dict().items() if k != "pvc"} for vol in report.volumes),
+        phases=tuple({"name": p.name, "wait": p.wait, "tier": p.tier, "objects": p.objects,
+                      "started_at": p.started_at, "applied_at": p.applied_at, "ready_at": p.ready_at,
+                      "error": p.error} for p in report.phases))
+
+
+def report_from_record(record: RestoreRecord, *, policy: Mapping[str, Any] | None = None) -> RestoreReport:
+    """The report of a recorded restore (rows written before per-object outcomes were kept have none)."""
+    return RestoreReport(
+        dry_run=record.dry_run, policy=dict(policy or {}), cluster=record.target_cluster,
+        outcomes=[ObjectOutcome.from_dict({**o, "changes": o.get("changes") or ()}) for o in record.outcomes or ()],
+        phases=[PhaseReport(str(p["name"]), str(p["wait"]), p.get("tier"), int(p.get("objects") or 0),
+                            p.get("started_at"), p.get("applied_at"), p.get("ready_at"), p.get("error"))
+                for p in record.phases or ()],
+        started_at=record.started_at, finished_at=record.finished_at, aborted=record.aborted,
+        volumes=[VolumeOutcome.from_dict(v) for v in record.volumes or ()])
