@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flows.runtime import flow_api, new_log_file, quiet_environment, route_logs
+from flows.runtime import flow_api, new_log_file, quiet_environment, route_logs, start_server_early
 from kubekeep.cli import app
 
 log = logging.getLogger("kubekeep.cli")
@@ -38,6 +38,10 @@ out = Console(soft_wrap=True)
 def Flag(*names: str, **kwargs: Any) -> Any:  # noqa: N802 - reads like typer.Option in signatures
     """A boolean option that is a flag (``--dry-run``), shown in help without a value."""
     return typer.Option(*names, metavar="", **kwargs)
+
+
+class LocationNotFoundError(LookupError):
+    """A location to read from that does not exist (nothing is created for it)."""
 
 
 class ExistingPolicy(StrEnum):
@@ -118,10 +122,16 @@ def session(what: str, *, flows: bool = False, verbose: bool = False) -> Iterato
     quiet_environment()
     log_file = new_log_file()
     try:
-        import prefect  # noqa: F401 - installs Prefect's logging, which route_logs redirects
+        server = start_server_early(log_file) if flows else None
+        try:
+            import prefect  # noqa: F401 - installs Prefect's logging, which route_logs redirects
 
-        route_logs(log_file, verbose=verbose)
-        with flow_api(log_file) if flows else nullcontext():
+            route_logs(log_file, verbose=verbose)
+        except BaseException:
+            if server is not None:
+                server.stop()
+            raise
+        with flow_api(log_file, server) if flows else nullcontext():
             yield log_file
     except (typer.Exit, typer.Abort, click.exceptions.ClickException):
         raise
@@ -188,8 +198,8 @@ def _location(location: str, lock_mode: LockMode | None = None, lock_days: int =
                 "object_lock_mode": lock_mode.value if lock_mode else None, "object_lock_days": lock_days})
         path = Path(location.removeprefix("file://")).expanduser()
         if must_exist and not path.is_dir():
-            raise typer.BadParameter(f"{path} does not exist (a mistyped path, or a share that is not mounted?)",
-                                     param_hint="--location")
+            raise LocationNotFoundError(f"location {path} does not exist (a mistyped path, or a share that is "
+                                        "not mounted?)")
         return LocationProfile.model_validate({
             "kind": "filesystem", "path": str(path),
             "object_lock_mode": lock_mode.value if lock_mode else None, "object_lock_days": lock_days})

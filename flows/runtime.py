@@ -99,9 +99,9 @@ def route_logs(log_file: Path, *, verbose: bool) -> logging.Handler:
 
 def template_database() -> Path:
     """A Prefect database migrated, with its block types registered, once per Prefect version."""
-    import prefect
+    from importlib.metadata import version
 
-    template = cache_dir() / "prefect" / f"cli-template-{prefect.__version__}.db"
+    template = cache_dir() / "prefect" / f"cli-template-{version('prefect')}.db"
     if template.exists():
         return template
     template.parent.mkdir(parents=True, exist_ok=True)
@@ -141,40 +141,46 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-@contextmanager
-def temporary_server(log_file: Path, *, timeout: float = 90.0) -> Iterator[str]:
-    """A Prefect API server on 127.0.0.1 for one command (no UI, no analytics), on a copy of the
-    template database; its output goes to ``log_file``. Yields its API URL."""
-    from kubekeep.testbed.process import ManagedProcess, free_port
+class TemporaryServer:
+    """A Prefect API server on 127.0.0.1 for one command (no UI, no analytics), on a copy of the template
+    database; its output goes to the command's log file. Started before this process imports Prefect, so
+    the two start-ups overlap."""
 
-    template = template_database()
-    with ExitStack() as stack:
-        home = Path(tempfile.mkdtemp(prefix="kubekeep-prefect-"))
-        stack.callback(shutil.rmtree, home, True)
-        db = home / "prefect.db"
-        shutil.copyfile(template, db)
+    def __init__(self, log_file: Path) -> None:
+        from kubekeep.testbed.process import ManagedProcess, free_port
+
+        self.log_file = log_file
+        self.home = Path(tempfile.mkdtemp(prefix="kubekeep-prefect-"))
+        db = self.home / "prefect.db"
+        shutil.copyfile(template_database(), db)
         port = free_port()
-        url = f"http://127.0.0.1:{port}/api"
-        env = {**QUIET_ENV, "PREFECT_HOME": str(home), "PREFECT_API_URL": url,
+        self.url = f"http://127.0.0.1:{port}/api"
+        env = {**QUIET_ENV, "PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.url,
                "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{db}",
                "PREFECT_API_DATABASE_MIGRATE_ON_START": "false", "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
                "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
-        server = ManagedProcess("prefect-server", [
+        self.started = time.monotonic()
+        self.process = ManagedProcess("prefect-server", [
             sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--lifespan", "on"], home, env=env)
-        stack.callback(_append_log, server.log_path, log_file)
-        stack.callback(server.stop)
-        started = time.monotonic()
-        while not healthy(url, timeout=1.0):
-            if not server.alive():
-                raise PrefectUnavailable(f"the temporary Prefect server exited with code {server.proc.returncode} "
-                                         f"(its output is in {log_file})")
-            if time.monotonic() - started > timeout:
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--lifespan", "on"],
+            self.home, env=env)
+
+    def wait(self, timeout: float = 90.0) -> str:
+        while not healthy(self.url, timeout=1.0):
+            if not self.process.alive():
+                raise PrefectUnavailable(f"the temporary Prefect server exited with code "
+                                         f"{self.process.proc.returncode} (its output is in {self.log_file})")
+            if time.monotonic() - self.started > timeout:
                 raise PrefectUnavailable(f"the temporary Prefect server did not answer within {timeout:.0f}s "
-                                         f"(its output is in {log_file})")
+                                         f"(its output is in {self.log_file})")
             time.sleep(0.05)
-        log.info("temporary Prefect server %s ready in %.2fs", url, time.monotonic() - started)
-        yield url
+        log.info("temporary Prefect server %s ready in %.2fs", self.url, time.monotonic() - self.started)
+        return self.url
+
+    def stop(self) -> None:
+        self.process.stop()
+        _append_log(self.process.log_path, self.log_file)
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 def _append_log(source: Path, target: Path) -> None:
@@ -213,26 +219,39 @@ def drain_prefect_workers() -> None:
         log.debug("draining Prefect's workers failed", exc_info=True)
 
 
+def start_server_early(log_file: Path) -> TemporaryServer | None:
+    """Start the temporary server now (before Prefect is imported here) unless PREFECT_API_URL is set in the
+    environment; a Prefect profile that sets it is honoured later (the early server is then stopped)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    return TemporaryServer(log_file)
+
+
 @contextmanager
-def flow_api(log_file: Path) -> Iterator[str]:
+def flow_api(log_file: Path, server: TemporaryServer | None = None) -> Iterator[str]:
     """The Prefect API the flows of this command report to: PREFECT_API_URL when set (and answering),
-    else a temporary server. Prefect is imported here."""
+    else a temporary server (``server``, if one was started early). Prefect is imported here."""
     import prefect.settings
 
     configured = prefect.settings.PREFECT_API_URL.value()
-    if configured:
-        if not healthy(configured, timeout=5.0):
-            raise PrefectUnavailable(f"the Prefect API at {configured} (PREFECT_API_URL) does not answer; "
-                                     "start it, or unset PREFECT_API_URL to use a temporary server")
-        log.info("using the Prefect API at %s", configured)
-        try:
+    if configured and server is not None:  # set by a Prefect profile: that server is the one to use
+        server.stop()
+        server = None
+    with ExitStack() as stack:
+        if server is not None:
+            stack.callback(server.stop)
+        if configured:
+            if not healthy(configured, timeout=5.0):
+                raise PrefectUnavailable(f"the Prefect API at {configured} (PREFECT_API_URL) does not answer; "
+                                         "start it, or unset PREFECT_API_URL to use a temporary server")
+            log.info("using the Prefect API at %s", configured)
+            stack.callback(drain_prefect_workers)
             yield configured
-        finally:
-            drain_prefect_workers()
-        return
-    with temporary_server(log_file) as url, prefect.settings.temporary_settings(
-            updates={prefect.settings.PREFECT_API_URL: url}):
-        try:
-            yield url
-        finally:
-            drain_prefect_workers()
+            return
+        if server is None:
+            server = TemporaryServer(log_file)
+            stack.callback(server.stop)
+        url = server.wait()
+        stack.enter_context(prefect.settings.temporary_settings(updates={prefect.settings.PREFECT_API_URL: url}))
+        stack.callback(drain_prefect_workers)
+        yield url
