@@ -484,7 +484,7 @@ def _restore_summary(report: dict[str, Any]) -> str:
     elif problems:
         first = problems[0]
         head += f": {first['action']} {first['kind']} {first['namespace']}/{first['name']}: {first['reason']}"
-    more = f"; {len(problems)} object(s) not restored" if problems else ""
+    more = f"; {len(problems)} object(s) with problems" if problems else ""
     rid = report.get("restore_id")
     hint = f"; report: kubekeep restores --id {rid}" if rid else ""
     return " ".join((head + more + hint).split())
