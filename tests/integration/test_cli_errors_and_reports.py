@@ -98,11 +98,11 @@ def test_restore_report_file_and_restores_listing(backed_up_app: str, cli_env: d
     location = backed_up_app
     copy = f"{namespace[:50]}-rep"
     transforms = tmp_path / "transforms.yaml"
-    transforms.write_text(f"""
+    transforms.write_text("""
 transforms:
   - type: labels
-    selector: {{kind: ConfigMap}}
-    add: {{restored-by: kubekeep}}
+    selector: {kind: ConfigMap}
+    add: {restored-by: kubekeep}
 tiers:
   StatefulSet/db: 0
   Deployment/web: 1
