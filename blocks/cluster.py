@@ -15,7 +15,8 @@ class ClusterConnection(Block):
     _block_type_name = "Kubekeep Cluster Connection"
     _block_type_slug = "kubekeep-cluster-connection"
 
-    name: str = Field(default="default", description="The cluster's name in restore points and the catalog.")
+    name: str | None = Field(default=None, description="The cluster's name in restore points, reports and the "
+                             "catalog (empty: the kubeconfig context, else the API server URL).")
     kubeconfig: SecretStr | None = Field(default=None, description="Kubeconfig content (YAML or JSON).")
     kubeconfig_path: str | None = Field(default=None, description="Kubeconfig file on the worker.")
     context: str | None = Field(default=None)
@@ -29,5 +30,14 @@ class ClusterConnection(Block):
                                                    context=self.context)
         else:
             cluster = Cluster.from_kubeconfig(self.kubeconfig_path, context=self.context)
-        cluster.name = self.name
+        if self.name:
+            cluster.name = self.name
         return cluster
+
+    def cluster_name(self) -> str:
+        """The name reports and restore points give this cluster: ``name``, else the kubeconfig context,
+        else the API server URL (``in-cluster`` inside a pod)."""
+        if self.name:
+            return self.name
+        with self.connect() as cluster:
+            return cluster.name

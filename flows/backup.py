@@ -55,19 +55,37 @@ def backup(
     quiesce: list[str] | None = None,
     mover: dict[str, Any] | None = None,
     policy: str | None = None,
+    include_crds: list[str] | None = None,
 ) -> str:
     """Back up an application; return the id of the new restore point.
 
-    ``hooks`` are policy hook rules (see kubekeep.backup.hooks; pod annotations
-    add more); ``quiesce`` lists workloads to scale to zero while volumes are
-    exported (``*``, ``Kind/name`` or ``namespace/Kind/name``); ``mover`` configures the
-    CSI snapshot path for volumes the worker cannot read directly (see tasks.backup.export_volume).
+    Args:
+        app: Application name; restore points are grouped by it.
+        namespaces: Namespaces (names or shell patterns) of the application.
+        location: The location block (name, or instance from Python) to write to.
+        encryption_key: The key block that opens the location's repository.
+        cluster: The source cluster block (default: the worker's kubeconfig).
+        label_selector: Only objects with these labels.
+        include_kinds: Only these kinds (``Kind``, ``Kind.group`` or plural).
+        exclude_kinds: Leave these kinds out.
+        volume_concurrency: Volumes exported at once.
+        nfs_mounts: ``{"server:/export": "/local/mount"}``: where NFS exports are mounted on the worker.
+        hooks: Hook rules (kubekeep.backup.hooks; pod annotations add more).
+        quiesce: Workloads scaled to zero while volumes are exported (``*``, ``Kind/name`` or
+            ``namespace/Kind/name``).
+        mover: ``{image, repository, env_from_secrets, service_account}``: the CSI snapshot path for volumes the
+            worker cannot read directly (tasks.backup.export_volume).
+        policy: Name of the backup policy recorded with the restore point.
+        include_crds: CustomResourceDefinitions to back up even without custom resources: API groups or CRD
+            names (shell patterns). CRDs installed by the application's Helm release or labelled ``part-of``
+            like it are included anyway; the restore point records why each CRD is in it.
     """
     logger = get_run_logger()
     started = datetime.now(UTC)
     loc, key, conn = load_blocks(location, encryption_key, cluster)
     selection = Selection(namespaces=tuple(namespaces), label_selector=label_selector,
-                          include_kinds=tuple(include_kinds or ()), exclude_kinds=tuple(exclude_kinds or ()))
+                          include_kinds=tuple(include_kinds or ()), exclude_kinds=tuple(exclude_kinds or ()),
+                          include_crds=tuple(include_crds or ()))
     rules = [HookRule.from_dict(h) for h in hooks or ()]
     rp_id = new_restore_point_id(app, started)
     logger.info("restore point %s: app %s, namespaces %s -> %s", rp_id, app, namespaces, loc.describe())
@@ -106,13 +124,13 @@ def backup(
     status = RestorePointStatus.PARTIALLY_FAILED if failures else RestorePointStatus.SUCCEEDED
     retention = loc.retention(started)
     record = RestorePointRecord(
-        id=rp_id, app=app, cluster=conn.name, namespaces=manifests.namespaces,
+        id=rp_id, app=app, cluster=conn.cluster_name(), namespaces=manifests.namespaces,
         started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(), status=status.value,
         location=loc.describe(), manifest_snapshot=manifests.snapshot_id, policy=policy,
         status_reason="; ".join(failures)[:4000] or None, object_count=manifests.object_count,
         kind_counts=manifests.kind_counts, volumes=volumes, type_errors=manifests.type_errors,
         selection=selection.to_dict(), retain_until=retention[1].isoformat() if retention else None,
-        hooks=[e.to_dict() for e in hook_run.executions])
+        hooks=[e.to_dict() for e in hook_run.executions], crds=manifests.crds)
     rp_snapshot = commit_restore_point(loc, key, record)
     snapshot_ids = [manifests.snapshot_id, rp_snapshot] + [v.snapshot_id for v in volumes if v.snapshot_id]
     lock_restore_point(loc, key, snapshot_ids)
@@ -173,6 +191,9 @@ def _publish(record: RestorePointRecord, object_rows: int, failures: list[str]) 
              f"* logical bytes: {sum(v.logical_bytes for v in record.volumes)}, "
              f"new stored bytes: {sum(v.stored_bytes for v in record.volumes)}",
              f"* retained until: {record.retain_until or 'no Object Lock'}", f"* location: {record.location}"]
+    if record.crds:
+        lines += ["", "## CustomResourceDefinitions", "",
+                  *[f"* `{name}`: {'; '.join(reasons)}" for name, reasons in record.crds.items()]]
     if failures:
         lines += ["", "## Failures", *[f"* {f}" for f in failures]]
     create_markdown_artifact("\n".join(lines), description=f"Backup summary {record.id}")

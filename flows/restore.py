@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, load_blocks
 from kubekeep.restore import TransformChain
 from kubekeep.restore.policy import RestorePolicy
-from kubekeep.restore.report import ObjectOutcome, RestoreReport
+from kubekeep.restore.report import ObjectOutcome, PhaseReport, RestoreReport, VolumeOutcome, VolumeStatus
 from kubekeep.restore.source import ObjectFilter
 from tasks.restore import (
     PlanRef,
@@ -25,6 +25,7 @@ from tasks.restore import (
     discard_spool,
     dry_run_plan,
     load_plan,
+    not_attempted_phases,
     preflight,
     record_restore,
     restore_files,
@@ -33,7 +34,11 @@ from tasks.restore import (
 
 
 class RestoreFailed(RuntimeError):
-    """The restore (or dry run) found problems; the message names them."""
+    """The restore (or dry run) found problems; the message names them, ``report`` holds every outcome."""
+
+    def __init__(self, message: str, report: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.report = report or {}
 
 
 def build_transforms(namespace_map: dict[str, str] | None, storage_class_map: dict[str, str] | None,
@@ -77,14 +82,44 @@ def restore(
     verify_volumes: bool = True,
     files: dict[str, str] | None = None,
     mover: dict[str, Any] | None = None,
+    restore_status: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Restore (part of) a restore point; return the report as a dict.
+    """Restore (part of) a restore point onto a cluster; return the report (every object's outcome).
 
-    ``files = {"pvc": "namespace/name", "path": "dir/file", "target": "/local/dir"}`` restores single
-    files of a volume to a local path and changes nothing on the cluster. ``mover = {image, repository,
-    env_from_secrets}`` fills volumes this worker cannot reach through a mover Job. ``priorities`` replaces the
-    restore order (docs/restore-order.md); ``tiers = {"tiers": {"db": 0, "web": 1}}`` or
-    ``{"after": {"web": ["db"]}}`` sets readiness tiers for this run (overriding annotations).
+    Args:
+        location: The location block (name, or instance from Python) holding the restore point.
+        encryption_key: The key block that opens the location's repository.
+        cluster: The target cluster block (default: the worker's kubeconfig).
+        restore_point: Restore point id; else the latest succeeded point of ``app``.
+        app: Application whose latest succeeded restore point is restored (with ``before``: the latest before).
+        before: Only restore points finished before this time.
+        kinds: Only objects of these kinds (``Kind`` or ``Kind.group``).
+        names: Only objects with these names.
+        label_selector: Only objects with these labels (``key=value,...``).
+        pvcs: Only these claims (``namespace/name``) and their data.
+        namespace_map: Source namespace -> target namespace (bindings that grant a mapped service account are
+            restored as copies; docs/restore-order.md).
+        storage_class_map: Source StorageClass -> target StorageClass.
+        image_rewrite: Image prefix -> new prefix.
+        transforms: More transform steps (json-patch, labels, annotations, ...; docs/restore-order.md).
+        priorities: Replaces the restore order (docs/restore-order.md).
+        tiers: Readiness tiers for this run: ``{"tiers": {"StatefulSet/db": 0}, "after": {"web": ["db"]}}``.
+        existing: What to do with objects that exist: skip, update or recreate.
+        policy: More of the restore policy: existing_by_kind, recreate_pvcs, create_namespaces,
+            node_port_conflicts, ready_timeout, crd_timeout, delete_timeout, workers.
+        preserve_node_ports: Keep the nodePorts the source cluster assigned.
+        include_owned: Also restore objects their restored owners would recreate.
+        dry_run: Validate every object server-side and change nothing.
+        wait: Wait for each readiness tier to be Ready before the next.
+        restore_volumes: Restore volume data into the restored claims.
+        verify_volumes: Re-read restored volume data and compare it with the snapshot; a workload never starts
+            on volume data that failed or was not verified.
+        files: ``{"pvc": "namespace/name", "path": "dir/file", "target": "/local/dir"}`` restores files of one
+            volume to a local path and changes nothing on the cluster.
+        mover: ``{image, repository, env_from_secrets, service_account}`` fills volumes this worker cannot reach
+            through a mover Job.
+        restore_status: Kinds (``Kind.group``) of custom resources whose status is restored through the status
+            subresource (otherwise status is left to their controllers, and the report says so).
     """
     logger = get_run_logger()
     loc, key, conn = load_blocks(location, encryption_key, cluster)
@@ -97,7 +132,8 @@ def restore(
 
     plan_ref: PlanRef = load_plan(loc, key, conn, restore_point=restore_point, app=app, before=before,
                                   selection=selection, transforms=chain, preserve_node_ports=preserve_node_ports,
-                                  include_owned=include_owned, priorities=priorities, tiers=tiers)
+                                  include_owned=include_owned, priorities=priorities, tiers=tiers,
+                                  restore_status=restore_status)
     restore_id = f"r-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
     logger.info("restore %s of %s: %d objects in %d phases, %d volume(s), %d left out",
                 restore_id, plan_ref.restore_point_id, plan_ref.object_count, len(plan_ref.phases),
@@ -115,31 +151,38 @@ def restore(
     namespaces = sorted({o.namespace for o in report.outcomes if o.namespace})
     record_restore(loc, key, report.to_dict(), plan_ref.restore_point_id, restore_id, namespaces)
     _publish(report, plan_ref, restore_id)
+    result = {**report.to_dict(), "restore_id": restore_id, "restore_point_id": plan_ref.restore_point_id}
     if report.failed:
-        raise RestoreFailed(f"restore {restore_id} of {plan_ref.restore_point_id}: {report.failure_summary()}")
-    return report.to_dict()
+        raise RestoreFailed(f"restore {restore_id} of {plan_ref.restore_point_id}: {report.failure_summary()}",
+                            result)
+    return result
 
 
 def _apply(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, plan_ref: PlanRef,
            policy: RestorePolicy, wait: bool, restore_volumes: bool, verify: bool,
            mover: dict[str, Any] | None) -> RestoreReport:
-    merged = RestoreReport(dry_run=False, policy=policy.to_dict(), cluster=conn.name)
+    merged = RestoreReport(dry_run=False, policy=policy.to_dict(), cluster=conn.cluster_name())
     stop, fresh = preflight(conn, plan_ref)
     if stop is not None:
         merged.aborted = stop
+        merged.outcomes += [ObjectOutcome.from_dict(o) for o in not_attempted_phases(plan_ref, plan_ref.phases, stop)]
         merged.finished_at = datetime.now(UTC)
         return merged
     volumes_done = not restore_volumes or not plan_ref.volumes
-    for phase in plan_ref.phases:
+    for i, phase in enumerate(plan_ref.phases):
         if not volumes_done and phase.tier is not None:
             # claims are in earlier phases: their data goes in before any workload that mounts them starts
             _fill_volumes(loc, key, conn, plan_ref, merged, verify, mover)
             volumes_done = True
-        part = RestoreReport.from_dict(apply_phase(conn, plan_ref, phase, policy, wait, fresh))
+        part = RestoreReport.from_dict(apply_phase(conn, plan_ref, phase, policy, wait, fresh, merged.volumes))
         merged.outcomes += part.outcomes
         merged.phases += part.phases
         if part.aborted:
             merged.aborted = part.aborted
+            rest = plan_ref.phases[i + 1:]
+            if rest:
+                merged.outcomes += [ObjectOutcome.from_dict(o)
+                                    for o in not_attempted_phases(plan_ref, rest, part.aborted)]
             break
     if not volumes_done and merged.aborted is None:
         _fill_volumes(loc, key, conn, plan_ref, merged, verify, mover)
@@ -149,18 +192,26 @@ def _apply(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, pl
 
 def _fill_volumes(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, plan_ref: PlanRef,
                   report: RestoreReport, verify: bool, mover: dict[str, Any] | None) -> None:
+    """Restore the data of the claims this restore created; record one VolumeOutcome per claim."""
     created = {(o.namespace, o.name) for o in report.outcomes
                if o.kind == "PersistentVolumeClaim" and o.action.value in ("created", "recreated")}
     todo = [v for v in plan_ref.volumes if (v.namespace, v.pvc) in created]
+    phase = PhaseReport("volume-data", "verified" if verify else "restored", objects=len(todo),
+                        started_at=datetime.now(UTC))
+    report.phases.append(phase)
     futures = [restore_volume.submit(loc, key, conn, v, verify, mover=mover) for v in todo]
-    problems = []
     for v, fut in zip(todo, futures, strict=True):
         try:
-            fut.result()
-        except Exception as exc:  # noqa: BLE001 - recorded as the PVC's failure, never dropped
-            problems.append(f"volume data of PVC {v.namespace}/{v.pvc}: {exc}")
-    if problems:
-        report.aborted = "; ".join(problems)
+            report.volumes.append(fut.result())
+        except Exception as exc:  # noqa: BLE001 - recorded as the claim's outcome, never dropped
+            report.volumes.append(VolumeOutcome(v.namespace, v.pvc, VolumeStatus.FAILED, source=v.source,
+                                                snapshot_id=v.snapshot_id, error=f"{type(exc).__name__}: {exc}"))
+    phase.applied_at = datetime.now(UTC)
+    bad = [v for v in report.volumes if not v.usable]
+    if bad:
+        phase.error = "; ".join(v.why_unusable() for v in bad)
+    else:
+        phase.ready_at = phase.applied_at
 
 
 def _restore_files(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, restore_point: str | None,

@@ -45,6 +45,8 @@ class ManifestResult:
     kind_counts: dict[str, int]
     pvcs: list[PvcRef]
     type_errors: list[str] = field(default_factory=list)
+    #: CustomResourceDefinitions stored -> why each was included
+    crds: dict[str, list[str]] = field(default_factory=dict)
 
 
 @task(name="discover-applications", retries=2, retry_delay_seconds=2, persist_result=False)
@@ -67,7 +69,7 @@ def snapshot_manifests(location: LocationProfile, key: EncryptionKey, cluster: C
                           report.objects, len(report.kind_counts), len(report.namespaces), len(report.type_errors))
     return ManifestResult(snapshot_id=result.snapshot_id, namespaces=report.namespaces,
                           object_count=report.objects, kind_counts=report.kind_counts, pvcs=report.pvcs,
-                          type_errors=[e.describe() for e in report.type_errors])
+                          type_errors=[e.describe() for e in report.type_errors], crds=report.crds)
 
 
 @task(name="export-volume", task_run_name="export-volume-{pvc.namespace}-{pvc.name}", **DATA_TASK)

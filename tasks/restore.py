@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from kubekeep.backup.csi import CsiError, MoverSpec, restore_with_mover
-from kubekeep.catalog import Catalog, RestoreRecord
+from kubekeep.catalog import Catalog
 from kubekeep.restore import (
     DEFAULT_PRIORITIES,
     PlanOptions,
@@ -23,10 +24,11 @@ from kubekeep.restore import (
     parse_priorities,
     plan_restore,
 )
-from kubekeep.restore.apply import apply, dry_run, served_by_cluster
+from kubekeep.restore.apply import apply, dry_run, not_attempted, served_by_cluster
 from kubekeep.restore.manifest import ref_of
 from kubekeep.restore.policy import RestorePolicy
-from kubekeep.restore.report import Action, ObjectOutcome, RestoreReport
+from kubekeep.restore.record import record_restore as record_report
+from kubekeep.restore.report import Action, ObjectOutcome, RestoreReport, VolumeOutcome, VolumeStatus
 from kubekeep.restore.source import ObjectFilter, choose_restore_point, drop_reprovisioned_volumes, load_manifests
 from kubekeep.restore.spool import PhaseSummary, read_phase, spool_dir, write_plan
 from kubekeep.restore.volume_data import restore_volume as restore_volume_data
@@ -66,7 +68,8 @@ class PlanRef:
 def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, *,
               restore_point: str | None, app: str | None, before: datetime | None, selection: ObjectFilter,
               transforms: TransformChain, preserve_node_ports: bool, include_owned: bool,
-              priorities: list[Any] | None = None, tiers: dict[str, Any] | None = None) -> PlanRef:
+              priorities: list[Any] | None = None, tiers: dict[str, Any] | None = None,
+              restore_status: list[str] | None = None) -> PlanRef:
     """Choose the restore point, load the selected manifests, plan against what the target serves."""
     storage = location.storage()
     with key.open_repository(storage) as repo:
@@ -78,7 +81,8 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
     with cluster.connect() as c:
         served = served_by_cluster(c, refresh=True)
     options = PlanOptions(include_owned=include_owned, transforms=transforms,
-                          sanitize=SanitizeOptions(preserve_node_ports=preserve_node_ports),
+                          sanitize=SanitizeOptions(preserve_node_ports=preserve_node_ports,
+                                                   keep_status=frozenset(restore_status or ())),
                           priorities=parse_priorities(priorities) if priorities else DEFAULT_PRIORITIES,
                           tier_policy=TierPolicy.from_dict(tiers) if tiers else None)
     plan = plan_restore(manifests, served=served, options=options)
@@ -136,26 +140,38 @@ def dry_run_plan(cluster: ClusterConnection, plan_ref: PlanRef, policy: RestoreP
     """Server-side dry run of every object plus a diff against what exists; changes nothing."""
     with cluster.connect() as c:
         report = dry_run(c, _full_plan(plan_ref), policy)
-    report.cluster = cluster.name
+        report.cluster = c.name
     return report.to_dict()
 
 
 @task(name="apply-phase", task_run_name="apply-{phase.name}", **{**DATA_TASK, "retries": 0})
 def apply_phase(cluster: ClusterConnection, plan_ref: PlanRef, phase: PhaseSummary, policy: RestorePolicy,
-                wait: bool, fresh_namespaces: list[str]) -> dict[str, Any]:
+                wait: bool, fresh_namespaces: list[str], volumes: list[VolumeOutcome] | None = None
+                ) -> dict[str, Any]:
     """Send one phase (a priority group or a readiness tier) and pass its gate (CRDs Established,
-    workloads Ready). Per-object problems are in the report; the task fails only on infrastructure errors."""
+    workloads Ready). ``volumes``: the data restored so far; objects that mount a claim whose data failed
+    or was not verified are held back and the restore stops (kubekeep.restore.apply). Per-object problems
+    are in the report; the task fails only on infrastructure errors."""
     with cluster.connect() as c:
         report = apply(c, read_phase(Path(plan_ref.spool), phase.index), policy, wait=wait,
-                       fresh_namespaces=fresh_namespaces)
-    report.cluster = cluster.name
+                       fresh_namespaces=fresh_namespaces, volumes=volumes or ())
+        report.cluster = c.name
     return report.to_dict()
+
+
+@task(name="not-attempted", persist_result=False, cache_policy=NO_CACHE)
+def not_attempted_phases(plan_ref: PlanRef, phases: list[PhaseSummary], reason: str) -> list[dict[str, Any]]:
+    """The report lines of the phases a stopped restore never reached (every object: not attempted)."""
+    out: list[dict[str, Any]] = []
+    for phase in phases:
+        out += [o.to_dict() for o in not_attempted(read_phase(Path(plan_ref.spool), phase.index), reason)]
+    return out
 
 
 @task(name="restore-volume", task_run_name="restore-volume-{volume.namespace}-{volume.pvc}", **DATA_TASK)
 def restore_volume(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection,
                    volume: VolumeToRestore, verify: bool = True, timeout: float = 120.0,
-                   mover: dict[str, Any] | None = None) -> dict[str, Any]:
+                   mover: dict[str, Any] | None = None) -> VolumeOutcome:
     """Fill a restored (Bound) PVC from its snapshot, then verify the files: directly when this worker
     reaches the volume (hostPath/local), else by a mover Job that mounts the claim (``mover``)."""
     with cluster.connect() as c:
@@ -180,16 +196,18 @@ def restore_volume(location: LocationProfile, key: EncryptionKey, cluster: Clust
                               args=("restore", "--repo", str(mover["repository"]), "--snapshot", volume.snapshot_id,
                                     "--target", "/data") + (() if verify else ("--no-verify",)))
             try:
-                seconds = restore_with_mover(c, volume.namespace, volume.pvc, spec_, run_id=volume.snapshot_id[:12])
+                restore_with_mover(c, volume.namespace, volume.pvc, spec_, run_id=volume.snapshot_id[:12])
             except CsiError as exc:
                 raise RuntimeError(f"PVC {volume.namespace}/{volume.pvc}: restore mover failed at step {exc.step}: "
                                    f"{exc}") from None
-            return {"pvc": f"{volume.namespace}/{volume.pvc}", "snapshot_id": volume.snapshot_id,
-                    "method": "mover-job", "seconds": round(seconds, 2), "verified_by": "mover" if verify else None}
+            return VolumeOutcome(volume.namespace, volume.pvc,
+                                 VolumeStatus.VERIFIED if verify else VolumeStatus.UNVERIFIED, source=volume.source,
+                                 snapshot_id=volume.snapshot_id, method="mover-job")
     with key.open_repository(location.storage()) as repo:
         summary = restore_volume_data(repo, volume.snapshot_id, Path(path), verify=verify)
-    summary["pvc"] = f"{volume.namespace}/{volume.pvc}"
-    return summary
+    return VolumeOutcome(volume.namespace, volume.pvc, VolumeStatus.VERIFIED if verify else VolumeStatus.UNVERIFIED,
+                         source=volume.source, snapshot_id=volume.snapshot_id, method="direct",
+                         files=int(summary.get("files", 0)), bytes=int(summary.get("bytes", 0)))
 
 
 @task(name="restore-files", **DATA_TASK)
@@ -203,19 +221,12 @@ def restore_files(location: LocationProfile, key: EncryptionKey, snapshot_id: st
 @task(name="record-restore", **DATA_TASK)
 def record_restore(location: LocationProfile, key: EncryptionKey, report: dict[str, Any], restore_point_id: str,
                    restore_id: str, target_namespaces: list[str]) -> str:
-    r = RestoreReport.from_dict(report)
-    counts = r.counts
-    status = "succeeded" if not r.failed else ("failed" if r.aborted else "partially_failed")
-    record = RestoreRecord(
-        id=restore_id, restore_point_id=restore_point_id, started_at=r.started_at,
-        finished_at=r.finished_at or datetime.now(UTC), status=status, target_cluster=r.cluster,
-        target_namespaces=tuple(target_namespaces), reason=(r.failure_summary(10) if r.failed else None),
-        dry_run=r.dry_run,
-        created=counts.get("created", 0) + counts.get("recreated", 0) + counts.get("would-create", 0),
-        updated=counts.get("updated", 0) + counts.get("would-update", 0),
-        skipped=counts.get("skipped", 0) + counts.get("unchanged", 0) + counts.get("would-skip", 0),
-        failed=len(r.failures))
-    return key.catalog(location).add_restore(record)
+    """Keep the report: a snapshot in the repository, then the catalog's ``restores`` row (every object's
+    outcome); return the catalog key."""
+    with key.open_repository(location.storage()) as repo:
+        return record_report(repo, RestoreReport.from_dict(report), restore_id=restore_id,
+                             restore_point_id=restore_point_id, target_namespaces=target_namespaces,
+                             retention=location.retention())
 
 
 def discard_spool(plan_ref: PlanRef) -> None:

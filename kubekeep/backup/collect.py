@@ -15,7 +15,7 @@ from kubekeep.cluster import ApiError, ApiResource, Cluster
 from kubekeep.cluster.collect import listable
 from kubekeep.restore.manifest import POD_SPEC_PATHS, dig
 
-from .selection import Selection, namespace_names
+from .selection import HELM_RELEASE_NAME, HELM_RELEASE_NAMESPACE, PART_OF_LABEL, Selection, namespace_names
 
 JSON = dict[str, Any]
 
@@ -56,6 +56,8 @@ class CollectReport:
     type_errors: list[TypeFailure] = field(default_factory=list)
     pvcs: list[PvcRef] = field(default_factory=list)
     objects: int = 0
+    #: CustomResourceDefinitions in the backup -> why each was included
+    crds: dict[str, list[str]] = field(default_factory=dict)
 
     def count(self, obj: JSON) -> None:
         api_version = obj.get("apiVersion", "")
@@ -65,9 +67,23 @@ class CollectReport:
         self.objects += 1
 
 
+@dataclass(frozen=True)
+class _Crd:
+    name: str
+    group: str
+    kind: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
 @dataclass
 class _Dependencies:
-    crds: set[str] = field(default_factory=set)
+    #: CRD name -> reasons it belongs to the backup
+    crds: dict[str, list[str]] = field(default_factory=dict)
+    #: (namespace, name) of the Helm releases the selected objects belong to
+    helm_releases: set[tuple[str, str]] = field(default_factory=set)
+    #: app.kubernetes.io/part-of values of the selected objects
+    part_of: set[str] = field(default_factory=set)
     pvs: set[str] = field(default_factory=set)
     storage_classes: set[str] = field(default_factory=set)
     service_accounts: set[tuple[str, str]] = field(default_factory=set)
@@ -83,7 +99,8 @@ def collect(cluster: Cluster, selection: Selection, report: CollectReport, *,
     report.namespaces = namespaces
     wanted_ns = set(namespaces)
     resources = cluster.preferred_resources(refresh=True)
-    crd_plurals = _crd_names(cluster, report)
+    installed_crds = _crds(cluster, report)
+    crd_plurals = {(c.group, c.kind): c.name for c in installed_crds}
     deps = _Dependencies()
 
     # The Namespace objects themselves (labels, annotations) are part of the application.
@@ -105,6 +122,8 @@ def collect(cluster: Cluster, selection: Selection, report: CollectReport, *,
             yield obj
 
     if selection.include_cluster_dependencies:
+        _crds_of_the_app(installed_crds, selection, deps)
+        report.crds = {name: reasons for name, reasons in sorted(deps.crds.items())}
         yield from _cluster_dependencies(cluster, deps, report)
 
 
@@ -133,27 +152,53 @@ def _type_error(resource: ApiResource, namespace: str | None, exc: ApiError) -> 
                       namespace, exc.status, exc.reason, exc.message)
 
 
-def _crd_names(cluster: Cluster, report: CollectReport) -> dict[tuple[str, str], str]:
-    """(group, kind) -> CRD name for every installed CRD."""
-    out: dict[tuple[str, str], str] = {}
+def _crds(cluster: Cluster, report: CollectReport) -> list[_Crd]:
+    """Every installed CRD: its name, group, kind, labels and annotations."""
+    out: list[_Crd] = []
     try:
         res = cluster.resource_for("apiextensions.k8s.io/v1", "CustomResourceDefinition")
         for crd in cluster.list_pages(res):
-            spec = crd.get("spec", {})
-            out[(spec.get("group", ""), spec.get("names", {}).get("kind", ""))] = crd["metadata"]["name"]
+            spec, md = crd.get("spec", {}), crd.get("metadata") or {}
+            out.append(_Crd(md["name"], spec.get("group", ""), spec.get("names", {}).get("kind", ""),
+                            dict(md.get("labels") or {}), dict(md.get("annotations") or {})))
     except ApiError as exc:
         report.type_errors.append(TypeFailure("customresourcedefinitions.apiextensions.k8s.io", None,
                                              exc.status, exc.reason, exc.message))
     return out
 
 
+def _crds_of_the_app(installed: list[_Crd], selection: Selection, deps: _Dependencies) -> None:
+    """CRDs that belong to the application although no custom resource of them is in it (yet): installed by
+    the same Helm release, labelled ``part-of`` the same application, or asked for by group or name."""
+    for crd in installed:
+        reasons = []
+        release = (crd.annotations.get(HELM_RELEASE_NAMESPACE, ""), crd.annotations.get(HELM_RELEASE_NAME, ""))
+        if all(release) and release in deps.helm_releases:
+            reasons.append(f"installed by Helm release {release[0]}/{release[1]} of the application")
+        part_of = crd.labels.get(PART_OF_LABEL)
+        if part_of and part_of in deps.part_of:
+            reasons.append(f"labelled {PART_OF_LABEL}={part_of} like the application")
+        asked = selection.wants_crd(crd.name, crd.group)
+        if asked:
+            reasons.append(f"asked for (include_crds {asked})")
+        if reasons:
+            deps.crds.setdefault(crd.name, []).extend(reasons)
+
+
 def _note_dependencies(obj: JSON, resource: ApiResource, deps: _Dependencies,
                        crd_names: dict[tuple[str, str], str]) -> None:
     gk = (resource.group, resource.kind)
     if gk in crd_names:
-        deps.crds.add(crd_names[gk])
+        reasons = deps.crds.setdefault(crd_names[gk], [])
+        if not reasons:
+            reasons.append("custom resources of it are in the backup")
     spec = obj.get("spec") or {}
     md = obj.get("metadata") or {}
+    annotations, labels = md.get("annotations") or {}, md.get("labels") or {}
+    if annotations.get(HELM_RELEASE_NAME) and annotations.get(HELM_RELEASE_NAMESPACE):
+        deps.helm_releases.add((annotations[HELM_RELEASE_NAMESPACE], annotations[HELM_RELEASE_NAME]))
+    if labels.get(PART_OF_LABEL):
+        deps.part_of.add(labels[PART_OF_LABEL])
     if gk == ("", "PersistentVolumeClaim"):
         if spec.get("volumeName"):
             deps.pvs.add(spec["volumeName"])
@@ -200,7 +245,7 @@ def _cluster_dependencies(cluster: Cluster, deps: _Dependencies, report: Collect
                 report.count(obj)
                 yield obj
 
-    yield from fetch("apiextensions.k8s.io/v1", "CustomResourceDefinition", deps.crds)
+    yield from fetch("apiextensions.k8s.io/v1", "CustomResourceDefinition", set(deps.crds))
     pvs = list(fetch("v1", "PersistentVolume", deps.pvs))
     for pv in pvs:
         sc = (pv.get("spec") or {}).get("storageClassName")

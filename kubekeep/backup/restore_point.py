@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -71,6 +71,8 @@ class RestorePointRecord:
     selection: dict[str, Any] = field(default_factory=dict)
     retain_until: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    #: CustomResourceDefinitions in the restore point -> why each was included
+    crds: dict[str, list[str]] = field(default_factory=dict)
     format: int = FORMAT
 
     def to_json(self) -> bytes:
@@ -82,7 +84,9 @@ class RestorePointRecord:
         if doc.get("format") != FORMAT:
             raise ValueError(f"restore point record format {doc.get('format')!r} is not supported (want {FORMAT})")
         doc["volumes"] = [VolumeRecord(**v) for v in doc.get("volumes", [])]
-        return cls(**doc)
+        # fields added later are optional (defaults); fields a newer writer added are ignored
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
 
 
 def write_restore_point(repo: Repository, record: RestorePointRecord, *,

@@ -15,6 +15,8 @@ from kubekeep.cluster import ApiError, ApiResource, Cluster
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+HELM_RELEASE_NAME = "meta.helm.sh/release-name"
+HELM_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
 
 
 class SelectionError(ValueError):
@@ -37,10 +39,17 @@ class Selection:
     exclude_kinds: tuple[str, ...] = ()
     exclude_namespaces: tuple[str, ...] = SYSTEM_NAMESPACES
     include_cluster_dependencies: bool = True
+    #: CustomResourceDefinitions to back up even without custom resources: an API group or a CRD name
+    #: (shell patterns allowed), on top of those found by Helm release and ``part-of`` label
+    include_crds: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.namespaces:
             raise SelectionError("a selection needs at least one namespace name or pattern")
+        for crd in self.include_crds:
+            if not crd or " " in crd or "/" in crd:
+                raise SelectionError(f"invalid CRD filter {crd!r}: use an API group (argoproj.io) or a CRD name "
+                                     "(applications.argoproj.io), shell patterns allowed")
         for kind in (*self.include_kinds, *self.exclude_kinds):
             if not kind or " " in kind or kind.count(".") > 8:
                 raise SelectionError(f"invalid kind filter {kind!r}: use Kind, Kind.group or a plural resource name")
@@ -48,13 +57,13 @@ class Selection:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Selection:
         known = {"namespaces", "label_selector", "include_kinds", "exclude_kinds", "exclude_namespaces",
-                 "include_cluster_dependencies"}
+                 "include_cluster_dependencies", "include_crds"}
         unknown = set(data) - known
         if unknown:
             raise SelectionError(f"unknown selection field(s): {', '.join(sorted(unknown))}")
         args: dict[str, Any] = {}
         for key, value in data.items():
-            if key in ("namespaces", "include_kinds", "exclude_kinds", "exclude_namespaces"):
+            if key in ("namespaces", "include_kinds", "exclude_kinds", "exclude_namespaces", "include_crds"):
                 if isinstance(value, str):
                     value = [value]
                 args[key] = tuple(value)
@@ -66,7 +75,8 @@ class Selection:
         return {"namespaces": list(self.namespaces), "label_selector": self.label_selector,
                 "include_kinds": list(self.include_kinds), "exclude_kinds": list(self.exclude_kinds),
                 "exclude_namespaces": list(self.exclude_namespaces),
-                "include_cluster_dependencies": self.include_cluster_dependencies}
+                "include_cluster_dependencies": self.include_cluster_dependencies,
+                "include_crds": list(self.include_crds)}
 
     def wants(self, resource: ApiResource) -> bool:
         def matches(pattern: str) -> bool:
@@ -78,6 +88,13 @@ class Selection:
         if self.include_kinds and not any(matches(k) for k in self.include_kinds):
             return False
         return not any(matches(k) for k in self.exclude_kinds)
+
+    def wants_crd(self, name: str, group: str) -> str | None:
+        """The ``include_crds`` entry that asks for this CRD (None: none does)."""
+        for pattern in self.include_crds:
+            if fnmatch.fnmatchcase(group, pattern) or fnmatch.fnmatchcase(name, pattern):
+                return pattern
+        return None
 
     def resolve_namespaces(self, existing: list[str]) -> list[str]:
         chosen = sorted({ns for ns in existing

@@ -2,7 +2,9 @@
 
 from .query import (
     DEFAULT_STATUSES,
+    RESTORE_DETAIL_COLUMNS,
     ObjectOccurrence,
+    get_restore,
     latest_restore_point,
     list_restore_points,
     list_restore_points_table,
@@ -40,6 +42,7 @@ from .store import (
 __all__ = [
     "CATALOG_PREFIX",
     "DEFAULT_STATUSES",
+    "RESTORE_DETAIL_COLUMNS",
     "SCHEMA_VERSION",
     "TABLES",
     "Catalog",
@@ -60,6 +63,7 @@ __all__ = [
     "VolumeMethod",
     "catalog_ids",
     "deduplicate",
+    "get_restore",
     "latest_restore_point",
     "list_restore_points",
     "list_restore_points_table",

@@ -22,7 +22,7 @@ from .records import (
     restore_points_from_table,
     restores_from_table,
 )
-from .schema import RestorePointStatus, TableName
+from .schema import TABLES, RestorePointStatus, TableName
 from .store import Catalog
 
 #: what "a usable restore point" means unless the caller says otherwise
@@ -263,21 +263,43 @@ def restore_points_containing(
     return [ObjectOccurrence(**row) for row in table.to_pylist()]
 
 
+#: the nested per-object, per-volume and per-phase columns of ``restores`` (read only when asked for)
+RESTORE_DETAIL_COLUMNS = ("outcomes", "volumes", "phases")
+
+
 def list_restores(
     catalog: Catalog,
     *,
     restore_point_id: str | None = None,
+    app: str | None = None,
     statuses: Collection[str] | None = None,
     include_dry_runs: bool = True,
+    details: bool = False,
+    limit: int | None = None,
 ) -> list[RestoreRecord]:
-    """Recorded restores, newest first."""
+    """Recorded restores, newest first. ``app``: restores of that app's restore points. The per-object
+    outcomes (``details``) are read only when asked for."""
     parts: list[pc.Expression] = []
     if restore_point_id is not None:
         parts.append(pc.field("restore_point_id") == restore_point_id)
+    if app is not None:
+        ids = catalog.read(TableName.RESTORE_POINTS, filter=pc.field("app") == app, columns=["id"])["id"]
+        parts.append(pc.field("restore_point_id").isin(pa.array(pc.unique(ids).to_pylist(), pa.string())))
     if statuses is not None:
         parts.append(_in("status", statuses))
     if not include_dry_runs:
         parts.append(~pc.field("dry_run"))
-    table = catalog.read(TableName.RESTORES, filter=_and(parts))
+    spec = TABLES[TableName.RESTORES]
+    columns = None if details else [n for n in spec.schema.names if n not in RESTORE_DETAIL_COLUMNS]
+    table = catalog.read(TableName.RESTORES, filter=_and(parts), columns=columns)
     table = table.sort_by([("finished_at", "descending"), ("id", "descending")])
+    if limit is not None:
+        table = table.slice(0, limit)
     return restores_from_table(table)
+
+
+def get_restore(catalog: Catalog, restore_id: str) -> RestoreRecord | None:
+    """One recorded restore with every object's outcome (None: no such restore)."""
+    table = catalog.read(TableName.RESTORES, filter=pc.field("id") == restore_id)
+    rows = restores_from_table(table)
+    return rows[0] if rows else None

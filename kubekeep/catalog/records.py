@@ -164,6 +164,12 @@ class RestorePointVolume:
 
 @dataclass(frozen=True)
 class RestoreRecord:
+    """One restore (or dry run): counts, and what happened to every object, volume and phase.
+
+    ``outcomes``, ``volumes`` and ``phases`` are rows of the nested struct types of
+    :mod:`.schema` (plain dicts; ``None`` in files written before the columns existed).
+    """
+
     id: str
     restore_point_id: str
     started_at: datetime
@@ -177,6 +183,11 @@ class RestoreRecord:
     updated: int = 0
     skipped: int = 0
     failed: int = 0
+    #: why the restore stopped before the end (None: it ran every phase)
+    aborted: str | None = None
+    outcomes: tuple[Mapping[str, Any], ...] | None = None
+    volumes: tuple[Mapping[str, Any], ...] | None = None
+    phases: tuple[Mapping[str, Any], ...] | None = None
 
     def __post_init__(self) -> None:
         check_id(self.id, "restore id")
@@ -190,10 +201,16 @@ class RestoreRecord:
         _aware(self.finished_at, f"restore {self.id}: finished_at")
         _non_negative(self, ("created", "updated", "skipped", "failed"))
         object.__setattr__(self, "target_namespaces", tuple(self.target_namespaces))
+        for name in ("outcomes", "volumes", "phases"):
+            rows = getattr(self, name)
+            if rows is not None:
+                object.__setattr__(self, name, tuple(dict(r) for r in rows))
 
     def to_row(self) -> dict[str, Any]:
         row = {f.name: getattr(self, f.name) for f in fields(self)}
         row["target_namespaces"] = list(self.target_namespaces)
+        for name in ("outcomes", "volumes", "phases"):
+            row[name] = None if row[name] is None else [dict(r) for r in row[name]]
         return row
 
     @classmethod

@@ -97,6 +97,52 @@ RESTORE_POINT_VOLUMES_SCHEMA = pa.schema(
     ]
 )
 
+#: one object of a restore: what happened to it and why (kubekeep.restore.report.ObjectOutcome)
+RESTORE_OUTCOME_TYPE = pa.struct(
+    [
+        pa.field("group", pa.string()),
+        pa.field("version", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("namespace", pa.string()),
+        pa.field("name", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("phase", pa.string()),
+        pa.field("tier", pa.int64()),
+        pa.field("ready", pa.bool_()),
+        pa.field("changes", pa.list_(pa.string())),
+    ]
+)
+
+#: the data of one restored claim (kubekeep.restore.report.VolumeOutcome)
+RESTORE_VOLUME_TYPE = pa.struct(
+    [
+        pa.field("namespace", pa.string()),
+        pa.field("name", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("snapshot_id", pa.string()),
+        pa.field("method", pa.string()),
+        pa.field("files", pa.int64()),
+        pa.field("bytes", pa.int64()),
+        pa.field("error", pa.string()),
+    ]
+)
+
+#: one phase of a restore and its timings (kubekeep.restore.report.PhaseReport)
+RESTORE_PHASE_TYPE = pa.struct(
+    [
+        pa.field("name", pa.string()),
+        pa.field("wait", pa.string()),
+        pa.field("tier", pa.int64()),
+        pa.field("objects", pa.int64()),
+        pa.field("started_at", _TS),
+        pa.field("applied_at", _TS),
+        pa.field("ready_at", _TS),
+        pa.field("error", pa.string()),
+    ]
+)
+
 RESTORES_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -112,6 +158,11 @@ RESTORES_SCHEMA = pa.schema(
         pa.field("failed", pa.int64(), nullable=False),
         pa.field("target_cluster", pa.string(), nullable=False),
         pa.field("target_namespaces", pa.list_(pa.string()), nullable=False),
+        # added in schema version 1 as nullable columns (older files read them as null)
+        pa.field("aborted", pa.string()),
+        pa.field("outcomes", pa.list_(RESTORE_OUTCOME_TYPE)),
+        pa.field("volumes", pa.list_(RESTORE_VOLUME_TYPE)),
+        pa.field("phases", pa.list_(RESTORE_PHASE_TYPE)),
     ]
 )
 

@@ -81,15 +81,22 @@ class Cluster:
     # ---- construction -------------------------------------------------
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, *, context: str | None = None) -> Cluster:
+        """Named after ``context``, else the kubeconfig's current context, else the API server URL."""
         cfg = Configuration()
         kube_config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+        if not context:
+            try:
+                _, active = kube_config.list_kube_config_contexts(config_file=path)
+                context = str((active or {}).get("name") or "")
+            except (kube_config.ConfigException, OSError, TypeError):
+                context = ""
         return cls(_tuned(cfg), name=context or "")
 
     @classmethod
     def from_kubeconfig_dict(cls, data: Mapping[str, Any], *, context: str | None = None) -> Cluster:
         cfg = Configuration()
         kube_config.load_kube_config_from_dict(dict(data), context=context, client_configuration=cfg)
-        return cls(_tuned(cfg), name=context or "")
+        return cls(_tuned(cfg), name=context or str(data.get("current-context") or ""))
 
     @classmethod
     def in_cluster(cls) -> Cluster:

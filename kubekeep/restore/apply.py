@@ -16,7 +16,14 @@ changes nothing. :func:`apply` sends the plan phase by phase:
    are served (re-discovery); before the first workload tier, until the
    restored claims are Bound, then the ``before_workloads`` hook (volume
    data); after each tier, until its workloads are Ready. A gate that does
-   not pass stops the restore with a message naming what was not ready.
+   not pass stops the restore with a message naming what was not ready;
+4. volume data that failed or was not verified (returned by the hook, or
+   passed in as ``volumes`` by a caller that applies phase by phase) holds
+   back every object whose pods mount the claim; the restore stops after the
+   phase that held something back, or - when no restored workload mounts the
+   claim - before the first phase after the workloads (an operator's custom
+   resources may mount it). Nothing that follows a failed volume in tier
+   order is created.
 
 Per-object failures are collected, never raised: the returned
 :class:`~kubekeep.restore.report.RestoreReport` says what happened to every
@@ -40,12 +47,12 @@ from kubekeep.cluster import ApiError, Cluster
 from .actions import DEFAULT_ACTIONS, BeforeWorkloads, RestoreAction, RestoreContext, RestoredPvc, RestoreItem
 from .actions import actions_for as _actions_for
 from .actions.namespace import terminating_reason
-from .manifest import ObjectRef, dig
+from .manifest import ObjectRef, dig, mounts_claim
 from .order import OrderedObject, RestorePhase, Wait
 from .plan import RestorePlan
 from .policy import ConflictPolicy, RestorePolicy
 from .readiness import ReadinessError, readiness_of, wait_until_ready
-from .report import Action, ObjectOutcome, PhaseReport, RestoreReport, summarize_changes
+from .report import Action, ObjectOutcome, PhaseReport, RestoreReport, VolumeOutcome, summarize_changes
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +96,7 @@ def apply(
     before_workloads: BeforeWorkloads | None = None,
     actions: Sequence[RestoreAction] = DEFAULT_ACTIONS,
     fresh_namespaces: Collection[str] = (),
+    volumes: Sequence[VolumeOutcome] = (),
 ) -> RestoreReport:
     """Restore ``plan`` onto ``cluster``; return what happened to every object.
 
@@ -96,14 +104,37 @@ def apply(
     gate). ``wait=False`` skips the readiness gates of workload tiers (CRDs
     are still waited for: their custom resources cannot be created before).
     ``before_workloads(ctx)`` is called once, after the restored claims are
-    Bound (``ctx.pvcs``) and before the first workload tier is created.
+    Bound (``ctx.pvcs``) and before the first workload tier is created; it
+    fills the claims and returns what happened to their data
+    (:class:`~kubekeep.restore.report.VolumeOutcome`); raising holds back every
+    workload. ``volumes`` are the outcomes of volume data restored before this
+    call (a caller applying phase by phase passes them to each later phase).
     ``fresh_namespaces`` are namespaces known not to have existed before this
     restore (a caller applying phase by phase passes them on): objects there are
     created without looking them up first.
     """
     run = _Run(cluster, plan, policy or RestorePolicy(), dry_run=False, actions=actions, on_phase=on_phase,
-               wait=wait, before_workloads=before_workloads, fresh_namespaces=fresh_namespaces)
+               wait=wait, before_workloads=before_workloads, fresh_namespaces=fresh_namespaces, volumes=volumes)
     return run.run()
+
+
+def not_attempted(plan: RestorePlan, reason: str) -> list[ObjectOutcome]:
+    """The outcomes of every object of ``plan`` when the restore stopped before it (``reason``: why)."""
+    text = _short(f"not attempted: the restore stopped ({reason})")
+    return [ObjectOutcome.of(obj.ref, Action.NOT_ATTEMPTED, text, phase=phase.name, tier=obj.tier)
+            for phase in plan.phases for obj in phase.objects]
+
+
+def held_back(phase: RestorePhase, volumes: Sequence[VolumeOutcome]) -> dict[ObjectRef, VolumeOutcome]:
+    """Objects of ``phase`` whose pods mount a claim whose data must not be used, and that claim."""
+    bad = [v for v in volumes if not v.usable]
+    held: dict[ObjectRef, VolumeOutcome] = {}
+    for obj in phase.objects:
+        for v in bad:
+            if mounts_claim(obj.manifest, v.namespace, v.name):
+                held[obj.ref] = v
+                break
+    return held
 
 
 def _now() -> datetime:
@@ -133,7 +164,8 @@ def _problem(exc: ApiError) -> Action:
 class _Run:
     def __init__(self, cluster: Cluster, plan: RestorePlan, policy: RestorePolicy, *, dry_run: bool,
                  actions: Sequence[RestoreAction], on_phase: OnPhase | None = None, wait: bool = True,
-                 before_workloads: BeforeWorkloads | None = None, fresh_namespaces: Collection[str] = ()) -> None:
+                 before_workloads: BeforeWorkloads | None = None, fresh_namespaces: Collection[str] = (),
+                 volumes: Sequence[VolumeOutcome] = ()) -> None:
         self.cluster = cluster
         self.plan = plan
         self.policy = policy
@@ -152,6 +184,8 @@ class _Run:
         #: namespaces that did not exist when the restore started: their objects are created without a
         #: look-up first (a 409 from a controller-made object falls back to the look-up)
         self.fresh_namespaces = frozenset(fresh_namespaces)
+        #: volume data restored so far (passed in, or returned by the before_workloads hook)
+        self.volumes: list[VolumeOutcome] = list(volumes)
 
     # ---- bookkeeping ----------------------------------------------------
     def _record(self, outcome: ObjectOutcome) -> None:
@@ -179,13 +213,9 @@ class _Run:
             if self.report.aborted is None:
                 self._phases()
         finally:
-            reason = f"not attempted: the restore stopped ({self.report.aborted})" if self.report.aborted else \
-                "not attempted"
-            for phase in self.plan.phases:
-                for obj in phase.objects:
-                    if obj.ref not in self.index:
-                        self._record(ObjectOutcome.of(obj.ref, Action.NOT_ATTEMPTED, _short(reason),
-                                                      phase=phase.name, tier=obj.tier))
+            for outcome in not_attempted(self.plan, self.report.aborted or "unexpected error"):
+                if outcome.ref not in self.index:
+                    self._record(outcome)
             for skipped in self.plan.skipped:
                 self._record(self._excluded(skipped.ref, skipped.reason))
             self.report.finished_at = _now()
@@ -261,17 +291,38 @@ class _Run:
                 self._gate_before_workloads()
                 if self.report.aborted:
                     return
+            unusable = [v for v in self.volumes if not v.usable]
+            if unusable and phase.tier is None:
+                # no workload tier held anything back, yet the claim is in the restore: whatever comes after
+                # the workloads (an operator's custom resources) may mount it
+                self._abort("; ".join(v.why_unusable() for v in unusable) + "; no restored workload mounts it, "
+                            f"but objects after the workloads may: the restore stopped before phase {phase.name}")
+                return
+            held = held_back(phase, unusable)
             report = PhaseReport(phase.name, phase.wait.value, phase.tier, len(phase.objects), started_at=_now())
             self.report.phases.append(report)
             log.info("restore phase %s: %d object(s)%s", phase.name, len(phase.objects),
                      " (dry run)" if self.dry else "")
-            self._apply_phase(phase)
+            self._apply_phase(phase, held)
             report.applied_at = _now()
             if not self.dry:
                 if phase.wait is Wait.CRDS_ESTABLISHED:
                     self._gate_crds(phase, report)
                 elif phase.wait is Wait.READY and self.wait:
                     self._gate_ready(phase, report)
+            if held:
+                for obj in phase.objects:
+                    if obj.ref in held:
+                        v = held[obj.ref]
+                        self._record(ObjectOutcome.of(obj.ref, Action.NOT_ATTEMPTED, _short(
+                            f"not created: it mounts PVC {v.pvc}; {v.why_unusable()}"), phase=phase.name,
+                            tier=obj.tier))
+                claims = {v.pvc: v for v in held.values()}
+                report.error = f"{len(held)} object(s) held back: they mount {', '.join(sorted(claims))}"
+                self._abort("; ".join(v.why_unusable() for v in claims.values())
+                            + f": {len(held)} object(s) that mount it were not created "
+                            f"({', '.join(str(r) for r in list(held)[:10])}); the restore stopped after phase "
+                            f"{phase.name}")
             if self.on_phase is not None:
                 self.on_phase(report, self.report)
             if self.report.aborted:
@@ -279,10 +330,12 @@ class _Run:
         if hook_pending and self.before_workloads is not None:
             self._gate_before_workloads()
 
-    def _apply_phase(self, phase: RestorePhase) -> None:
+    def _apply_phase(self, phase: RestorePhase, held: Collection[ObjectRef] = ()) -> None:
         # objects of one priority entry are independent of each other; entries keep their order
         groups: list[list[OrderedObject]] = []
         for obj in phase.objects:
+            if obj.ref in held:
+                continue
             if groups and groups[-1][0].match == obj.match:
                 groups[-1].append(obj)
             else:
@@ -312,7 +365,7 @@ class _Run:
             action, reason, changes = Action.FAILED, f"{type(exc).__name__}: {exc}", []
         if action.is_failure:
             log.warning("%s %s: %s", action.value, obj.ref, reason)
-        return outcome(action, reason, changes)
+        return outcome(action, _join(reason, "; ".join(obj.notes)), changes)
 
     def _restore(self, obj: OrderedObject, phase: RestorePhase) -> tuple[Action, str, list[str]]:
         ref = obj.ref
@@ -381,7 +434,23 @@ class _Run:
         created = self._call(lambda: self.cluster.create(item.manifest))
         if item.ref.kind == "Service" and not item.ref.group:
             self.ctx.remember_node_ports(created)
-        return Action.CREATED, _join("created", notes), []
+        return Action.CREATED, _join(_join("created", self._restore_status(item, created)), notes), []
+
+    def _restore_status(self, item: RestoreItem, created: JSON) -> str:
+        """Write the backed-up status (kept only for the kinds the run asked for) through the status
+        subresource; a kind without one stored it with the object already."""
+        status = item.manifest.get("status")
+        if not status or created.get("status") == status:
+            return "status restored with the object" if status else ""
+        ref = item.ref
+        try:
+            self._call(lambda: self.cluster.patch(_api_version(ref), ref.kind, ref.name, {"status": status},
+                                                  namespace=ref.namespace or None, subresource="status"))
+        except ApiError as exc:
+            if exc.status == 404:
+                return "status restored with the object (the kind has no status subresource)"
+            return f"status NOT restored: {_short(exc.message)}"
+        return "status restored through the status subresource"
 
     def _existing(self, item: RestoreItem, notes: str) -> tuple[Action, str, list[str]]:
         assert item.existing is not None
@@ -437,8 +506,9 @@ class _Run:
         created = self._call(lambda: self.cluster.create(item.manifest))
         if ref.kind == "Service" and not ref.group:
             self.ctx.remember_node_ports(created)
-        return (Action.RECREATED, _join(f"deleted and created from the backup (policy recreate; new uid "
-                                        f"{dig(created, 'metadata', 'uid')})", notes), [])
+        return (Action.RECREATED, _join(_join(f"deleted and created from the backup (policy recreate; new uid "
+                                              f"{dig(created, 'metadata', 'uid')})",
+                                              self._restore_status(item, created)), notes), [])
 
     def _call(self, fn: Callable[[], T]) -> T:
         """``fn()``, retried on transient API errors (throttling, unavailable, connection)."""
@@ -552,7 +622,9 @@ class _Run:
         report.applied_at = _now()
         if self.before_workloads is not None:
             try:
-                self.before_workloads(self.ctx)
+                filled = list(self.before_workloads(self.ctx) or ())
+                self.volumes += filled
+                self.report.volumes += filled
             except Exception as exc:
                 log.exception("before_workloads hook failed")
                 report.error = f"{type(exc).__name__}: {exc}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -114,3 +115,33 @@ def containers_of(pod_spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
         for container in pod_spec.get(list_name) or ():
             if isinstance(container, dict):
                 yield container
+
+
+def claims_mounted(manifest: Manifest) -> tuple[set[str], list[re.Pattern[str]]]:
+    """Names of the PersistentVolumeClaims (in the object's namespace) that its pods mount: the
+    ``persistentVolumeClaim`` volumes of a Pod or pod template, and for a StatefulSet the patterns of the
+    claims its ``volumeClaimTemplates`` stand for (``<template>-<statefulset>-<ordinal>``)."""
+    names: set[str] = set()
+    patterns: list[re.Pattern[str]] = []
+    spec = pod_spec_of(manifest)
+    if spec is None:
+        return names, patterns
+    for volume in spec.get("volumes") or ():
+        claim = dig(volume, "persistentVolumeClaim", "claimName")
+        if isinstance(claim, str) and claim:
+            names.add(claim)
+    if manifest.get("kind") == "StatefulSet":
+        sts = str(dig(manifest, "metadata", "name") or "")
+        for template in dig(manifest, "spec", "volumeClaimTemplates") or ():
+            name = dig(template, "metadata", "name")
+            if isinstance(name, str) and name and sts:
+                patterns.append(re.compile(rf"{re.escape(name)}-{re.escape(sts)}-[0-9]+"))
+    return names, patterns
+
+
+def mounts_claim(manifest: Manifest, namespace: str, claim: str) -> bool:
+    """Whether pods of ``manifest`` (a Pod or a workload) mount the claim ``namespace/claim``."""
+    if str(dig(manifest, "metadata", "namespace") or "") != namespace:
+        return False
+    names, patterns = claims_mounted(manifest)
+    return claim in names or any(p.fullmatch(claim) for p in patterns)

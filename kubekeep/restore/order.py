@@ -128,6 +128,8 @@ class OrderedObject:
     match: str
     reason: str
     tier: int | None = None
+    #: what the plan wants the report to say about this object (e.g. status not restored)
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .manifest import Manifest, dig, ref_of
-from .order import DEFAULT_PRIORITIES, PriorityEntry, RestorePhase, TierPolicy, order_manifests
+from .manifest import Manifest, dig, ref_of, split_api_version
+from .order import (
+    BUILTIN_GROUPS,
+    DEFAULT_PRIORITIES,
+    OrderedObject,
+    PriorityEntry,
+    RestorePhase,
+    TierPolicy,
+    order_manifests,
+)
 from .owners import DEFAULT_RECREATED_BY, RecreatedBy, SkippedObject, filter_owned
 from .sanitize import SanitizeOptions, sanitize_manifests
 from .transforms import TransformChain
@@ -63,6 +71,24 @@ def served_by_crds(manifests: Iterable[Manifest]) -> dict[str, dict[str, list[st
     return served
 
 
+_NOTES_KEY = "__kubekeep_plan_notes__"
+
+
+def _status_note(original: Manifest, sanitized: Manifest) -> str | None:
+    """What the report says when a custom resource's status is not restored."""
+    group, _ = split_api_version(str(original.get("apiVersion", "")))
+    if group in BUILTIN_GROUPS or not original.get("status") or "status" in sanitized:
+        return None
+    gk = f"{original.get('kind')}.{group}"
+    return (f"status not restored (left to its controller; restore_status {gk} restores it through the status "
+            "subresource)")
+
+
+def _with_notes(obj: OrderedObject) -> OrderedObject:
+    notes = obj.manifest.pop(_NOTES_KEY, None)
+    return replace(obj, notes=(*obj.notes, *notes)) if notes else obj
+
+
 def _merge_served(served: ServedVersions, extra: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
     merged: dict[str, dict[str, list[str]]] = {g: {k: list(v) for k, v in kinds.items()} for g, kinds in served.items()}
     for group, kinds in extra.items():
@@ -92,6 +118,10 @@ def plan_restore(
                          rules=options.recreated_by)
     skipped = list(owned.skipped)
     sanitized = sanitize_manifests(owned.restore, options.sanitize)
+    for original, clean in zip(owned.restore, sanitized, strict=True):
+        note = _status_note(original, clean)
+        if note:  # travels with the manifest through conversion and transforms; removed below
+            clean[_NOTES_KEY] = [note]
     converted: list[ConversionResult] = []
     if served is not None:
         report = convert_manifests(sanitized, _merge_served(served, served_by_crds(sanitized)),
@@ -101,5 +131,6 @@ def plan_restore(
         skipped.extend(SkippedObject(r.ref, r.decision.reason) for r in report.not_convertible)
     transformed = options.transforms.apply(sanitized)
     phases = order_manifests(transformed, priorities=options.priorities, tier_policy=options.tier_policy)
+    phases = [replace(phase, objects=tuple(_with_notes(o) for o in phase.objects)) for phase in phases]
     return RestorePlan(phases, skipped, converted)
 

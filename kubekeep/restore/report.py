@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from kubekeep.catalog import RestoreRecord
 
 from .manifest import ObjectRef
 
@@ -117,6 +119,59 @@ class ObjectOutcome:
                    data.get("ready"))
 
 
+class VolumeStatus(StrEnum):
+    """What happened to the data of one restored claim."""
+
+    #: restored and every file re-read and compared with the snapshot
+    VERIFIED = "verified"
+    #: restored, not verified (verification turned off): workloads that mount it are not started
+    UNVERIFIED = "unverified"
+    #: the restore of its data failed (or its claim never became Bound): workloads that mount it are not started
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class VolumeOutcome:
+    """The data of one restored PersistentVolumeClaim."""
+
+    namespace: str
+    name: str
+    status: VolumeStatus
+    #: ``namespace/name`` of the claim in the restore point (before namespace mapping)
+    source: str = ""
+    snapshot_id: str = ""
+    #: direct (the worker writes the volume) or mover-job
+    method: str = ""
+    files: int = 0
+    bytes: int = 0
+    error: str = ""
+
+    @property
+    def pvc(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def usable(self) -> bool:
+        """Workloads may start on it (its data was restored and verified)."""
+        return self.status is VolumeStatus.VERIFIED
+
+    def why_unusable(self) -> str:
+        if self.status is VolumeStatus.UNVERIFIED:
+            return f"volume data of PVC {self.pvc} was restored but not verified (verification is off)"
+        return f"volume data of PVC {self.pvc} failed: {self.error or 'unknown error'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pvc": self.pvc, "namespace": self.namespace, "name": self.name, "status": self.status.value,
+                "source": self.source, "snapshot_id": self.snapshot_id, "method": self.method,
+                "files": self.files, "bytes": self.bytes, "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VolumeOutcome:
+        return cls(str(data["namespace"]), str(data["name"]), VolumeStatus(data["status"]),
+                   str(data.get("source", "")), str(data.get("snapshot_id", "")), str(data.get("method", "")),
+                   int(data.get("files", 0)), int(data.get("bytes", 0)), str(data.get("error", "")))
+
+
 @dataclass
 class PhaseReport:
     name: str
@@ -162,11 +217,14 @@ class RestoreReport:
     finished_at: datetime | None = None
     #: why the restore stopped before the end (None: it ran every phase)
     aborted: str | None = None
+    #: the data of the restored claims
+    volumes: list[VolumeOutcome] = field(default_factory=list)
 
     # ---- queries ------------------------------------------------------
     @property
     def failed(self) -> bool:
-        return self.aborted is not None or any(o.action.is_failure for o in self.outcomes)
+        return (self.aborted is not None or any(o.action.is_failure for o in self.outcomes)
+                or any(v.status is VolumeStatus.FAILED for v in self.volumes))
 
     @property
     def failures(self) -> list[ObjectOutcome]:
@@ -202,6 +260,8 @@ class RestoreReport:
     def failure_summary(self, limit: int = 20) -> str:
         lines = [f"restore {self.status}" + (f": {self.aborted}" if self.aborted else "")]
         failures = self.failures
+        lines += [f"  volume {v.pvc}: {v.status.value}: {v.error}" for v in self.volumes
+                  if v.status is VolumeStatus.FAILED]
         lines += [f"  {o.action.value}: {o.ref}: {o.reason}" for o in failures[:limit]]
         if len(failures) > limit:
             lines.append(f"  ... and {len(failures) - limit} more")
@@ -218,8 +278,9 @@ class RestoreReport:
                  "reason": o.reason, "phase": o.phase, "tier": "" if o.tier is None else o.tier,
                  "changes": ", ".join(o.changes)} for o in self.outcomes]
 
-    def markdown(self, *, max_problems: int = 50) -> str:
-        """A summary for a Prefect markdown artifact: status, counts, phase timings, problems."""
+    def markdown(self, *, max_problems: int = 50, objects: bool = False) -> str:
+        """A summary for a Prefect markdown artifact: status, counts, phase timings, volumes, problems;
+        with ``objects``, a table of every object too (a report file)."""
         title = "Restore dry run" if self.dry_run else "Restore"
         out = [f"# {title}: {self.status}", ""]
         if self.aborted:
@@ -234,6 +295,9 @@ class RestoreReport:
             for p in self.phases:
                 out.append(f"| {p.name} | {p.wait} | {p.objects} | {_hms(p.started_at)} | {_hms(p.applied_at)} "
                            f"| {_hms(p.ready_at)} | {_md(p.error or '')} |")
+        if self.volumes:
+            out += ["", "## Volumes", "", "| claim | data | files | bytes | error |", "|---|---|---:|---:|---|"]
+            out += [f"| {v.pvc} | {v.status.value} | {v.files} | {v.bytes} | {_md(v.error)} |" for v in self.volumes]
         problems = self.failures
         if problems:
             out += ["", "## Problems", ""]
@@ -244,6 +308,11 @@ class RestoreReport:
         if changed:
             out += ["", "## Changes", ""]
             out += [f"- {o.action.value} {_md(str(o.ref))}: {_md(', '.join(o.changes))}" for o in changed[:50]]
+        if objects and self.outcomes:
+            out += ["", "## Objects", "", "| kind | namespace | name | action | reason | phase |",
+                    "|---|---|---|---|---|---|"]
+            out += [f"| {o.ref.group_kind} | {o.namespace} | {_md(o.name)} | {o.action.value} | {_md(o.reason)} "
+                    f"| {o.phase} |" for o in self.outcomes]
         return "\n".join(out) + "\n"
 
     # ---- serialisation --------------------------------------------------
@@ -251,7 +320,8 @@ class RestoreReport:
         return {"dry_run": self.dry_run, "status": self.status, "failed": self.failed, "policy": self.policy,
                 "cluster": self.cluster, "counts": self.counts, "aborted": self.aborted,
                 "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
-                "phases": [p.to_dict() for p in self.phases], "outcomes": [o.to_dict() for o in self.outcomes]}
+                "phases": [p.to_dict() for p in self.phases], "outcomes": [o.to_dict() for o in self.outcomes],
+                "volumes": [v.to_dict() for v in self.volumes]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -262,7 +332,7 @@ class RestoreReport:
                    [ObjectOutcome.from_dict(o) for o in data.get("outcomes") or ()],
                    [PhaseReport.from_dict(p) for p in data.get("phases") or ()],
                    _parse_ts(data.get("started_at")) or _now(), _parse_ts(data.get("finished_at")),
-                   data.get("aborted"))
+                   data.get("aborted"), [VolumeOutcome.from_dict(v) for v in data.get("volumes") or ()])
 
 
 def _hms(ts: datetime | None) -> str:
@@ -331,3 +401,38 @@ def _change(path: str, old: Any, new: Any, hide_values: bool) -> str:
 def _short_scalar(value: Any) -> bool:
     return isinstance(value, bool | int | float | str) and len(str(value)) <= _MAX_VALUE
 
+
+
+# ------------------------------------------------------------------ the catalog's restores table
+
+def catalog_record(report: RestoreReport, *, restore_id: str, restore_point_id: str,
+                   target_namespaces: Sequence[str]) -> RestoreRecord:
+    """The ``restores`` row of a report: counts, and every object's, volume's and phase's outcome."""
+    counts = report.counts
+    status = "succeeded" if not report.failed else ("failed" if report.aborted else "partially_failed")
+    return RestoreRecord(
+        id=restore_id, restore_point_id=restore_point_id, started_at=report.started_at,
+        finished_at=report.finished_at or _now(), status=status, target_cluster=report.cluster,
+        target_namespaces=tuple(target_namespaces), reason=report.failure_summary(10) if report.failed else None,
+        dry_run=report.dry_run,
+        created=counts.get("created", 0) + counts.get("recreated", 0) + counts.get("would-create", 0),
+        updated=counts.get("updated", 0) + counts.get("would-update", 0),
+        skipped=counts.get("skipped", 0) + counts.get("unchanged", 0) + counts.get("would-skip", 0),
+        failed=len(report.failures), aborted=report.aborted,
+        outcomes=tuple({**o.to_dict(), "changes": list(o.changes)} for o in report.outcomes),
+        volumes=tuple({k: v for k, v in vol.to_dict().items() if k != "pvc"} for vol in report.volumes),
+        phases=tuple({"name": p.name, "wait": p.wait, "tier": p.tier, "objects": p.objects,
+                      "started_at": p.started_at, "applied_at": p.applied_at, "ready_at": p.ready_at,
+                      "error": p.error} for p in report.phases))
+
+
+def report_from_record(record: RestoreRecord, *, policy: Mapping[str, Any] | None = None) -> RestoreReport:
+    """The report of a recorded restore (rows written before per-object outcomes were kept have none)."""
+    return RestoreReport(
+        dry_run=record.dry_run, policy=dict(policy or {}), cluster=record.target_cluster,
+        outcomes=[ObjectOutcome.from_dict({**o, "changes": o.get("changes") or ()}) for o in record.outcomes or ()],
+        phases=[PhaseReport(str(p["name"]), str(p["wait"]), p.get("tier"), int(p.get("objects") or 0),
+                            p.get("started_at"), p.get("applied_at"), p.get("ready_at"), p.get("error"))
+                for p in record.phases or ()],
+        started_at=record.started_at, finished_at=record.finished_at, aborted=record.aborted,
+        volumes=[VolumeOutcome.from_dict(v) for v in record.volumes or ()])

@@ -63,6 +63,9 @@ class SanitizeOptions:
     #: ownerReferences point at uids of the source cluster; the garbage collector
     #: deletes objects whose owners do not exist, so by default they are dropped
     keep_owner_references: bool = False
+    #: kinds (``Kind.group``, ``Kind`` for the core group) whose ``status`` is kept, to be restored through
+    #: the status subresource (Velero's ``--status-include-resources``); every other status is dropped
+    keep_status: frozenset[str] = frozenset()
 
 
 def sanitize_manifests(
@@ -97,10 +100,11 @@ def sanitize_manifest(
         metadata.pop(name, None)
     if not options.keep_owner_references:
         metadata.pop("ownerReferences", None)
-    out.pop("status", None)
-
     group, _ = split_api_version(str(out.get("apiVersion", "")))
     kind = out.get("kind")
+    if not (out.get("status") and group_kind(group, str(kind)) in options.keep_status):
+        out.pop("status", None)
+
     last_applied = _last_applied(metadata)
     if group == "":
         if kind == "Service":
@@ -121,6 +125,10 @@ def sanitize_manifest(
     _drop_empty(metadata, "annotations")
     _drop_empty(metadata, "labels")
     return out
+
+
+def group_kind(group: str, kind: str) -> str:
+    return f"{kind}.{group}" if group else kind
 
 
 def _drop_empty(mapping: dict[str, Any], key: str) -> None:

@@ -44,7 +44,8 @@ def write_plan(plan: RestorePlan, directory: Path) -> list[PhaseSummary]:
             fh.write(json.dumps({"name": phase.name, "wait": str(phase.wait), "tier": phase.tier}) + "\n")
             for obj in phase.objects:
                 fh.write(json.dumps({"match": obj.match, "reason": obj.reason, "tier": obj.tier,
-                                     "manifest": obj.manifest}, separators=(",", ":")) + "\n")
+                                     "notes": list(obj.notes), "manifest": obj.manifest},
+                                    separators=(",", ":")) + "\n")
         kinds = sorted({o.ref.kind for o in phase.objects})
         summaries.append(PhaseSummary(i, phase.name, str(phase.wait), phase.tier, len(phase.objects), tuple(kinds)))
     return summaries
@@ -58,6 +59,7 @@ def read_phase(directory: Path, index: int) -> RestorePlan:
         for line in fh:
             rec: dict[str, Any] = json.loads(line)
             manifest = rec["manifest"]
-            objects.append(OrderedObject(manifest, ref_of(manifest), rec["match"], rec["reason"], rec["tier"]))
+            objects.append(OrderedObject(manifest, ref_of(manifest), rec["match"], rec["reason"], rec["tier"],
+                                         tuple(rec.get("notes") or ())))
     phase = RestorePhase(header["name"], tuple(objects), Wait(header["wait"]), header["tier"])
     return RestorePlan([phase], [], [])

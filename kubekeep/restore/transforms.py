@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -149,6 +150,42 @@ class Transform(Protocol):
 # ------------------------------------------------------------- namespace map
 
 
+SERVICE_ACCOUNTS_GROUP = "system:serviceaccounts"
+#: on a ClusterRoleBinding restored as a copy for mapped namespaces: the name of the binding it copies
+COPIED_FROM_ANNOTATION = "kubekeep.io/copied-from"
+#: on such a copy: the subjects of the original that are not in the copy (not in a mapped namespace)
+SUBJECTS_NOT_COPIED_ANNOTATION = "kubekeep.io/subjects-not-copied"
+_MAX_NAME = 253
+
+
+def _subject_name(subject: Mapping[str, Any]) -> str:
+    namespace = subject.get("namespace")
+    return f"{subject.get('kind')} {namespace + '/' if namespace else ''}{subject.get('name')}"
+
+
+def copied_binding_name(name: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """The name of a cluster-scoped binding copied for mapped namespaces (deterministic, so a repeated
+    restore finds its own copy): a source namespace that begins or ends the name is replaced by its target,
+    else ``-<target>`` is appended."""
+    out = name
+    for source, target in pairs:
+        for sep in "-.:":
+            if out.startswith(source + sep):
+                out = target + out[len(source):]
+                break
+            if out.endswith(sep + source):
+                out = out[: -len(source)] + target
+                break
+        else:
+            out = f"{out}-{target}"
+    if out == name:
+        out = f"{name}-{'-'.join(t for _, t in pairs)}"
+    if len(out) > _MAX_NAME:
+        digest = hashlib.sha256(out.encode()).hexdigest()[:10]
+        out = f"{out[: _MAX_NAME - 11]}-{digest}"
+    return out
+
+
 @dataclass(frozen=True)
 class NamespaceMap:
     """Move objects to other namespaces, and the references that name those namespaces."""
@@ -172,6 +209,51 @@ class NamespaceMap:
         if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key] in self.mapping:
             holder[key] = self.mapping[holder[key]]
 
+    def _map_subject(self, subject: Any) -> tuple[str, str] | None:
+        """Map a binding subject: a ServiceAccount's (or any namespaced subject's) namespace, or the group
+        ``system:serviceaccounts:<ns>``; return (source, target) namespace when it named a mapped one."""
+        if not isinstance(subject, dict):
+            return None
+        if subject.get("kind") == "Group" and isinstance(subject.get("name"), str):
+            prefix, _, namespace = subject["name"].rpartition(":")
+            if prefix == SERVICE_ACCOUNTS_GROUP and namespace in self.mapping:
+                subject["name"] = f"{SERVICE_ACCOUNTS_GROUP}:{self.mapping[namespace]}"
+                return namespace, self.mapping[namespace]
+            return None
+        namespace = subject.get("namespace")
+        if isinstance(namespace, str) and namespace in self.mapping:
+            subject["namespace"] = self.mapping[namespace]
+            return namespace, self.mapping[namespace]
+        return None
+
+    def _copy_cluster_role_binding(self, manifest: Manifest, metadata: dict[str, Any]) -> None:
+        """A ClusterRoleBinding that grants subjects of a mapped namespace becomes a copy for the target
+        namespace(s): a name of its own (the original may still exist and keep granting the source), only the
+        mapped subjects, and an annotation naming the original (docs/restore-order.md)."""
+        subjects = [s for s in manifest.get("subjects") or () if isinstance(s, dict)]
+        left = [_subject_name(s) for s in subjects]
+        pairs: set[tuple[str, str]] = set()
+        mapped = []
+        for subject in subjects:
+            pair = self._map_subject(subject)
+            if pair is not None:
+                pairs.add(pair)
+                mapped.append(subject)
+        if not mapped:
+            return
+        left = [name for name, s in zip(left, subjects, strict=True) if not any(s is m for m in mapped)]
+        original = str(metadata.get("name", ""))
+        metadata["name"] = copied_binding_name(original, sorted(pairs))
+        manifest["subjects"] = mapped
+        annotations = metadata.get("annotations")
+        if not isinstance(annotations, dict):
+            annotations = metadata["annotations"] = {}
+        annotations[COPIED_FROM_ANNOTATION] = original
+        if left:
+            annotations[SUBJECTS_NOT_COPIED_ANNOTATION] = ", ".join(left)
+        else:
+            annotations.pop(SUBJECTS_NOT_COPIED_ANNOTATION, None)
+
     def apply(self, manifest: Manifest) -> Manifest:
         metadata = metadata_of(manifest)
         self._map(metadata)
@@ -182,9 +264,11 @@ class NamespaceMap:
             labels = metadata.get("labels")
             if isinstance(labels, dict):
                 self._map(labels, NAMESPACE_NAME_LABEL)
-        elif group == "rbac.authorization.k8s.io" and kind in ("RoleBinding", "ClusterRoleBinding"):
+        elif group == "rbac.authorization.k8s.io" and kind == "RoleBinding":
             for subject in manifest.get("subjects") or ():
-                self._map(subject)
+                self._map_subject(subject)
+        elif group == "rbac.authorization.k8s.io" and kind == "ClusterRoleBinding":
+            self._copy_cluster_role_binding(manifest, metadata)
         elif group == "" and kind == "PersistentVolume":
             self._map(dig(manifest, "spec", "claimRef"))
         elif group == "snapshot.storage.k8s.io" and kind == "VolumeSnapshotContent":

@@ -23,7 +23,7 @@ from kubekeep.restore import (
 from kubekeep.restore.actions import RestoreContext
 from kubekeep.restore.apply import apply, dry_run, served_by_cluster
 from kubekeep.restore.policy import ConflictPolicy, NodePortConflicts, RestorePolicy
-from kubekeep.restore.report import Action, RestoreFailedError, RestoreReport
+from kubekeep.restore.report import Action, RestoreFailedError, RestoreReport, VolumeOutcome, VolumeStatus
 from kubekeep.testbed import sample_app
 
 Manifest = dict[str, Any]
@@ -148,6 +148,37 @@ def test_restore_into_new_namespace_in_tiers(cluster: Cluster, shop: tuple[str, 
         rendered = report.markdown()
         assert "completed" in rendered and "tier-1" in rendered
         assert RestoreReport.from_dict(json.loads(report.to_json())).to_dict() == report.to_dict()
+    finally:
+        _delete_namespace(cluster, target)
+
+
+def test_volume_data_the_hook_reports_failed_holds_back_what_mounts_it(
+        cluster: Cluster, shop: tuple[str, list[Manifest]]) -> None:
+    source, backup = shop
+    target = _ns_name("kk-held")
+    transforms = TransformChain.from_dict([
+        {"type": "namespace-map", "map": {source: target}},
+        {"type": "annotations", "selector": {"kind": "Deployment"}, "add": {"kubekeep.io/restore-tier": "1"}},
+    ])
+    plan = plan_restore(backup, served=served_by_cluster(cluster), options=PlanOptions(transforms=transforms))
+
+    def before_workloads(ctx: RestoreContext) -> list[VolumeOutcome]:
+        return [VolumeOutcome(target, "uploads", VolumeStatus.VERIFIED),
+                VolumeOutcome(target, "data-db-0", VolumeStatus.FAILED, error="IntegrityError: authentication failed")]
+
+    try:
+        report = apply(cluster, plan, RestorePolicy(ready_timeout=120), before_workloads=before_workloads)
+        assert report.failed and report.aborted and f"{target}/data-db-0" in report.aborted
+        # tier 0 (db) mounts the failed claim: not created; tier 1 (web) and the custom resources come later
+        assert cluster.get_or_none("apps/v1", "StatefulSet", "db", target) is None
+        assert cluster.get_or_none("apps/v1", "Deployment", "web", target) is None
+        assert cluster.get_or_none(f"{sample_app.CRD_GROUP}/v1", "Coupon", "welcome", target) is None
+        db = report.outcome("StatefulSet", "db", target)
+        assert db.action is Action.NOT_ATTEMPTED and "mounts PVC" in db.reason and "authentication" in db.reason
+        assert report.outcome("Deployment", "web", target).action is Action.NOT_ATTEMPTED
+        assert report.outcome("PersistentVolumeClaim", "data-db-0", target).action is Action.CREATED
+        assert [v.status for v in report.volumes] == [VolumeStatus.VERIFIED, VolumeStatus.FAILED]
+        assert "| " + f"{target}/data-db-0 | failed |" in report.markdown()
     finally:
         _delete_namespace(cluster, target)
 

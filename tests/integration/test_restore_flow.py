@@ -174,3 +174,65 @@ def test_tiers_from_the_run_and_a_corrupted_restore_point(backed_up, cluster: Cl
         restore(location=LocationProfile(kind="filesystem", path=str(damaged)), encryption_key=backed_up["key"],
                 cluster=backed_up["conn"], restore_point=backed_up["rp"], namespace_map={src: f"{src[:50]}-bad"})
     assert cluster.get_or_none("v1", "Namespace", f"{src[:50]}-bad") is None
+
+
+def _damage_volume_data(location: LocationProfile, key: EncryptionKey, rp_id: str, namespace: str,
+                        pvc: str) -> str:
+    """Flip one byte inside one data chunk of a volume's snapshot (nothing else in the location changes);
+    return the path of the damaged file inside the volume."""
+    from kubekeep.backup.restore_point import find_restore_point
+    from kubekeep.repo.format import pack_key
+
+    with key.open_repository(location.storage()) as repo:
+        _, record = find_restore_point(repo, rp_id)
+        volume = next(v for v in record.volumes if (v.namespace, v.pvc) == (namespace, pvc))
+        assert volume.snapshot_id
+        tree = repo.load_snapshot(repo.resolve_snapshot(volume.snapshot_id))["tree"]
+        entry = next(e for e in repo.load_tree(tree) if e.get("type") == "file" and e["content"].get("size"))
+        found = repo.index.lookup(next(repo.content_chunks(entry["content"])))
+        assert found is not None
+        pack = Path(str(location.path)) / pack_key(found.pack_id)
+    raw = bytearray(pack.read_bytes())
+    raw[found.entry.offset + found.entry.length // 2] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(raw))
+    return str(entry["name"])
+
+
+def test_failed_volume_data_stops_the_workloads_that_mount_it(backed_up, cluster: Cluster,  # type: ignore[no-untyped-def]
+                                                              tmp_path: Path) -> None:
+    import shutil
+
+    src = backed_up["ns"]
+    dst = f"{src[:50]}-vol"
+    damaged = tmp_path / "damaged-volume"
+    shutil.copytree(backed_up["location"].path, damaged)
+    location = LocationProfile(kind="filesystem", path=str(damaged))
+    _damage_volume_data(location, backed_up["key"], backed_up["rp"], src, "data-db-0")
+    try:
+        with pytest.raises(RestoreFailed) as err:
+            restore(location=location, encryption_key=backed_up["key"], cluster=backed_up["conn"],
+                    restore_point=backed_up["rp"], namespace_map={src: dst},
+                    tiers={"tiers": {"Deployment/web": 0, "StatefulSet/db": 1}})
+        # nothing that mounts the claim was created, nor anything after its tier
+        assert cluster.get_or_none("apps/v1", "StatefulSet", "db", dst) is None
+        assert cluster.get_or_none("v1", "Pod", "db-0", dst) is None
+        assert cluster.get_or_none(f"{sample_app.CRD_GROUP}/v1", "Coupon", "welcome", dst) is None
+        assert f"{dst}/data-db-0" in str(err.value)
+        report = err.value.report
+        # what came before the stop was created, and the report says so object by object
+        assert cluster.get("apps/v1", "Deployment", "web", dst)
+        outcomes = {(o["kind"], o["name"]): o for o in report["outcomes"] if o["namespace"] == dst}
+        for created in [("Deployment", "web"), ("PersistentVolumeClaim", "data-db-0"),
+                        ("PersistentVolumeClaim", "uploads"), ("ConfigMap", "shop-config"), ("Service", "db")]:
+            assert outcomes[created]["action"] == "created", created
+        db = outcomes[("StatefulSet", "db")]
+        assert db["action"] == "not-attempted" and f"{dst}/data-db-0" in db["reason"]
+        assert outcomes[("Coupon", "welcome")]["action"] == "not-attempted"
+        volumes = {v["pvc"]: v for v in report["volumes"]}
+        assert volumes[f"{dst}/data-db-0"]["status"] == "failed"
+        assert "authentication" in volumes[f"{dst}/data-db-0"]["error"].lower()
+        assert volumes[f"{dst}/uploads"]["status"] == "verified"
+        assert f"{dst}/data-db-0" in report["aborted"]
+    finally:
+        cluster.delete("v1", "Namespace", dst)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ..manifest import ObjectRef
 from .base import PROCEED, ActionResult, BeforeWorkloads, RestoreAction, RestoreContext, RestoredPvc, RestoreItem
+from .clusterrolebinding import ClusterRoleBindingAction
 from .configmap import ConfigMapAction
 from .crd import CustomResourceDefinitionAction
 from .namespace import NamespaceAction
@@ -25,6 +26,7 @@ DEFAULT_ACTIONS: tuple[RestoreAction, ...] = (
     NamespaceAction(),
     CustomResourceDefinitionAction(),
     ServiceAccountAction(),
+    ClusterRoleBindingAction(),
     ConfigMapAction(),
     SecretAction(),
     PersistentVolumeAction(),
@@ -46,6 +48,7 @@ __all__ = [
     "PROCEED",
     "ActionResult",
     "BeforeWorkloads",
+    "ClusterRoleBindingAction",
     "ConfigMapAction",
     "CustomResourceDefinitionAction",
     "NamespaceAction",

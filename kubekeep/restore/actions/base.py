@@ -21,7 +21,7 @@ from kubekeep.cluster import ApiResource, Cluster
 from ..manifest import Manifest, ObjectRef, dig
 from ..plan import RestorePlan
 from ..policy import ConflictPolicy, RestorePolicy
-from ..report import Action, RestoreReport
+from ..report import Action, RestoreReport, VolumeOutcome
 
 JSON = dict[str, Any]
 
@@ -198,5 +198,6 @@ def _node_ports(service: JSON) -> Iterable[int]:
         yield spec["healthCheckNodePort"]
 
 
-#: called once after PVCs are Bound and before the first workload tier starts
-BeforeWorkloads = Callable[[RestoreContext], None]
+#: called once after PVCs are Bound and before the first workload tier starts; returns what happened to the
+#: data of the claims it filled (a claim whose data is not usable holds back the workloads that mount it)
+BeforeWorkloads = Callable[[RestoreContext], Iterable[VolumeOutcome] | None]

@@ -36,7 +36,10 @@ def test_namespace_map_moves_objects_and_references() -> None:
     out = chain({"type": "namespace-map", "map": {"shop": "shop-dr"}}).apply(
         [ns, binding, pv, netpol, webhook, obj("v1", "ConfigMap", "c"), obj("v1", "ConfigMap", "d", "other")])
     assert out[0]["metadata"] == {"name": "shop-dr", "labels": {"kubernetes.io/metadata.name": "shop-dr"}}
-    assert [s.get("namespace") for s in out[1]["subjects"]] == ["shop-dr", "kube-system", None]
+    # a ClusterRoleBinding of a mapped subject becomes a copy holding only the mapped subjects
+    # (docs/restore-order.md; test_cluster_bindings_and_status.py)
+    assert out[1]["metadata"]["name"] == "b-shop-dr"
+    assert [s.get("namespace") for s in out[1]["subjects"]] == ["shop-dr"]
     assert out[2]["spec"]["claimRef"]["namespace"] == "shop-dr"
     assert out[3]["metadata"]["namespace"] == "shop-dr"
     selector = out[3]["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]

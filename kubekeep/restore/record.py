@@ -1,0 +1,61 @@
+"""Where a restore's report is kept: a small snapshot in the repository, then a catalog row.
+
+The write order of backups holds for restores too: the report is committed to
+the repository first (a snapshot tagged ``kubekeep:restore`` whose stream
+``restore-report.json`` holds the whole report), the catalog's ``restores`` row
+is derived from it and can be rebuilt (:func:`rebuild_restores`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from kubekeep.catalog import Catalog, RestoreRecord, TableName
+from kubekeep.repo.repository import Repository, Retention
+
+from .report import RestoreReport, catalog_record
+
+RESTORE_REPORT_STREAM = "restore-report.json"
+RESTORE_TAG = "kubekeep:restore"
+FORMAT = 1
+
+
+def record_restore(repo: Repository, report: RestoreReport, *, restore_id: str, restore_point_id: str,
+                   target_namespaces: Sequence[str], retention: Retention | None = None) -> str:
+    """Commit the report to the repository, then add its catalog row; return the catalog key."""
+    doc = {"format": FORMAT, "restore_id": restore_id, "restore_point_id": restore_point_id,
+           "target_namespaces": list(target_namespaces), "report": report.to_dict()}
+    repo.backup(streams={RESTORE_REPORT_STREAM: [json.dumps(doc, sort_keys=True).encode()]},
+                tags=[RESTORE_TAG], metadata={"restore": restore_id, "restore_point": restore_point_id},
+                retention=retention)
+    record = catalog_record(report, restore_id=restore_id, restore_point_id=restore_point_id,
+                            target_namespaces=target_namespaces)
+    return Catalog(repo.storage, codec=repo.catalog_codec()).add_restore(record)
+
+
+def restore_records(repo: Repository) -> Iterator[RestoreRecord]:
+    """The catalog rows of every restore whose report is in the repository."""
+    for info in repo.snapshots(tags=[RESTORE_TAG]):
+        doc: dict[str, Any] = json.loads(b"".join(repo.read_stream(info.id, RESTORE_REPORT_STREAM)))
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"restore report {info.id}: format {doc.get('format')!r} is not supported")
+        yield catalog_record(RestoreReport.from_dict(doc["report"]), restore_id=str(doc["restore_id"]),
+                             restore_point_id=str(doc["restore_point_id"]),
+                             target_namespaces=list(doc.get("target_namespaces") or ()))
+
+
+def rebuild_restores(repo: Repository, *, cache_dir: str | None = None) -> tuple[int, int]:
+    """Add the ``restores`` rows the catalog lacks; return (written, already present)."""
+    catalog = Catalog(repo.storage, cache_dir=cache_dir, codec=repo.catalog_codec())
+    known = set(catalog.read(TableName.RESTORES, columns=["id"])["id"].to_pylist())
+    written = present = 0
+    for record in restore_records(repo):
+        if record.id in known:
+            present += 1
+            continue
+        catalog.add_restore(record)
+        known.add(record.id)
+        written += 1
+    return written, present

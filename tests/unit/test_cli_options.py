@@ -1,0 +1,102 @@
+"""`kubekeep` options: every one has help text, booleans are flags, every flow parameter has an option."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import typer.main
+from typer.core import TyperOption
+from typer.testing import CliRunner
+
+from flows.backup import backup
+from flows.cli import app, load_transforms_file
+from flows.restore import restore
+
+#: flow parameter -> the CLI option(s) that set it (blocks are built from --location, --password-file, ...)
+RESTORE_PARAMETERS = {
+    "location": "--location", "encryption_key": "--password-file", "cluster": "--kubeconfig",
+    "restore_point": "--restore-point", "app": "--app", "before": "--before", "kinds": "--kind", "names": "--name",
+    "label_selector": "--selector", "pvcs": "--pvc", "namespace_map": "--namespace-map",
+    "storage_class_map": "--storage-class-map", "image_rewrite": "--image-rewrite", "transforms": "--transforms",
+    "priorities": "--transforms", "tiers": "--transforms", "existing": "--existing",
+    "policy": "--recreate-pvcs", "preserve_node_ports": "--preserve-node-ports", "include_owned": "--include-owned",
+    "dry_run": "--dry-run", "wait": "--no-wait", "restore_volumes": "--no-volumes",
+    "verify_volumes": "--no-verify-volumes", "files": "--files", "mover": "--mover-image",
+    "restore_status": "--restore-status",
+}
+BACKUP_PARAMETERS = {
+    "app": "--app", "namespaces": "--namespace", "location": "--location", "encryption_key": "--password-file",
+    "cluster": "--kubeconfig", "label_selector": "--selector", "include_kinds": "--include-kind",
+    "exclude_kinds": "--exclude-kind", "volume_concurrency": "--volume-concurrency", "nfs_mounts": "--nfs-mount",
+    "hooks": "--hooks", "quiesce": "--quiesce", "mover": "--mover-image", "policy": "--policy",
+    "include_crds": "--include-crd",
+}
+POLICY_OPTIONS = ("--recreate-pvcs", "--no-create-namespaces", "--node-port-conflicts", "--ready-timeout",
+                  "--crd-timeout", "--delete-timeout")
+
+
+def _command(name: str) -> Any:
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+def _options(name: str) -> dict[str, TyperOption]:
+    return {opt: p for p in _command(name).params if isinstance(p, TyperOption) for opt in p.opts}
+
+
+@pytest.mark.parametrize("flow, parameters, command", [(restore, RESTORE_PARAMETERS, "restore"),
+                                                       (backup, BACKUP_PARAMETERS, "backup")])
+def test_every_flow_parameter_has_an_option(flow: object, parameters: dict[str, str], command: str) -> None:
+    signature = inspect.signature(flow.fn)  # type: ignore[attr-defined]
+    assert set(signature.parameters) == set(parameters)
+    options = _options(command)
+    assert {opt for opt in parameters.values()} <= set(options)
+    if command == "restore":
+        assert set(POLICY_OPTIONS) <= set(options)
+
+
+def test_flow_docstrings_document_every_parameter() -> None:
+    for flow in (restore, backup):
+        doc = inspect.getdoc(flow.fn) or ""
+        assert "Args:" in doc
+        for name in inspect.signature(flow.fn).parameters:
+            assert f"    {name}:" in doc, name
+
+
+@pytest.mark.parametrize("command", ["backup", "restore", "restores", "restore-points", "catalog-rebuild", "apps"])
+def test_every_option_has_help_and_booleans_are_flags(command: str) -> None:
+    for param in _command(command).params:
+        if not isinstance(param, TyperOption) or param.name == "help":
+            continue
+        assert param.help, f"{command} {param.opts} has no help text"
+        if param.is_bool_flag or param.bare_type() == "bool":
+            assert param.is_flag and not param.secondary_opts, f"{command} {param.opts} is not a plain flag"
+    runner = CliRunner()
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert [line for line in result.output.splitlines() if "<bool>" in line and "--help" not in line] == []
+
+
+def test_help_lists_the_commands() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    for name in ("backup", "restore", "restores", "restore-points", "catalog-rebuild", "--verbose"):
+        assert name in result.output
+
+
+def test_transforms_file_is_validated_up_front(tmp_path: Path) -> None:
+    good = tmp_path / "t.yaml"
+    good.write_text("transforms:\n  - {type: labels, add: {a: b}}\ntiers: {StatefulSet/db: 0}\n"
+                    "after: {web: [db]}\nexisting_by_kind: {Secret: update}\npriorities: [Namespace, '*']\n")
+    loaded = load_transforms_file(good)
+    assert loaded["tiers"] == {"tiers": {"StatefulSet/db": 0}, "after": {"web": ["db"]}}
+    assert loaded["existing_by_kind"] == {"Secret": "update"} and loaded["priorities"] == ["Namespace", "*"]
+    for text, message in [("transforms: [{type: nope}]", "nope"), ("colour: red", "unknown key"),
+                          ("tiers: {db: -1}", "tier"), ("existing_by_kind: {Secret: maybe}", "maybe"),
+                          ("transforms: [", "not valid YAML")]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(typer.BadParameter, match=message):
+            load_transforms_file(bad)
