@@ -562,7 +562,7 @@ class Repository:
         """Back up a directory tree and/or named byte streams into one new snapshot.
 
         ``parent`` (a snapshot id or 'latest') enables incremental backup: files whose
-        size, mtime and inode are unchanged reuse the parent's content without reading.
+        size, mtime, ctime and inode are unchanged reuse the parent's content without reading.
         """
         from .archiver import Archiver
 
