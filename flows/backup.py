@@ -55,6 +55,7 @@ def backup(
     quiesce: list[str] | None = None,
     mover: dict[str, Any] | None = None,
     policy: str | None = None,
+    init: bool = False,
 ) -> str:
     """Back up an application; return the id of the new restore point.
 
@@ -62,6 +63,11 @@ def backup(
     add more); ``quiesce`` lists workloads to scale to zero while volumes are
     exported (``*``, ``Kind/name`` or ``namespace/Kind/name``); ``mover`` configures the
     CSI snapshot path for volumes the worker cannot read directly (see tasks.backup.export_volume).
+
+    Args:
+        init: Create the repository (and its directory or bucket) when the location holds
+            none; only for a first backup. Without it a location that is not a repository
+            fails, so an unmounted NFS path never becomes a repository on the local disk.
     """
     logger = get_run_logger()
     started = datetime.now(UTC)
@@ -83,7 +89,7 @@ def backup(
         except HookError as exc:
             hook_run = exc.run or HookRun(pre_started=True)
             raise
-        manifests = snapshot_manifests(loc, key, conn, selection, rp_id, app)
+        manifests = snapshot_manifests(loc, key, conn, selection, rp_id, app, init)
         record_q: QuiesceRecord | None = quiesce_workloads(conn, resolved, quiesce) if quiesce else None
         try:
             volumes = _export_volumes(loc, key, conn, manifests, rp_id, nfs_mounts, mover, volume_concurrency)

@@ -99,6 +99,8 @@ def backup_cmd(
     lock_mode: Annotated[str | None, typer.Option("--lock-mode", help="COMPLIANCE or GOVERNANCE (S3 only).")] = None,
     lock_days: Annotated[int, typer.Option("--lock-days")] = 0,
     volume_concurrency: Annotated[int, typer.Option("--volume-concurrency", min=1)] = 2,
+    init: Annotated[bool, typer.Option("--init", help="Create the repository if the location holds none "
+                                                      "(first backup only).")] = False,
 ) -> None:
     """Back up an application now (the same flow the deployments run), with a progress bar."""
     from flows.backup import BackupFailed, backup
@@ -115,7 +117,7 @@ def backup_cmd(
         try:
             rp_id = backup(app=app_name, namespaces=namespaces, location=loc, encryption_key=key, cluster=conn,
                            label_selector=selector, include_kinds=include_kind, exclude_kinds=exclude_kind,
-                           volume_concurrency=volume_concurrency)
+                           volume_concurrency=volume_concurrency, init=init)
         except BackupFailed as exc:
             console.print(f"[bold red]backup incomplete:[/] {exc}")
             raise typer.Exit(1) from None

@@ -142,6 +142,37 @@ class KeySlotInfo:
     provider: str | None
 
 
+def _not_a_repository(storage: Storage) -> RepositoryNotFoundError:
+    hint = f"; {storage.missing_hint}" if storage.missing_hint else ""
+    if not storage.location_exists():
+        return RepositoryNotFoundError(f"{storage.url} does not exist{hint}")
+    return RepositoryNotFoundError(f"no kubekeep repository at {storage.url} (no config object{hint})")
+
+
+def _ignored_at_init(key: str) -> bool:
+    """Objects an empty location may hold: a crashed init's key slots, a fresh volume's lost+found,
+    and hidden top-level entries (an NFS server's .snapshot directory)."""
+    first = key.split("/", 1)[0]
+    return key.startswith(KEYS_PREFIX) or first == "lost+found" or first.startswith(".")
+
+
+def _prepare_location(storage: Storage, create: bool, retention: Retention | None) -> None:
+    if not storage.location_exists():
+        if not create:
+            hint = f" ({storage.missing_hint})" if storage.missing_hint else ""
+            raise RepositoryNotFoundError(f"{storage.url} does not exist{hint}")
+        storage.create_location(object_lock=retention is not None)
+    if storage.exists(CONFIG_KEY):
+        raise RepositoryExistsError(f"{storage.url} already holds a repository")
+    if retention is not None and not storage.supports_retention:
+        raise RepositoryError(f"{storage.url} cannot lock objects (no Object Lock); "
+                              "create the location with Object Lock, or init without a lock")
+    for info in storage.list(""):
+        if not _ignored_at_init(info.key):
+            raise RepositoryError(f"{storage.url} is not empty and holds no kubekeep repository "
+                                  f"(it has {info.key}); init needs an empty location")
+
+
 def _wrap_storage(storage: Storage, retry: bool) -> Storage:
     if retry and not isinstance(storage, RetryingStorage):
         return RetryingStorage(storage)
@@ -181,8 +212,15 @@ class Repository:
     def init(cls, storage: Storage, *, passphrase: str | None = None, key_wrapper: KeyWrapper | None = None,
              kdf: KdfParams | None = None, cipher: str = "aes-256-gcm", compression_level: int = 3,
              chunker: Mapping[str, int] | None = None, pack_size: int = DEFAULT_PACK_SIZE,
-             workers: int = 2, retry: bool = True) -> Repository:
-        """Create a repository in an empty location, with one passphrase and/or external key slot."""
+             workers: int = 2, retry: bool = True, create_location: bool = False,
+             retention: Retention | None = None) -> Repository:
+        """Create a repository in an empty location, with one passphrase and/or external key slot.
+
+        A missing location (directory, bucket) is created only with ``create_location``
+        (with Object Lock when ``retention`` is given); a location holding anything but
+        the leftovers of a crashed init is refused. ``retention`` locks the config and
+        the key slots as they are written.
+        """
         if passphrase is None and key_wrapper is None:
             raise RepositoryError("init needs a passphrase or an external key")
         if passphrase is not None and not passphrase:
@@ -192,8 +230,7 @@ class Repository:
         if not 1 <= compression_level <= 22:
             raise RepositoryError("compression level must be between 1 and 22")
         storage = _wrap_storage(storage, retry)
-        if storage.exists(CONFIG_KEY):
-            raise RepositoryExistsError(f"{storage.url} already holds a repository")
+        _prepare_location(storage, create_location, retention)
         chunk_cfg: dict[str, Any] = dict(DEFAULT_CHUNKER)
         if chunker:
             chunk_cfg.update(chunker)
@@ -211,12 +248,12 @@ class Repository:
         # key slots first, config last: a crashed init leaves no half-usable repository
         if passphrase is not None:
             slot = make_passphrase_slot(master, repository_id, passphrase, kdf or KdfParams())
-            storage.put(KEYS_PREFIX + slot["slot_id"], canonical_json(slot))
+            storage.put(KEYS_PREFIX + slot["slot_id"], canonical_json(slot), retention=retention)
         if key_wrapper is not None:
             slot = make_external_slot(master, repository_id, key_wrapper)
-            storage.put(KEYS_PREFIX + slot["slot_id"], canonical_json(slot))
+            storage.put(KEYS_PREFIX + slot["slot_id"], canonical_json(slot), retention=retention)
         try:
-            storage.put(CONFIG_KEY, canonical_json(config))
+            storage.put(CONFIG_KEY, canonical_json(config), retention=retention)
         except ObjectExistsError:
             raise RepositoryExistsError(f"{storage.url} already holds a repository") from None
         return cls(storage, config, master, workers=workers, compression_level=None,
@@ -233,7 +270,7 @@ class Repository:
         try:
             raw = storage.get(CONFIG_KEY)
         except ObjectNotFoundError:
-            raise RepositoryNotFoundError(f"no kubekeep repository at {storage.url} (no config object)") from None
+            raise _not_a_repository(storage) from None
         config = parse_config(raw)
         try:
             repository_id = bytes.fromhex(config["repository_id"])

@@ -100,6 +100,8 @@ class Storage(ABC):
     supports_retention: bool = False
     #: each request is a network round trip (readers should fetch in large pieces)
     remote: bool = False
+    #: what to check when the location is missing or holds no repository (shown to users)
+    missing_hint: str = ""
 
     @abstractmethod
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
@@ -131,6 +133,17 @@ class Storage(ABC):
     def set_retention(self, key: str, mode: RetentionMode, retain_until: datetime) -> datetime:
         """Extend the retention of ``key``; return the date in force afterwards."""
         raise RetentionNotSupportedError(f"{self.url}: this backend cannot lock objects")
+
+    # -- the location itself (only `init` creates one) -------------------------------------
+
+    def location_exists(self) -> bool:
+        """Whether the container of the objects (directory, bucket) exists. Never creates it."""
+        return True
+
+    def create_location(self, *, object_lock: bool = False) -> None:
+        """Create the directory or bucket (with Object Lock when asked). Only `init` calls this."""
+        if object_lock:
+            raise RetentionNotSupportedError(f"{self.url}: this backend cannot lock objects")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has nothing to release."""

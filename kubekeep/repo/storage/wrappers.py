@@ -54,6 +54,20 @@ class _Wrapper(Storage):
     def remote(self, value: bool) -> None:
         raise AttributeError("remote is a property of the wrapped storage")
 
+    @property
+    def missing_hint(self) -> str:
+        return self.inner.missing_hint
+
+    @missing_hint.setter
+    def missing_hint(self, value: str) -> None:
+        raise AttributeError("missing_hint is a property of the wrapped storage")
+
+    def location_exists(self) -> bool:
+        return self.inner.location_exists()
+
+    def create_location(self, *, object_lock: bool = False) -> None:
+        self.inner.create_location(object_lock=object_lock)
+
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
             retention: tuple[RetentionMode, datetime] | None = None) -> None:
         self.inner.put(key, data, retention=retention)
@@ -185,6 +199,9 @@ class RetryingStorage(_Wrapper):
 
     def set_retention(self, key: str, mode: RetentionMode, retain_until: datetime) -> datetime:
         return self._call(lambda: self.inner.set_retention(key, mode, retain_until))
+
+    def location_exists(self) -> bool:
+        return self._call(self.inner.location_exists)
 
 
 # -- fault injection ----------------------------------------------------------------------
@@ -350,6 +367,9 @@ class ReadOnlyStorage(_Wrapper):
 
     def set_retention(self, key: str, mode: RetentionMode, retain_until: datetime) -> datetime:
         raise self._refuse(f"change the retention of {key}")
+
+    def create_location(self, *, object_lock: bool = False) -> None:
+        raise self._refuse("create the location")
 
 
 class BlockCachingReader(_Wrapper):
