@@ -33,9 +33,11 @@ from .crypto import (
     now_iso,
     open_external_slot,
     open_passphrase_slot,
+    verify_slot,
 )
 from .errors import (
     IntegrityError,
+    KeySlotError,
     MissingObjectError,
     RepositoryError,
     RepositoryExistsError,
@@ -283,31 +285,61 @@ class Repository:
                    lock_ttl=lock_ttl or cls.DEFAULT_LOCK_TTL)
 
     @staticmethod
-    def _read_slots(storage: Storage) -> list[dict[str, Any]]:
-        slots = []
+    def _read_slots(storage: Storage) -> tuple[list[dict[str, Any]], list[str]]:
+        """The well-formed key slots, and one line per damaged slot object."""
+        slots: list[dict[str, Any]] = []
+        damaged: list[str] = []
         for info in storage.list(KEYS_PREFIX):
             try:
-                slot = json.loads(storage.get(info.key))
-            except (ObjectNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+                raw = storage.get(info.key)
+            except ObjectNotFoundError:
+                continue  # removed meanwhile
+            try:
+                slot = json.loads(raw)
+                verify_slot(slot)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                damaged.append(f"{info.key}: damaged (not valid JSON)")
                 continue
-            if isinstance(slot, dict) and slot.get("slot_id") == info.key[len(KEYS_PREFIX):]:
-                slots.append(slot)
-        return slots
+            except KeySlotError as exc:
+                damaged.append(f"{info.key}: {exc}")
+                continue
+            if slot.get("slot_id") != info.key[len(KEYS_PREFIX):]:
+                damaged.append(f"{info.key}: damaged (its slot_id does not match its name)")
+                continue
+            slots.append(slot)
+        return slots, damaged
 
     @classmethod
     def _unlock(cls, storage: Storage, repository_id: bytes, passphrase: str | None,
                 key_wrapper: KeyWrapper | None) -> bytes:
-        slots = cls._read_slots(storage)
-        if not slots:
-            raise WrongKeyError(f"repository at {storage.url} has no readable key slots")
+        slots, damaged = cls._read_slots(storage)
+        kind = "passphrase" if passphrase is not None else "external"
+        tried = 0
         for slot in slots:
             master: bytes | None = None
-            if passphrase is not None and slot.get("type") == "passphrase":
-                master = open_passphrase_slot(slot, repository_id, passphrase)
-            elif key_wrapper is not None and slot.get("type") == "external":
-                master = open_external_slot(slot, repository_id, key_wrapper)
+            try:
+                if passphrase is not None and slot.get("type") == "passphrase":
+                    tried += 1
+                    master = open_passphrase_slot(slot, repository_id, passphrase)
+                elif key_wrapper is not None and slot.get("type") == "external":
+                    tried += 1
+                    master = open_external_slot(slot, repository_id, key_wrapper)
+            except KeySlotError as exc:
+                tried -= 1
+                damaged.append(f"{KEYS_PREFIX}{slot['slot_id']}: {exc}")
+                continue
             if master is not None:
                 return master
+        if damaged:
+            problems = "; ".join(damaged)
+            if tried:
+                raise KeySlotError(f"no intact {kind} key slot opens with the key given, and {len(damaged)} key "
+                                   f"slot(s) are damaged or refused ({problems}); if the key belongs to a damaged "
+                                   "slot, open with another key and re-add it")
+            raise KeySlotError(f"no {kind} key slot can be tried: {len(damaged)} key slot(s) are damaged or "
+                               f"refused ({problems}); open with another key, or restore the slot from a copy")
+        if not slots:
+            raise WrongKeyError(f"repository at {storage.url} has no key slots")
         if passphrase is not None:
             raise WrongKeyError("wrong passphrase: no key slot of this repository opens with it")
         raise WrongKeyError("wrong key: no external key slot of this repository opens with the key given")
@@ -326,7 +358,7 @@ class Repository:
 
     def list_keys(self) -> list[KeySlotInfo]:
         return [KeySlotInfo(str(s["slot_id"]), str(s.get("type")), str(s.get("created", "")), s.get("provider"))
-                for s in self._read_slots(self.storage)]
+                for s in self._read_slots(self.storage)[0]]
 
     def add_passphrase(self, passphrase: str, *, kdf: KdfParams | None = None) -> str:
         if not passphrase:
@@ -341,10 +373,13 @@ class Repository:
         return str(slot["slot_id"])
 
     def remove_key(self, slot_id: str) -> None:
+        """Remove a key slot (a damaged one too), never the last intact one."""
         slots = {s.slot_id for s in self.list_keys()}
-        if slot_id not in slots:
+        damaged = slot_id not in slots and self.storage.exists(KEYS_PREFIX + slot_id) \
+            if _SLOT_ID.fullmatch(slot_id) else False
+        if slot_id not in slots and not damaged:
             raise RepositoryError(f"no key slot {slot_id!r} (slots: {', '.join(sorted(slots))})")
-        if len(slots) == 1:
+        if slots == {slot_id}:
             raise RepositoryError("refusing to remove the last key slot: the repository would be unreadable")
         self.storage.delete(KEYS_PREFIX + slot_id)
 
@@ -707,6 +742,7 @@ class CatalogCodec:
 
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
+_SLOT_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def utcnow() -> datetime:
