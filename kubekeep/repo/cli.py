@@ -283,7 +283,11 @@ def snapshots_cmd(repo: Location, tag: Annotated[list[str] | None, typer.Option(
     with errors_reported():
         r = _open(repo, password_file, key_file)
         table = Table("id", "time", "host", "tags", "source/streams", "files", "bytes")
-        for s in r.snapshots(tags=tag or []):
+        problems: list[str] = []
+        listed = r.snapshots(tags=tag or [], problems=problems)
+        for problem in problems:
+            console.print(f"[yellow]warning:[/] {problem} (`kubekeep repo check` reports it)")
+        for s in listed:
             what = s.source or ""
             if s.streams:
                 what = (what + " " if what else "") + "streams: " + ",".join(s.streams)

@@ -290,6 +290,8 @@ class PruneResult:
     rescued_packs: int = 0
     #: candidates left for a later prune because other operations did not finish in time
     deferred_packs: int = 0
+    #: snapshots whose manifest could not be read (prune then deletes no data)
+    damaged_snapshots: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
 
@@ -358,7 +360,18 @@ def _prune(repo: Repository, drop: list[str], repack_threshold: float, wait_time
             doc = repo.load_snapshot(sid)
         except SnapshotNotFoundError:
             continue
+        except RepositoryError as exc:
+            result.damaged_snapshots.append(sid)
+            result.messages.append(f"snapshot {sid[:12]} is unreadable ({exc})")
+            continue
         _walk_snapshot(repo, doc, combined, visit, seen_trees, errors)  # type: ignore[arg-type]
+    if result.damaged_snapshots:
+        # An unreadable manifest may reference any blob: deleting or repacking anything
+        # could destroy the data it names. Keep all data until it is repaired or dropped.
+        result.messages.append(
+            f"{len(result.damaged_snapshots)} unreadable snapshot(s): no data was deleted or repacked while "
+            "they exist; `kubekeep repo check` names them, `kubekeep repo prune <id>` drops one")
+        return
     if errors:
         raise RepositoryError("prune stopped, the repository has errors (run check): " + "; ".join(errors[:5]))
 
@@ -451,6 +464,12 @@ def _prune(repo: Repository, drop: list[str], repack_threshold: float, wait_time
             doc = repo.load_snapshot(sid)
         except SnapshotNotFoundError:
             continue
+        except RepositoryError as exc:
+            result.damaged_snapshots.append(sid)
+            result.deferred_packs = len(candidates)
+            result.messages.append(f"snapshot {sid[:12]} (written during the prune) is unreadable ({exc}); "
+                                   f"{len(candidates)} pack(s) kept")
+            return
         _walk_snapshot(repo, doc, lookup, need, set(), late_errors)  # type: ignore[arg-type]
     if needed:
         repo.write_index_object({p: pack_entries.get(p) or orphan_entries[p] for p in needed})

@@ -518,25 +518,34 @@ class Repository:
 
         ``listed=True`` says the id comes from a current listing: the manifest may
         then come from the local cache of (still encrypted, immutable) manifests,
-        which saves one GET per snapshot when every snapshot is read.
+        which saves one GET per snapshot when every snapshot is read. Only a
+        manifest that opened and parsed is ever cached.
         """
         sid = snapshot_id if _FULL_ID.fullmatch(snapshot_id) else self.resolve_snapshot(snapshot_id)
         raw = self._snapshot_cache_get(sid) if listed else None
         if raw is not None:
             try:
-                self.open_object(BlobType.SNAPSHOT, bytes.fromhex(sid), raw, what=f"cached snapshot {sid}")
+                return self._decode_snapshot(sid, raw, what=f"cached snapshot {sid}")
             except RepositoryError:
-                raw = None  # a damaged cache entry: read the location's copy instead
-        if raw is None:
-            try:
-                raw = self.storage.get(SNAPSHOTS_PREFIX + sid)
-            except ObjectNotFoundError:
-                raise SnapshotNotFoundError(f"snapshot {sid} not found") from None
-            if listed:
-                self._snapshot_cache_put(sid, raw)
-        doc = json.loads(self.open_object(BlobType.SNAPSHOT, bytes.fromhex(sid), raw, what=f"snapshot {sid}"))
+                pass  # a damaged cache entry: read the location's copy instead
+        try:
+            raw = self.storage.get(SNAPSHOTS_PREFIX + sid)
+        except ObjectNotFoundError:
+            raise SnapshotNotFoundError(f"snapshot {sid} not found") from None
+        doc = self._decode_snapshot(sid, raw, what=f"snapshot {sid}")
+        if listed:
+            self._snapshot_cache_put(sid, raw)
+        return doc
+
+    def _decode_snapshot(self, sid: str, raw: bytes, *, what: str) -> dict[str, Any]:
+        try:
+            doc = json.loads(self.open_object(BlobType.SNAPSHOT, bytes.fromhex(sid), raw, what=what))
+        except (ValueError, UnicodeDecodeError):
+            raise IntegrityError(f"{what}: not a valid manifest") from None
         if not isinstance(doc, dict) or doc.get("version") != 1:
-            raise UnsupportedFormatError(f"snapshot {sid}: unsupported manifest version")
+            raise UnsupportedFormatError(f"{what}: unsupported manifest version")
+        if doc.get("id") != sid:
+            raise IntegrityError(f"{what}: the manifest names another id")
         return doc
 
     def _snapshot_cache_dir(self) -> Path:
@@ -581,13 +590,22 @@ class Repository:
 
     @staticmethod
     def snapshot_info(doc: Mapping[str, Any]) -> SnapshotInfo:
-        return SnapshotInfo(id=doc["id"], time=datetime.fromisoformat(doc["time"]), hostname=doc.get("hostname", ""),
-                            tags=tuple(doc.get("tags", ())), metadata=dict(doc.get("metadata", {})),
-                            parent=doc.get("parent"), source=doc.get("source"),
-                            streams=tuple(sorted(doc.get("streams", {}))), stats=dict(doc.get("stats", {})))
+        try:
+            return SnapshotInfo(id=doc["id"], time=datetime.fromisoformat(doc["time"]),
+                                hostname=doc.get("hostname", ""), tags=tuple(doc.get("tags", ())),
+                                metadata=dict(doc.get("metadata", {})), parent=doc.get("parent"),
+                                source=doc.get("source"), streams=tuple(sorted(doc.get("streams", {}))),
+                                stats=dict(doc.get("stats", {})))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise IntegrityError(f"snapshot {doc.get('id')}: malformed manifest ({exc!r})") from None
 
-    def snapshots(self, *, tags: Iterable[str] = ()) -> list[SnapshotInfo]:
-        """Every snapshot, oldest first; with ``tags``, those carrying all of them."""
+    def snapshots(self, *, tags: Iterable[str] = (), problems: list[str] | None = None) -> list[SnapshotInfo]:
+        """Every readable snapshot, oldest first; with ``tags``, those carrying all of them.
+
+        A manifest that cannot be read (damaged, tampered, unknown version) is skipped,
+        and a line naming it is appended to ``problems`` when given: one bad object
+        must not hide every other restore point. ``check`` reports it as an error.
+        """
         want = set(tags)
         infos = []
         for sid in self.snapshot_ids():
@@ -595,6 +613,10 @@ class Repository:
                 info = self.snapshot_info(self.load_snapshot(sid, listed=True))
             except SnapshotNotFoundError:
                 continue  # pruned while listing
+            except RepositoryError as exc:
+                if problems is not None:
+                    problems.append(f"snapshot {sid} is unreadable and was skipped: {exc}")
+                continue
             if want <= set(info.tags):
                 infos.append(info)
         infos.sort(key=lambda i: (i.time, i.id))
