@@ -327,15 +327,36 @@ def repair_index_cmd(repo: Location, password_file: PasswordFile = None, key_fil
 @repo_app.command("prune")
 def prune_cmd(repo: Location, snapshot: Annotated[list[str] | None, typer.Argument(help="Snapshots to drop.")] = None,
               wait: Annotated[float, typer.Option(help="Seconds to wait for running backups.")] = 600.0,
+              leftover_age: Annotated[float, typer.Option(
+                  "--leftover-age", min=0,
+                  help="Seconds after which temporary files of interrupted writers, and unindexed packs while "
+                       "other backups run, are reclaimed.")] = 3600.0,
               password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
     """Drop snapshots and remove data no remaining snapshot needs."""
     with errors_reported():
         r = _open(repo, password_file, key_file)
-        result = r.prune(snapshot or [], wait_timeout=wait)
+        result = r.prune(snapshot or [], wait_timeout=wait, leftover_age=leftover_age)
         for m in result.messages:
             console.print(f"[yellow]{m}[/]")
         out.print(f"removed {len(result.snapshots_removed)} snapshots, deleted {result.packs_deleted} packs "
                   f"({result.bytes_freed} bytes), repacked {result.packs_repacked}")
+
+
+@repo_app.command("unlock")
+def unlock_cmd(repo: Location,
+               remove_all: Annotated[bool, typer.Option(
+                   "--remove-all", help="Remove every lock, also of operations that may still run (only when "
+                                        "you know nothing runs on this repository).")] = False,
+               password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """Remove stale locks: expired ones, and those of processes that are gone on this host."""
+    with errors_reported():
+        result = _open(repo, password_file, key_file).unlock(remove_all=remove_all)
+        for line in result.removed:
+            console.print(f"removed: {line}")
+        for line in result.kept:
+            console.print(f"kept: {line}")
+        what = "lock(s)" if remove_all else "stale lock(s)"
+        out.print(f"removed {len(result.removed)} {what}, {len(result.kept)} live lock(s) kept")
 
 
 @repo_app.command("stats")

@@ -42,9 +42,10 @@ class BlobType:
     PACK_HEADER = 18
     LOCK = 19
     CATALOG = 20
+    PRUNE_RECORD = 21
 
     NAMES = {1: "data", 2: "tree", 3: "chunk list", 16: "index", 17: "snapshot", 18: "pack header", 19: "lock",
-             20: "catalog file"}
+             20: "catalog file", 21: "prune record"}
 
 
 def derive_key(master: bytes, purpose: str) -> bytes:

@@ -703,10 +703,25 @@ class Repository:
         return repair_index(self)
 
     def prune(self, drop: Iterable[str] = (), *, repack_threshold: float = 0.5,
-              wait_timeout: float = 600.0, poll: float = 2.0) -> Any:
+              wait_timeout: float = 600.0, poll: float = 2.0, leftover_age: float = 3600.0) -> Any:
+        """Drop snapshots and delete what no snapshot needs.
+
+        ``leftover_age`` (seconds): temporary files of interrupted writers, and unindexed
+        packs while other backups run, are reclaimed once they are this old (the margin
+        also covers clock skew between hosts and the storage)."""
         from .maintenance import prune
 
-        return prune(self, list(drop), repack_threshold=repack_threshold, wait_timeout=wait_timeout, poll=poll)
+        return prune(self, list(drop), repack_threshold=repack_threshold, wait_timeout=wait_timeout, poll=poll,
+                     leftover_age=leftover_age)
+
+    def unlock(self, *, remove_all: bool = False) -> Any:
+        """Remove stale locks (every lock with ``remove_all``: only when nothing runs)."""
+        from .locks import remove_locks
+
+        try:
+            return remove_locks(self.storage, self.envelope, remove_all=remove_all)
+        except StorageError as exc:
+            raise self.storage_error(exc) from exc
 
     def stats(self) -> RepoStats:
         index = self.load_index(reload=True)

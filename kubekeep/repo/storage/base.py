@@ -145,5 +145,10 @@ class Storage(ABC):
         if object_lock:
             raise RetentionNotSupportedError(f"{self.url}: this backend cannot lock objects")
 
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        """Remove what interrupted writers left behind and no reader ever sees (temporary files,
+        unfinished multipart uploads) that is older than ``older_than``; return (count, bytes)."""
+        return 0, 0
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has nothing to release."""

@@ -189,6 +189,33 @@ class FilesystemStorage(Storage):
             raise _classify(exc, f"stat {key}") from exc
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        """Unlink ``.tmp-*`` files of interrupted puts last written before ``older_than``.
+
+        A put rewrites its temporary file's mtime with every write and links it into
+        place right after its fsync, so an old temporary file belongs to no running
+        put; if one were merely stalled that long, its link fails and the put reports
+        an error (nothing half-written becomes visible)."""
+        count = freed = 0
+        limit = older_than.timestamp()
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.startswith(_TMP_MARK):
+                    continue
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(full)
+                    if st.st_mtime >= limit:
+                        continue
+                    os.unlink(full)
+                except FileNotFoundError:
+                    continue  # linked and removed by its writer meanwhile
+                except OSError as exc:
+                    raise _classify(exc, f"remove {full}") from exc
+                count += 1
+                freed += st.st_size
+        return count, freed
+
     def delete(self, key: str) -> None:
         try:
             os.unlink(self._path(key))

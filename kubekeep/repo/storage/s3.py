@@ -510,6 +510,25 @@ class S3Storage(Storage):
             raise classify_error(exc, what, key) from exc
         return retain_until
 
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        """Abort multipart uploads under the prefix started before ``older_than`` (their parts
+        cost storage and are never visible); bytes are not counted (0)."""
+        what = f"list multipart uploads of {self.url}"
+        count = 0
+        try:
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", []):
+                    initiated = _utc(upload.get("Initiated"))
+                    if initiated is None or initiated >= older_than:
+                        continue
+                    self._client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                        UploadId=upload["UploadId"])
+                    count += 1
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise classify_error(exc, what) from exc
+        return count, 0
+
     def close(self) -> None:
         self._client.close()
 

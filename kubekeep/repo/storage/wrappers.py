@@ -68,6 +68,9 @@ class _Wrapper(Storage):
     def create_location(self, *, object_lock: bool = False) -> None:
         self.inner.create_location(object_lock=object_lock)
 
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        return self.inner.remove_leftovers(older_than)
+
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
             retention: tuple[RetentionMode, datetime] | None = None) -> None:
         self.inner.put(key, data, retention=retention)
@@ -202,6 +205,9 @@ class RetryingStorage(_Wrapper):
 
     def location_exists(self) -> bool:
         return self._call(self.inner.location_exists)
+
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        return self._call(lambda: self.inner.remove_leftovers(older_than))
 
 
 # -- fault injection ----------------------------------------------------------------------
@@ -370,6 +376,9 @@ class ReadOnlyStorage(_Wrapper):
 
     def create_location(self, *, object_lock: bool = False) -> None:
         raise self._refuse("create the location")
+
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        raise self._refuse("remove leftovers")
 
 
 class BlockCachingReader(_Wrapper):
