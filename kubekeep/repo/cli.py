@@ -35,13 +35,17 @@ Location = Annotated[str, typer.Option("--repo", "-r", envvar="KUBEKEEP_REPOSITO
                                        help="Repository location: a directory path, file://path or "
                                             "s3://bucket/prefix (endpoint, region and keys from "
                                             "KUBEKEEP_S3_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, "
-                                            "AWS_SECRET_ACCESS_KEY).")]
+                                            "AWS_SECRET_ACCESS_KEY; timeouts from KUBEKEEP_S3_CONNECT_TIMEOUT, "
+                                            "KUBEKEEP_S3_READ_TIMEOUT, KUBEKEEP_S3_DEADLINE in seconds).")]
 PasswordFile = Annotated[Path | None, typer.Option("--password-file", help="Read the passphrase from this file.")]
 KeyFile = Annotated[Path | None, typer.Option("--key-file", help="Open with an external key file instead.")]
 
 
 S3_ENDPOINT_ENV = "KUBEKEEP_S3_ENDPOINT"
 S3_ADDRESSING_ENV = "KUBEKEEP_S3_ADDRESSING_STYLE"
+S3_CONNECT_TIMEOUT_ENV = "KUBEKEEP_S3_CONNECT_TIMEOUT"
+S3_READ_TIMEOUT_ENV = "KUBEKEEP_S3_READ_TIMEOUT"
+S3_DEADLINE_ENV = "KUBEKEEP_S3_DEADLINE"
 _ADDRESSING_STYLES: dict[str, Literal["auto", "virtual", "path"]] = {
     "auto": "auto", "virtual": "virtual", "path": "path"}
 
@@ -80,8 +84,16 @@ def s3_config_from_env(location: str, env: Mapping[str, str] | None = None) -> S
     style = _ADDRESSING_STYLES.get(raw_style)
     if style is None:
         raise ValueError(f"{S3_ADDRESSING_ENV} must be auto, virtual or path, not {raw_style!r}")
+    timeouts: dict[str, float] = {}
+    for variable, name in ((S3_CONNECT_TIMEOUT_ENV, "connect_timeout"), (S3_READ_TIMEOUT_ENV, "read_timeout"),
+                           (S3_DEADLINE_ENV, "deadline")):
+        if env.get(variable):
+            try:
+                timeouts[name] = float(env[variable])
+            except ValueError:
+                raise ValueError(f"{variable} must be a number of seconds, not {env[variable]!r}") from None
     return S3Config(
-        bucket=bucket, prefix=prefix + "/" if prefix else "", endpoint_url=endpoint,
+        bucket=bucket, prefix=prefix + "/" if prefix else "", endpoint_url=endpoint, **timeouts,
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
         access_key=env.get("AWS_ACCESS_KEY_ID") or None, secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
         session_token=env.get("AWS_SESSION_TOKEN") or None,

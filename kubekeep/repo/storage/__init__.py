@@ -1,6 +1,7 @@
 """Storage backends behind one interface (see base.py for the contract)."""
 
 from .base import (
+    DeadlineExceededError,
     InvalidKeyError,
     ObjectExistsError,
     ObjectInfo,
@@ -23,6 +24,7 @@ from .wrappers import (
 )
 
 __all__ = [
+    "DeadlineExceededError",
     "FaultInjectingStorage",
     "FaultPlan",
     "FilesystemStorage",

@@ -45,6 +45,13 @@ class TransientStorageError(StorageError):
     """A failure that may succeed when retried (throttling, 5xx, timeout)."""
 
 
+class DeadlineExceededError(TransientStorageError):
+    """A request (with its retries) did not complete within its deadline.
+
+    Transient (the endpoint may answer later, so a scheduled retry makes sense), but a
+    retry wrapper does not start another round of attempts: the deadline is the bound."""
+
+
 class ObjectNotFoundError(StorageError):
     def __init__(self, key: str) -> None:
         super().__init__(f"object not found: {key}")

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import io
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from .base import (
+    DeadlineExceededError,
     ObjectExistsError,
     ObjectInfo,
     ObjectLockedError,
@@ -101,8 +103,12 @@ class S3Config:
     part_size: int = 16 * MiB
     #: attempts per request, botocore's standard retry mode (first try included)
     max_attempts: int = 5
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    #: seconds to establish a connection
+    connect_timeout: float = 5.0
+    #: seconds a request may wait for the next bytes of an answer (not a bound on a whole transfer)
+    read_timeout: float = 20.0
+    #: seconds one request may take with its retries: no new attempt starts that could end past it
+    deadline: float = 30.0
     max_pool_connections: int = 16
     #: use If-None-Match for put-if-absent; False forces HEAD-then-PUT (racy)
     conditional_writes: bool = True
@@ -114,6 +120,8 @@ class S3Config:
             raise ValueError(f"part_size must be at least {_MIN_PART_SIZE} bytes")
         if self.multipart_threshold < self.part_size:
             raise ValueError("multipart_threshold must be at least part_size")
+        if min(self.connect_timeout, self.read_timeout, self.deadline) <= 0:
+            raise ValueError("S3 timeouts and the deadline must be positive")
 
     def make_client(self) -> S3Client:
         session = boto3.session.Session(
@@ -132,7 +140,41 @@ class S3Config:
         client: S3Client = session.client(
             "s3", endpoint_url=self.endpoint_url, verify=self.verify_tls, config=config
         )
+        deadline = _Deadline(self.deadline, self.read_timeout, self.endpoint_url or "the S3 endpoint")
+        client.meta.events.register("before-call.s3", deadline.start)
+        client.meta.events.register_first("needs-retry.s3", deadline.check)
         return client
+
+
+class _DeadlineReached(botocore.exceptions.BotoCoreError):
+    fmt = "{message}"
+
+
+class _Deadline:
+    """Bounds one API call with its botocore retries: ``before-call`` notes the start; before a
+    retry, ``needs-retry`` gives up when another attempt could end past the deadline."""
+
+    def __init__(self, seconds: float, read_timeout: float, endpoint: str) -> None:
+        self.seconds = seconds
+        self.read_timeout = read_timeout
+        self.endpoint = endpoint
+
+    def start(self, context: dict[str, Any], **_: Any) -> None:
+        context["kubekeep_started"] = time.monotonic()
+
+    def check(self, response: Any = None, caught_exception: Exception | None = None,
+              request_dict: dict[str, Any] | None = None, **_: Any) -> None:
+        failed = caught_exception is not None or (
+            response is not None and getattr(response[0], "status_code", 0) in (429, 500, 502, 503, 504))
+        started = ((request_dict or {}).get("context") or {}).get("kubekeep_started")
+        if not failed or started is None:
+            return
+        elapsed = time.monotonic() - started
+        if elapsed + self.read_timeout > self.seconds:
+            cause = caught_exception or f"HTTP {getattr(response[0], 'status_code', '?')}"
+            raise _DeadlineReached(message=(
+                f"{self.endpoint} did not answer in time: gave up after {elapsed:.0f} s (deadline {self.seconds:g} s, "
+                f"read timeout {self.read_timeout:g} s; last error: {cause})"))
 
 
 def _error_code(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
@@ -145,6 +187,8 @@ def classify_error(exc: Exception, what: str, key: str | None = None) -> Storage
     """Map a botocore exception onto the storage error hierarchy (transient vs permanent)."""
     if isinstance(exc, StorageError):
         return exc
+    if isinstance(exc, _DeadlineReached):
+        return DeadlineExceededError(f"{what}: {exc}")
     if isinstance(exc, botocore.exceptions.ClientError):
         code, status = _error_code(exc)
         if key is not None and code in _NOT_FOUND_CODES:

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from .base import (
+    DeadlineExceededError,
     ObjectExistsError,
     ObjectInfo,
     RetentionMode,
@@ -143,6 +144,8 @@ class RetryingStorage(_Wrapper):
         while True:
             try:
                 return fn()
+            except DeadlineExceededError:
+                raise  # the backend already spent the request's whole deadline
             except TransientStorageError:
                 attempt += 1
                 if attempt >= self.max_attempts:
