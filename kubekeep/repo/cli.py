@@ -84,16 +84,20 @@ def s3_config_from_env(location: str, env: Mapping[str, str] | None = None) -> S
     style = _ADDRESSING_STYLES.get(raw_style)
     if style is None:
         raise ValueError(f"{S3_ADDRESSING_ENV} must be auto, virtual or path, not {raw_style!r}")
-    timeouts: dict[str, float] = {}
-    for variable, name in ((S3_CONNECT_TIMEOUT_ENV, "connect_timeout"), (S3_READ_TIMEOUT_ENV, "read_timeout"),
-                           (S3_DEADLINE_ENV, "deadline")):
-        if env.get(variable):
-            try:
-                timeouts[name] = float(env[variable])
-            except ValueError:
-                raise ValueError(f"{variable} must be a number of seconds, not {env[variable]!r}") from None
+    def seconds(variable: str, default: float) -> float:
+        if not env.get(variable):
+            return default
+        try:
+            return float(env[variable])
+        except ValueError:
+            raise ValueError(f"{variable} must be a number of seconds, not {env[variable]!r}") from None
+
+    defaults = S3Config(bucket=bucket)
     return S3Config(
-        bucket=bucket, prefix=prefix + "/" if prefix else "", endpoint_url=endpoint, **timeouts,
+        bucket=bucket, prefix=prefix + "/" if prefix else "", endpoint_url=endpoint,
+        connect_timeout=seconds(S3_CONNECT_TIMEOUT_ENV, defaults.connect_timeout),
+        read_timeout=seconds(S3_READ_TIMEOUT_ENV, defaults.read_timeout),
+        deadline=seconds(S3_DEADLINE_ENV, defaults.deadline),
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
         access_key=env.get("AWS_ACCESS_KEY_ID") or None, secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
         session_token=env.get("AWS_SESSION_TOKEN") or None,
@@ -160,7 +164,10 @@ def _open(location: str, password_file: Path | None, key_file: Path | None) -> R
     storage = open_location(location)
     wrapper = _key_wrapper(key_file)
     password = None if wrapper is not None else read_password(password_file)
-    return Repository.open(storage, passphrase=password, key_wrapper=wrapper)
+    repo = Repository.open(storage, passphrase=password, key_wrapper=wrapper)
+    for warning in repo.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    return repo
 
 
 @contextmanager
@@ -369,6 +376,20 @@ def unlock_cmd(repo: Location,
             console.print(f"kept: {line}")
         what = "lock(s)" if remove_all else "stale lock(s)"
         out.print(f"removed {len(result.removed)} {what}, {len(result.kept)} live lock(s) kept")
+
+
+@repo_app.command("recover")
+def recover_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """S3 with versioning/Object Lock: make objects that delete markers or forged newer versions hide
+    visible again (their authentic, possibly locked, version becomes current)."""
+    with errors_reported():
+        result = _open(repo, password_file, key_file).recover()
+        for action in result.actions:
+            console.print(f"recovered {action.key}: {action.action}")
+        for problem in result.problems:
+            console.print(f"[yellow]left:[/] {problem}")
+        out.print(f"recovered {len(result.actions)} object(s)" + (f", {len(result.problems)} left as they are"
+                                                                 if result.problems else ""))
 
 
 @repo_app.command("stats")

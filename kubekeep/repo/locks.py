@@ -29,7 +29,6 @@ from .errors import IntegrityError
 from .format import LOCKS_PREFIX
 from .storage import ObjectNotFoundError, Storage, StorageError
 
-
 # -- who is running -----------------------------------------------------------------------------
 
 

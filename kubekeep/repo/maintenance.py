@@ -127,8 +127,12 @@ def _walk_snapshot(repo: Repository, doc: dict[str, Any], index: Index, visit: C
 
 
 def check(repo: Repository, *, read_data: bool = False) -> CheckResult:
+    from .recover import find_hidden
+
     result = CheckResult()
     try:
+        # versioned locations: delete markers and newer versions hide what Kubekeep wrote
+        result.errors.extend(hidden.describe() for hidden in find_hidden(repo.storage))
         _check(repo, read_data, result)
     except StorageError as exc:
         result.errors.append(f"storage error: {exc}")

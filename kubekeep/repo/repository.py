@@ -69,10 +69,12 @@ from .locks import RepositoryLock
 from .storage import (
     ObjectExistsError,
     ObjectNotFoundError,
+    ObjectVersion,
     RetentionMode,
     RetryingStorage,
     Storage,
     StorageError,
+    VersionsNotSupportedError,
 )
 
 Retention = tuple[RetentionMode, datetime]
@@ -151,6 +153,46 @@ def _not_a_repository(storage: Storage) -> RepositoryNotFoundError:
     return RepositoryNotFoundError(f"no kubekeep repository at {storage.url} (no config object{hint})")
 
 
+def _older_versions(storage: Storage, key: str, skip_current: bool) -> Iterator[ObjectVersion]:
+    """Versions of ``key`` a versioned location keeps besides the one a GET returns, newest first."""
+    try:
+        if not storage.versioned():
+            return
+        versions = [v for v in storage.list_versions(key) if v.key == key]
+    except VersionsNotSupportedError:
+        return
+    real = [v for v in versions if not v.delete_marker]
+    current_hidden = any(v.latest and v.delete_marker for v in versions)
+    if skip_current and real and not current_hidden:
+        real = real[1:]
+    yield from real
+
+
+def _hidden_slots(storage: Storage) -> Iterator[tuple[str, ObjectVersion, dict[str, Any]]]:
+    """Key slot versions a GET does not return (hidden by a delete marker, or under a newer version)."""
+    try:
+        if not storage.versioned():
+            return
+        versions = list(storage.list_versions(KEYS_PREFIX))
+    except VersionsNotSupportedError:
+        return
+    by_key: dict[str, list[ObjectVersion]] = {}
+    for v in versions:
+        by_key.setdefault(v.key, []).append(v)
+    for key, entries in by_key.items():
+        real = [v for v in entries if not v.delete_marker]
+        if not any(v.latest and v.delete_marker for v in entries):
+            real = real[1:]  # the current version was read already
+        for version in real:
+            try:
+                slot = json.loads(storage.get_version(key, version.version_id))
+                verify_slot(slot)
+            except (ValueError, UnicodeDecodeError, KeySlotError, StorageError):
+                continue
+            if slot.get("slot_id") == key[len(KEYS_PREFIX):]:
+                yield key, version, slot
+
+
 def _ignored_at_init(key: str) -> bool:
     """Objects an empty location may hold: a crashed init's key slots, a fresh volume's lost+found,
     and hidden top-level entries (an NFS server's .snapshot directory)."""
@@ -207,6 +249,8 @@ class Repository:
         self._local = threading.local()
         self._index: Index | None = None
         self._index_keys: set[str] = set()
+        #: what opening had to work around (a forged or hidden config or key slot), for the user
+        self.warnings: list[str] = []
 
     # -- creation and opening -------------------------------------------------------------
 
@@ -265,24 +309,74 @@ class Repository:
     def open(cls, storage: Storage, *, passphrase: str | None = None, key_wrapper: KeyWrapper | None = None,
              workers: int = 2, compression_level: int | None = None, lock_ttl: float | None = None,
              retry: bool = True) -> Repository:
-        """Open with a passphrase or an external key; WrongKeyError if no slot opens."""
+        """Open with a passphrase or an external key; WrongKeyError if no slot opens.
+
+        ``config`` is verified (its MAC needs the master key). In a versioned location
+        (S3 with versioning or Object Lock) a current ``config`` that is missing (a
+        delete marker) or fails verification (a forged newer version) is passed over
+        for the newest older version that verifies; ``warnings`` then says so, and
+        ``recover`` makes that version current again.
+        """
         if passphrase is None and key_wrapper is None:
             raise RepositoryError("open needs a passphrase or an external key")
         storage = _wrap_storage(storage, retry)
+        masters: dict[bytes, bytes] = {}
+        warnings: list[str] = []
+
+        def verified(raw: bytes) -> tuple[dict[str, Any], bytes]:
+            config = parse_config(raw)
+            try:
+                repository_id = bytes.fromhex(config["repository_id"])
+            except (KeyError, ValueError, TypeError):
+                raise UnsupportedFormatError("repository config has no valid repository_id") from None
+            if repository_id not in masters:
+                masters[repository_id] = cls._unlock(storage, repository_id, passphrase, key_wrapper, warnings)
+            master = masters[repository_id]
+            if config.get("mac") != config_mac(derive_key(master, "config mac"), config):
+                raise IntegrityError("repository config failed authentication (tampered or damaged)")
+            return config, master
+
         try:
-            raw = storage.get(CONFIG_KEY)
+            current: bytes | None = storage.get(CONFIG_KEY)
         except ObjectNotFoundError:
-            raise _not_a_repository(storage) from None
-        config = parse_config(raw)
-        try:
-            repository_id = bytes.fromhex(config["repository_id"])
-        except (KeyError, ValueError, TypeError):
-            raise UnsupportedFormatError("repository config has no valid repository_id") from None
-        master = cls._unlock(storage, repository_id, passphrase, key_wrapper)
-        if config.get("mac") != config_mac(derive_key(master, "config mac"), config):
-            raise IntegrityError("repository config failed authentication (tampered or damaged)")
-        return cls(storage, config, master, workers=workers, compression_level=compression_level,
+            current = None
+        first_error: RepositoryError | None = None
+        if current is not None:
+            try:
+                config, master = verified(current)
+            except (UnsupportedFormatError, IntegrityError, WrongKeyError) as exc:
+                first_error = exc
+            else:
+                return cls._opened(storage, config, master, warnings, workers, compression_level, lock_ttl)
+        for version in _older_versions(storage, CONFIG_KEY, current is not None):
+            try:
+                config, master = verified(storage.get_version(CONFIG_KEY, version.version_id))
+            except (UnsupportedFormatError, IntegrityError, WrongKeyError):
+                continue
+            what = "fails verification" if current is not None else "is missing (a delete marker hides it)"
+            written = version.modified.isoformat(timespec="seconds") if version.modified else "?"
+            warnings.append(f"the current config {what}: using its authentic version {version.version_id} "
+                            f"(written {written}); run `kubekeep repo check` and `kubekeep repo recover`")
+            return cls._opened(storage, config, master, warnings, workers, compression_level, lock_ttl)
+        if first_error is not None:
+            raise first_error
+        raise _not_a_repository(storage)
+
+    @classmethod
+    def _opened(cls, storage: Storage, config: dict[str, Any], master: bytes, warnings: list[str], workers: int,
+                compression_level: int | None, lock_ttl: float | None) -> Repository:
+        repo = cls(storage, config, master, workers=workers, compression_level=compression_level,
                    lock_ttl=lock_ttl or cls.DEFAULT_LOCK_TTL)
+        repo.warnings = warnings
+        return repo
+
+    def verify_config(self, raw: bytes) -> dict[str, Any]:
+        """The config in ``raw`` if it is this repository's authentic config; IntegrityError otherwise."""
+        config = parse_config(raw)
+        if config.get("repository_id") != self.repository_id.hex() or \
+                config.get("mac") != config_mac(derive_key(self._master, "config mac"), config):
+            raise IntegrityError("config failed authentication")
+        return config
 
     @staticmethod
     def _read_slots(storage: Storage) -> tuple[list[dict[str, Any]], list[str]]:
@@ -311,24 +405,36 @@ class Repository:
 
     @classmethod
     def _unlock(cls, storage: Storage, repository_id: bytes, passphrase: str | None,
-                key_wrapper: KeyWrapper | None) -> bytes:
+                key_wrapper: KeyWrapper | None, warnings: list[str] | None = None) -> bytes:
         slots, damaged = cls._read_slots(storage)
         kind = "passphrase" if passphrase is not None else "external"
         tried = 0
-        for slot in slots:
-            master: bytes | None = None
+
+        def attempt(slot: dict[str, Any], name: str) -> bytes | None:
+            nonlocal tried
             try:
                 if passphrase is not None and slot.get("type") == "passphrase":
                     tried += 1
-                    master = open_passphrase_slot(slot, repository_id, passphrase)
-                elif key_wrapper is not None and slot.get("type") == "external":
+                    return open_passphrase_slot(slot, repository_id, passphrase)
+                if key_wrapper is not None and slot.get("type") == "external":
                     tried += 1
-                    master = open_external_slot(slot, repository_id, key_wrapper)
+                    return open_external_slot(slot, repository_id, key_wrapper)
             except KeySlotError as exc:
                 tried -= 1
-                damaged.append(f"{KEYS_PREFIX}{slot['slot_id']}: {exc}")
-                continue
+                damaged.append(f"{name}: {exc}")
+            return None
+
+        for slot in slots:
+            master = attempt(slot, f"{KEYS_PREFIX}{slot['slot_id']}")
             if master is not None:
+                return master
+        # a versioned location may keep slots that a delete marker or a newer version hides
+        for key, version, slot in _hidden_slots(storage):
+            master = attempt(slot, f"{key} (version {version.version_id})")
+            if master is not None:
+                if warnings is not None:
+                    warnings.append(f"opened with key slot {key} version {version.version_id}, which a delete "
+                                    "marker or a newer version hides; run `kubekeep repo recover`")
                 return master
         if damaged:
             problems = "; ".join(damaged)
@@ -696,6 +802,12 @@ class Repository:
         from .maintenance import check
 
         return check(self, read_data=read_data)
+
+    def recover(self) -> Any:
+        """Versioned locations: make the authentic version of hidden or overwritten objects current."""
+        from .recover import recover
+
+        return recover(self)
 
     def repair_index(self) -> Any:
         from .maintenance import repair_index

@@ -67,8 +67,8 @@ def child(repo_dir: Path, action: str, arg: str) -> None:
 def run_crash_loop(base: Path, iterations: int, seed: int, log: bool = True) -> dict[str, int]:
     rng = random.Random(seed)
     repo_dir = base / "repo"
-    Repository.init(FilesystemStorage(repo_dir, create=True), passphrase=PASSWORD, kdf=KdfParams.cheap(), chunker=CHUNKER,
-                    pack_size=128 * 1024)
+    Repository.init(FilesystemStorage(repo_dir, create=True), passphrase=PASSWORD, kdf=KdfParams.cheap(),
+                    chunker=CHUNKER, pack_size=128 * 1024)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                         os.environ.get("PYTHONPATH", "")]))
     dropped: set[str] = set()

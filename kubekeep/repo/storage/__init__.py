@@ -7,11 +7,13 @@ from .base import (
     ObjectInfo,
     ObjectLockedError,
     ObjectNotFoundError,
+    ObjectVersion,
     RetentionMode,
     RetentionNotSupportedError,
     Storage,
     StorageError,
     TransientStorageError,
+    VersionsNotSupportedError,
 )
 from .filesystem import FilesystemStorage
 from .s3 import S3Config, S3Storage, create_bucket
@@ -33,6 +35,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectLockedError",
     "ObjectNotFoundError",
+    "ObjectVersion",
     "ReadOnlyStorage",
     "ReadOnlyStorageError",
     "RetentionMode",
@@ -43,5 +46,6 @@ __all__ = [
     "Storage",
     "StorageError",
     "TransientStorageError",
+    "VersionsNotSupportedError",
     "create_bucket",
 ]

@@ -76,6 +76,10 @@ class RetentionNotSupportedError(StorageError):
     pass
 
 
+class VersionsNotSupportedError(StorageError):
+    """The location keeps no object versions (a directory, an S3 bucket without versioning)."""
+
+
 class InvalidKeyError(StorageError, ValueError):
     pass
 
@@ -91,6 +95,19 @@ class ObjectInfo:
     size: int
     modified: datetime | None = None
     retain_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of a key in a versioned location (S3 with versioning / Object Lock)."""
+
+    key: str
+    version_id: str
+    modified: datetime | None
+    #: the version a plain GET returns (or, for a delete marker, the one that hides the key)
+    latest: bool
+    delete_marker: bool
+    size: int = 0
 
 
 def check_key(key: str) -> str:
@@ -151,6 +168,31 @@ class Storage(ABC):
         """Create the directory or bucket (with Object Lock when asked). Only `init` calls this."""
         if object_lock:
             raise RetentionNotSupportedError(f"{self.url}: this backend cannot lock objects")
+
+    # -- versions (S3 buckets with versioning; Kubekeep itself never writes a key twice) -----------
+
+    def versioned(self) -> bool:
+        """Whether older versions and delete markers can exist here."""
+        return False
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """Every version and delete marker under ``prefix``; a key's entries come together, newest first."""
+        raise VersionsNotSupportedError(f"{self.url} keeps no object versions")
+
+    def get_version(self, key: str, version_id: str) -> bytes:
+        raise VersionsNotSupportedError(f"{self.url} keeps no object versions")
+
+    def version_retained_until(self, key: str, version_id: str) -> datetime | None:
+        """The date a version is locked until (None when it is not locked now)."""
+        raise VersionsNotSupportedError(f"{self.url} keeps no object versions")
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        """Remove one version or delete marker; ObjectLockedError when the version is locked."""
+        raise VersionsNotSupportedError(f"{self.url} keeps no object versions")
+
+    def restore_version(self, key: str, version_id: str) -> None:
+        """Make an older version current again by copying it over the key (a new version)."""
+        raise VersionsNotSupportedError(f"{self.url} keeps no object versions")
 
     def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
         """Remove what interrupted writers left behind and no reader ever sees (temporary files,

@@ -10,6 +10,7 @@ there too.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -83,10 +84,8 @@ class FilesystemStorage(Storage):
         current = self.root
         for part in directory.relative_to(self.root).parts:
             current = current / part
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(current)
-            except FileExistsError:
-                pass
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)

@@ -43,6 +43,7 @@ from .base import (
     ObjectInfo,
     ObjectLockedError,
     ObjectNotFoundError,
+    ObjectVersion,
     RetentionMode,
     RetentionNotSupportedError,
     Storage,
@@ -553,6 +554,89 @@ class S3Storage(Storage):
         except botocore.exceptions.BotoCoreError as exc:
             raise classify_error(exc, what, key) from exc
         return retain_until
+
+    # -- the bucket ------------------------------------------------------------------------
+
+    missing_hint = ("check the bucket name, the endpoint and the credentials; "
+                    "`kubekeep repo init --create-bucket` creates a missing bucket")
+
+    def location_exists(self) -> bool:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            code, status = _error_code(exc)
+            if status == 404 or code in ("NoSuchBucket", "NotFound", "404"):
+                return False
+            raise classify_error(exc, f"look up bucket {self.bucket}") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise classify_error(exc, f"look up bucket {self.bucket}") from exc
+        return True
+
+    def create_location(self, *, object_lock: bool = False) -> None:
+        create_bucket(self._client, self.bucket, object_lock=object_lock)
+        with self._lock:
+            self._lock_enabled = None
+            self._versioned = None
+
+    # -- versions ---------------------------------------------------------------------------
+
+    def versioned(self) -> bool:
+        return self._is_versioned()
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        paginator = self._client.get_paginator("list_object_versions")
+        skip = len(self.prefix)
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                entries: builtins.list[tuple[bool, Any]] = [
+                    *((False, v) for v in page.get("Versions", [])),
+                    *((True, m) for m in page.get("DeleteMarkers", []))]
+                # one page may split a key's entries over its two lists: merge them back in S3's
+                # order (by key, newest first; the latest entry first among equal times)
+                entries.sort(key=lambda e: (e[1]["Key"], not e[1].get("IsLatest", False),
+                                            -(e[1]["LastModified"].timestamp() if e[1].get("LastModified")
+                                              else 0.0)))
+                for marker, entry in entries:
+                    yield ObjectVersion(entry["Key"][skip:], entry["VersionId"], _utc(entry.get("LastModified")),
+                                        bool(entry.get("IsLatest")), marker, int(entry.get("Size", 0) or 0))
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise classify_error(exc, f"list versions {self.url}{prefix}") from exc
+
+    def get_version(self, key: str, version_id: str) -> bytes:
+        what = f"get {self.url}{key} version {version_id}"
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._full(key), VersionId=version_id)
+            data = response["Body"].read()
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise classify_error(exc, what, key) from exc
+        if len(data) != response.get("ContentLength", len(data)):
+            raise TransientStorageError(f"{what}: short read")
+        return data
+
+    def version_retained_until(self, key: str, version_id: str) -> datetime | None:
+        return self._retained_until(self._full(key), version_id)
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        full = self._full(key)
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id)
+        except botocore.exceptions.ClientError as exc:
+            code, _ = _error_code(exc)
+            if code in ("AccessDenied", "403", "InvalidRequest"):
+                retained = self._retained_until(full, version_id)
+                if retained is not None:
+                    raise ObjectLockedError(key, retained) from None
+            raise classify_error(exc, f"delete {self.url}{key} version {version_id}") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise classify_error(exc, f"delete {self.url}{key} version {version_id}") from exc
+
+    def restore_version(self, key: str, version_id: str) -> None:
+        full = self._full(key)
+        try:
+            self._client.copy_object(Bucket=self.bucket, Key=full,
+                                     CopySource={"Bucket": self.bucket, "Key": full, "VersionId": version_id})
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise classify_error(exc, f"restore {self.url}{key} version {version_id}", key) from exc
 
     def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
         """Abort multipart uploads under the prefix started before ``older_than`` (their parts

@@ -21,6 +21,7 @@ from .base import (
     DeadlineExceededError,
     ObjectExistsError,
     ObjectInfo,
+    ObjectVersion,
     RetentionMode,
     Storage,
     StorageError,
@@ -71,6 +72,24 @@ class _Wrapper(Storage):
 
     def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
         return self.inner.remove_leftovers(older_than)
+
+    def versioned(self) -> bool:
+        return self.inner.versioned()
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        return self.inner.list_versions(prefix)
+
+    def get_version(self, key: str, version_id: str) -> bytes:
+        return self.inner.get_version(key, version_id)
+
+    def version_retained_until(self, key: str, version_id: str) -> datetime | None:
+        return self.inner.version_retained_until(key, version_id)
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        self.inner.delete_version(key, version_id)
+
+    def restore_version(self, key: str, version_id: str) -> None:
+        self.inner.restore_version(key, version_id)
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
             retention: tuple[RetentionMode, datetime] | None = None) -> None:
@@ -211,6 +230,32 @@ class RetryingStorage(_Wrapper):
 
     def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
         return self._call(lambda: self.inner.remove_leftovers(older_than))
+
+    def versioned(self) -> bool:
+        return self._call(self.inner.versioned)
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        def first() -> tuple[Iterator[ObjectVersion], ObjectVersion | None]:
+            iterator = self.inner.list_versions(prefix)
+            return iterator, next(iterator, None)
+
+        iterator, head = self._call(first)
+        if head is None:
+            return
+        yield head
+        yield from iterator
+
+    def get_version(self, key: str, version_id: str) -> bytes:
+        return self._call(lambda: self.inner.get_version(key, version_id))
+
+    def version_retained_until(self, key: str, version_id: str) -> datetime | None:
+        return self._call(lambda: self.inner.version_retained_until(key, version_id))
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        self._call(lambda: self.inner.delete_version(key, version_id))
+
+    def restore_version(self, key: str, version_id: str) -> None:
+        self._call(lambda: self.inner.restore_version(key, version_id))
 
 
 # -- fault injection ----------------------------------------------------------------------
@@ -382,6 +427,12 @@ class ReadOnlyStorage(_Wrapper):
 
     def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
         raise self._refuse("remove leftovers")
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        raise self._refuse(f"delete a version of {key}")
+
+    def restore_version(self, key: str, version_id: str) -> None:
+        raise self._refuse(f"restore a version of {key}")
 
 
 class BlockCachingReader(_Wrapper):

@@ -15,7 +15,6 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from kubekeep.repo.locks import read_locks
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
 
-from .conftest import CHUNKER, PACK_SIZE, PASSWORD, make_repo, open_repo
+from .conftest import PASSWORD, make_repo, open_repo
 
 ROOT = Path(__file__).resolve().parents[3]
 TWO_HOURS_AGO = time.time() - 7200
