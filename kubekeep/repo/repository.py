@@ -74,7 +74,6 @@ from .storage import (
     RetryingStorage,
     Storage,
     StorageError,
-    VersionsNotSupportedError,
 )
 
 Retention = tuple[RetentionMode, datetime]
@@ -159,7 +158,7 @@ def _older_versions(storage: Storage, key: str, skip_current: bool) -> Iterator[
         if not storage.versioned():
             return
         versions = [v for v in storage.list_versions(key) if v.key == key]
-    except VersionsNotSupportedError:
+    except StorageError:  # no versions here, or they cannot be read: the caller reports its own error
         return
     real = [v for v in versions if not v.delete_marker]
     current_hidden = any(v.latest and v.delete_marker for v in versions)
@@ -174,7 +173,7 @@ def _hidden_slots(storage: Storage) -> Iterator[tuple[str, ObjectVersion, dict[s
         if not storage.versioned():
             return
         versions = list(storage.list_versions(KEYS_PREFIX))
-    except VersionsNotSupportedError:
+    except StorageError:
         return
     by_key: dict[str, list[ObjectVersion]] = {}
     for v in versions:
