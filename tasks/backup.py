@@ -60,7 +60,8 @@ def snapshot_manifests(location: LocationProfile, key: EncryptionKey, cluster: C
 
     The location must hold a repository; ``init`` creates one (the first backup only)."""
     report = CollectReport()
-    with cluster.connect() as c, key.open_repository(location.storage(), create=init) as repo:
+    with cluster.connect() as c, key.open_repository(location.storage(), create=init,
+                                                     object_lock=location.object_lock_mode is not None) as repo:
         result = repo.backup(streams={MANIFESTS_STREAM: manifest_stream(collect(c, selection, report))},
                              tags=[MANIFESTS_TAG, f"app:{app}"],
                              metadata={"restore_point": restore_point_id, "app": app, "cluster": c.name},

@@ -74,6 +74,7 @@ from .storage import (
     RetryingStorage,
     Storage,
     StorageError,
+    TransientStorageError,
 )
 
 Retention = tuple[RetentionMode, datetime]
@@ -199,12 +200,12 @@ def _ignored_at_init(key: str) -> bool:
     return key.startswith(KEYS_PREFIX) or first == "lost+found" or first.startswith(".")
 
 
-def _prepare_location(storage: Storage, create: bool, retention: Retention | None) -> None:
+def _prepare_location(storage: Storage, create: bool, retention: Retention | None, object_lock: bool) -> None:
     if not storage.location_exists():
         if not create:
             hint = f" ({storage.missing_hint})" if storage.missing_hint else ""
             raise RepositoryNotFoundError(f"{storage.url} does not exist{hint}")
-        storage.create_location(object_lock=retention is not None)
+        storage.create_location(object_lock=object_lock or retention is not None)
     if storage.exists(CONFIG_KEY):
         raise RepositoryExistsError(f"{storage.url} already holds a repository")
     if retention is not None and not storage.supports_retention:
@@ -258,11 +259,11 @@ class Repository:
              kdf: KdfParams | None = None, cipher: str = "aes-256-gcm", compression_level: int = 3,
              chunker: Mapping[str, int] | None = None, pack_size: int = DEFAULT_PACK_SIZE,
              workers: int = 2, retry: bool = True, create_location: bool = False,
-             retention: Retention | None = None) -> Repository:
+             retention: Retention | None = None, object_lock: bool = False) -> Repository:
         """Create a repository in an empty location, with one passphrase and/or external key slot.
 
         A missing location (directory, bucket) is created only with ``create_location``
-        (with Object Lock when ``retention`` is given); a location holding anything but
+        (with Object Lock when ``retention`` or ``object_lock`` is given); a location holding anything but
         the leftovers of a crashed init is refused. ``retention`` locks the config and
         the key slots as they are written.
         """
@@ -275,7 +276,7 @@ class Repository:
         if not 1 <= compression_level <= 22:
             raise RepositoryError("compression level must be between 1 and 22")
         storage = _wrap_storage(storage, retry)
-        _prepare_location(storage, create_location, retention)
+        _prepare_location(storage, create_location, retention, object_lock)
         chunk_cfg: dict[str, Any] = dict(DEFAULT_CHUNKER)
         if chunker:
             chunk_cfg.update(chunker)
@@ -339,6 +340,12 @@ class Repository:
             current: bytes | None = storage.get(CONFIG_KEY)
         except ObjectNotFoundError:
             current = None
+        except TransientStorageError:
+            raise
+        except StorageError:
+            if not storage.location_exists():
+                raise _not_a_repository(storage) from None  # a missing bucket
+            raise
         first_error: RepositoryError | None = None
         if current is not None:
             try:

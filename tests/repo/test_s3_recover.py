@@ -190,3 +190,19 @@ def test_cli_init_refuses_a_missing_bucket_unless_asked(seaweedfs: S3TestServer,
     assert r.exit_code == 1 and "Object Lock" in r.output, r.output
     r = runner.invoke(repo_app, ["init", "--repo", f"s3://{plain}/y2", "--lock-days", "3"])
     assert r.exit_code == 1 and "--lock-mode" in r.output
+
+
+def test_first_backup_with_init_creates_a_locked_bucket_for_a_locked_location(seaweedfs: S3TestServer) -> None:
+    from blocks import EncryptionKey, LocationProfile
+
+    bucket = f"kk-flow-{uuid.uuid4().hex[:8]}"
+    location = LocationProfile(kind="s3", bucket=bucket, prefix="app/", endpoint_url=seaweedfs.endpoint_url,
+                               region=seaweedfs.region, access_key_id=seaweedfs.access_key,
+                               secret_access_key=seaweedfs.secret_key, object_lock_mode="COMPLIANCE",
+                               object_lock_days=1)
+    key = EncryptionKey(passphrase=PASSWORD, cheap_kdf=True)
+    with pytest.raises(Exception, match="does not exist"):
+        key.open_repository(location.storage())
+    with key.open_repository(location.storage(), create=True, object_lock=True) as repo:
+        assert repo.storage.supports_retention
+        repo.backup_stream("m", [b"manifests"], retention=location.retention())
