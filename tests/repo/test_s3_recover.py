@@ -206,3 +206,17 @@ def test_first_backup_with_init_creates_a_locked_bucket_for_a_locked_location(se
     with key.open_repository(location.storage(), create=True, object_lock=True) as repo:
         assert repo.storage.supports_retention
         repo.backup_stream("m", [b"manifests"], retention=location.retention())
+
+
+def test_a_key_slot_hidden_by_a_delete_marker_still_opens(locked: tuple[S3Storage, Any, Repository]) -> None:
+    storage, client, repo = locked
+    repo.backup_stream("db", [b"k" * 5000], retention=_lock())
+    [slot_key] = [i.key for i in storage.list("keys/")]
+    client.delete_object(Bucket=storage.bucket, Key=_full(storage, slot_key))
+    assert not list(storage.list("keys/"))
+    fresh = Repository.open(S3Storage(storage.config), passphrase=PASSWORD)
+    assert any(slot_key in w for w in fresh.warnings), fresh.warnings
+    assert any(slot_key in e and "delete marker" in e for e in fresh.check().errors)
+    fresh.recover()
+    assert [i.key for i in storage.list("keys/")] == [slot_key]
+    assert Repository.open(S3Storage(storage.config), passphrase=PASSWORD).warnings == []
