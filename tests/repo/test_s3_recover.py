@@ -54,10 +54,8 @@ def _cli_env(monkeypatch: pytest.MonkeyPatch, seaweedfs: S3TestServer) -> None:
     monkeypatch.setenv("KUBEKEEP_PASSWORD", PASSWORD)
     monkeypatch.delenv("KUBEKEEP_REPOSITORY", raising=False)
     monkeypatch.delenv("KUBEKEEP_S3_ADDRESSING_STYLE", raising=False)
-    monkeypatch.setenv("KUBEKEEP_S3_ENDPOINT", seaweedfs.endpoint_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
-    monkeypatch.setenv("AWS_REGION", seaweedfs.region)
+    for name, value in seaweedfs.cli_environment().items():
+        monkeypatch.setenv(name, value)
 
 
 def _location(storage: S3Storage) -> str:

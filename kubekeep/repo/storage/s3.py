@@ -470,17 +470,21 @@ class S3Storage(Storage):
             # the data: remove each version instead, oldest first, so that the current
             # version goes last and the key stays readable if a locked one refuses.
             for version_id in self._versions_oldest_first(full):
-                try:
-                    self._client.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id)
-                except botocore.exceptions.ClientError as exc:
-                    code, _ = _error_code(exc)
-                    if code in ("AccessDenied", "403", "InvalidRequest"):
-                        retained = self._retained_until(full, version_id)
-                        if retained is not None:
-                            raise ObjectLockedError(key, retained) from None
-                    raise
+                self._delete_one_version(key, full, version_id)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise classify_error(exc, what) from exc
+
+    def _delete_one_version(self, key: str, full: str, version_id: str) -> None:
+        """DeleteObject of one version; ObjectLockedError (with its date) when a lock refuses it."""
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id)
+        except botocore.exceptions.ClientError as exc:
+            code, _ = _error_code(exc)
+            if code in ("AccessDenied", "403", "InvalidRequest"):
+                retained = self._retained_until(full, version_id)
+                if retained is not None:
+                    raise ObjectLockedError(key, retained) from None
+            raise
 
     def _versions_oldest_first(self, full: str) -> builtins.list[str]:
         found: builtins.list[tuple[bool, datetime, str]] = []
@@ -617,17 +621,9 @@ class S3Storage(Storage):
         return self._retained_until(self._full(key), version_id)
 
     def delete_version(self, key: str, version_id: str) -> None:
-        full = self._full(key)
         try:
-            self._client.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id)
-        except botocore.exceptions.ClientError as exc:
-            code, _ = _error_code(exc)
-            if code in ("AccessDenied", "403", "InvalidRequest"):
-                retained = self._retained_until(full, version_id)
-                if retained is not None:
-                    raise ObjectLockedError(key, retained) from None
-            raise classify_error(exc, f"delete {self.url}{key} version {version_id}") from exc
-        except botocore.exceptions.BotoCoreError as exc:
+            self._delete_one_version(key, self._full(key), version_id)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise classify_error(exc, f"delete {self.url}{key} version {version_id}") from exc
 
     def restore_version(self, key: str, version_id: str) -> None:

@@ -205,9 +205,10 @@ class RetryingStorage(_Wrapper):
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         return self._call(lambda: self.inner.get_range(key, offset, length))
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        def first() -> tuple[Iterator[ObjectInfo], ObjectInfo | None]:
-            iterator = self.inner.list(prefix)
+    def _listing(self, start: Callable[[], Iterator[T]]) -> Iterator[T]:
+        """Retry a listing only until its first item is yielded (a restart would repeat items)."""
+        def first() -> tuple[Iterator[T], T | None]:
+            iterator = start()
             return iterator, next(iterator, None)
 
         iterator, head = self._call(first)
@@ -215,6 +216,9 @@ class RetryingStorage(_Wrapper):
             return
         yield head
         yield from iterator
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self._listing(lambda: self.inner.list(prefix))
 
     def stat(self, key: str) -> ObjectInfo:
         return self._call(lambda: self.inner.stat(key))
@@ -235,15 +239,7 @@ class RetryingStorage(_Wrapper):
         return self._call(self.inner.versioned)
 
     def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
-        def first() -> tuple[Iterator[ObjectVersion], ObjectVersion | None]:
-            iterator = self.inner.list_versions(prefix)
-            return iterator, next(iterator, None)
-
-        iterator, head = self._call(first)
-        if head is None:
-            return
-        yield head
-        yield from iterator
+        return self._listing(lambda: self.inner.list_versions(prefix))
 
     def get_version(self, key: str, version_id: str) -> bytes:
         return self._call(lambda: self.inner.get_version(key, version_id))

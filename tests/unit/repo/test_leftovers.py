@@ -60,6 +60,19 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
             stream.close()
 
 
+def _kill_a_lock_holder(storage: FilesystemStorage, kind: str) -> None:
+    """Leave the lock of a process killed with SIGKILL (nothing released it)."""
+    proc = _child(storage, f"""
+        repo.lock({kind!r})
+        print("locked", flush=True)
+        time.sleep(3600)
+    """)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"locked"
+    finally:
+        _kill(proc)
+
+
 def _packs(storage: FilesystemStorage) -> set[str]:
     return {i.key for i in storage.list(DATA_PREFIX)}
 
@@ -104,15 +117,7 @@ def test_a_killed_backup_leaves_nothing_that_blocks_or_stays(storage: Filesystem
 
 def test_a_killed_prune_does_not_refuse_the_next(storage: FilesystemStorage) -> None:
     make_repo(storage).close()
-    proc = _child(storage, """
-        repo.lock("prune")
-        print("locked", flush=True)
-        time.sleep(3600)
-    """)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"locked"
-    finally:
-        _kill(proc)
+    _kill_a_lock_holder(storage, "prune")
     open_repo(storage).prune([], wait_timeout=5, poll=0.1)  # no LockedError
 
 
@@ -132,15 +137,7 @@ def test_a_lock_of_another_host_is_trusted_until_it_expires(repo: Repository,
 def test_unlock_removes_stale_locks_and_remove_all_removes_every_lock(
         storage: FilesystemStorage, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = make_repo(storage)
-    proc = _child(storage, """
-        repo.lock("backup")
-        print("locked", flush=True)
-        time.sleep(3600)
-    """)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"locked"
-    finally:
-        _kill(proc)
+    _kill_a_lock_holder(storage, "backup")
     held = repo.lock("backup")  # a live lock of this process
     monkeypatch.setenv("KUBEKEEP_PASSWORD", PASSWORD)
     runner = CliRunner()
