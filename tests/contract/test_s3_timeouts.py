@@ -107,3 +107,18 @@ def test_timeouts_come_from_the_environment() -> None:
     assert default.connect_timeout + default.read_timeout <= 30 and default.deadline <= 30
     with pytest.raises(ValueError, match="KUBEKEEP_S3_DEADLINE"):
         s3_config_from_env("s3://b/p", {"KUBEKEEP_S3_DEADLINE": "soon"})
+
+
+def test_large_uploads_have_their_own_bounds(silent_endpoint: str) -> None:
+    """A loaded server may take longer to store a pack than to answer a HEAD: uploads of at least
+    transfer_size wait transfer_read_timeout, and metadata requests still fail fast."""
+    storage = _storage(silent_endpoint, connect_timeout=1, read_timeout=1, deadline=1.5,
+                       transfer_read_timeout=3, transfer_deadline=3.5)
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match="deadline 1.5 s"):
+        storage.put("small", b"x" * 1000)
+    assert time.monotonic() - start < 2.5
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match="deadline 3.5 s"):
+        storage.put("data/ab/pack", b"p" * (2 * 1024 * 1024))
+    assert 2.5 < time.monotonic() - start < 6

@@ -110,6 +110,12 @@ class S3Config:
     read_timeout: float = 20.0
     #: seconds one request may take with its retries: no new attempt starts that could end past it
     deadline: float = 30.0
+    #: uploads of at least ``transfer_size`` bytes (a pack, a multipart part, completing a multipart
+    #: upload) wait for the server's answer after sending their body: a loaded server may take
+    #: longer to store megabytes than to answer a metadata request, so they get their own bounds
+    transfer_read_timeout: float = 120.0
+    transfer_deadline: float = 300.0
+    transfer_size: int = MiB
     max_pool_connections: int = 16
     #: use If-None-Match for put-if-absent; False forces HEAD-then-PUT (racy)
     conditional_writes: bool = True
@@ -121,10 +127,13 @@ class S3Config:
             raise ValueError(f"part_size must be at least {_MIN_PART_SIZE} bytes")
         if self.multipart_threshold < self.part_size:
             raise ValueError("multipart_threshold must be at least part_size")
-        if min(self.connect_timeout, self.read_timeout, self.deadline) <= 0:
-            raise ValueError("S3 timeouts and the deadline must be positive")
+        if min(self.connect_timeout, self.read_timeout, self.deadline, self.transfer_read_timeout,
+               self.transfer_deadline) <= 0:
+            raise ValueError("S3 timeouts and deadlines must be positive")
 
-    def make_client(self) -> S3Client:
+    def make_client(self, *, transfer: bool = False) -> S3Client:
+        """A boto3 client; ``transfer`` gives it the bounds for large uploads."""
+        read_timeout = self.transfer_read_timeout if transfer else self.read_timeout
         session = boto3.session.Session(
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
@@ -134,14 +143,15 @@ class S3Config:
         config = Config(
             retries={"mode": "standard", "max_attempts": self.max_attempts},
             connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
+            read_timeout=read_timeout,
             max_pool_connections=self.max_pool_connections,
             s3={"addressing_style": self.addressing_style},
         )
         client: S3Client = session.client(
             "s3", endpoint_url=self.endpoint_url, verify=self.verify_tls, config=config
         )
-        deadline = _Deadline(self.deadline, self.read_timeout, self.endpoint_url or "the S3 endpoint")
+        deadline = _Deadline(self.transfer_deadline if transfer else self.deadline, read_timeout,
+                             self.endpoint_url or "the S3 endpoint")
         client.meta.events.register("before-call.s3", deadline.start)
         client.meta.events.register_first("needs-retry.s3", deadline.check)
         return client
@@ -268,10 +278,22 @@ class S3Storage(Storage):
         self.prefix = config.prefix
         self.url = f"s3://{config.bucket}/{config.prefix}"
         self._client = client if client is not None else config.make_client()
+        self._given_client = client is not None
+        self._transfer: S3Client | None = client
         self._conditional = config.conditional_writes
         self._lock = threading.Lock()
         self._lock_enabled: bool | None = None
         self._versioned: bool | None = None
+
+    def _transfer_client(self, size: int) -> S3Client:
+        """The client for an upload of ``size`` bytes (made on first use)."""
+        if size < self.config.transfer_size:
+            return self._client
+        if self._transfer is None:
+            with self._lock:
+                if self._transfer is None:
+                    self._transfer = self.config.make_client(transfer=True)
+        return self._transfer
 
     # -- bucket properties, probed once -------------------------------------------------
 
@@ -335,7 +357,8 @@ class S3Storage(Storage):
             # a seekable reader over the caller's buffer: no 16 MiB copy per pack (the caller keeps the
             # buffer unchanged until put returns)
             body = cast(IO[bytes], _ViewReader(view))
-            self._client.put_object(Bucket=self.bucket, Key=full, Body=body, ContentMD5=_md5_b64(view), **extra)
+            self._transfer_client(view.nbytes).put_object(Bucket=self.bucket, Key=full, Body=body,
+                                                          ContentMD5=_md5_b64(view), **extra)
         except botocore.exceptions.ClientError as exc:
             code, status = _error_code(exc)
             if status == 412 or code == "PreconditionFailed":
@@ -368,7 +391,7 @@ class S3Storage(Storage):
             parts: builtins.list[dict[str, Any]] = []
             for number, offset in enumerate(range(0, size, part_size), start=1):
                 chunk = bytes(view[offset:offset + part_size])
-                response = self._client.upload_part(
+                response = self._transfer_client(len(chunk)).upload_part(
                     Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number,
                     Body=chunk, ContentMD5=_md5_b64(chunk),
                 )
@@ -379,7 +402,7 @@ class S3Storage(Storage):
                              and name != "ChecksumType"})
                 parts.append(part)
             complete: dict[str, Any] = {"IfNoneMatch": "*"} if self._conditional else {}
-            self._client.complete_multipart_upload(
+            self._transfer_client(size).complete_multipart_upload(
                 Bucket=self.bucket, Key=full, UploadId=upload_id,
                 MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
                 **complete,
@@ -655,6 +678,8 @@ class S3Storage(Storage):
 
     def close(self) -> None:
         self._client.close()
+        if self._transfer is not None and not self._given_client:
+            self._transfer.close()
 
 
 def _as_client(client_or_config: S3Client | S3Config) -> S3Client:
