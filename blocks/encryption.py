@@ -45,8 +45,15 @@ class EncryptionKey(Block):
         repo = self.open_repository(location.storage())
         return Catalog(repo.storage, cache_dir=cache_dir, codec=repo.catalog_codec())
 
-    def open_repository(self, storage: Storage, *, create: bool = False, workers: int = 2) -> Repository:
-        """Open the repository of a location; with ``create``, initialise an empty location first."""
+    def open_repository(self, storage: Storage, *, create: bool = False, workers: int = 2,
+                        object_lock: bool = False) -> Repository:
+        """Open the repository of a location.
+
+        Only ``create`` (a first backup with ``init``, or a test) initialises one, creating
+        the directory or bucket if needed (a bucket with Object Lock when ``object_lock``):
+        without it a missing or empty location is an
+        error that suggests an unmounted volume, never a new repository on the local disk.
+        """
         passphrase = self.passphrase.get_secret_value() if self.passphrase else None
         try:
             return Repository.open(storage, passphrase=passphrase, key_wrapper=self.key_wrapper(), workers=workers)
@@ -54,4 +61,5 @@ class EncryptionKey(Block):
             if not create:
                 raise
         return Repository.init(storage, passphrase=passphrase, key_wrapper=self.key_wrapper(), workers=workers,
-                               kdf=KdfParams.cheap() if self.cheap_kdf else None)
+                               kdf=KdfParams.cheap() if self.cheap_kdf else None, create_location=True,
+                               object_lock=object_lock)

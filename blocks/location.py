@@ -30,6 +30,9 @@ class LocationProfile(Block):
     object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] | None = Field(
         default=None, description="Require Object Lock retention of this mode on every object.")
     object_lock_days: int = Field(default=0, ge=0, description="Retention in days when object_lock_mode is set.")
+    connect_timeout: float = Field(default=5.0, gt=0, description="S3: seconds to establish a connection.")
+    read_timeout: float = Field(default=20.0, gt=0, description="S3: seconds to wait for the next bytes of an answer.")
+    deadline: float = Field(default=30.0, gt=0, description="S3: seconds one request may take, retries included.")
 
     @model_validator(mode="after")
     def _check(self) -> LocationProfile:
@@ -51,7 +54,8 @@ class LocationProfile(Block):
         return S3Storage(S3Config(
             bucket=self.bucket, prefix=self.prefix, endpoint_url=self.endpoint_url, region=self.region,
             access_key=self.access_key_id.get_secret_value() if self.access_key_id else None,
-            secret_key=self.secret_access_key.get_secret_value() if self.secret_access_key else None))
+            secret_key=self.secret_access_key.get_secret_value() if self.secret_access_key else None,
+            connect_timeout=self.connect_timeout, read_timeout=self.read_timeout, deadline=self.deadline))
 
     def retention(self, now: datetime | None = None) -> tuple[RetentionMode, datetime] | None:
         if not self.object_lock_mode:

@@ -56,6 +56,7 @@ def backup(
     mover: dict[str, Any] | None = None,
     policy: str | None = None,
     include_crds: list[str] | None = None,
+    init: bool = False,
 ) -> str:
     """Back up an application; return the id of the new restore point.
 
@@ -79,6 +80,9 @@ def backup(
         include_crds: CustomResourceDefinitions to back up even without custom resources: API groups or CRD
             names (shell patterns). CRDs installed by the application's Helm release or labelled ``part-of``
             like it are included anyway; the restore point records why each CRD is in it.
+        init: Create the repository (and its directory or bucket) when the location holds
+            none; only for a first backup. Without it a location that is not a repository
+            fails, so an unmounted NFS path never becomes a repository on the local disk.
     """
     logger = get_run_logger()
     started = datetime.now(UTC)
@@ -101,7 +105,7 @@ def backup(
         except HookError as exc:
             hook_run = exc.run or HookRun(pre_started=True)
             raise
-        manifests = snapshot_manifests(loc, key, conn, selection, rp_id, app)
+        manifests = snapshot_manifests(loc, key, conn, selection, rp_id, app, init)
         record_q: QuiesceRecord | None = quiesce_workloads(conn, resolved, quiesce) if quiesce else None
         try:
             volumes = _export_volumes(loc, key, conn, manifests, rp_id, nfs_mounts, mover, volume_concurrency)

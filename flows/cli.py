@@ -338,6 +338,8 @@ def backup_cmd(
     mover_service_account: MoverSaOpt = None,
     policy: Annotated[str | None, typer.Option("--policy", help="Name of the backup policy recorded with the "
                                                                 "restore point.")] = None,
+    init: Annotated[bool, typer.Option("--init", help="Create the repository if the location holds none "
+                                                      "(first backup only).")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Back up an application now (the same flow the deployments run); print the restore point id."""
@@ -357,7 +359,8 @@ def backup_cmd(
             rp_id = backup(app=app_name, namespaces=namespaces, location=loc, encryption_key=key, cluster=conn,
                            label_selector=selector, include_kinds=include_kind, exclude_kinds=exclude_kind,
                            volume_concurrency=volume_concurrency, nfs_mounts=mounts, hooks=hook_rules,
-                           quiesce=quiesce, mover=mover, policy=policy, include_crds=include_crd)
+                           quiesce=quiesce, mover=mover, policy=policy, include_crds=include_crd,
+                           init=init)
     typer.echo(rp_id)
 
 

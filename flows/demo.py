@@ -33,7 +33,8 @@ def run_demo(*, keep: bool = False) -> int:
         location = LocationProfile(kind="filesystem", path=str(location_dir))
         key = EncryptionKey.model_validate({"passphrase": os.environ.get("KUBEKEEP_PASSWORD", "kubekeep-demo")})
         conn = ClusterConnection(name="testbed", kubeconfig_path=str(cp.kubeconfig_path))
-        rp_id = backup(app="shop", namespaces=["shop"], location=location, encryption_key=key, cluster=conn)
+        rp_id = backup(app="shop", namespaces=["shop"], location=location, encryption_key=key, cluster=conn,
+                       init=True)
         point = latest_restore_point(key.catalog(location), "shop")
         assert point is not None and point.id == rp_id
         print(f"\nRestore point {point.id}: {point.status}, {point.object_count} objects, "

@@ -57,10 +57,13 @@ def discover_applications_task(cluster: ClusterConnection) -> list[Application]:
 
 @task(name="snapshot-manifests", **DATA_TASK)
 def snapshot_manifests(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection,
-                       selection: Selection, restore_point_id: str, app: str) -> ManifestResult:
-    """Stream every selected object (and its cluster-scoped dependencies) into one snapshot."""
+                       selection: Selection, restore_point_id: str, app: str, init: bool = False) -> ManifestResult:
+    """Stream every selected object (and its cluster-scoped dependencies) into one snapshot.
+
+    The location must hold a repository; ``init`` creates one (the first backup only)."""
     report = CollectReport()
-    with cluster.connect() as c, key.open_repository(location.storage(), create=True) as repo:
+    with cluster.connect() as c, key.open_repository(location.storage(), create=init,
+                                                     object_lock=location.object_lock_mode is not None) as repo:
         result = repo.backup(streams={MANIFESTS_STREAM: manifest_stream(collect(c, selection, report))},
                              tags=[MANIFESTS_TAG, f"app:{app}"],
                              metadata={"restore_point": restore_point_id, "app": app, "cluster": c.name},

@@ -6,6 +6,7 @@ The format is specified in docs/repository-format.md.
 from .crypto import KdfParams, KeyWrapper, LocalKeyWrapper
 from .errors import (
     IntegrityError,
+    KeySlotError,
     LockedError,
     MissingObjectError,
     RepositoryError,
@@ -21,6 +22,7 @@ __all__ = [
     "BackupStats",
     "IntegrityError",
     "KdfParams",
+    "KeySlotError",
     "KeyWrapper",
     "LocalKeyWrapper",
     "LockedError",

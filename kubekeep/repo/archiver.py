@@ -474,8 +474,10 @@ class Archiver:
                 if st.st_nlink > 1 and link_key in self._hardlinks:
                     node["_content"] = self._hardlinks[link_key]
                 elif (old is not None and old.get("type") == "file" and old.get("size") == st.st_size
-                      and old.get("mtime_ns") == st.st_mtime_ns and old.get("inode") == st.st_ino
-                      and "content" in old):
+                      and old.get("mtime_ns") == st.st_mtime_ns and old.get("ctime_ns") == st.st_ctime_ns
+                      and old.get("inode") == st.st_ino and "content" in old):
+                    # ctime cannot be set back by a user (utime changes it), so an in-place
+                    # rewrite with the mtime restored is still seen as changed
                     node["content"] = old["content"]
                     self.stats.unchanged_files += 1
                     self._done_bytes += st.st_size

@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -17,7 +18,7 @@ from rich.table import Table
 from .crypto import KdfParams, KeyWrapper, LocalKeyWrapper
 from .errors import RepositoryError, RestoreError
 from .repository import Repository
-from .storage import FilesystemStorage, S3Config, S3Storage, Storage, StorageError
+from .storage import FilesystemStorage, RetentionMode, S3Config, S3Storage, Storage, StorageError
 
 repo_app = typer.Typer(help="Manage a kubekeep repository (init, backup, restore, check, prune, keys).",
                        no_args_is_help=True)
@@ -34,19 +35,28 @@ Location = Annotated[str, typer.Option("--repo", "-r", envvar="KUBEKEEP_REPOSITO
                                        help="Repository location: a directory path, file://path or "
                                             "s3://bucket/prefix (endpoint, region and keys from "
                                             "KUBEKEEP_S3_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, "
-                                            "AWS_SECRET_ACCESS_KEY).")]
+                                            "AWS_SECRET_ACCESS_KEY; timeouts from KUBEKEEP_S3_CONNECT_TIMEOUT, "
+                                            "KUBEKEEP_S3_READ_TIMEOUT, KUBEKEEP_S3_DEADLINE in seconds).")]
 PasswordFile = Annotated[Path | None, typer.Option("--password-file", help="Read the passphrase from this file.")]
 KeyFile = Annotated[Path | None, typer.Option("--key-file", help="Open with an external key file instead.")]
 
 
 S3_ENDPOINT_ENV = "KUBEKEEP_S3_ENDPOINT"
 S3_ADDRESSING_ENV = "KUBEKEEP_S3_ADDRESSING_STYLE"
+S3_CONNECT_TIMEOUT_ENV = "KUBEKEEP_S3_CONNECT_TIMEOUT"
+S3_READ_TIMEOUT_ENV = "KUBEKEEP_S3_READ_TIMEOUT"
+S3_DEADLINE_ENV = "KUBEKEEP_S3_DEADLINE"
 _ADDRESSING_STYLES: dict[str, Literal["auto", "virtual", "path"]] = {
     "auto": "auto", "virtual": "virtual", "path": "path"}
 
 
-def open_location(location: str, *, create: bool = False) -> Storage:
-    """The one place a location string becomes a Storage: a directory, file://path or s3://bucket/prefix."""
+def open_location(location: str) -> Storage:
+    """The one place a location string becomes a Storage: a directory, file://path or s3://bucket/prefix.
+
+    Nothing is created here: only `repo init` creates a location (a directory, or a
+    bucket with --create-bucket); opening a missing one fails in Repository.open with
+    a hint (an unmounted volume, a mistyped path).
+    """
     if not location:
         fail("no repository location given (--repo or KUBEKEEP_REPOSITORY)")
     if location.startswith("s3://"):
@@ -54,13 +64,7 @@ def open_location(location: str, *, create: bool = False) -> Storage:
     if "://" in location and not location.startswith("file://"):
         scheme = location.split("://", 1)[0]
         fail(f"unsupported location scheme {scheme!r} (supported: a directory path, file://, s3://)")
-    path = Path(location.removeprefix("file://")).expanduser()
-    if not create and not path.is_dir():
-        fail(f"repository location {path} does not exist")
-    try:
-        return FilesystemStorage(path, create=create)
-    except StorageError as exc:
-        fail(str(exc))
+    return FilesystemStorage(Path(location.removeprefix("file://")).expanduser())
 
 
 def s3_config_from_env(location: str, env: Mapping[str, str] | None = None) -> S3Config:
@@ -80,8 +84,20 @@ def s3_config_from_env(location: str, env: Mapping[str, str] | None = None) -> S
     style = _ADDRESSING_STYLES.get(raw_style)
     if style is None:
         raise ValueError(f"{S3_ADDRESSING_ENV} must be auto, virtual or path, not {raw_style!r}")
+    def seconds(variable: str, default: float) -> float:
+        if not env.get(variable):
+            return default
+        try:
+            return float(env[variable])
+        except ValueError:
+            raise ValueError(f"{variable} must be a number of seconds, not {env[variable]!r}") from None
+
+    defaults = S3Config(bucket=bucket)
     return S3Config(
         bucket=bucket, prefix=prefix + "/" if prefix else "", endpoint_url=endpoint,
+        connect_timeout=seconds(S3_CONNECT_TIMEOUT_ENV, defaults.connect_timeout),
+        read_timeout=seconds(S3_READ_TIMEOUT_ENV, defaults.read_timeout),
+        deadline=seconds(S3_DEADLINE_ENV, defaults.deadline),
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
         access_key=env.get("AWS_ACCESS_KEY_ID") or None, secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
         session_token=env.get("AWS_SESSION_TOKEN") or None,
@@ -139,13 +155,19 @@ def errors_reported() -> Iterator[None]:
         fail(f"{len(exc.failures)} item(s) could not be restored")
     except (RepositoryError, StorageError) as exc:
         fail(str(exc))
+    except OSError as exc:  # local files: password files, sources, targets
+        where = f": {exc.filename}" if exc.filename else ""
+        fail(f"{exc.strerror or exc}{where}")
 
 
 def _open(location: str, password_file: Path | None, key_file: Path | None) -> Repository:
     storage = open_location(location)
     wrapper = _key_wrapper(key_file)
     password = None if wrapper is not None else read_password(password_file)
-    return Repository.open(storage, passphrase=password, key_wrapper=wrapper)
+    repo = Repository.open(storage, passphrase=password, key_wrapper=wrapper)
+    for warning in repo.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    return repo
 
 
 @contextmanager
@@ -171,17 +193,43 @@ def _tree_size(path: Path) -> int:
     return total
 
 
+LockMode = Annotated[RetentionMode | None, typer.Option(
+    "--lock-mode", case_sensitive=False,
+    help="Lock what this command writes with S3 Object Lock: COMPLIANCE (nobody can delete or shorten "
+         "it before the date) or GOVERNANCE (an admin with the bypass permission can). Needs --lock-days.")]
+LockDays = Annotated[int, typer.Option("--lock-days", min=0, help="How many days the lock lasts.")]
+
+
+def _retention(mode: RetentionMode | None, days: int) -> tuple[RetentionMode, datetime] | None:
+    if mode is None:
+        if days:
+            fail("--lock-days needs --lock-mode")
+        return None
+    if days < 1:
+        fail("--lock-mode needs --lock-days of at least 1")
+    return RetentionMode(mode), datetime.now(UTC) + timedelta(days=days)
+
+
 @repo_app.command("init")
 def init_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFile = None,
              cipher: Annotated[str, typer.Option(help="aes-256-gcm or chacha20-poly1305")] = "aes-256-gcm",
-             compression_level: Annotated[int, typer.Option(min=1, max=22)] = 3) -> None:
-    """Create a new repository in an empty location."""
+             compression_level: Annotated[int, typer.Option(min=1, max=22, help="zstd level (1-22).")] = 3,
+             create_bucket: Annotated[bool, typer.Option(
+                 "--create-bucket", help="Create a missing S3 bucket (with Object Lock when --lock-mode is "
+                                         "given). Without it, a missing bucket is an error.")] = False,
+             lock_mode: LockMode = None, lock_days: LockDays = 0) -> None:
+    """Create a new repository in an empty location (a directory is created; a bucket only with --create-bucket)."""
     with errors_reported():
+        retention = _retention(lock_mode, lock_days)
+        storage = open_location(repo)
+        is_s3 = isinstance(storage, S3Storage)
+        if create_bucket and not is_s3:
+            fail("--create-bucket is for s3:// locations")
         wrapper = _key_wrapper(key_file)
         password = None if wrapper is not None else read_password(password_file, confirm=True)
-        storage = open_location(repo, create=True)
         r = Repository.init(storage, passphrase=password, key_wrapper=wrapper, cipher=cipher,
-                            compression_level=compression_level, kdf=_kdf())
+                            compression_level=compression_level, kdf=_kdf(),
+                            create_location=create_bucket if is_s3 else True, retention=retention)
         out.print(f"created repository {r.repository_id.hex()[:12]} at {storage.url}")
 
 
@@ -192,9 +240,11 @@ def backup_cmd(repo: Location, source: Annotated[Path | None, typer.Argument(hel
                tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
                meta: Annotated[list[str] | None, typer.Option("--meta", help="key=value (repeatable).")] = None,
                parent: Annotated[str | None, typer.Option(help="Parent snapshot (id or 'latest').")] = None,
-               password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
-    """Back up a directory and/or standard input into a new snapshot."""
+               password_file: PasswordFile = None, key_file: KeyFile = None,
+               lock_mode: LockMode = None, lock_days: LockDays = 0) -> None:
+    """Back up a directory and/or standard input into a new snapshot (into an existing repository only)."""
     with errors_reported():
+        retention = _retention(lock_mode, lock_days)
         if source is None and stdin_name is None:
             fail("give a directory to back up and/or --stdin-name")
         if source is not None and not source.is_dir():
@@ -210,7 +260,7 @@ def backup_cmd(repo: Location, source: Annotated[Path | None, typer.Argument(hel
         total = _tree_size(source) if source is not None else None
         with _progress("backup", total) as update:
             result = r.backup(source, streams=streams, parent=parent, tags=tag or [], metadata=metadata,
-                              progress=update)
+                              retention=retention, progress=update)
         s = result.stats
         for err in result.errors:
             console.print(f"[yellow]warning:[/] {err}")
@@ -252,7 +302,11 @@ def snapshots_cmd(repo: Location, tag: Annotated[list[str] | None, typer.Option(
     with errors_reported():
         r = _open(repo, password_file, key_file)
         table = Table("id", "time", "host", "tags", "source/streams", "files", "bytes")
-        for s in r.snapshots(tags=tag or []):
+        problems: list[str] = []
+        listed = r.snapshots(tags=tag or [], problems=problems)
+        for problem in problems:
+            console.print(f"[yellow]warning:[/] {problem} (`kubekeep repo check` reports it)")
+        for s in listed:
             what = s.source or ""
             if s.streams:
                 what = (what + " " if what else "") + "streams: " + ",".join(s.streams)
@@ -292,15 +346,50 @@ def repair_index_cmd(repo: Location, password_file: PasswordFile = None, key_fil
 @repo_app.command("prune")
 def prune_cmd(repo: Location, snapshot: Annotated[list[str] | None, typer.Argument(help="Snapshots to drop.")] = None,
               wait: Annotated[float, typer.Option(help="Seconds to wait for running backups.")] = 600.0,
+              leftover_age: Annotated[float, typer.Option(
+                  "--leftover-age", min=0,
+                  help="Seconds after which temporary files of interrupted writers, and unindexed packs while "
+                       "other backups run, are reclaimed.")] = 3600.0,
               password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
     """Drop snapshots and remove data no remaining snapshot needs."""
     with errors_reported():
         r = _open(repo, password_file, key_file)
-        result = r.prune(snapshot or [], wait_timeout=wait)
+        result = r.prune(snapshot or [], wait_timeout=wait, leftover_age=leftover_age)
         for m in result.messages:
             console.print(f"[yellow]{m}[/]")
         out.print(f"removed {len(result.snapshots_removed)} snapshots, deleted {result.packs_deleted} packs "
                   f"({result.bytes_freed} bytes), repacked {result.packs_repacked}")
+
+
+@repo_app.command("unlock")
+def unlock_cmd(repo: Location,
+               remove_all: Annotated[bool, typer.Option(
+                   "--remove-all", help="Remove every lock, also of operations that may still run (only when "
+                                        "you know nothing runs on this repository).")] = False,
+               password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """Remove stale locks: expired ones, and those of processes that are gone on this host."""
+    with errors_reported():
+        result = _open(repo, password_file, key_file).unlock(remove_all=remove_all)
+        for line in result.removed:
+            console.print(f"removed: {line}")
+        for line in result.kept:
+            console.print(f"kept: {line}")
+        what = "lock(s)" if remove_all else "stale lock(s)"
+        out.print(f"removed {len(result.removed)} {what}, {len(result.kept)} live lock(s) kept")
+
+
+@repo_app.command("recover")
+def recover_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
+    """S3 with versioning/Object Lock: make objects that delete markers or forged newer versions hide
+    visible again (their authentic, possibly locked, version becomes current)."""
+    with errors_reported():
+        result = _open(repo, password_file, key_file).recover()
+        for action in result.actions:
+            console.print(f"recovered {action.key}: {action.action}")
+        for problem in result.problems:
+            console.print(f"[yellow]left:[/] {problem}")
+        out.print(f"recovered {len(result.actions)} object(s)" + (f", {len(result.problems)} left as they are"
+                                                                 if result.problems else ""))
 
 
 @repo_app.command("stats")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import threading
@@ -17,7 +18,7 @@ from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from .errors import IntegrityError, RepositoryError, WrongKeyError
+from .errors import IntegrityError, KeySlotError, RepositoryError, WrongKeyError
 
 NONCE_SIZE = 12
 TAG_SIZE = 16
@@ -41,14 +42,40 @@ class BlobType:
     PACK_HEADER = 18
     LOCK = 19
     CATALOG = 20
+    PRUNE_RECORD = 21
 
     NAMES = {1: "data", 2: "tree", 3: "chunk list", 16: "index", 17: "snapshot", 18: "pack header", 19: "lock",
-             20: "catalog file"}
+             20: "catalog file", 21: "prune record"}
 
 
 def derive_key(master: bytes, purpose: str) -> bytes:
     ctx = f"kubekeep 2024 repository v1 {purpose}"
     return blake3.blake3(master, derive_key_context=ctx).digest()
+
+
+#: bounds on argon2id parameters read from a key slot (and accepted for new slots): a damaged or
+#: hostile slot must not make every open allocate gigabytes or run for minutes
+KDF_MAX_TIME_COST = 10
+KDF_MAX_MEMORY_KIB = 1024 * 1024  # 1 GiB
+KDF_MAX_PARALLELISM = 16
+#: time_cost * memory_kib: about 2 GiB of memory passes, a few seconds on one core
+KDF_MAX_WORK = 2 * 1024 * 1024
+KDF_SALT_SIZES = range(8, 65)
+
+
+def check_kdf_params(time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """Raise KeySlotError when argon2id parameters are outside the accepted bounds."""
+    problems = []
+    if not 1 <= time_cost <= KDF_MAX_TIME_COST:
+        problems.append(f"time_cost {time_cost} (1..{KDF_MAX_TIME_COST})")
+    if not 1 <= parallelism <= KDF_MAX_PARALLELISM:
+        problems.append(f"parallelism {parallelism} (1..{KDF_MAX_PARALLELISM})")
+    if not 8 * max(parallelism, 1) <= memory_kib <= KDF_MAX_MEMORY_KIB:
+        problems.append(f"memory {memory_kib} KiB ({8 * max(parallelism, 1)}..{KDF_MAX_MEMORY_KIB} KiB)")
+    if not problems and time_cost * memory_kib > KDF_MAX_WORK:
+        problems.append(f"time_cost x memory {time_cost} x {memory_kib} KiB (at most {KDF_MAX_WORK} KiB passes)")
+    if problems:
+        raise KeySlotError("KDF parameters out of bounds: " + ", ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -58,6 +85,9 @@ class KdfParams:
     time_cost: int = 3
     memory_kib: int = 65536
     parallelism: int = 2
+
+    def __post_init__(self) -> None:
+        check_kdf_params(self.time_cost, self.memory_kib, self.parallelism)
 
     @classmethod
     def cheap(cls) -> KdfParams:
@@ -267,13 +297,40 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _unb64(text: Any) -> bytes:
+def _unb64(text: Any, what: str) -> bytes:
     if not isinstance(text, str):
-        raise RepositoryError("malformed key slot")
+        raise KeySlotError(f"damaged: {what} is missing")
     try:
         return base64.b64decode(text, validate=True)
     except ValueError:
-        raise RepositoryError("malformed key slot (bad base64)") from None
+        raise KeySlotError(f"damaged: {what} is not valid base64") from None
+
+
+#: master key (32) sealed with AES-GCM: nonce, ciphertext, tag
+_WRAPPED_SIZE = NONCE_SIZE + 32 + TAG_SIZE
+
+
+def slot_checksum(slot: dict[str, Any]) -> str:
+    """BLAKE3 of the slot's other fields (canonical JSON): tells a damaged slot from a wrong
+    passphrase. Not a MAC: whoever can write a slot can recompute it (that is a denial of
+    service, like deleting the slot; the wrapped key itself is authenticated by AES-GCM)."""
+    body = {k: v for k, v in slot.items() if k != "checksum"}
+    return blake3.blake3(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def _with_checksum(slot: dict[str, Any]) -> dict[str, Any]:
+    slot["checksum"] = slot_checksum(slot)
+    return slot
+
+
+def verify_slot(slot: Any) -> None:
+    """KeySlotError unless the slot is well-formed (and matches its checksum, when it has one)."""
+    if not isinstance(slot, dict):
+        raise KeySlotError("damaged: not a JSON object")
+    if "checksum" in slot and slot["checksum"] != slot_checksum(slot):
+        raise KeySlotError("damaged: its content does not match its checksum")
+    if not isinstance(slot.get("slot_id"), str):
+        raise KeySlotError("damaged: no slot_id")
 
 
 def make_passphrase_slot(master: bytes, repository_id: bytes, passphrase: str, kdf: KdfParams) -> dict[str, Any]:
@@ -281,27 +338,51 @@ def make_passphrase_slot(master: bytes, repository_id: bytes, passphrase: str, k
     salt = os.urandom(16)
     nonce = os.urandom(NONCE_SIZE)
     wrapped = nonce + AESGCM(_kek(passphrase, salt, kdf)).encrypt(nonce, master, slot_aad(repository_id, slot_id))
-    return {"version": 1, "slot_id": slot_id, "type": "passphrase", "created": now_iso(),
-            "kdf": {"algorithm": "argon2id", "time_cost": kdf.time_cost, "memory_kib": kdf.memory_kib,
-                    "parallelism": kdf.parallelism, "salt": _b64(salt)},
-            "wrapped": _b64(wrapped)}
+    return _with_checksum({
+        "version": 1, "slot_id": slot_id, "type": "passphrase", "created": now_iso(),
+        "kdf": {"algorithm": "argon2id", "time_cost": kdf.time_cost, "memory_kib": kdf.memory_kib,
+                "parallelism": kdf.parallelism, "salt": _b64(salt)},
+        "wrapped": _b64(wrapped)})
 
 
 def make_external_slot(master: bytes, repository_id: bytes, wrapper: KeyWrapper) -> dict[str, Any]:
     slot_id = secrets.token_hex(8)
-    return {"version": 1, "slot_id": slot_id, "type": "external", "created": now_iso(),
-            "provider": wrapper.name, "key_ref": wrapper.key_ref,
-            "wrapped": _b64(wrapper.wrap(master, slot_aad(repository_id, slot_id)))}
+    return _with_checksum({
+        "version": 1, "slot_id": slot_id, "type": "external", "created": now_iso(),
+        "provider": wrapper.name, "key_ref": wrapper.key_ref,
+        "wrapped": _b64(wrapper.wrap(master, slot_aad(repository_id, slot_id)))})
+
+
+def _slot_kdf(slot: dict[str, Any]) -> tuple[KdfParams, bytes]:
+    kdf = slot.get("kdf")
+    if not isinstance(kdf, dict):
+        raise KeySlotError("damaged: no KDF parameters")
+    if kdf.get("algorithm") != "argon2id":
+        raise KeySlotError(f"unknown KDF {kdf.get('algorithm')!r}")
+    values = []
+    for name in ("time_cost", "memory_kib", "parallelism"):
+        value = kdf.get(name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise KeySlotError(f"damaged: KDF parameter {name} is {value!r}")
+        values.append(value)
+    check_kdf_params(*values)
+    salt = _unb64(kdf.get("salt"), "the salt")
+    if len(salt) not in KDF_SALT_SIZES:
+        raise KeySlotError(f"damaged: salt of {len(salt)} bytes")
+    return KdfParams(*values), salt
 
 
 def open_passphrase_slot(slot: dict[str, Any], repository_id: bytes, passphrase: str) -> bytes | None:
-    """The master key, or None when the passphrase does not open this slot."""
-    kdf = slot.get("kdf") or {}
-    if kdf.get("algorithm") != "argon2id":
-        raise RepositoryError(f"key slot {slot.get('slot_id')}: unknown KDF {kdf.get('algorithm')!r}")
-    params = KdfParams(int(kdf["time_cost"]), int(kdf["memory_kib"]), int(kdf["parallelism"]))
-    wrapped = _unb64(slot.get("wrapped"))
-    kek = _kek(passphrase, _unb64(kdf.get("salt")), params)
+    """The master key, or None when the passphrase does not open this slot.
+
+    KeySlotError when the slot is damaged or its KDF parameters are out of bounds
+    (checked before argon2 runs)."""
+    verify_slot(slot)
+    params, salt = _slot_kdf(slot)
+    wrapped = _unb64(slot.get("wrapped"), "the wrapped key")
+    if len(wrapped) != _WRAPPED_SIZE:
+        raise KeySlotError(f"damaged: wrapped key of {len(wrapped)} bytes (expected {_WRAPPED_SIZE})")
+    kek = _kek(passphrase, salt, params)
     try:
         return AESGCM(kek).decrypt(wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:],
                                    slot_aad(repository_id, str(slot["slot_id"])))
@@ -310,10 +391,12 @@ def open_passphrase_slot(slot: dict[str, Any], repository_id: bytes, passphrase:
 
 
 def open_external_slot(slot: dict[str, Any], repository_id: bytes, wrapper: KeyWrapper) -> bytes | None:
+    verify_slot(slot)
     if slot.get("provider") != wrapper.name:
         return None
     try:
-        return wrapper.unwrap(_unb64(slot.get("wrapped")), slot_aad(repository_id, str(slot["slot_id"])))
+        return wrapper.unwrap(_unb64(slot.get("wrapped"), "the wrapped key"),
+                              slot_aad(repository_id, str(slot["slot_id"])))
     except WrongKeyError:
         return None
 

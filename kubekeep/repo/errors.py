@@ -23,6 +23,10 @@ class WrongKeyError(RepositoryError):
     """No key slot opens with the passphrase or external key given."""
 
 
+class KeySlotError(RepositoryError):
+    """A key slot is damaged or carries parameters outside the accepted bounds (never a wrong passphrase)."""
+
+
 class IntegrityError(RepositoryError):
     """An object failed authentication or does not match its id."""
 

@@ -22,6 +22,8 @@ DATA_PREFIX = "data/"
 INDEX_PREFIX = "index/"
 SNAPSHOTS_PREFIX = "snapshots/"
 LOCKS_PREFIX = "locks/"
+PRUNE_PREFIX = "prune/"
+CATALOG_PREFIX = "catalog/"
 
 PACK_MAGIC = b"KKP1"
 PACK_TRAILER = struct.Struct("<I4s")

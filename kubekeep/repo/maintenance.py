@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .crypto import BlobType
@@ -16,6 +18,7 @@ from .format import (
     INDEX_PREFIX,
     PACK_MAGIC,
     PACK_TRAILER,
+    PRUNE_PREFIX,
     SNAPSHOTS_PREFIX,
     BlobEntry,
     decode_pack_header,
@@ -24,9 +27,9 @@ from .format import (
     pack_key,
 )
 from .index import Index
-from .locks import read_locks
+from .locks import LockInfo, RepositoryLock, read_locks, remove_locks
 from .repository import Repository
-from .storage import ObjectLockedError, ObjectNotFoundError, StorageError
+from .storage import ObjectInfo, ObjectLockedError, ObjectNotFoundError, StorageError
 
 REPAIR_BATCH_PACKS = 1000
 
@@ -54,12 +57,12 @@ def read_pack_header(repo: Repository, pack_id: bytes, size: int | None = None) 
     return entries
 
 
-def list_packs(repo: Repository) -> dict[bytes, int]:
+def list_packs(repo: Repository) -> dict[bytes, ObjectInfo]:
     packs = {}
     for info in repo.storage.list(DATA_PREFIX):
         pack_id = pack_id_from_key(info.key)
         if pack_id is not None:
-            packs[pack_id] = info.size
+            packs[pack_id] = info
     return packs
 
 
@@ -124,8 +127,12 @@ def _walk_snapshot(repo: Repository, doc: dict[str, Any], index: Index, visit: C
 
 
 def check(repo: Repository, *, read_data: bool = False) -> CheckResult:
+    from .recover import find_hidden
+
     result = CheckResult()
     try:
+        # versioned locations: delete markers and newer versions hide what Kubekeep wrote
+        result.errors.extend(hidden.describe() for hidden in find_hidden(repo.storage))
         _check(repo, read_data, result)
     except StorageError as exc:
         result.errors.append(f"storage error: {exc}")
@@ -154,8 +161,8 @@ def _check(repo: Repository, read_data: bool, result: CheckResult) -> None:
     for pack_id in index.pack_ids():
         if pack_id not in packs:
             result.errors.append(f"pack {pack_id.hex()} is named by the index but missing")
-        elif packs[pack_id] < extent.get(pack_id, 0) + PACK_TRAILER.size:
-            result.errors.append(f"pack {pack_id.hex()} is truncated ({packs[pack_id]} bytes)")
+        elif packs[pack_id].size < extent.get(pack_id, 0) + PACK_TRAILER.size:
+            result.errors.append(f"pack {pack_id.hex()} is truncated ({packs[pack_id].size} bytes)")
     for pack_id in packs:
         if not index.has_pack(pack_id):
             result.warnings.append(f"pack {pack_id.hex()} is not indexed (left by an interrupted operation, "
@@ -190,7 +197,7 @@ def _check(repo: Repository, read_data: bool, result: CheckResult) -> None:
         _read_all(repo, index, packs, result)
 
 
-def _read_all(repo: Repository, index: Index, packs: dict[bytes, int], result: CheckResult) -> None:
+def _read_all(repo: Repository, index: Index, packs: dict[bytes, ObjectInfo], result: CheckResult) -> None:
     by_pack: dict[bytes, list[BlobEntry]] = {}
     for loc in index:
         by_pack.setdefault(loc.pack_id, []).append(loc.entry)
@@ -243,11 +250,15 @@ def repair_index(repo: Repository) -> RepairResult:
     result = RepairResult()
     lock = repo.lock("repair")
     try:
+        others, _ = read_locks(repo.storage, repo.envelope)
+        running = [lk for lk in others if lk.owner != lock.owner and lk.kind == "prune" and lk.live()]
+        if running:  # indexing a pack a running prune is about to delete would lose data
+            raise LockedError(f"a prune is running ({running[0].describe()}); try again later")
         old_keys = [i.key for i in repo.storage.list(INDEX_PREFIX)]
         batch: dict[bytes, list[BlobEntry]] = {}
-        for pack_id, size in list_packs(repo).items():
+        for pack_id, info in list_packs(repo).items():
             try:
-                entries = read_pack_header(repo, pack_id, size)
+                entries = read_pack_header(repo, pack_id, info.size)
             except (RepositoryError, StorageError) as exc:
                 result.unreadable_packs.append(f"{pack_id.hex()}: {exc}")
                 continue
@@ -277,6 +288,12 @@ def repair_index(repo: Repository) -> RepairResult:
 
 # -- prune -------------------------------------------------------------------------------------
 
+#: a prune deletes the old index objects within this window after recording the packs it deindexes
+#: (it stops deleting when the window has passed); the record's deadline bounds when they were
+#: last named by an index, which the age rule below relies on
+DEINDEX_WINDOW = timedelta(minutes=10)
+DEFAULT_LEFTOVER_AGE = 3600.0
+
 
 @dataclass
 class PruneResult:
@@ -290,18 +307,75 @@ class PruneResult:
     rescued_packs: int = 0
     #: candidates left for a later prune because other operations did not finish in time
     deferred_packs: int = 0
+    #: snapshots whose manifest could not be read (prune then deletes no data)
+    damaged_snapshots: list[str] = field(default_factory=list)
+    #: temporary files / unfinished uploads of interrupted writers that were removed
+    temp_files_removed: int = 0
+    temp_bytes_freed: int = 0
+    #: locks of operations that are gone (dead process on this host, or expired), removed
+    stale_locks_removed: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class PruneRecord:
+    """Packs a prune took out of the index, and the deadline by which it stopped doing so."""
+
+    key: str
+    owner: str
+    deadline: datetime
+    packs: frozenset[bytes]
+
+
+def read_prune_records(repo: Repository) -> tuple[list[PruneRecord], list[str]]:
+    records: list[PruneRecord] = []
+    bad: list[str] = []
+    for info in repo.storage.list(PRUNE_PREFIX):
+        ident = id_from_key(info.key, PRUNE_PREFIX)
+        if ident is None:
+            bad.append(info.key)
+            continue
+        try:
+            doc = json.loads(repo.open_object(BlobType.PRUNE_RECORD, ident, repo.storage.get(info.key),
+                                              what=f"prune record {info.key}"))
+            records.append(PruneRecord(info.key, str(doc["owner"]), datetime.fromisoformat(doc["deadline"]),
+                                       frozenset(bytes.fromhex(p) for p in doc["packs"])))
+        except ObjectNotFoundError:
+            continue
+        except (RepositoryError, ValueError, KeyError, TypeError):
+            bad.append(info.key)
+    return records, bad
+
+
+def _write_prune_record(repo: Repository, owner: str, deadline: datetime, packs: Iterable[bytes]) -> str:
+    ident = secrets.token_bytes(32)
+    key = PRUNE_PREFIX + ident.hex()
+    doc = {"version": 1, "owner": owner, "written": datetime.now(UTC).isoformat(),
+           "deadline": deadline.isoformat(), "packs": sorted(p.hex() for p in packs)}
+    repo.storage.put(key, repo.seal_object(BlobType.PRUNE_RECORD, ident, json.dumps(doc).encode()))
+    return key
+
+
 def prune(repo: Repository, drop: list[str], *, repack_threshold: float, wait_timeout: float,
-          poll: float) -> PruneResult:
+          poll: float, leftover_age: float = DEFAULT_LEFTOVER_AGE) -> PruneResult:
     result = PruneResult()
     lock = repo.lock("prune")
     try:
+        stale = remove_locks(repo.storage, repo.envelope, keep_owner=lock.owner)
+        result.stale_locks_removed = stale.removed
+        if stale.removed:
+            result.messages.append(f"removed {len(stale.removed)} stale lock(s): " + "; ".join(stale.removed))
         others, _ = read_locks(repo.storage, repo.envelope)
-        if any(lk.kind == "prune" and lk.owner != lock.owner and lk.live() for lk in others):
-            raise LockedError("another prune is running on this repository; try again later")
-        _prune(repo, drop, repack_threshold, wait_timeout, poll, lock.owner, result)
+        exclusive = [lk for lk in others if lk.owner != lock.owner and lk.kind in ("prune", "repair") and lk.live()]
+        if exclusive:
+            raise LockedError(f"another operation that excludes prune is running ({exclusive[0].describe()}); "
+                              "try again later")
+        older_than = datetime.now(UTC) - timedelta(seconds=leftover_age)
+        result.temp_files_removed, result.temp_bytes_freed = repo.storage.remove_leftovers(older_than)
+        if result.temp_files_removed:
+            result.messages.append(f"removed {result.temp_files_removed} temporary file(s) of interrupted "
+                                   f"writers ({result.temp_bytes_freed} bytes)")
+        _prune(repo, drop, repack_threshold, wait_timeout, poll, leftover_age, lock, result)
     except StorageError as exc:
         raise repo.storage_error(exc) from exc
     finally:
@@ -310,8 +384,9 @@ def prune(repo: Repository, drop: list[str], *, repack_threshold: float, wait_ti
 
 
 def _prune(repo: Repository, drop: list[str], repack_threshold: float, wait_timeout: float, poll: float,
-           owner: str, result: PruneResult) -> None:
+           leftover_age: float, lock: RepositoryLock, result: PruneResult) -> None:
     storage = repo.storage
+    owner = lock.owner
     drop_ids = [repo.resolve_snapshot(s) for s in drop]
     # 1. drop snapshots (first: a crash later only leaves garbage)
     for sid in drop_ids:
@@ -323,6 +398,7 @@ def _prune(repo: Repository, drop: list[str], repack_threshold: float, wait_time
             result.messages.append(f"snapshot {sid[:12]} is under retention; kept")
 
     # 2. mark: what is used, where it lives
+    records, _bad_records = read_prune_records(repo)
     old_index_keys = [i.key for i in storage.list(INDEX_PREFIX)]
     index = Index()
     for key in old_index_keys:
@@ -334,10 +410,10 @@ def _prune(repo: Repository, drop: list[str], repack_threshold: float, wait_time
                 continue
     packs = list_packs(repo)
     orphan_entries: dict[bytes, list[BlobEntry]] = {}
-    for pack_id, size in packs.items():
+    for pack_id, info in packs.items():
         if not index.has_pack(pack_id):
             try:
-                orphan_entries[pack_id] = read_pack_header(repo, pack_id, size)
+                orphan_entries[pack_id] = read_pack_header(repo, pack_id, info.size)
             except (RepositoryError, StorageError):
                 orphan_entries[pack_id] = []  # unreadable: garbage
     orphan_index = Index()
@@ -358,7 +434,18 @@ def _prune(repo: Repository, drop: list[str], repack_threshold: float, wait_time
             doc = repo.load_snapshot(sid)
         except SnapshotNotFoundError:
             continue
+        except RepositoryError as exc:
+            result.damaged_snapshots.append(sid)
+            result.messages.append(f"snapshot {sid[:12]} is unreadable ({exc})")
+            continue
         _walk_snapshot(repo, doc, combined, visit, seen_trees, errors)  # type: ignore[arg-type]
+    if result.damaged_snapshots:
+        # An unreadable manifest may reference any blob: deleting or repacking anything
+        # could destroy the data it names. Keep all data until it is repaired or dropped.
+        result.messages.append(
+            f"{len(result.damaged_snapshots)} unreadable snapshot(s): no data was deleted or repacked while "
+            "they exist; `kubekeep repo check` names them, `kubekeep repo prune <id>` drops one")
+        return
     if errors:
         raise RepositoryError("prune stopped, the repository has errors (run check): " + "; ".join(errors[:5]))
 
@@ -387,37 +474,89 @@ def _prune(repo: Repository, drop: list[str], repack_threshold: float, wait_time
     candidates.update(p for p in orphan_entries if p not in pack_entries)
 
     # repack: copy live envelopes verbatim (aad binds blob id, not pack) into new packs
-    new_packs = _repack(repo, repack, pack_entries, used, keep)
+    _repack(repo, repack, pack_entries, used, keep)
     result.packs_repacked = len(repack)
     candidates.update(repack)
 
-    # a new full index: every blob of every kept pack (each blob once)
+    # a new full index: every blob of every kept pack (each blob once); then the packs about to
+    # leave the index are recorded before the old index objects go (moment M)
     written = _write_full_index(repo, keep)
+    deindexed = {p for p in candidates if index.has_pack(p)}
+    deadline = datetime.now(UTC) + DEINDEX_WINDOW
+    own_record = _write_prune_record(repo, owner, deadline, deindexed) if deindexed else None
     for key in old_index_keys:
         if key in written:
             continue
+        if datetime.now(UTC) >= deadline or not lock.valid():
+            result.messages.append("stopped deleting old index objects (the deindexing window passed); "
+                                   "a later prune finishes")
+            break
         try:
             storage.delete(key)
         except ObjectLockedError:
             result.locked_skipped.append(key)
-    del new_packs
 
     # 3. wait for every operation that may have seen the old index (moment M)
     locks, _ = read_locks(storage, repo.envelope)
     waiting = {lk.owner for lk in locks if lk.owner != owner and lk.live()}
-    deadline = time.monotonic() + wait_timeout
-    while waiting:
-        if time.monotonic() >= deadline:
-            result.deferred_packs = len(candidates)
-            result.messages.append(f"{len(waiting)} other operation(s) still running; "
-                                   f"{len(candidates)} pack(s) left for a later prune")
-            return
+    deadline_wait = time.monotonic() + wait_timeout
+    while waiting and time.monotonic() < deadline_wait:
         time.sleep(poll)
         locks, _ = read_locks(storage, repo.envelope)
         now = datetime.now(UTC)
         waiting = {lk.owner for lk in locks if lk.owner in waiting and lk.live(now)}
 
+    deletable = candidates
+    if waiting:
+        # 3b. the age rule: operations still running started at S or later. A pack not in any
+        # index that was last named by an index (or written) before S - leftover_age belongs to
+        # none of them and is in no index any of them loaded, so it can go now.
+        still = [lk for lk in locks if lk.owner in waiting]
+        deletable = _old_enough(candidates, still, packs, [*records], deindexed, leftover_age)
+        kept = len(candidates) - len(deletable)
+        result.deferred_packs = kept
+        result.messages.append(f"{len(waiting)} other operation(s) still running; {kept} pack(s) left for a later "
+                               f"prune, {len(deletable)} unindexed pack(s) older than them reclaimed")
+        if not deletable:
+            return
+
     # 4. sweep: keep candidates that others indexed or that new snapshots need
+    if not _sweep_and_delete(repo, deletable, written, seen_snapshots, pack_entries, orphan_entries, packs,
+                             result):
+        return
+    if not waiting:
+        # every operation that could have seen an index naming a recorded pack is gone
+        for key in [r.key for r in records] + ([own_record] if own_record else []):
+            with contextlib.suppress(ObjectNotFoundError, ObjectLockedError):
+                storage.delete(key)
+    if result.locked_skipped:
+        result.messages.append(f"{len(result.locked_skipped)} object(s) under retention were kept")
+    repo.load_index(reload=True)
+
+
+def _old_enough(candidates: set[bytes], running: list[LockInfo], packs: dict[bytes, ObjectInfo],
+                records: list[PruneRecord], deindexed_now: set[bytes], leftover_age: float) -> set[bytes]:
+    """Candidates no running operation can have written or found in an index it loaded."""
+    if not running or any(lk.kind != "backup" or lk.started is None for lk in running):
+        return set()  # only backups follow the rule (they never index packs they did not write)
+    limit = min(lk.started for lk in running if lk.started is not None) - timedelta(seconds=leftover_age)
+    out = set()
+    for pack_id in candidates - deindexed_now:
+        modified = packs[pack_id].modified if pack_id in packs else None
+        if modified is None or modified >= limit:
+            continue
+        if any(pack_id in r.packs and r.deadline >= limit for r in records):
+            continue  # an index named it until recently
+        out.add(pack_id)
+    return out
+
+
+def _sweep_and_delete(repo: Repository, candidates: set[bytes], written: set[str], seen_snapshots: set[str],
+                      pack_entries: dict[bytes, list[BlobEntry]], orphan_entries: dict[bytes, list[BlobEntry]],
+                      packs: dict[bytes, ObjectInfo], result: PruneResult) -> bool:
+    """Delete the candidates nobody indexed or needs meanwhile; False when a new snapshot is unreadable."""
+    storage = repo.storage
+    candidates = set(candidates)
     new_index = Index()
     for info in storage.list(INDEX_PREFIX):
         ident = id_from_key(info.key, INDEX_PREFIX)
@@ -451,6 +590,12 @@ def _prune(repo: Repository, drop: list[str], repack_threshold: float, wait_time
             doc = repo.load_snapshot(sid)
         except SnapshotNotFoundError:
             continue
+        except RepositoryError as exc:
+            result.damaged_snapshots.append(sid)
+            result.deferred_packs += len(candidates)
+            result.messages.append(f"snapshot {sid[:12]} (written during the prune) is unreadable ({exc}); "
+                                   f"{len(candidates)} pack(s) kept")
+            return False
         _walk_snapshot(repo, doc, lookup, need, set(), late_errors)  # type: ignore[arg-type]
     if needed:
         repo.write_index_object({p: pack_entries.get(p) or orphan_entries[p] for p in needed})
@@ -460,12 +605,10 @@ def _prune(repo: Repository, drop: list[str], repack_threshold: float, wait_time
         try:
             storage.delete(pack_key(pack_id))
             result.packs_deleted += 1
-            result.bytes_freed += packs.get(pack_id, 0)
+            result.bytes_freed += packs[pack_id].size if pack_id in packs else 0
         except ObjectLockedError:
             result.locked_skipped.append(pack_key(pack_id))
-    if result.locked_skipped:
-        result.messages.append(f"{len(result.locked_skipped)} object(s) under retention were kept")
-    repo.load_index(reload=True)
+    return True
 
 
 class _Combined:

@@ -33,9 +33,11 @@ from .crypto import (
     now_iso,
     open_external_slot,
     open_passphrase_slot,
+    verify_slot,
 )
 from .errors import (
     IntegrityError,
+    KeySlotError,
     MissingObjectError,
     RepositoryError,
     RepositoryExistsError,
@@ -67,10 +69,12 @@ from .locks import RepositoryLock
 from .storage import (
     ObjectExistsError,
     ObjectNotFoundError,
+    ObjectVersion,
     RetentionMode,
     RetryingStorage,
     Storage,
     StorageError,
+    TransientStorageError,
 )
 
 Retention = tuple[RetentionMode, datetime]
@@ -142,6 +146,77 @@ class KeySlotInfo:
     provider: str | None
 
 
+def _not_a_repository(storage: Storage) -> RepositoryNotFoundError:
+    hint = f"; {storage.missing_hint}" if storage.missing_hint else ""
+    if not storage.location_exists():
+        return RepositoryNotFoundError(f"{storage.url} does not exist{hint}")
+    return RepositoryNotFoundError(f"no kubekeep repository at {storage.url} (no config object{hint})")
+
+
+def _older_versions(storage: Storage, key: str, skip_current: bool) -> Iterator[ObjectVersion]:
+    """Versions of ``key`` a versioned location keeps besides the one a GET returns, newest first."""
+    try:
+        if not storage.versioned():
+            return
+        versions = [v for v in storage.list_versions(key) if v.key == key]
+    except StorageError:  # no versions here, or they cannot be read: the caller reports its own error
+        return
+    real = [v for v in versions if not v.delete_marker]
+    current_hidden = any(v.latest and v.delete_marker for v in versions)
+    if skip_current and real and not current_hidden:
+        real = real[1:]
+    yield from real
+
+
+def _hidden_slots(storage: Storage) -> Iterator[tuple[str, ObjectVersion, dict[str, Any]]]:
+    """Key slot versions a GET does not return (hidden by a delete marker, or under a newer version)."""
+    try:
+        if not storage.versioned():
+            return
+        versions = list(storage.list_versions(KEYS_PREFIX))
+    except StorageError:
+        return
+    by_key: dict[str, list[ObjectVersion]] = {}
+    for v in versions:
+        by_key.setdefault(v.key, []).append(v)
+    for key, entries in by_key.items():
+        real = [v for v in entries if not v.delete_marker]
+        if not any(v.latest and v.delete_marker for v in entries):
+            real = real[1:]  # the current version was read already
+        for version in real:
+            try:
+                slot = json.loads(storage.get_version(key, version.version_id))
+                verify_slot(slot)
+            except (ValueError, UnicodeDecodeError, KeySlotError, StorageError):
+                continue
+            if slot.get("slot_id") == key[len(KEYS_PREFIX):]:
+                yield key, version, slot
+
+
+def _ignored_at_init(key: str) -> bool:
+    """Objects an empty location may hold: a crashed init's key slots, a fresh volume's lost+found,
+    and hidden top-level entries (an NFS server's .snapshot directory)."""
+    first = key.split("/", 1)[0]
+    return key.startswith(KEYS_PREFIX) or first == "lost+found" or first.startswith(".")
+
+
+def _prepare_location(storage: Storage, create: bool, retention: Retention | None, object_lock: bool) -> None:
+    if not storage.location_exists():
+        if not create:
+            hint = f" ({storage.missing_hint})" if storage.missing_hint else ""
+            raise RepositoryNotFoundError(f"{storage.url} does not exist{hint}")
+        storage.create_location(object_lock=object_lock or retention is not None)
+    if storage.exists(CONFIG_KEY):
+        raise RepositoryExistsError(f"{storage.url} already holds a repository")
+    if retention is not None and not storage.supports_retention:
+        raise RepositoryError(f"{storage.url} cannot lock objects (no Object Lock); "
+                              "create the location with Object Lock, or init without a lock")
+    for info in storage.list(""):
+        if not _ignored_at_init(info.key):
+            raise RepositoryError(f"{storage.url} is not empty and holds no kubekeep repository "
+                                  f"(it has {info.key}); init needs an empty location")
+
+
 def _wrap_storage(storage: Storage, retry: bool) -> Storage:
     if retry and not isinstance(storage, RetryingStorage):
         return RetryingStorage(storage)
@@ -174,6 +249,8 @@ class Repository:
         self._local = threading.local()
         self._index: Index | None = None
         self._index_keys: set[str] = set()
+        #: what opening had to work around (a forged or hidden config or key slot), for the user
+        self.warnings: list[str] = []
 
     # -- creation and opening -------------------------------------------------------------
 
@@ -181,8 +258,15 @@ class Repository:
     def init(cls, storage: Storage, *, passphrase: str | None = None, key_wrapper: KeyWrapper | None = None,
              kdf: KdfParams | None = None, cipher: str = "aes-256-gcm", compression_level: int = 3,
              chunker: Mapping[str, int] | None = None, pack_size: int = DEFAULT_PACK_SIZE,
-             workers: int = 2, retry: bool = True) -> Repository:
-        """Create a repository in an empty location, with one passphrase and/or external key slot."""
+             workers: int = 2, retry: bool = True, create_location: bool = False,
+             retention: Retention | None = None, object_lock: bool = False) -> Repository:
+        """Create a repository in an empty location, with one passphrase and/or external key slot.
+
+        A missing location (directory, bucket) is created only with ``create_location``
+        (with Object Lock when ``retention`` or ``object_lock`` is given); a location holding anything but
+        the leftovers of a crashed init is refused. ``retention`` locks the config and
+        the key slots as they are written.
+        """
         if passphrase is None and key_wrapper is None:
             raise RepositoryError("init needs a passphrase or an external key")
         if passphrase is not None and not passphrase:
@@ -192,8 +276,7 @@ class Repository:
         if not 1 <= compression_level <= 22:
             raise RepositoryError("compression level must be between 1 and 22")
         storage = _wrap_storage(storage, retry)
-        if storage.exists(CONFIG_KEY):
-            raise RepositoryExistsError(f"{storage.url} already holds a repository")
+        _prepare_location(storage, create_location, retention, object_lock)
         chunk_cfg: dict[str, Any] = dict(DEFAULT_CHUNKER)
         if chunker:
             chunk_cfg.update(chunker)
@@ -211,12 +294,12 @@ class Repository:
         # key slots first, config last: a crashed init leaves no half-usable repository
         if passphrase is not None:
             slot = make_passphrase_slot(master, repository_id, passphrase, kdf or KdfParams())
-            storage.put(KEYS_PREFIX + slot["slot_id"], canonical_json(slot))
+            storage.put(KEYS_PREFIX + slot["slot_id"], canonical_json(slot), retention=retention)
         if key_wrapper is not None:
             slot = make_external_slot(master, repository_id, key_wrapper)
-            storage.put(KEYS_PREFIX + slot["slot_id"], canonical_json(slot))
+            storage.put(KEYS_PREFIX + slot["slot_id"], canonical_json(slot), retention=retention)
         try:
-            storage.put(CONFIG_KEY, canonical_json(config))
+            storage.put(CONFIG_KEY, canonical_json(config), retention=retention)
         except ObjectExistsError:
             raise RepositoryExistsError(f"{storage.url} already holds a repository") from None
         return cls(storage, config, master, workers=workers, compression_level=None,
@@ -226,51 +309,149 @@ class Repository:
     def open(cls, storage: Storage, *, passphrase: str | None = None, key_wrapper: KeyWrapper | None = None,
              workers: int = 2, compression_level: int | None = None, lock_ttl: float | None = None,
              retry: bool = True) -> Repository:
-        """Open with a passphrase or an external key; WrongKeyError if no slot opens."""
+        """Open with a passphrase or an external key; WrongKeyError if no slot opens.
+
+        ``config`` is verified (its MAC needs the master key). In a versioned location
+        (S3 with versioning or Object Lock) a current ``config`` that is missing (a
+        delete marker) or fails verification (a forged newer version) is passed over
+        for the newest older version that verifies; ``warnings`` then says so, and
+        ``recover`` makes that version current again.
+        """
         if passphrase is None and key_wrapper is None:
             raise RepositoryError("open needs a passphrase or an external key")
         storage = _wrap_storage(storage, retry)
+        masters: dict[bytes, bytes] = {}
+        warnings: list[str] = []
+
+        def verified(raw: bytes) -> tuple[dict[str, Any], bytes]:
+            config = parse_config(raw)
+            try:
+                repository_id = bytes.fromhex(config["repository_id"])
+            except (KeyError, ValueError, TypeError):
+                raise UnsupportedFormatError("repository config has no valid repository_id") from None
+            if repository_id not in masters:
+                masters[repository_id] = cls._unlock(storage, repository_id, passphrase, key_wrapper, warnings)
+            master = masters[repository_id]
+            if config.get("mac") != config_mac(derive_key(master, "config mac"), config):
+                raise IntegrityError("repository config failed authentication (tampered or damaged)")
+            return config, master
+
         try:
-            raw = storage.get(CONFIG_KEY)
+            current: bytes | None = storage.get(CONFIG_KEY)
         except ObjectNotFoundError:
-            raise RepositoryNotFoundError(f"no kubekeep repository at {storage.url} (no config object)") from None
-        config = parse_config(raw)
-        try:
-            repository_id = bytes.fromhex(config["repository_id"])
-        except (KeyError, ValueError, TypeError):
-            raise UnsupportedFormatError("repository config has no valid repository_id") from None
-        master = cls._unlock(storage, repository_id, passphrase, key_wrapper)
-        if config.get("mac") != config_mac(derive_key(master, "config mac"), config):
-            raise IntegrityError("repository config failed authentication (tampered or damaged)")
-        return cls(storage, config, master, workers=workers, compression_level=compression_level,
+            current = None
+        except TransientStorageError:
+            raise
+        except StorageError:
+            if not storage.location_exists():
+                raise _not_a_repository(storage) from None  # a missing bucket
+            raise
+        first_error: RepositoryError | None = None
+        if current is not None:
+            try:
+                config, master = verified(current)
+            except (UnsupportedFormatError, IntegrityError, WrongKeyError) as exc:
+                first_error = exc
+            else:
+                return cls._opened(storage, config, master, warnings, workers, compression_level, lock_ttl)
+        for version in _older_versions(storage, CONFIG_KEY, current is not None):
+            try:
+                config, master = verified(storage.get_version(CONFIG_KEY, version.version_id))
+            except (UnsupportedFormatError, IntegrityError, WrongKeyError):
+                continue
+            what = "fails verification" if current is not None else "is missing (a delete marker hides it)"
+            written = version.modified.isoformat(timespec="seconds") if version.modified else "?"
+            warnings.append(f"the current config {what}: using its authentic version {version.version_id} "
+                            f"(written {written}); run `kubekeep repo check` and `kubekeep repo recover`")
+            return cls._opened(storage, config, master, warnings, workers, compression_level, lock_ttl)
+        if first_error is not None:
+            raise first_error
+        raise _not_a_repository(storage)
+
+    @classmethod
+    def _opened(cls, storage: Storage, config: dict[str, Any], master: bytes, warnings: list[str], workers: int,
+                compression_level: int | None, lock_ttl: float | None) -> Repository:
+        repo = cls(storage, config, master, workers=workers, compression_level=compression_level,
                    lock_ttl=lock_ttl or cls.DEFAULT_LOCK_TTL)
+        repo.warnings = warnings
+        return repo
+
+    def verify_config(self, raw: bytes) -> dict[str, Any]:
+        """The config in ``raw`` if it is this repository's authentic config; IntegrityError otherwise."""
+        config = parse_config(raw)
+        if config.get("repository_id") != self.repository_id.hex() or \
+                config.get("mac") != config_mac(derive_key(self._master, "config mac"), config):
+            raise IntegrityError("config failed authentication")
+        return config
 
     @staticmethod
-    def _read_slots(storage: Storage) -> list[dict[str, Any]]:
-        slots = []
+    def _read_slots(storage: Storage) -> tuple[list[dict[str, Any]], list[str]]:
+        """The well-formed key slots, and one line per damaged slot object."""
+        slots: list[dict[str, Any]] = []
+        damaged: list[str] = []
         for info in storage.list(KEYS_PREFIX):
             try:
-                slot = json.loads(storage.get(info.key))
-            except (ObjectNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+                raw = storage.get(info.key)
+            except ObjectNotFoundError:
+                continue  # removed meanwhile
+            try:
+                slot = json.loads(raw)
+                verify_slot(slot)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                damaged.append(f"{info.key}: damaged (not valid JSON)")
                 continue
-            if isinstance(slot, dict) and slot.get("slot_id") == info.key[len(KEYS_PREFIX):]:
-                slots.append(slot)
-        return slots
+            except KeySlotError as exc:
+                damaged.append(f"{info.key}: {exc}")
+                continue
+            if slot.get("slot_id") != info.key[len(KEYS_PREFIX):]:
+                damaged.append(f"{info.key}: damaged (its slot_id does not match its name)")
+                continue
+            slots.append(slot)
+        return slots, damaged
 
     @classmethod
     def _unlock(cls, storage: Storage, repository_id: bytes, passphrase: str | None,
-                key_wrapper: KeyWrapper | None) -> bytes:
-        slots = cls._read_slots(storage)
-        if not slots:
-            raise WrongKeyError(f"repository at {storage.url} has no readable key slots")
+                key_wrapper: KeyWrapper | None, warnings: list[str] | None = None) -> bytes:
+        slots, damaged = cls._read_slots(storage)
+        kind = "passphrase" if passphrase is not None else "external"
+        tried = 0
+
+        def attempt(slot: dict[str, Any], name: str) -> bytes | None:
+            nonlocal tried
+            try:
+                if passphrase is not None and slot.get("type") == "passphrase":
+                    tried += 1
+                    return open_passphrase_slot(slot, repository_id, passphrase)
+                if key_wrapper is not None and slot.get("type") == "external":
+                    tried += 1
+                    return open_external_slot(slot, repository_id, key_wrapper)
+            except KeySlotError as exc:
+                tried -= 1
+                damaged.append(f"{name}: {exc}")
+            return None
+
         for slot in slots:
-            master: bytes | None = None
-            if passphrase is not None and slot.get("type") == "passphrase":
-                master = open_passphrase_slot(slot, repository_id, passphrase)
-            elif key_wrapper is not None and slot.get("type") == "external":
-                master = open_external_slot(slot, repository_id, key_wrapper)
+            master = attempt(slot, f"{KEYS_PREFIX}{slot['slot_id']}")
             if master is not None:
                 return master
+        # a versioned location may keep slots that a delete marker or a newer version hides
+        for key, version, slot in _hidden_slots(storage):
+            master = attempt(slot, f"{key} (version {version.version_id})")
+            if master is not None:
+                if warnings is not None:
+                    warnings.append(f"opened with key slot {key} version {version.version_id}, which a delete "
+                                    "marker or a newer version hides; run `kubekeep repo recover`")
+                return master
+        if damaged:
+            problems = "; ".join(damaged)
+            if tried:
+                raise KeySlotError(f"no intact {kind} key slot opens with the key given, and {len(damaged)} key "
+                                   f"slot(s) are damaged or refused ({problems}); if the key belongs to a damaged "
+                                   "slot, open with another key and re-add it")
+            raise KeySlotError(f"no {kind} key slot can be tried: {len(damaged)} key slot(s) are damaged or "
+                               f"refused ({problems}); open with another key, or restore the slot from a copy")
+        if not slots:
+            raise WrongKeyError(f"repository at {storage.url} has no key slots")
         if passphrase is not None:
             raise WrongKeyError("wrong passphrase: no key slot of this repository opens with it")
         raise WrongKeyError("wrong key: no external key slot of this repository opens with the key given")
@@ -289,7 +470,7 @@ class Repository:
 
     def list_keys(self) -> list[KeySlotInfo]:
         return [KeySlotInfo(str(s["slot_id"]), str(s.get("type")), str(s.get("created", "")), s.get("provider"))
-                for s in self._read_slots(self.storage)]
+                for s in self._read_slots(self.storage)[0]]
 
     def add_passphrase(self, passphrase: str, *, kdf: KdfParams | None = None) -> str:
         if not passphrase:
@@ -304,10 +485,13 @@ class Repository:
         return str(slot["slot_id"])
 
     def remove_key(self, slot_id: str) -> None:
+        """Remove a key slot (a damaged one too), never the last intact one."""
         slots = {s.slot_id for s in self.list_keys()}
-        if slot_id not in slots:
+        damaged = slot_id not in slots and self.storage.exists(KEYS_PREFIX + slot_id) \
+            if _SLOT_ID.fullmatch(slot_id) else False
+        if slot_id not in slots and not damaged:
             raise RepositoryError(f"no key slot {slot_id!r} (slots: {', '.join(sorted(slots))})")
-        if len(slots) == 1:
+        if slots == {slot_id}:
             raise RepositoryError("refusing to remove the last key slot: the repository would be unreadable")
         self.storage.delete(KEYS_PREFIX + slot_id)
 
@@ -446,25 +630,34 @@ class Repository:
 
         ``listed=True`` says the id comes from a current listing: the manifest may
         then come from the local cache of (still encrypted, immutable) manifests,
-        which saves one GET per snapshot when every snapshot is read.
+        which saves one GET per snapshot when every snapshot is read. Only a
+        manifest that opened and parsed is ever cached.
         """
         sid = snapshot_id if _FULL_ID.fullmatch(snapshot_id) else self.resolve_snapshot(snapshot_id)
         raw = self._snapshot_cache_get(sid) if listed else None
         if raw is not None:
             try:
-                self.open_object(BlobType.SNAPSHOT, bytes.fromhex(sid), raw, what=f"cached snapshot {sid}")
+                return self._decode_snapshot(sid, raw, what=f"cached snapshot {sid}")
             except RepositoryError:
-                raw = None  # a damaged cache entry: read the location's copy instead
-        if raw is None:
-            try:
-                raw = self.storage.get(SNAPSHOTS_PREFIX + sid)
-            except ObjectNotFoundError:
-                raise SnapshotNotFoundError(f"snapshot {sid} not found") from None
-            if listed:
-                self._snapshot_cache_put(sid, raw)
-        doc = json.loads(self.open_object(BlobType.SNAPSHOT, bytes.fromhex(sid), raw, what=f"snapshot {sid}"))
+                pass  # a damaged cache entry: read the location's copy instead
+        try:
+            raw = self.storage.get(SNAPSHOTS_PREFIX + sid)
+        except ObjectNotFoundError:
+            raise SnapshotNotFoundError(f"snapshot {sid} not found") from None
+        doc = self._decode_snapshot(sid, raw, what=f"snapshot {sid}")
+        if listed:
+            self._snapshot_cache_put(sid, raw)
+        return doc
+
+    def _decode_snapshot(self, sid: str, raw: bytes, *, what: str) -> dict[str, Any]:
+        try:
+            doc = json.loads(self.open_object(BlobType.SNAPSHOT, bytes.fromhex(sid), raw, what=what))
+        except (ValueError, UnicodeDecodeError):
+            raise IntegrityError(f"{what}: not a valid manifest") from None
         if not isinstance(doc, dict) or doc.get("version") != 1:
-            raise UnsupportedFormatError(f"snapshot {sid}: unsupported manifest version")
+            raise UnsupportedFormatError(f"{what}: unsupported manifest version")
+        if doc.get("id") != sid:
+            raise IntegrityError(f"{what}: the manifest names another id")
         return doc
 
     def _snapshot_cache_dir(self) -> Path:
@@ -509,13 +702,22 @@ class Repository:
 
     @staticmethod
     def snapshot_info(doc: Mapping[str, Any]) -> SnapshotInfo:
-        return SnapshotInfo(id=doc["id"], time=datetime.fromisoformat(doc["time"]), hostname=doc.get("hostname", ""),
-                            tags=tuple(doc.get("tags", ())), metadata=dict(doc.get("metadata", {})),
-                            parent=doc.get("parent"), source=doc.get("source"),
-                            streams=tuple(sorted(doc.get("streams", {}))), stats=dict(doc.get("stats", {})))
+        try:
+            return SnapshotInfo(id=doc["id"], time=datetime.fromisoformat(doc["time"]),
+                                hostname=doc.get("hostname", ""), tags=tuple(doc.get("tags", ())),
+                                metadata=dict(doc.get("metadata", {})), parent=doc.get("parent"),
+                                source=doc.get("source"), streams=tuple(sorted(doc.get("streams", {}))),
+                                stats=dict(doc.get("stats", {})))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise IntegrityError(f"snapshot {doc.get('id')}: malformed manifest ({exc!r})") from None
 
-    def snapshots(self, *, tags: Iterable[str] = ()) -> list[SnapshotInfo]:
-        """Every snapshot, oldest first; with ``tags``, those carrying all of them."""
+    def snapshots(self, *, tags: Iterable[str] = (), problems: list[str] | None = None) -> list[SnapshotInfo]:
+        """Every readable snapshot, oldest first; with ``tags``, those carrying all of them.
+
+        A manifest that cannot be read (damaged, tampered, unknown version) is skipped,
+        and a line naming it is appended to ``problems`` when given: one bad object
+        must not hide every other restore point. ``check`` reports it as an error.
+        """
         want = set(tags)
         infos = []
         for sid in self.snapshot_ids():
@@ -523,6 +725,10 @@ class Repository:
                 info = self.snapshot_info(self.load_snapshot(sid, listed=True))
             except SnapshotNotFoundError:
                 continue  # pruned while listing
+            except RepositoryError as exc:
+                if problems is not None:
+                    problems.append(f"snapshot {sid} is unreadable and was skipped: {exc}")
+                continue
             if want <= set(info.tags):
                 infos.append(info)
         infos.sort(key=lambda i: (i.time, i.id))
@@ -562,7 +768,7 @@ class Repository:
         """Back up a directory tree and/or named byte streams into one new snapshot.
 
         ``parent`` (a snapshot id or 'latest') enables incremental backup: files whose
-        size, mtime and inode are unchanged reuse the parent's content without reading.
+        size, mtime, ctime and inode are unchanged reuse the parent's content without reading.
         """
         from .archiver import Archiver
 
@@ -603,16 +809,37 @@ class Repository:
 
         return check(self, read_data=read_data)
 
+    def recover(self) -> Any:
+        """Versioned locations: make the authentic version of hidden or overwritten objects current."""
+        from .recover import recover
+
+        return recover(self)
+
     def repair_index(self) -> Any:
         from .maintenance import repair_index
 
         return repair_index(self)
 
     def prune(self, drop: Iterable[str] = (), *, repack_threshold: float = 0.5,
-              wait_timeout: float = 600.0, poll: float = 2.0) -> Any:
+              wait_timeout: float = 600.0, poll: float = 2.0, leftover_age: float = 3600.0) -> Any:
+        """Drop snapshots and delete what no snapshot needs.
+
+        ``leftover_age`` (seconds): temporary files of interrupted writers, and unindexed
+        packs while other backups run, are reclaimed once they are this old (the margin
+        also covers clock skew between hosts and the storage)."""
         from .maintenance import prune
 
-        return prune(self, list(drop), repack_threshold=repack_threshold, wait_timeout=wait_timeout, poll=poll)
+        return prune(self, list(drop), repack_threshold=repack_threshold, wait_timeout=wait_timeout, poll=poll,
+                     leftover_age=leftover_age)
+
+    def unlock(self, *, remove_all: bool = False) -> Any:
+        """Remove stale locks (every lock with ``remove_all``: only when nothing runs)."""
+        from .locks import remove_locks
+
+        try:
+            return remove_locks(self.storage, self.envelope, remove_all=remove_all)
+        except StorageError as exc:
+            raise self.storage_error(exc) from exc
 
     def stats(self) -> RepoStats:
         index = self.load_index(reload=True)
@@ -670,6 +897,7 @@ class CatalogCodec:
 
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
+_SLOT_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def utcnow() -> datetime:

@@ -35,10 +35,10 @@ PLAIN_BACKENDS = ["filesystem", pytest.param("s3", marks=pytest.mark.s3)]
 
 def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     if name == "filesystem":
-        return FilesystemStorage(tmp_path / "location")
+        return FilesystemStorage(tmp_path / "location", create=True)
     if name == "filesystem+faults":
         faulty = FaultInjectingStorage(
-            FilesystemStorage(tmp_path / "location"),
+            FilesystemStorage(tmp_path / "location", create=True),
             FaultPlan(transient_rate=0.2, fail_after_write=True), seed=7, sleep=lambda _: None,
         )
         return RetryingStorage(faulty, max_attempts=30, sleep=lambda _: None)

@@ -11,6 +11,7 @@ import hashlib
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -289,3 +290,52 @@ def test_unreachable_endpoint_is_transient() -> None:
         storage.get("any/key")
     with pytest.raises(TransientStorageError):
         storage.put("any/key", b"x")
+
+
+# -- the bucket, leftovers, versions (what check and recover use) -----------------------------
+
+
+def test_missing_bucket_is_a_missing_location(seaweedfs: S3TestServer) -> None:
+    storage = S3Storage(seaweedfs.config("kubekeep-not-made"))
+    assert not storage.location_exists()
+    assert "--create-bucket" in storage.missing_hint
+
+
+def test_create_location_with_object_lock(seaweedfs: S3TestServer) -> None:
+    name = f"kk-made-{uuid.uuid4().hex[:8]}"
+    storage = S3Storage(seaweedfs.config(name, "p/"))
+    storage.create_location(object_lock=True)
+    assert storage.location_exists() and storage.supports_retention and storage.versioned()
+
+
+def test_old_multipart_uploads_are_leftovers(s3_storage: S3Storage, seaweedfs: S3TestServer) -> None:
+    client = seaweedfs.client()
+    upload = client.create_multipart_upload(Bucket=s3_storage.bucket, Key=_raw_key(s3_storage, "mp/half"))
+    assert s3_storage.remove_leftovers(datetime.now(UTC) - timedelta(hours=1)) == (0, 0)
+    assert s3_storage.remove_leftovers(datetime.now(UTC) + timedelta(minutes=1))[0] == 1
+    uploads = client.list_multipart_uploads(Bucket=s3_storage.bucket, Prefix=s3_storage.prefix).get("Uploads", [])
+    assert upload["UploadId"] not in {u["UploadId"] for u in uploads}
+
+
+def test_delete_marker_and_newer_version_can_be_undone(s3_locked_storage: S3Storage,
+                                                       seaweedfs: S3TestServer) -> None:
+    storage = s3_locked_storage
+    client = seaweedfs.client()
+    storage.put("v/obj", b"original", retention=(RetentionMode.COMPLIANCE, _soon(120)))
+    client.delete_object(Bucket=storage.bucket, Key=_raw_key(storage, "v/obj"))
+    entries = [v for v in storage.list_versions("v/") if v.key == "v/obj"]
+    assert [(e.latest, e.delete_marker) for e in entries] == [(True, True), (False, False)]
+    assert not storage.exists("v/obj")
+    assert storage.version_retained_until("v/obj", entries[1].version_id) is not None
+    storage.delete_version("v/obj", entries[0].version_id)  # a marker is never locked
+    assert storage.get("v/obj") == b"original"
+
+    time.sleep(1.1)
+    client.put_object(Bucket=storage.bucket, Key=_raw_key(storage, "v/obj"), Body=b"forged",
+                      ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=_soon(60))
+    entries = [v for v in storage.list_versions("v/") if v.key == "v/obj"]
+    assert [e.size for e in entries] == [6, 8] and entries[0].latest
+    with pytest.raises(ObjectLockedError):
+        storage.delete_version("v/obj", entries[0].version_id)
+    storage.restore_version("v/obj", entries[1].version_id)
+    assert storage.get("v/obj") == b"original"

@@ -272,3 +272,25 @@ def test_retention_date_must_be_aware(storage: Storage) -> None:
         pytest.skip("this backend cannot lock objects")
     with pytest.raises(ValueError):
         storage.put("ret/naive", b"x", retention=(RetentionMode.COMPLIANCE, datetime.now() + timedelta(1)))
+
+
+# -- the location itself, leftovers, versions ---------------------------------------------------
+
+
+def test_location_exists_and_leftovers_of_nobody(storage: Storage) -> None:
+    assert storage.location_exists()
+    storage.put("left/obj", b"kept")
+    count, _ = storage.remove_leftovers(datetime.now(UTC) - timedelta(hours=1))
+    assert count == 0
+    assert storage.get("left/obj") == b"kept"
+
+
+def test_versions_are_listed_only_where_they_exist(storage: Storage) -> None:
+    storage.put("ver/a", b"1")
+    if not storage.versioned():
+        return
+    [version] = [v for v in storage.list_versions("ver/") if v.key == "ver/a"]
+    assert version.latest and not version.delete_marker and version.size == 1
+    assert storage.get_version("ver/a", version.version_id) == b"1"
+    storage.delete("ver/a")  # Kubekeep's delete leaves no version and no delete marker behind
+    assert [v for v in storage.list_versions("ver/") if v.key == "ver/a"] == []

@@ -49,7 +49,7 @@ def test_hooks_and_quiesce_around_volume_export(prefect_api: str, test_cluster, 
     try:
         rp_id = backup(app="shop", namespaces=[namespace], location=location, encryption_key=key,
                        cluster=ClusterConnection(kubeconfig_path=str(test_cluster.kubeconfig)),
-                       hooks=[rule], quiesce=["Deployment/web"])
+                       hooks=[rule], quiesce=["Deployment/web"], init=True)
     finally:
         stop.set()
         watcher.join()
@@ -85,6 +85,6 @@ def test_failing_pre_hook_still_runs_post_hooks_and_fails_the_run(prefect_api: s
         backup(app="shop", namespaces=[namespace],
                location=LocationProfile(kind="filesystem", path=str(tmp_path / "loc")),
                encryption_key=EncryptionKey(passphrase="pw", cheap_kdf=True),
-               cluster=ClusterConnection(kubeconfig_path=str(test_cluster.kubeconfig)), hooks=[rule])
+               cluster=ClusterConnection(kubeconfig_path=str(test_cluster.kubeconfig)), hooks=[rule], init=True)
     assert "no restore point written" in str(err.value) and "cannot freeze" in str(err.value)
     assert (exec_dir / "hooks.log").read_text().split() == ["freeze", "thaw"]

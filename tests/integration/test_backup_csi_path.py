@@ -23,7 +23,7 @@ def _run(test_cluster, namespace: str, tmp_path: Path, mover: dict | None) -> Ba
         backup(app="csi-app", namespaces=[namespace],
                location=LocationProfile(kind="filesystem", path=str(tmp_path / "loc")),
                encryption_key=EncryptionKey(passphrase="pw", cheap_kdf=True),
-               cluster=ClusterConnection(kubeconfig_path=str(test_cluster.kubeconfig)), mover=mover)
+               cluster=ClusterConnection(kubeconfig_path=str(test_cluster.kubeconfig)), mover=mover, init=True)
     return err.value
 
 

@@ -98,7 +98,7 @@ def test_backup_to_filesystem(prefect_api: str, test_cluster, cluster: Cluster, 
                               shop: dict[str, dict[str, str]], tmp_path: Path) -> None:
     location = LocationProfile(kind="filesystem", path=str(tmp_path / "location"))
     rp_id = backup(app="shop", namespaces=[namespace], location=location, encryption_key=_key(),
-                   cluster=_conn(test_cluster))
+                   cluster=_conn(test_cluster), init=True)
     _check_restore_point(location, rp_id, namespace, shop, tmp_path)
 
     # incremental: a second run stores little new data for unchanged volumes
@@ -132,7 +132,7 @@ def test_backup_to_s3_with_object_lock(prefect_api: str, test_cluster, cluster: 
                                secret_access_key=seaweedfs.secret_key, object_lock_mode="COMPLIANCE",
                                object_lock_days=1)
     rp_id = backup(app="shop", namespaces=[namespace], location=location, encryption_key=_key(),
-                   cluster=_conn(test_cluster))
+                   cluster=_conn(test_cluster), init=True)
     _check_restore_point(location, rp_id, namespace, shop, tmp_path)
     storage = location.storage()
     locked = [i.key for i in storage.list("") if not i.key.startswith("catalog/")
@@ -150,7 +150,7 @@ def test_forbidden_type_is_reported_and_fails_the_run(prefect_api: str, test_clu
     location = LocationProfile(kind="filesystem", path=str(tmp_path / "location"))
     with pytest.raises(BackupFailed) as err:
         backup(app="restricted", namespaces=[namespace], location=location, encryption_key=_key(),
-               cluster=ClusterConnection(name="testbed", kubeconfig_path=str(kubeconfig)))
+               cluster=ClusterConnection(name="testbed", kubeconfig_path=str(kubeconfig)), init=True)
     assert "secrets" in str(err.value) and "403" in str(err.value)
     catalog = _key().catalog(location, cache_dir=tmp_path / "cache")
     point = latest_restore_point(catalog, "restricted", statuses=("partially_failed",))

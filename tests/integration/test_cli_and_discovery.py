@@ -29,7 +29,7 @@ def test_cli_backup_then_list_restore_points(prefect_api: str, test_cluster, clu
     env = {"PREFECT_API_URL": prefect_api, "KUBECONFIG": str(test_cluster.kubeconfig),
            "KUBEKEEP_PASSWORD": "cli-pass", "KUBEKEEP_TEST_CHEAP_KDF": "1", "COLUMNS": "200"}
     location = str(tmp_path / "loc")
-    result = _kubekeep(["backup", "--app", "cli-app", "-n", namespace, "--location", location], env)
+    result = _kubekeep(["backup", "--app", "cli-app", "-n", namespace, "--location", location, "--init"], env)
     assert result.returncode == 0, result.stderr[-3000:]
     rp_id = result.stdout.strip().splitlines()[-1]
     assert rp_id.startswith("cli-app-")

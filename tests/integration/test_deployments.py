@@ -45,7 +45,7 @@ def test_scheduled_backup_deployment_runs(prefect_api: str, test_cluster, cluste
     _prefect(["block", "register", "-m", "blocks"], prefect_api)
     _prefect(["work-pool", "create", pool, "--type", "process"], prefect_api)
     params = {"app": f"sched-{suffix}", "namespaces": [namespace], "location": f"loc-{suffix}",
-              "encryption_key": f"key-{suffix}", "cluster": f"cluster-{suffix}"}
+              "encryption_key": f"key-{suffix}", "cluster": f"cluster-{suffix}", "init": True}
     out = _prefect(["--no-prompt", "deploy", "--name", "nightly-backup", "--pool", pool,
                     "--params", json.dumps(params)], prefect_api)
     assert "nightly-backup" in out.stdout

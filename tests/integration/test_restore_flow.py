@@ -38,7 +38,8 @@ def backed_up(prefect_api: str, test_cluster, cluster: Cluster, namespace: str, 
     location = LocationProfile(kind="filesystem", path=str(tmp_path / "loc"))
     key = EncryptionKey(passphrase="restore-pw", cheap_kdf=True)
     conn = ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig))
-    rp_id = backup(app="shop", namespaces=[namespace], location=location, encryption_key=key, cluster=conn)
+    rp_id = backup(app="shop", namespaces=[namespace], location=location, encryption_key=key, cluster=conn,
+                   init=True)
     return {"location": location, "key": key, "conn": conn, "rp": rp_id, "data": data, "ns": namespace}
 
 

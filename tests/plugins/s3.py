@@ -69,6 +69,11 @@ class S3TestServer:
         prefix = prefix if prefix is not None else f"t-{uuid.uuid4().hex[:12]}/"
         return S3Storage(self.config(bucket, prefix, **overrides))
 
+    def cli_environment(self) -> dict[str, str]:
+        """The variables `kubekeep repo --repo s3://...` reads to reach this server."""
+        return {"KUBEKEEP_S3_ENDPOINT": self.endpoint_url, "AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": self.region}
+
     def client(self) -> Any:
         """A raw boto3 client, for tests that prove what the server itself enforces."""
         return self.config(self.plain_bucket).make_client()

@@ -81,7 +81,7 @@ def main() -> None:
     repo_dir = base / "repo"
     shutil.rmtree(repo_dir, ignore_errors=True)
     os.system("sync")
-    repo = Repository.init(FilesystemStorage(repo_dir), passphrase="bench", kdf=KdfParams.cheap(),
+    repo = Repository.init(FilesystemStorage(repo_dir, create=True), passphrase="bench", kdf=KdfParams.cheap(),
                            workers=args.workers, compression_level=args.level)
     t = time.perf_counter()
     res = repo.backup(data)

@@ -49,7 +49,7 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 def open_repo(repo_dir: Path) -> Repository:
-    return Repository.open(FilesystemStorage(repo_dir, create=False), passphrase=PASSWORD, lock_ttl=LOCK_TTL)
+    return Repository.open(FilesystemStorage(repo_dir), passphrase=PASSWORD, lock_ttl=LOCK_TTL)
 
 
 def child(repo_dir: Path, action: str, arg: str) -> None:
@@ -67,8 +67,8 @@ def child(repo_dir: Path, action: str, arg: str) -> None:
 def run_crash_loop(base: Path, iterations: int, seed: int, log: bool = True) -> dict[str, int]:
     rng = random.Random(seed)
     repo_dir = base / "repo"
-    Repository.init(FilesystemStorage(repo_dir), passphrase=PASSWORD, kdf=KdfParams.cheap(), chunker=CHUNKER,
-                    pack_size=128 * 1024)
+    Repository.init(FilesystemStorage(repo_dir, create=True), passphrase=PASSWORD, kdf=KdfParams.cheap(),
+                    chunker=CHUNKER, pack_size=128 * 1024)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                         os.environ.get("PYTHONPATH", "")]))
     dropped: set[str] = set()
@@ -103,6 +103,9 @@ def run_crash_loop(base: Path, iterations: int, seed: int, log: bool = True) -> 
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             counts["killed"] += 1
+            # learn from kills too: on a loaded machine (slow start-up) no child would ever finish
+            # if the estimate only moved when one did
+            typical *= 1.05
         if proc.stderr:
             proc.stderr.close()
         result = open_repo(repo_dir).check()

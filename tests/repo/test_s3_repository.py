@@ -138,10 +138,8 @@ def test_cli_s3_location(seaweedfs: S3TestServer, tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("KUBEKEEP_PASSWORD", PASSWORD)
     monkeypatch.delenv("KUBEKEEP_REPOSITORY", raising=False)
     monkeypatch.delenv("KUBEKEEP_S3_ADDRESSING_STYLE", raising=False)
-    monkeypatch.setenv("KUBEKEEP_S3_ENDPOINT", seaweedfs.endpoint_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
-    monkeypatch.setenv("AWS_REGION", seaweedfs.region)
+    for name, value in seaweedfs.cli_environment().items():
+        monkeypatch.setenv(name, value)
     location = f"s3://{seaweedfs.plain_bucket}/cli-{uuid.uuid4().hex[:8]}/repo"
     source = tmp_path / "src"
     _write_tree(source, seed=3)

@@ -30,7 +30,7 @@ def _digests(root: Path) -> dict[str, str]:
 
 def test_mover_backs_up_and_restores_a_volume(tmp_path: Path) -> None:
     location = tmp_path / "repo"
-    Repository.init(FilesystemStorage(location), passphrase="pw", kdf=KdfParams.cheap()).close()
+    Repository.init(FilesystemStorage(location, create=True), passphrase="pw", kdf=KdfParams.cheap()).close()
     volume = tmp_path / "volume"
     expected = fill_volume(volume, seed="mover", files=12)
 
@@ -54,7 +54,7 @@ def test_mover_backs_up_and_restores_a_volume(tmp_path: Path) -> None:
 
 def test_mover_reports_bad_input_clearly(tmp_path: Path) -> None:
     location = tmp_path / "repo"
-    Repository.init(FilesystemStorage(location), passphrase="pw", kdf=KdfParams.cheap()).close()
+    Repository.init(FilesystemStorage(location, create=True), passphrase="pw", kdf=KdfParams.cheap()).close()
     code, out = _mover("backup", "--repo", str(location), "--source", str(tmp_path / "missing"), "--pvc", "a/b",
                        "--restore-point", "rp")
     assert code == 1 and not out["ok"] and "not a readable directory" in out["error"]

@@ -1,16 +1,19 @@
 """Storage backends behind one interface (see base.py for the contract)."""
 
 from .base import (
+    DeadlineExceededError,
     InvalidKeyError,
     ObjectExistsError,
     ObjectInfo,
     ObjectLockedError,
     ObjectNotFoundError,
+    ObjectVersion,
     RetentionMode,
     RetentionNotSupportedError,
     Storage,
     StorageError,
     TransientStorageError,
+    VersionsNotSupportedError,
 )
 from .filesystem import FilesystemStorage
 from .s3 import S3Config, S3Storage, create_bucket
@@ -23,6 +26,7 @@ from .wrappers import (
 )
 
 __all__ = [
+    "DeadlineExceededError",
     "FaultInjectingStorage",
     "FaultPlan",
     "FilesystemStorage",
@@ -31,6 +35,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectLockedError",
     "ObjectNotFoundError",
+    "ObjectVersion",
     "ReadOnlyStorage",
     "ReadOnlyStorageError",
     "RetentionMode",
@@ -41,5 +46,6 @@ __all__ = [
     "Storage",
     "StorageError",
     "TransientStorageError",
+    "VersionsNotSupportedError",
     "create_bucket",
 ]

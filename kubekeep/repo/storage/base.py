@@ -45,6 +45,13 @@ class TransientStorageError(StorageError):
     """A failure that may succeed when retried (throttling, 5xx, timeout)."""
 
 
+class DeadlineExceededError(TransientStorageError):
+    """A request (with its retries) did not complete within its deadline.
+
+    Transient (the endpoint may answer later, so a scheduled retry makes sense), but a
+    retry wrapper does not start another round of attempts: the deadline is the bound."""
+
+
 class ObjectNotFoundError(StorageError):
     def __init__(self, key: str) -> None:
         super().__init__(f"object not found: {key}")
@@ -69,6 +76,10 @@ class RetentionNotSupportedError(StorageError):
     pass
 
 
+class VersionsNotSupportedError(StorageError):
+    """The location keeps no object versions (a directory, an S3 bucket without versioning)."""
+
+
 class InvalidKeyError(StorageError, ValueError):
     pass
 
@@ -86,6 +97,19 @@ class ObjectInfo:
     retain_until: datetime | None = None
 
 
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of a key in a versioned location (S3 with versioning / Object Lock)."""
+
+    key: str
+    version_id: str
+    modified: datetime | None
+    #: the version a plain GET returns (or, for a delete marker, the one that hides the key)
+    latest: bool
+    delete_marker: bool
+    size: int = 0
+
+
 def check_key(key: str) -> str:
     if not _KEY_RE.match(key) or any(part in (".", "..") for part in key.split("/")):
         raise InvalidKeyError(f"invalid storage key: {key!r}")
@@ -100,6 +124,8 @@ class Storage(ABC):
     supports_retention: bool = False
     #: each request is a network round trip (readers should fetch in large pieces)
     remote: bool = False
+    #: what to check when the location is missing or holds no repository (shown to users)
+    missing_hint: str = ""
 
     @abstractmethod
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
@@ -131,6 +157,47 @@ class Storage(ABC):
     def set_retention(self, key: str, mode: RetentionMode, retain_until: datetime) -> datetime:
         """Extend the retention of ``key``; return the date in force afterwards."""
         raise RetentionNotSupportedError(f"{self.url}: this backend cannot lock objects")
+
+    # -- the location itself (only `init` creates one) -------------------------------------
+
+    def location_exists(self) -> bool:
+        """Whether the container of the objects (directory, bucket) exists. Never creates it."""
+        return True
+
+    def create_location(self, *, object_lock: bool = False) -> None:
+        """Create the directory or bucket (with Object Lock when asked). Only `init` calls this."""
+        if object_lock:
+            raise RetentionNotSupportedError(f"{self.url}: this backend cannot lock objects")
+
+    # -- versions (S3 buckets with versioning; Kubekeep itself never writes a key twice) -----------
+
+    def versioned(self) -> bool:
+        """Whether older versions and delete markers can exist here."""
+        return False
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """Every version and delete marker under ``prefix``; a key's entries come together, newest first."""
+        raise VersionsNotSupportedError(f"{self.url} keeps no object versions")
+
+    def get_version(self, key: str, version_id: str) -> bytes:
+        raise VersionsNotSupportedError(f"{self.url} keeps no object versions")
+
+    def version_retained_until(self, key: str, version_id: str) -> datetime | None:
+        """The date a version is locked until (None when it is not locked now)."""
+        raise VersionsNotSupportedError(f"{self.url} keeps no object versions")
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        """Remove one version or delete marker; ObjectLockedError when the version is locked."""
+        raise VersionsNotSupportedError(f"{self.url} keeps no object versions")
+
+    def restore_version(self, key: str, version_id: str) -> None:
+        """Make an older version current again by copying it over the key (a new version)."""
+        raise VersionsNotSupportedError(f"{self.url} keeps no object versions")
+
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        """Remove what interrupted writers left behind and no reader ever sees (temporary files,
+        unfinished multipart uploads) that is older than ``older_than``; return (count, bytes)."""
+        return 0, 0
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has nothing to release."""

@@ -10,6 +10,7 @@ there too.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -39,15 +40,52 @@ def _classify(exc: OSError, what: str) -> StorageError:
 
 
 class FilesystemStorage(Storage):
-    supports_retention = False
+    """Objects as files under ``root``.
 
-    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+    The root directory is never created implicitly (only ``create_location``, which
+    `init` calls, or ``create=True`` makes it): a mistyped path or an unmounted NFS
+    mount point must fail, not quietly become a new location on the local disk.
+    """
+
+    supports_retention = False
+    missing_hint = ("if it lives on a mounted volume (NFS, a disk), check that the volume is mounted; "
+                    "`kubekeep repo init` creates a new repository")
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
         self.root = Path(root).resolve()
-        if create:
-            self.root.mkdir(parents=True, exist_ok=True)
-        elif not self.root.is_dir():
-            raise StorageError(f"location directory does not exist: {self.root}")
         self.url = self.root.as_uri()
+        if create:
+            self.create_location()
+
+    def location_exists(self) -> bool:
+        return self.root.is_dir()
+
+    def create_location(self, *, object_lock: bool = False) -> None:
+        if object_lock:
+            from .base import RetentionNotSupportedError
+
+            raise RetentionNotSupportedError(f"{self.url}: the filesystem backend cannot lock objects")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StorageError(f"{self.root} exists and is not a directory") from None
+        except NotADirectoryError:
+            raise StorageError(f"cannot create {self.root}: a parent is not a directory") from None
+        except OSError as exc:
+            raise _classify(exc, f"create {self.root}") from exc
+        if not self.root.is_dir():
+            raise StorageError(f"{self.root} exists and is not a directory")
+
+    def _make_parents(self, directory: Path) -> None:
+        """Create the directories between the root and ``directory``; never the root itself."""
+        if not self.root.is_dir():
+            raise StorageError(f"location {self.root} does not exist or is not a directory "
+                               f"({self.missing_hint})")
+        current = self.root
+        for part in directory.relative_to(self.root).parts:
+            current = current / part
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(current)
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -62,9 +100,12 @@ class FilesystemStorage(Storage):
         if path.exists():
             raise ObjectExistsError(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{_TMP_MARK}{path.name}.{secrets.token_hex(8)}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileNotFoundError:
+                self._make_parents(path.parent)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 view = memoryview(data)
                 while view:
@@ -146,6 +187,33 @@ class FilesystemStorage(Storage):
         except OSError as exc:
             raise _classify(exc, f"stat {key}") from exc
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        """Unlink ``.tmp-*`` files of interrupted puts last written before ``older_than``.
+
+        A put rewrites its temporary file's mtime with every write and links it into
+        place right after its fsync, so an old temporary file belongs to no running
+        put; if one were merely stalled that long, its link fails and the put reports
+        an error (nothing half-written becomes visible)."""
+        count = freed = 0
+        limit = older_than.timestamp()
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.startswith(_TMP_MARK):
+                    continue
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(full)
+                    if st.st_mtime >= limit:
+                        continue
+                    os.unlink(full)
+                except FileNotFoundError:
+                    continue  # linked and removed by its writer meanwhile
+                except OSError as exc:
+                    raise _classify(exc, f"remove {full}") from exc
+                count += 1
+                freed += st.st_size
+        return count, freed
 
     def delete(self, key: str) -> None:
         try:

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import io
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,10 +38,12 @@ import botocore.exceptions
 from botocore.config import Config
 
 from .base import (
+    DeadlineExceededError,
     ObjectExistsError,
     ObjectInfo,
     ObjectLockedError,
     ObjectNotFoundError,
+    ObjectVersion,
     RetentionMode,
     RetentionNotSupportedError,
     Storage,
@@ -101,8 +104,18 @@ class S3Config:
     part_size: int = 16 * MiB
     #: attempts per request, botocore's standard retry mode (first try included)
     max_attempts: int = 5
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    #: seconds to establish a connection
+    connect_timeout: float = 5.0
+    #: seconds a request may wait for the next bytes of an answer (not a bound on a whole transfer)
+    read_timeout: float = 20.0
+    #: seconds one request may take with its retries: no new attempt starts that could end past it
+    deadline: float = 30.0
+    #: uploads of at least ``transfer_size`` bytes (a pack, a multipart part, completing a multipart
+    #: upload) wait for the server's answer after sending their body: a loaded server may take
+    #: longer to store megabytes than to answer a metadata request, so they get their own bounds
+    transfer_read_timeout: float = 120.0
+    transfer_deadline: float = 300.0
+    transfer_size: int = MiB
     max_pool_connections: int = 16
     #: use If-None-Match for put-if-absent; False forces HEAD-then-PUT (racy)
     conditional_writes: bool = True
@@ -114,8 +127,13 @@ class S3Config:
             raise ValueError(f"part_size must be at least {_MIN_PART_SIZE} bytes")
         if self.multipart_threshold < self.part_size:
             raise ValueError("multipart_threshold must be at least part_size")
+        if min(self.connect_timeout, self.read_timeout, self.deadline, self.transfer_read_timeout,
+               self.transfer_deadline) <= 0:
+            raise ValueError("S3 timeouts and deadlines must be positive")
 
-    def make_client(self) -> S3Client:
+    def make_client(self, *, transfer: bool = False) -> S3Client:
+        """A boto3 client; ``transfer`` gives it the bounds for large uploads."""
+        read_timeout = self.transfer_read_timeout if transfer else self.read_timeout
         session = boto3.session.Session(
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
@@ -125,14 +143,49 @@ class S3Config:
         config = Config(
             retries={"mode": "standard", "max_attempts": self.max_attempts},
             connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
+            read_timeout=read_timeout,
             max_pool_connections=self.max_pool_connections,
             s3={"addressing_style": self.addressing_style},
         )
         client: S3Client = session.client(
             "s3", endpoint_url=self.endpoint_url, verify=self.verify_tls, config=config
         )
+        deadline = _Deadline(self.transfer_deadline if transfer else self.deadline, read_timeout,
+                             self.endpoint_url or "the S3 endpoint")
+        client.meta.events.register("before-call.s3", deadline.start)
+        client.meta.events.register_first("needs-retry.s3", deadline.check)
         return client
+
+
+class _DeadlineReached(botocore.exceptions.BotoCoreError):
+    fmt = "{message}"
+
+
+class _Deadline:
+    """Bounds one API call with its botocore retries: ``before-call`` notes the start; before a
+    retry, ``needs-retry`` gives up when another attempt could end past the deadline."""
+
+    def __init__(self, seconds: float, read_timeout: float, endpoint: str) -> None:
+        self.seconds = seconds
+        self.read_timeout = read_timeout
+        self.endpoint = endpoint
+
+    def start(self, context: dict[str, Any], **_: Any) -> None:
+        context["kubekeep_started"] = time.monotonic()
+
+    def check(self, response: Any = None, caught_exception: Exception | None = None,
+              request_dict: dict[str, Any] | None = None, **_: Any) -> None:
+        failed = caught_exception is not None or (
+            response is not None and getattr(response[0], "status_code", 0) in (429, 500, 502, 503, 504))
+        started = ((request_dict or {}).get("context") or {}).get("kubekeep_started")
+        if not failed or started is None:
+            return
+        elapsed = time.monotonic() - started
+        if elapsed + self.read_timeout > self.seconds:
+            cause = caught_exception or f"HTTP {getattr(response[0], 'status_code', '?')}"
+            raise _DeadlineReached(message=(
+                f"{self.endpoint} did not answer in time: gave up after {elapsed:.0f} s (deadline {self.seconds:g} s, "
+                f"read timeout {self.read_timeout:g} s; last error: {cause})"))
 
 
 def _error_code(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
@@ -145,6 +198,8 @@ def classify_error(exc: Exception, what: str, key: str | None = None) -> Storage
     """Map a botocore exception onto the storage error hierarchy (transient vs permanent)."""
     if isinstance(exc, StorageError):
         return exc
+    if isinstance(exc, _DeadlineReached):
+        return DeadlineExceededError(f"{what}: {exc}")
     if isinstance(exc, botocore.exceptions.ClientError):
         code, status = _error_code(exc)
         if key is not None and code in _NOT_FOUND_CODES:
@@ -223,10 +278,22 @@ class S3Storage(Storage):
         self.prefix = config.prefix
         self.url = f"s3://{config.bucket}/{config.prefix}"
         self._client = client if client is not None else config.make_client()
+        self._given_client = client is not None
+        self._transfer: S3Client | None = client
         self._conditional = config.conditional_writes
         self._lock = threading.Lock()
         self._lock_enabled: bool | None = None
         self._versioned: bool | None = None
+
+    def _transfer_client(self, size: int) -> S3Client:
+        """The client for an upload of ``size`` bytes (made on first use)."""
+        if size < self.config.transfer_size:
+            return self._client
+        if self._transfer is None:
+            with self._lock:
+                if self._transfer is None:
+                    self._transfer = self.config.make_client(transfer=True)
+        return self._transfer
 
     # -- bucket properties, probed once -------------------------------------------------
 
@@ -290,7 +357,8 @@ class S3Storage(Storage):
             # a seekable reader over the caller's buffer: no 16 MiB copy per pack (the caller keeps the
             # buffer unchanged until put returns)
             body = cast(IO[bytes], _ViewReader(view))
-            self._client.put_object(Bucket=self.bucket, Key=full, Body=body, ContentMD5=_md5_b64(view), **extra)
+            self._transfer_client(view.nbytes).put_object(Bucket=self.bucket, Key=full, Body=body,
+                                                          ContentMD5=_md5_b64(view), **extra)
         except botocore.exceptions.ClientError as exc:
             code, status = _error_code(exc)
             if status == 412 or code == "PreconditionFailed":
@@ -323,7 +391,7 @@ class S3Storage(Storage):
             parts: builtins.list[dict[str, Any]] = []
             for number, offset in enumerate(range(0, size, part_size), start=1):
                 chunk = bytes(view[offset:offset + part_size])
-                response = self._client.upload_part(
+                response = self._transfer_client(len(chunk)).upload_part(
                     Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number,
                     Body=chunk, ContentMD5=_md5_b64(chunk),
                 )
@@ -334,7 +402,7 @@ class S3Storage(Storage):
                              and name != "ChecksumType"})
                 parts.append(part)
             complete: dict[str, Any] = {"IfNoneMatch": "*"} if self._conditional else {}
-            self._client.complete_multipart_upload(
+            self._transfer_client(size).complete_multipart_upload(
                 Bucket=self.bucket, Key=full, UploadId=upload_id,
                 MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
                 **complete,
@@ -425,17 +493,21 @@ class S3Storage(Storage):
             # the data: remove each version instead, oldest first, so that the current
             # version goes last and the key stays readable if a locked one refuses.
             for version_id in self._versions_oldest_first(full):
-                try:
-                    self._client.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id)
-                except botocore.exceptions.ClientError as exc:
-                    code, _ = _error_code(exc)
-                    if code in ("AccessDenied", "403", "InvalidRequest"):
-                        retained = self._retained_until(full, version_id)
-                        if retained is not None:
-                            raise ObjectLockedError(key, retained) from None
-                    raise
+                self._delete_one_version(key, full, version_id)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise classify_error(exc, what) from exc
+
+    def _delete_one_version(self, key: str, full: str, version_id: str) -> None:
+        """DeleteObject of one version; ObjectLockedError (with its date) when a lock refuses it."""
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id)
+        except botocore.exceptions.ClientError as exc:
+            code, _ = _error_code(exc)
+            if code in ("AccessDenied", "403", "InvalidRequest"):
+                retained = self._retained_until(full, version_id)
+                if retained is not None:
+                    raise ObjectLockedError(key, retained) from None
+            raise
 
     def _versions_oldest_first(self, full: str) -> builtins.list[str]:
         found: builtins.list[tuple[bool, datetime, str]] = []
@@ -510,8 +582,104 @@ class S3Storage(Storage):
             raise classify_error(exc, what, key) from exc
         return retain_until
 
+    # -- the bucket ------------------------------------------------------------------------
+
+    missing_hint = ("check the bucket name, the endpoint and the credentials; "
+                    "`kubekeep repo init --create-bucket` creates a missing bucket")
+
+    def location_exists(self) -> bool:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            code, status = _error_code(exc)
+            if status == 404 or code in ("NoSuchBucket", "NotFound", "404"):
+                return False
+            raise classify_error(exc, f"look up bucket {self.bucket}") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise classify_error(exc, f"look up bucket {self.bucket}") from exc
+        return True
+
+    def create_location(self, *, object_lock: bool = False) -> None:
+        create_bucket(self._client, self.bucket, object_lock=object_lock)
+        with self._lock:
+            self._lock_enabled = None
+            self._versioned = None
+
+    # -- versions ---------------------------------------------------------------------------
+
+    def versioned(self) -> bool:
+        return self._is_versioned()
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        paginator = self._client.get_paginator("list_object_versions")
+        skip = len(self.prefix)
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                entries: builtins.list[tuple[bool, Any]] = [
+                    *((False, v) for v in page.get("Versions", [])),
+                    *((True, m) for m in page.get("DeleteMarkers", []))]
+                # one page may split a key's entries over its two lists: merge them back in S3's
+                # order (by key, newest first; the latest entry first among equal times)
+                entries.sort(key=lambda e: (e[1]["Key"], not e[1].get("IsLatest", False),
+                                            -(e[1]["LastModified"].timestamp() if e[1].get("LastModified")
+                                              else 0.0)))
+                for marker, entry in entries:
+                    yield ObjectVersion(entry["Key"][skip:], entry["VersionId"], _utc(entry.get("LastModified")),
+                                        bool(entry.get("IsLatest")), marker, int(entry.get("Size", 0) or 0))
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise classify_error(exc, f"list versions {self.url}{prefix}") from exc
+
+    def get_version(self, key: str, version_id: str) -> bytes:
+        what = f"get {self.url}{key} version {version_id}"
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._full(key), VersionId=version_id)
+            data = response["Body"].read()
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise classify_error(exc, what, key) from exc
+        if len(data) != response.get("ContentLength", len(data)):
+            raise TransientStorageError(f"{what}: short read")
+        return data
+
+    def version_retained_until(self, key: str, version_id: str) -> datetime | None:
+        return self._retained_until(self._full(key), version_id)
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        try:
+            self._delete_one_version(key, self._full(key), version_id)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise classify_error(exc, f"delete {self.url}{key} version {version_id}") from exc
+
+    def restore_version(self, key: str, version_id: str) -> None:
+        full = self._full(key)
+        try:
+            self._client.copy_object(Bucket=self.bucket, Key=full,
+                                     CopySource={"Bucket": self.bucket, "Key": full, "VersionId": version_id})
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise classify_error(exc, f"restore {self.url}{key} version {version_id}", key) from exc
+
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        """Abort multipart uploads under the prefix started before ``older_than`` (their parts
+        cost storage and are never visible); bytes are not counted (0)."""
+        what = f"list multipart uploads of {self.url}"
+        count = 0
+        try:
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", []):
+                    initiated = _utc(upload.get("Initiated"))
+                    if initiated is None or initiated >= older_than:
+                        continue
+                    self._client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                        UploadId=upload["UploadId"])
+                    count += 1
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise classify_error(exc, what) from exc
+        return count, 0
+
     def close(self) -> None:
         self._client.close()
+        if self._transfer is not None and not self._given_client:
+            self._transfer.close()
 
 
 def _as_client(client_or_config: S3Client | S3Config) -> S3Client:

@@ -18,8 +18,10 @@ from datetime import datetime
 from typing import TypeVar
 
 from .base import (
+    DeadlineExceededError,
     ObjectExistsError,
     ObjectInfo,
+    ObjectVersion,
     RetentionMode,
     Storage,
     StorageError,
@@ -53,6 +55,41 @@ class _Wrapper(Storage):
     @remote.setter
     def remote(self, value: bool) -> None:
         raise AttributeError("remote is a property of the wrapped storage")
+
+    @property
+    def missing_hint(self) -> str:
+        return self.inner.missing_hint
+
+    @missing_hint.setter
+    def missing_hint(self, value: str) -> None:
+        raise AttributeError("missing_hint is a property of the wrapped storage")
+
+    def location_exists(self) -> bool:
+        return self.inner.location_exists()
+
+    def create_location(self, *, object_lock: bool = False) -> None:
+        self.inner.create_location(object_lock=object_lock)
+
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        return self.inner.remove_leftovers(older_than)
+
+    def versioned(self) -> bool:
+        return self.inner.versioned()
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        return self.inner.list_versions(prefix)
+
+    def get_version(self, key: str, version_id: str) -> bytes:
+        return self.inner.get_version(key, version_id)
+
+    def version_retained_until(self, key: str, version_id: str) -> datetime | None:
+        return self.inner.version_retained_until(key, version_id)
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        self.inner.delete_version(key, version_id)
+
+    def restore_version(self, key: str, version_id: str) -> None:
+        self.inner.restore_version(key, version_id)
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
             retention: tuple[RetentionMode, datetime] | None = None) -> None:
@@ -126,6 +163,8 @@ class RetryingStorage(_Wrapper):
         while True:
             try:
                 return fn()
+            except DeadlineExceededError:
+                raise  # the backend already spent the request's whole deadline
             except TransientStorageError:
                 attempt += 1
                 if attempt >= self.max_attempts:
@@ -166,9 +205,10 @@ class RetryingStorage(_Wrapper):
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         return self._call(lambda: self.inner.get_range(key, offset, length))
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        def first() -> tuple[Iterator[ObjectInfo], ObjectInfo | None]:
-            iterator = self.inner.list(prefix)
+    def _listing(self, start: Callable[[], Iterator[T]]) -> Iterator[T]:
+        """Retry a listing only until its first item is yielded (a restart would repeat items)."""
+        def first() -> tuple[Iterator[T], T | None]:
+            iterator = start()
             return iterator, next(iterator, None)
 
         iterator, head = self._call(first)
@@ -176,6 +216,9 @@ class RetryingStorage(_Wrapper):
             return
         yield head
         yield from iterator
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self._listing(lambda: self.inner.list(prefix))
 
     def stat(self, key: str) -> ObjectInfo:
         return self._call(lambda: self.inner.stat(key))
@@ -185,6 +228,30 @@ class RetryingStorage(_Wrapper):
 
     def set_retention(self, key: str, mode: RetentionMode, retain_until: datetime) -> datetime:
         return self._call(lambda: self.inner.set_retention(key, mode, retain_until))
+
+    def location_exists(self) -> bool:
+        return self._call(self.inner.location_exists)
+
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        return self._call(lambda: self.inner.remove_leftovers(older_than))
+
+    def versioned(self) -> bool:
+        return self._call(self.inner.versioned)
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        return self._listing(lambda: self.inner.list_versions(prefix))
+
+    def get_version(self, key: str, version_id: str) -> bytes:
+        return self._call(lambda: self.inner.get_version(key, version_id))
+
+    def version_retained_until(self, key: str, version_id: str) -> datetime | None:
+        return self._call(lambda: self.inner.version_retained_until(key, version_id))
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        self._call(lambda: self.inner.delete_version(key, version_id))
+
+    def restore_version(self, key: str, version_id: str) -> None:
+        self._call(lambda: self.inner.restore_version(key, version_id))
 
 
 # -- fault injection ----------------------------------------------------------------------
@@ -350,6 +417,18 @@ class ReadOnlyStorage(_Wrapper):
 
     def set_retention(self, key: str, mode: RetentionMode, retain_until: datetime) -> datetime:
         raise self._refuse(f"change the retention of {key}")
+
+    def create_location(self, *, object_lock: bool = False) -> None:
+        raise self._refuse("create the location")
+
+    def remove_leftovers(self, older_than: datetime) -> tuple[int, int]:
+        raise self._refuse("remove leftovers")
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        raise self._refuse(f"delete a version of {key}")
+
+    def restore_version(self, key: str, version_id: str) -> None:
+        raise self._refuse(f"restore a version of {key}")
 
 
 class BlockCachingReader(_Wrapper):

@@ -10,7 +10,7 @@ from kubekeep.repo.storage import FilesystemStorage
 
 @pytest.fixture
 def storage(tmp_path: Path) -> FilesystemStorage:
-    return FilesystemStorage(tmp_path / "location")
+    return FilesystemStorage(tmp_path / "location", create=True)
 
 
 @pytest.fixture

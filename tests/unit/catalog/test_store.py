@@ -102,8 +102,8 @@ def test_cache_avoids_downloads(storage: FilesystemStorage, tmp_path: Path) -> N
 
 
 def test_cache_is_partitioned_by_location(tmp_path: Path) -> None:
-    a = Catalog(FilesystemStorage(tmp_path / "a"), cache_dir=tmp_path / "cache")
-    b = Catalog(FilesystemStorage(tmp_path / "b"), cache_dir=tmp_path / "cache")
+    a = Catalog(FilesystemStorage(tmp_path / "a", create=True), cache_dir=tmp_path / "cache")
+    b = Catalog(FilesystemStorage(tmp_path / "b", create=True), cache_dir=tmp_path / "cache")
     a.add_restore_point(make_point("rp1", app="one"))
     b.add_restore_point(make_point("rp1", app="two"))
     assert [p.app for p in list_restore_points(a)] == ["one"]

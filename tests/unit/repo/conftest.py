@@ -74,7 +74,7 @@ def snapshot_of(root: Path) -> dict[str, tuple[object, ...]]:
 
 @pytest.fixture
 def storage(tmp_path: Path) -> FilesystemStorage:
-    return FilesystemStorage(tmp_path / "repo")
+    return FilesystemStorage(tmp_path / "repo", create=True)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def _point(rp: str) -> RestorePoint:
 
 
 def test_catalog_files_are_encrypted_and_bound_to_their_key(tmp_path: Path) -> None:
-    storage = FilesystemStorage(tmp_path / "loc")
+    storage = FilesystemStorage(tmp_path / "loc", create=True)
     repo = Repository.init(storage, passphrase="pw", kdf=KdfParams.cheap())
     catalog = Catalog(repo.storage, cache_dir=tmp_path / "cache", codec=repo.catalog_codec())
     catalog.add_restore_point(_point("rp-1"), [RestorePointObject(

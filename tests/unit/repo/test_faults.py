@@ -98,7 +98,7 @@ def test_lost_index_is_reported_and_repaired(storage: FilesystemStorage, source:
 
 
 def test_transient_errors_are_retried(tmp_path: Path, source: Path) -> None:
-    inner = FilesystemStorage(tmp_path / "repo")
+    inner = FilesystemStorage(tmp_path / "repo", create=True)
     faulty = FaultInjectingStorage(inner, FaultPlan(transient_rate=0.2, fail_after_write=True), seed=7)
     repo = make_repo(faulty)
     sid = repo.backup(source).snapshot_id
@@ -123,7 +123,7 @@ class _FailSecondPack(FaultInjectingStorage):
 
 
 def test_permanent_error_fails_clearly_and_leaves_repo_valid(tmp_path: Path, source: Path) -> None:
-    inner = FilesystemStorage(tmp_path / "repo")
+    inner = FilesystemStorage(tmp_path / "repo", create=True)
     good = make_repo(inner)
     first = good.backup(source).snapshot_id
     (source / "more.bin").write_bytes(os.urandom(200_000))

@@ -104,7 +104,7 @@ def test_init_refuses_existing_and_open_refuses_missing(storage: FilesystemStora
 
 
 def test_unknown_format_version(tmp_path: Path) -> None:
-    storage = FilesystemStorage(tmp_path / "r")
+    storage = FilesystemStorage(tmp_path / "r", create=True)
     storage.put("config", json.dumps({"format": "kubekeep-repository", "version": 7}).encode())
     with pytest.raises(UnsupportedFormatError, match="version 7 is not supported"):
         open_repo(storage)

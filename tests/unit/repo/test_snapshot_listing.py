@@ -29,7 +29,7 @@ class CountingStorage(_Wrapper):
 
 def test_snapshots_use_one_listing_and_the_manifest_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBEKEEP_CACHE_DIR", str(tmp_path / "cache"))
-    inner = FilesystemStorage(tmp_path / "repo")
+    inner = FilesystemStorage(tmp_path / "repo", create=True)
     repo = Repository.init(inner, passphrase="pw", kdf=KdfParams.cheap())
     ids = [repo.backup_stream(f"s{i}", [f"data {i}".encode()], tags=["t"]).snapshot_id for i in range(12)]
 

@@ -15,7 +15,7 @@ from kubekeep.testbed.sample_app import fill_volume
 
 @pytest.fixture
 def repo_and_snapshot(tmp_path: Path) -> tuple[Repository, str, dict[str, str]]:
-    repo = Repository.init(FilesystemStorage(tmp_path / "repo"), passphrase="pw", kdf=KdfParams.cheap())
+    repo = Repository.init(FilesystemStorage(tmp_path / "repo", create=True), passphrase="pw", kdf=KdfParams.cheap())
     source = tmp_path / "src"
     digests = fill_volume(source, seed="verify", files=9, size=300_000)
     return repo, repo.backup(source).snapshot_id, digests
