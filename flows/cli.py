@@ -338,8 +338,8 @@ def backup_cmd(
     mover_service_account: MoverSaOpt = None,
     policy: Annotated[str | None, typer.Option("--policy", help="Name of the backup policy recorded with the "
                                                                 "restore point.")] = None,
-    init: Annotated[bool, typer.Option("--init", help="Create the repository if the location holds none "
-                                                      "(first backup only).")] = False,
+    init: Annotated[bool, Flag("--init", help="Create the repository if the location holds none "
+                                              "(first backup only).")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Back up an application now (the same flow the deployments run); print the restore point id."""

@@ -53,7 +53,7 @@ def backed_up_app(cli_env: dict[str, str], cluster: Cluster, namespace: str, tmp
     sample_app.create(cluster, namespace)
     sample_app.fill_volume(sample_app.volume_path(cluster, namespace, "uploads"), seed="cli", files=3)
     location = str(tmp_path / "loc")
-    result = _kubekeep(["backup", "--app", "cli-shop", "-n", namespace, "-l", location], cli_env)
+    result = _kubekeep(["backup", "--app", "cli-shop", "-n", namespace, "-l", location, "--init"], cli_env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not result.stderr.strip(), result.stderr  # no banner, no Prefect logs, no progress off a terminal
     yield location
@@ -159,7 +159,7 @@ def test_without_prefect_api_url_a_quiet_temporary_server_runs_the_flow(cli_env:
     env = {**cli_env, "PREFECT_HOME": str(tmp_path / "fresh-prefect-home"),
            "KUBEKEEP_CACHE_DIR": os.environ.get("KUBEKEEP_CACHE_DIR") or str(Path.home() / ".cache/kubekeep")}
     started = time.monotonic()
-    result = _kubekeep(["backup", "--app", "tmp-server", "-n", namespace, "-l", str(tmp_path / "loc")], env,
+    result = _kubekeep(["backup", "--app", "tmp-server", "-n", namespace, "-l", str(tmp_path / "loc"), "--init"], env,
                        api=False)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]

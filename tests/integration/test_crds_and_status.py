@@ -68,7 +68,7 @@ def test_crds_of_the_app_are_backed_up_without_custom_resources(prefect_api: str
         "name": "argocd-cm", "namespace": namespace, "labels": {"app.kubernetes.io/part-of": app_label},
         "annotations": {"meta.helm.sh/release-name": "argo", "meta.helm.sh/release-namespace": namespace}}})
     blocks = _blocks(prefect_api, test_cluster, tmp_path)
-    rp_id = backup(app="argo", namespaces=[namespace], include_crds=[f"asked{suffix}.example.io"], **blocks)
+    rp_id = backup(app="argo", namespaces=[namespace], include_crds=[f"asked{suffix}.example.io"], init=True, **blocks)
 
     with blocks["encryption_key"].open_repository(blocks["location"].storage()) as repo:
         _, record = find_restore_point(repo, rp_id)
@@ -92,7 +92,7 @@ def test_custom_resource_status_is_reported_or_restored(prefect_api: str, test_c
     cluster.patch(f"{group}/v1", "Gadget", "g", {"status": {"state": "Provisioned"}}, namespace=namespace,
                   subresource="status")
     blocks = _blocks(prefect_api, test_cluster, tmp_path)
-    rp_id = backup(app="gadgets", namespaces=[namespace], **blocks)
+    rp_id = backup(app="gadgets", namespaces=[namespace], init=True, **blocks)
     plain, kept = f"{namespace[:50]}-st0", f"{namespace[:50]}-st1"
     try:
         report = restore(restore_point=rp_id, namespace_map={namespace: plain}, **blocks)

@@ -33,7 +33,7 @@ BACKUP_PARAMETERS = {
     "cluster": "--kubeconfig", "label_selector": "--selector", "include_kinds": "--include-kind",
     "exclude_kinds": "--exclude-kind", "volume_concurrency": "--volume-concurrency", "nfs_mounts": "--nfs-mount",
     "hooks": "--hooks", "quiesce": "--quiesce", "mover": "--mover-image", "policy": "--policy",
-    "include_crds": "--include-crd",
+    "include_crds": "--include-crd", "init": "--init",
 }
 POLICY_OPTIONS = ("--recreate-pvcs", "--no-create-namespaces", "--node-port-conflicts", "--ready-timeout",
                   "--crd-timeout", "--delete-timeout")

@@ -32,7 +32,7 @@ def test_catalog_keeps_every_outcome_and_reads_it_back(tmp_path: Path) -> None:
         phases=[PhaseReport("p1", "none", None, 1, now, now, None, None)],
         aborted="volume data of PVC shop/data-db-0 failed: boom",
         volumes=[VolumeOutcome("shop", "data-db-0", VolumeStatus.FAILED, source="src/data-db-0", error="boom")])
-    catalog = Catalog(FilesystemStorage(tmp_path / "loc"), cache_dir=tmp_path / "cache")
+    catalog = Catalog(FilesystemStorage(tmp_path / "loc", create=True), cache_dir=tmp_path / "cache")
     catalog.add_restore(catalog_record(report, restore_id="r-1", restore_point_id="shop-1",
                                        target_namespaces=["shop"]))
     (listed,) = list_restores(catalog)
