@@ -64,3 +64,48 @@ def test_mover_reports_bad_input_clearly(tmp_path: Path) -> None:
     code, out = _mover("restore", "--repo", str(location), "--snapshot", "ffff", "--target", str(tmp_path / "t"),
                        password="wrong")
     assert code == 1 and "wrong passphrase" in out["error"]
+
+
+def test_mover_restore_never_follows_links_already_in_the_volume(tmp_path: Path) -> None:
+    """The mover restores through the same core as `kubekeep repo restore`: a symlink or hard
+    link already in the volume is replaced, never followed or written through."""
+    location = tmp_path / "repo"
+    repo = Repository.init(FilesystemStorage(location), passphrase="pw", kdf=KdfParams.cheap())
+    source = tmp_path / "source"
+    (source / "d").mkdir(parents=True)
+    (source / "d" / "payload.txt").write_text("payload\n")
+    (source / "keep.txt").write_text("from the snapshot\n")
+    os.chmod(source / "d", 0o777)
+    sid = repo.backup(source).snapshot_id
+    repo.close()
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o755)
+    (outside / "secret.txt").write_text("secret\n")
+    os.chmod(outside / "secret.txt", 0o600)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    os.symlink(outside, volume / "d")
+    os.link(outside / "secret.txt", volume / "keep.txt")
+    before = {p.name: (p.stat().st_mode, p.read_bytes() if p.is_file() else b"") for p in [outside, *outside.iterdir()]}
+
+    code, res = _mover("restore", "--repo", str(location), "--snapshot", sid, "--target", str(volume))
+    assert code == 0 and res["ok"], res
+    assert {p.name: (p.stat().st_mode, p.read_bytes() if p.is_file() else b"")
+            for p in [outside, *outside.iterdir()]} == before
+    assert not (volume / "d").is_symlink() and (volume / "d" / "payload.txt").read_text() == "payload\n"
+    assert (volume / "keep.txt").read_text() == "from the snapshot\n"
+
+
+def test_mover_restore_into_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    location = tmp_path / "repo"
+    repo = Repository.init(FilesystemStorage(location), passphrase="pw", kdf=KdfParams.cheap())
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "f.txt").write_text("f\n")
+    sid = repo.backup(source).snapshot_id
+    repo.close()
+    existing = tmp_path / "existing.file"
+    existing.write_text("precious\n")
+    code, res = _mover("restore", "--repo", str(location), "--snapshot", sid, "--target", str(existing))
+    assert code == 1 and not res["ok"] and "not a directory" in res["error"], res
+    assert existing.read_text() == "precious\n"
