@@ -32,6 +32,15 @@ NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLO
 
 _T = TypeVar("_T")
 _tmp_counter = itertools.count()
+_tmp_prefix = f"{TMP_PREFIX}{os.getpid()}-"
+
+
+def _after_fork() -> None:
+    global _tmp_prefix
+    _tmp_prefix = f"{TMP_PREFIX}{os.getpid()}-"
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class TargetError(OSError):
@@ -120,7 +129,7 @@ def create_temp_at(dir_fd: int, make: Callable[[str], _T]) -> tuple[str, _T]:
     """Create a new entry under a fresh temporary name in ``dir_fd``; ``make(name)`` must fail with
     FileExistsError if the name is taken (O_EXCL, mkdir, mkfifo, symlink and link all do)."""
     for _ in range(1000):
-        name = f"{TMP_PREFIX}{os.getpid()}-{next(_tmp_counter)}"
+        name = f"{_tmp_prefix}{next(_tmp_counter)}"
         try:
             return name, make(name)
         except FileExistsError:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from kubekeep.repo.crypto import KdfParams
+from kubekeep.repo.format import pack_key
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
 from kubekeep.testbed.sample_app import fill_volume
@@ -109,3 +110,26 @@ def test_mover_restore_into_a_file_is_a_clear_error(tmp_path: Path) -> None:
     code, res = _mover("restore", "--repo", str(location), "--snapshot", sid, "--target", str(existing))
     assert code == 1 and not res["ok"] and "not a directory" in res["error"], res
     assert existing.read_text() == "precious\n"
+
+
+def test_mover_names_a_failed_file_and_counts_what_it_restored(tmp_path: Path) -> None:
+    location = tmp_path / "repo"
+    repo = Repository.init(FilesystemStorage(location), passphrase="pw", kdf=KdfParams.cheap())
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "bad.bin").write_bytes(os.urandom(5000))
+    (source / "good.txt").write_text("good\n")
+    sid = repo.backup(source).snapshot_id
+    node = next(e for e in repo.load_tree(repo.load_snapshot(sid)["tree"]) if e["name"] == "bad.bin")
+    loc = repo.index.lookup(next(repo.content_chunks(node["content"])))
+    assert loc is not None
+    pack = location / pack_key(loc.pack_id)
+    data = bytearray(pack.read_bytes())
+    data[loc.entry.offset + 40] ^= 0x01
+    pack.write_bytes(bytes(data))
+    repo.close()
+    volume = tmp_path / "volume"
+    code, res = _mover("restore", "--repo", str(location), "--snapshot", sid, "--target", str(volume))
+    assert code == 1 and not res["ok"], res
+    assert list(res["failures"]) == [str(volume / "bad.bin")] and res["files"] == 1
+    assert sorted(os.listdir(volume)) == ["good.txt"]
