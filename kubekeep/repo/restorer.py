@@ -17,6 +17,7 @@ the end lists every failed path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections import OrderedDict, deque
@@ -32,14 +33,15 @@ from .repository import ProgressFn, Repository
 from .storage import StorageError
 from .storage.wrappers import BlockCachingReader
 from .targetfs import (
-    NEW_FILE_FLAGS,
     TargetError,
     create_temp_at,
     discard_at,
     make_dir_at,
     name_problem,
+    new_file_at,
     open_dir_below,
     open_target,
+    place_file_at,
     replace_at,
     write_all,
 )
@@ -270,19 +272,21 @@ class Restorer:
             dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise RepositoryError(f"cannot write {target}: directory {parent}: {exc.strerror}") from None
-        tmp: str | None = None
-        fd = -1
+        fd, tmp = -1, None
         try:
-            tmp, fd = create_temp_at(dir_fd, lambda n: os.open(n, NEW_FILE_FLAGS, 0o666, dir_fd=dir_fd))
+            fd, tmp = new_file_at(dir_fd, 0o666)
             total = 0
             for part in self._stream_parts(content):
                 write_all(fd, part)
                 total += len(part)
             if isinstance(content, dict) and content.get("size", total) != total:
                 raise IntegrityError(f"stream {name!r}: restored {total} bytes, the snapshot says {content['size']}")
-            os.close(fd)
-            fd = -1
-            os.rename(tmp, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            with contextlib.suppress(FileNotFoundError):  # replacing a file's content keeps its mode
+                old = os.stat(target.name, dir_fd=dir_fd, follow_symlinks=False)
+                if stat.S_ISREG(old.st_mode):
+                    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+            # a directory that appeared at target meanwhile is an error, not something to remove
+            place_file_at(dir_fd, fd, tmp, target.name, replace_dir=False)
             tmp = None
             return total
         except StorageError as exc:
@@ -492,7 +496,7 @@ class _Writer:
         self.links: dict[str, tuple[tuple[str, ...], int, int] | None] = {}
         self.current: _File | None = None  # the file being written
         self.out = -1
-        self.tmp = ""
+        self.tmp: str | None = None  # the file's temporary name (None: an unnamed O_TMPFILE inode)
         self.written = 0
         self.done = 0
 
@@ -507,7 +511,7 @@ class _Writer:
         if dir_fd < 0:
             return
         try:
-            self.tmp, self.out = create_temp_at(dir_fd, lambda n: os.open(n, NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd))
+            self.out, self.tmp = new_file_at(dir_fd)
         except OSError as exc:
             item.error = f"cannot create: {exc.strerror}"
 
@@ -530,7 +534,7 @@ class _Writer:
 
     def file_done(self, item: _File) -> None:
         fd, tmp = self.out, self.tmp
-        self.out, self.tmp, self.current = -1, "", None
+        self.out, self.tmp, self.current = -1, None, None
         if item.parent.fd < 0:
             return
         content = item.node.get("content")
@@ -541,10 +545,8 @@ class _Writer:
             if item.error is None:
                 self._meta(item, fd=fd)
                 st = os.fstat(fd) if item.link is not None else None
-                os.close(fd)
-                fd = -1
-                replace_at(item.parent.fd, tmp, item.name)
-                tmp = ""
+                place_file_at(item.parent.fd, fd, tmp, item.name)
+                tmp = None
                 self.result.files += 1
                 self.result.bytes += self.written
                 if item.link is not None and st is not None:
@@ -701,7 +703,7 @@ class _Writer:
         if self.out >= 0:
             os.close(self.out)
             self.out = -1
-            if self.current is not None and self.current.parent.fd >= 0:
+            if self.tmp is not None and self.current is not None and self.current.parent.fd >= 0:
                 discard_at(self.current.parent.fd, self.tmp)
 
 

@@ -137,6 +137,56 @@ def create_temp_at(dir_fd: int, make: Callable[[str], _T]) -> tuple[str, _T]:
     raise FileExistsError(errno.EEXIST, "no free temporary name")
 
 
+def _proc_fd_links() -> bool:
+    """Whether ``/proc/self/fd/N`` can name an open file for linkat (procfs mounted)."""
+    global _PROC_FD
+    if _PROC_FD is None:
+        _PROC_FD = os.path.isdir("/proc/self/fd")
+    return _PROC_FD
+
+
+_PROC_FD: bool | None = None
+
+
+def new_file_at(dir_fd: int, mode: int = 0o600) -> tuple[int, str | None]:
+    """A new, empty file in ``dir_fd`` to be named later by place_file_at: (fd, temporary name).
+
+    Where the filesystem supports it the file is an unnamed ``O_TMPFILE`` inode (name
+    None): nothing is visible, and nothing is left behind by a crash, until it is linked
+    under its final name. Elsewhere (NFS, no procfs) it gets a temporary name. ``mode``
+    is subject to the umask.
+    """
+    if _proc_fd_links():
+        try:
+            return os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, mode, dir_fd=dir_fd), None
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    tmp, fd = create_temp_at(dir_fd, lambda n: os.open(n, NEW_FILE_FLAGS, mode, dir_fd=dir_fd))
+    return fd, tmp
+
+
+def place_file_at(dir_fd: int, fd: int, tmp: str | None, name: str, *, replace_dir: bool = True) -> None:
+    """Give a file made by new_file_at its final ``name``, replacing whatever holds it (a
+    symlink or hard link there is dropped, never written through; a directory is removed
+    only with ``replace_dir``, else IsADirectoryError)."""
+    if tmp is None:
+        proc = f"/proc/self/fd/{fd}"
+        try:
+            os.link(proc, name, dst_dir_fd=dir_fd, follow_symlinks=True)
+            return
+        except FileExistsError:
+            tmp, _ = create_temp_at(dir_fd, lambda n: os.link(proc, n, dst_dir_fd=dir_fd, follow_symlinks=True))
+    try:
+        if replace_dir:
+            replace_at(dir_fd, tmp, name)
+        else:
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        discard_at(dir_fd, tmp)
+        raise
+
+
 def write_all(fd: int, data: bytes | memoryview) -> None:
     written = os.write(fd, data)
     if written < len(data):

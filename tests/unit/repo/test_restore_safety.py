@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from kubekeep.repo import targetfs
 from kubekeep.repo.archiver import BlobSaver
 from kubekeep.repo.cli import repo_app
 from kubekeep.repo.crypto import BlobType
@@ -97,6 +98,17 @@ def tree_digest(root: Path, skip: Path | None = None) -> dict[str, tuple[object,
 def leftovers(target: Path) -> list[str]:
     """Temporary entries this process's restores left behind."""
     return [str(p) for p in target.rglob(f"{TMP_PREFIX}{os.getpid()}-*")]
+
+
+@pytest.fixture(autouse=True, params=["o_tmpfile", "named-temp"])
+def new_files(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs twice: files made as unnamed O_TMPFILE inodes and linked into place, and
+    (as on NFS or without procfs) under a temporary name and renamed into place."""
+    if request.param == "named-temp":
+        monkeypatch.setattr(targetfs, "_PROC_FD", False)
+    else:
+        assert targetfs._proc_fd_links()
+    return str(request.param)
 
 
 @pytest.fixture
@@ -362,6 +374,27 @@ def _source(tmp_path: Path, big: bytes) -> Path:
     (src / "c" / "in-c.txt").write_text("in c\n")
     (src / "d.txt").write_text("d\n")
     return src
+
+
+def test_a_file_appears_under_its_name_only_when_complete(repo: Repository, tmp_path: Path, new_files: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(random.Random(4).randbytes(400_000))
+    sid = repo.backup(src).snapshot_id
+    target = tmp_path / "T"
+    seen: list[tuple[bool, list[str]]] = []
+
+    def progress(done: int, total: int | None, item: str) -> None:
+        seen.append((os.path.exists(target / "big.bin"), sorted(os.listdir(target))))
+
+    repo.restore(sid, target, progress=progress)
+    assert len(seen) > 10 and not any(exists for exists, _ in seen)
+    names = {name for _, listing in seen for name in listing}
+    if new_files == "o_tmpfile":
+        assert names == set()  # an unnamed inode until it is complete
+    else:
+        assert len(names) == 1 and next(iter(names)).startswith(TMP_PREFIX)
+    assert (target / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
 
 
 def test_damaged_chunk_keeps_the_previous_version_and_restores_the_rest(repo: Repository,
