@@ -7,12 +7,12 @@ a bounded window.
 The restore distrusts both the snapshot and the target (docs/repository-format.md,
 "Restore safety"): every entry name is checked (no '/', '.', '..', empty or NUL;
 once per directory); everything is created relative to directory fds without
-following links (targetfs.py); a file is written under a temporary name and
-renamed over its final name only once complete and verified, so a link already
-in the target is replaced, never written through, and a failure leaves the
-previous version in place. A bad chunk, chunk list or tree fails only its file
-or directory: the failure is recorded and the rest is restored; RestoreError at
-the end lists every failed path.
+following links (targetfs.py); a file is written to an unnamed (O_TMPFILE) or
+temporary file and put under its final name only once complete and verified, so
+a link already in the target is replaced, never written through, and a failure
+leaves the previous version in place. A bad chunk, chunk list or tree fails only
+its file or directory: the failure is recorded and the rest is restored;
+RestoreError at the end lists every failed path.
 """
 
 from __future__ import annotations
@@ -479,11 +479,11 @@ class Restorer:
 class _Writer:
     """Creates what the walk describes, relative to directory fds, never following a link.
 
-    A file is written to a temporary name in its directory and renamed over its
-    final name once every chunk is verified and its size and metadata are right;
-    a failure discards the temporary file, so an earlier version stays as it was.
-    Symlinks, fifos, devices and hard links are made under a temporary name too and
-    renamed into place. An entry whose directory failed is skipped silently (the
+    A file is written to an unnamed O_TMPFILE inode (or a temporary name) in its
+    directory and linked or renamed to its final name once every chunk is verified
+    and its size and metadata are right; a failure discards it, so an earlier
+    version stays as it was. Symlinks, fifos, devices and hard links are made under
+    a temporary name and renamed into place. An entry whose directory failed is skipped silently (the
     directory's failure is reported).
     """
 

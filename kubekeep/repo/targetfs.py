@@ -2,10 +2,12 @@
 
 Everything here works relative to directory file descriptors: a directory is
 opened with ``O_NOFOLLOW | O_DIRECTORY`` one name at a time, so a symlink met on
-the way is an error, never a detour. New entries are created under a temporary
-name with ``O_EXCL`` (a link planted there is never opened) and renamed over
-their final name, which replaces whatever was there — a symlink or a hard link
-to a file elsewhere is dropped, never written through. An entry of the wrong
+the way is an error, never a detour. A new file is an unnamed ``O_TMPFILE`` inode
+linked under its final name when complete; other new entries (and files where
+``O_TMPFILE`` is unavailable) are created under a temporary name with ``O_EXCL``
+(a link planted there is never opened). Where the final name is taken, the new
+entry is renamed over it, which replaces whatever was there — a symlink or a
+hard link to a file elsewhere is dropped, never written through. An entry of the wrong
 type is removed by a walk that unlinks symlinks instead of following them and
 stops at mount points.
 
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-#: temporary names of entries being restored (a crash may leave one; it is never a snapshot's)
+#: temporary names of entries being restored (a crash may leave one; O_EXCL never reuses it)
 TMP_PREFIX = ".kubekeep-restore-"
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
