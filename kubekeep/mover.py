@@ -80,7 +80,10 @@ def restore_cmd(repo: Repo, snapshot: Annotated[str, typer.Option(help="Volume s
         with _open(repo, password_file, key_file) as repository:
             result = restore_volume(repository, snapshot, target, path=path, verify=verify)
     except RestoreError as exc:
-        _emit({"ok": False, "error": str(exc), "failures": exc.failures}, 1)
+        restored = exc.result
+        _emit({"ok": False, "error": str(exc), "failures": exc.failures,
+               "files": restored.files if restored is not None else None,
+               "bytes": restored.bytes if restored is not None else None}, 1)
     except VolumeVerificationError as exc:
         _emit({"ok": False, "error": str(exc), "mismatches": exc.mismatches[:50]}, 1)
     except (RepositoryError, StorageError) as exc:

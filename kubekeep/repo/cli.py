@@ -280,19 +280,27 @@ def restore_cmd(repo: Location, snapshot: Annotated[str, typer.Argument(help="Sn
     with errors_reported():
         r = _open(repo, password_file, key_file)
         if stream is not None:
-            sink = sys.stdout.buffer if str(target) == "-" else open(target, "wb")  # noqa: SIM115
-            try:
-                for part in r.read_stream(snapshot, stream):
-                    sink.write(part)
-            finally:
-                if sink is not sys.stdout.buffer:
-                    sink.close()
+            if str(target) == "-":
+                for part in r.read_stream(snapshot, stream):  # checks the stream name before writing
+                    sys.stdout.buffer.write(part)
+                return
+            size = r.restore_stream(snapshot, stream, target)
+            out.print(f"wrote stream {stream} ({size} bytes) to {target}")
             return
         with _progress("restore", None) as update:
-            result = r.restore(snapshot, target, path=path, progress=update)
-        for warning in result.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
-        out.print(f"restored {result.files} files, {result.dirs} directories, {result.bytes} bytes to {target}")
+            try:
+                result = r.restore(snapshot, target, path=path, progress=update)
+            except RestoreError as exc:
+                if exc.result is not None:
+                    _restore_summary(exc.result, target)
+                raise
+        _restore_summary(result, target)
+
+
+def _restore_summary(result: Any, target: Path) -> None:
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    out.print(f"restored {result.files} files, {result.dirs} directories, {result.bytes} bytes to {target}")
 
 
 @repo_app.command("snapshots")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RepositoryError(Exception):
     """Base of every repository failure."""
@@ -44,8 +46,10 @@ class LockedError(RepositoryError):
 
 
 class RestoreError(RepositoryError):
-    """Some files could not be restored; ``failures`` maps path -> reason."""
+    """Some files could not be restored; ``failures`` maps path -> reason, ``result`` (the
+    restorer's RestoreResult, when known) counts what was restored."""
 
-    def __init__(self, message: str, failures: dict[str, str]) -> None:
+    def __init__(self, message: str, failures: dict[str, str], *, result: Any = None) -> None:
         super().__init__(message)
         self.failures = failures
+        self.result = result

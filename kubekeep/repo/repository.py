@@ -800,9 +800,16 @@ class Repository:
         return Restorer(self, progress=progress).restore(snapshot_id, Path(target), path)
 
     def read_stream(self, snapshot_id: str, name: str) -> Iterator[bytes]:
+        """A named stream's bytes; an unknown snapshot or stream raises here, before any byte is read."""
         from .restorer import Restorer
 
         return Restorer(self).read_stream(snapshot_id, name)
+
+    def restore_stream(self, snapshot_id: str, name: str, target: str | os.PathLike[str]) -> int:
+        """Write a named stream to the file ``target`` (replaced only once complete); returns its size."""
+        from .restorer import Restorer
+
+        return Restorer(self).restore_stream(snapshot_id, name, Path(target))
 
     def check(self, *, read_data: bool = False) -> Any:
         from .maintenance import check

@@ -2,8 +2,16 @@
 
 The caller's thread walks the trees and writes files in order; a pool of workers
 fetches, decrypts, decompresses and verifies chunks ahead of the writer, within
-a bounded window. A chunk that fails verification fails only its file: the
-partial file is removed, the failure is recorded, and the rest is restored;
+a bounded window.
+
+The restore distrusts both the snapshot and the target (docs/repository-format.md,
+"Restore safety"): every entry name is checked (no '/', '.', '..', empty or NUL;
+once per directory); everything is created relative to directory fds without
+following links (targetfs.py); a file is written to an unnamed (O_TMPFILE) or
+temporary file and put under its final name only once complete and verified, so
+a link already in the target is replaced, never written through, and a failure
+leaves the previous version in place. A bad chunk, chunk list or tree fails only
+its file or directory: the failure is recorded and the rest is restored;
 RestoreError at the end lists every failed path.
 """
 
@@ -13,17 +21,30 @@ import contextlib
 import os
 import stat
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
-from .errors import MissingObjectError, RepositoryError, RestoreError
+from .errors import IntegrityError, MissingObjectError, RepositoryError, RestoreError
 from .format import BlobEntry
 from .repository import ProgressFn, Repository
 from .storage import StorageError
 from .storage.wrappers import BlockCachingReader
+from .targetfs import (
+    TargetError,
+    create_temp_at,
+    discard_at,
+    make_dir_at,
+    name_problem,
+    new_file_at,
+    open_dir_below,
+    open_target,
+    place_file_at,
+    replace_at,
+    write_all,
+)
 
 #: plaintext bytes fetched ahead of the writer (bounds memory whatever the volume size)
 WINDOW_BYTES = 48 * 1024 * 1024
@@ -213,194 +234,502 @@ class Restorer:
                     assert run.future is not None
                     run.future.cancel()
 
-    def read_stream(self, snapshot_id: str, name: str) -> Iterator[bytes]:
+    # -- streams ---------------------------------------------------------------------------
+
+    def _stream_content(self, snapshot_id: str, name: str) -> Any:
         doc = self.repo.load_snapshot(snapshot_id)
         streams = doc.get("streams") or {}
-        if name not in streams:
-            known = ", ".join(sorted(streams)) or "none"
+        if not isinstance(streams, dict) or name not in streams:
+            known = ", ".join(sorted(streams)) if isinstance(streams, dict) and streams else "none"
             raise RepositoryError(f"snapshot {doc['id'][:12]} has no stream {name!r} (streams: {known})")
-        content = streams[name]
+        return streams[name]
+
+    def read_stream(self, snapshot_id: str, name: str) -> Iterator[bytes]:
+        """The stream's bytes; the snapshot and the stream name are checked now, not at the first read."""
+        return self._stream_parts(self._stream_content(snapshot_id, name))
+
+    def _stream_parts(self, content: Any) -> Iterator[bytes]:
         events = ((_CHUNK, cid, None) for cid in self.repo.content_chunks(content))
         for _, _, _, fut in self._prefetch(events):
             assert fut is not None
             yield fut.result()
 
-    # -- restore ---------------------------------------------------------------------------
+    def restore_stream(self, snapshot_id: str, name: str, target: Path) -> int:
+        """Write a named stream to the file ``target``; returns its size.
 
-    def _find(self, tree_id: str, path: str) -> tuple[list[str], dict[str, Any]]:
-        parts = [p for p in path.strip("/").split("/") if p not in ("", ".")]
-        if not parts:
-            raise RepositoryError("empty path")
+        Everything is checked before the filesystem is touched; the bytes go to a
+        temporary file next to ``target`` that replaces it only once complete, so a
+        failure leaves an existing ``target`` as it was (and a link there is replaced,
+        never written through).
+        """
+        content = self._stream_content(snapshot_id, name)
+        if target.is_dir():
+            raise RepositoryError(f"stream target {target} is a directory; give a file path")
+        if name_problem(target.name) is not None:
+            raise RepositoryError(f"stream target {target} is not a file path")
+        parent = target.parent
+        try:
+            dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise RepositoryError(f"cannot write {target}: directory {parent}: {exc.strerror}") from None
+        fd, tmp = -1, None
+        try:
+            fd, tmp = new_file_at(dir_fd, 0o666)
+            total = 0
+            for part in self._stream_parts(content):
+                write_all(fd, part)
+                total += len(part)
+            if isinstance(content, dict) and content.get("size", total) != total:
+                raise IntegrityError(f"stream {name!r}: restored {total} bytes, the snapshot says {content['size']}")
+            with contextlib.suppress(FileNotFoundError):  # replacing a file's content keeps its mode
+                old = os.stat(target.name, dir_fd=dir_fd, follow_symlinks=False)
+                if stat.S_ISREG(old.st_mode):
+                    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+            # a directory that appeared at target meanwhile is an error, not something to remove
+            place_file_at(dir_fd, fd, tmp, target.name, replace_dir=False)
+            tmp = None
+            return total
+        except StorageError as exc:
+            raise self.repo.storage_error(exc) from exc
+        except OSError as exc:
+            raise RepositoryError(f"cannot write {target}: {exc.strerror or exc}") from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if tmp is not None:
+                discard_at(dir_fd, tmp)
+            os.close(dir_fd)
+
+    # -- restore: the tree walk ------------------------------------------------------------
+
+    def _entries(self, tree_id: Any) -> list[Any]:
+        """A tree's entries; RepositoryError (or a malformed-data error) if it cannot be read."""
+        if not isinstance(tree_id, str):
+            raise RepositoryError("the entry names no tree")
         entries = self.repo.load_tree(tree_id)
+        if not isinstance(entries, list):
+            raise RepositoryError(f"tree {tree_id}: entries are not a list")
+        return entries
+
+    def _find(self, tree_id: str, parts: list[str], path: str) -> dict[str, Any]:
+        entries = self._entries(tree_id)
         node: dict[str, Any] | None = None
         for i, part in enumerate(parts):
-            node = next((e for e in entries if e["name"] == part), None)
+            node = next((e for e in entries if isinstance(e, dict) and e.get("name") == part), None)
             if node is None:
                 raise RepositoryError(f"path {path!r} is not in the snapshot")
             if i < len(parts) - 1:
                 if node.get("type") != "dir":
                     raise RepositoryError(f"path {path!r} is not in the snapshot ({part!r} is not a directory)")
-                entries = self.repo.load_tree(node["subtree"])
+                entries = self._entries(node.get("subtree"))
         assert node is not None
-        return parts, node
+        return node
 
-    def _events(self, node: dict[str, Any], dest: Path, links: dict[str, Path]
-                ) -> Iterator[tuple[int, Any, Any]]:
-        kind = node.get("type")
-        if kind == "dir":
-            yield _DIR, dest, node
-            for child in self.repo.load_tree(node["subtree"]):
-                yield from self._events(child, dest / os.fsencode(child["name"]).decode("utf-8", "surrogateescape"),
-                                        links)
-            yield _DIR_DONE, dest, node
-        elif kind == "file":
-            link = node.get("hardlink")
-            if link is not None and link in links:
-                yield _LINK, dest, links[link]
-                return
-            if link is not None:
-                links[link] = dest
-            yield _FILE, dest, node
-            for cid in self.repo.content_chunks(node["content"]):
-                yield _CHUNK, cid, dest
-            yield _FILE_DONE, dest, node
-        else:
-            yield _SPECIAL, dest, node
+    def _events(self, top: _Dir, entries: list[Any], result: RestoreResult) -> Iterator[tuple[int, Any, Any]]:
+        """Events for ``entries`` placed in ``top``, depth first, in tree order.
+
+        Runs ahead of the writer (inside the prefetch window). Entries that cannot be
+        restored — invalid or repeated names, unreadable trees or chunk lists — are
+        reported here and skipped; nothing here touches the filesystem.
+        """
+        links_seen: set[str] = set()
+        # (directory, its entries still to walk, names seen in it)
+        stack: list[tuple[_Dir, Iterator[Any], set[str]]] = [(top, iter(entries), set())]
+        while stack:
+            parent, todo, seen = stack[-1]
+            entry = next(todo, None)
+            if entry is None:
+                stack.pop()
+                yield _DIR_DONE, parent, None
+                continue
+            name = entry.get("name") if isinstance(entry, dict) else None
+            problem = name_problem(name) if isinstance(entry, dict) else "not an entry"
+            if problem is not None:
+                result.failures[f"{parent.shown}/{name!r}"] = f"invalid entry name ({problem}); skipped"
+                continue
+            assert isinstance(name, str)
+            shown = f"{parent.shown}/{name}"
+            if name in seen:
+                result.failures[shown] = "duplicate entry name in its directory; skipped"
+                continue
+            seen.add(name)
+            kind = entry.get("type")
+            if kind == "dir":
+                try:
+                    children = self._entries(entry.get("subtree"))
+                except (RepositoryError, ValueError, TypeError, KeyError, RecursionError) as exc:
+                    result.failures[shown] = f"cannot read its tree: {exc}; not restored"
+                    continue
+                sub = _Dir(parent, name, entry, shown)
+                yield _DIR, sub, None
+                stack.append((sub, iter(children), set()))
+            elif kind == "file":
+                item = _File(parent, name, entry, shown)
+                link = entry.get("hardlink")
+                if isinstance(link, str) and link in links_seen:
+                    yield _LINK, item, link
+                    continue
+                if isinstance(link, str):
+                    links_seen.add(link)
+                    item.link = link
+                yield _FILE, item, None
+                chunks = self.repo.content_chunks(entry.get("content"))
+                while item.error is None:
+                    try:
+                        cid = next(chunks)
+                    except StopIteration:
+                        break
+                    except (RepositoryError, ValueError, TypeError, AttributeError) as exc:
+                        item.error = f"cannot read its chunk list: {exc}"
+                        break
+                    yield _CHUNK, cid, item
+                yield _FILE_DONE, item, None
+            else:
+                yield _SPECIAL, _File(parent, name, entry, shown), None
+
+    # -- restore ---------------------------------------------------------------------------
 
     def restore(self, snapshot_id: str, target: Path, path: str | None) -> RestoreResult:
+        """Restore a snapshot (or the entry ``path`` of it) below ``target``.
+
+        Everything is checked that can be before the target is touched. Only
+        RestoreError (some entries failed; ``failures`` names them) or a
+        RepositoryError that stopped the whole restore leaves here.
+        """
         doc = self.repo.load_snapshot(snapshot_id)
         if doc.get("tree") is None:
             raise RepositoryError(f"snapshot {doc['id'][:12]} holds no file tree (streams only)")
-        target.mkdir(parents=True, exist_ok=True)
-        links: dict[str, Path] = {}
-        root_node = {"type": "dir", "subtree": doc["tree"], **(doc.get("root") or {})}
-        if path is None:
-            events = self._events(root_node, target, links)
-        else:
-            parts, node = self._find(doc["tree"], path)
-            dest = target.joinpath(*parts)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            events = self._events(node, dest, links)
-        result = RestoreResult()
+        parts: list[str] = []
         try:
-            self._write(events, result)
+            if path is None:
+                entries = self._entries(doc["tree"])
+            else:
+                parts = [p for p in path.strip("/").split("/") if p not in ("", ".")]
+                if not parts:
+                    raise RepositoryError("empty path")
+                if ".." in parts:
+                    raise RepositoryError(f"path {path!r} must not contain '..'")
+                for part in parts:
+                    if name_problem(part) is not None:
+                        raise RepositoryError(f"path {path!r}: {part!r} cannot be a file name ({name_problem(part)})")
+                entries = [self._find(doc["tree"], parts, path)]
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise RepositoryError(f"snapshot {doc['id'][:12]}: its tree is malformed: {exc}") from None
         except StorageError as exc:
             raise self.repo.storage_error(exc) from exc
+        try:
+            root_fd = open_target(target)
+        except TargetError as exc:
+            raise RepositoryError(exc.strerror) from None
+        result = RestoreResult()
+        root = _Dir(None, "", (doc.get("root") or {}) if path is None else None, str(target))
+        root.fd, root.keep_open = root_fd, True
+        top = root
+        opened: list[int] = []
+        try:
+            for part in parts[:-1]:  # a single entry keeps its path below the target
+                try:
+                    fd, _ = make_dir_at(top.fd, part, 0o777)
+                except OSError as exc:
+                    raise RepositoryError(f"cannot create {top.shown}/{part}: {exc.strerror or exc}") from None
+                opened.append(fd)
+                top = _Dir(top, part, None, f"{top.shown}/{part}")
+                top.fd, top.keep_open = fd, True
+            self._write(root_fd, self._events(top, entries, result), result)
+        except StorageError as exc:
+            raise self.repo.storage_error(exc) from exc
+        finally:
+            for fd in opened:
+                os.close(fd)
+            os.close(root_fd)
         if result.failures:
             listing = "; ".join(f"{p}: {r}" for p, r in sorted(result.failures.items()))
-            raise RestoreError(f"{len(result.failures)} item(s) could not be restored: {listing}", result.failures)
+            raise RestoreError(f"{len(result.failures)} item(s) could not be restored: {listing}", result.failures,
+                               result=result)
         return result
 
-    def _write(self, events: Iterator[tuple[int, Any, Any]], result: RestoreResult) -> None:
-        out: Any = None
-        failed = False
-        current: Path | None = None
-        done = 0
-        for kind, a, b, fut in self._prefetch(events):
-            if kind == _CHUNK:
-                if failed or out is None:
-                    continue
-                assert fut is not None
-                try:
-                    data = fut.result()
-                except RepositoryError as exc:
-                    failed = True
-                    result.failures[str(current)] = str(exc)
-                    continue
-                out.write(data)
-                done += len(data)
-                result.bytes += len(data)
-                if self.progress is not None:
-                    self.progress(done, None, str(current))
-            elif kind == _FILE:
-                current, failed = a, False
-                try:
-                    if a.is_symlink() or a.is_dir():
-                        _remove(a)
-                    out = open(a, "wb")  # noqa: SIM115 - closed at _FILE_DONE
-                except OSError as exc:
-                    failed, out = True, None
-                    result.failures[str(a)] = f"cannot create: {exc.strerror}"
-            elif kind == _FILE_DONE:
-                if out is not None:
-                    out.close()
-                    out = None
-                if failed:
-                    with contextlib.suppress(OSError):
-                        os.unlink(a)
-                else:
-                    result.files += 1
-                    self._apply_meta(a, b, result)
-                failed = False
-            elif kind == _DIR:
-                try:
-                    a.mkdir(exist_ok=True)
-                except OSError as exc:
-                    result.failures[str(a)] = f"cannot create directory: {exc.strerror}"
-            elif kind == _DIR_DONE:
-                result.dirs += 1
-                self._apply_meta(a, b, result)
-            elif kind == _LINK:
-                try:
-                    if os.path.lexists(a):
-                        _remove(a)
-                    os.link(b, a)
-                    result.files += 1
-                except OSError as exc:
-                    result.failures[str(a)] = f"cannot hard-link to {b}: {exc.strerror}"
-            elif kind == _SPECIAL:
-                self._special(a, b, result)
+    # -- restore: the writer ---------------------------------------------------------------
 
-    def _special(self, dest: Path, node: dict[str, Any], result: RestoreResult) -> None:
-        kind = node.get("type")
+    def _write(self, root_fd: int, events: Iterator[tuple[int, Any, Any]], result: RestoreResult) -> None:
+        """Apply the events in order (see _Writer)."""
+        writer = _Writer(self, root_fd, result)
         try:
-            if os.path.lexists(dest):
-                _remove(dest)
-            if kind == "symlink":
-                os.symlink(os.fsencode(node["target"]), dest)
-            elif kind == "fifo":
-                os.mkfifo(dest, node.get("mode", 0o600))
-            elif kind in ("chardev", "blockdev"):
-                flag = stat.S_IFCHR if kind == "chardev" else stat.S_IFBLK
-                try:
-                    os.mknod(dest, flag | node.get("mode", 0o600), node.get("rdev", 0))
-                except PermissionError:
-                    result.warnings.append(f"{dest}: device node needs privileges; skipped")
-                    return
-            else:
-                result.warnings.append(f"{dest}: unknown entry type {kind!r}; skipped")
+            for kind, a, b, fut in self._prefetch(events):
+                if kind == _CHUNK:
+                    assert fut is not None
+                    writer.chunk(b, fut)
+                elif kind == _FILE:
+                    writer.file(a)
+                elif kind == _FILE_DONE:
+                    writer.file_done(a)
+                elif kind == _DIR:
+                    writer.directory(a)
+                elif kind == _DIR_DONE:
+                    writer.directory_done(a)
+                elif a.parent.fd < 0:
+                    continue  # its directory failed (and is reported)
+                elif kind == _LINK:
+                    writer.link(a, b)
+                elif kind == _SPECIAL:
+                    writer.special(a)
+        finally:
+            writer.abandon()
+
+
+class _Writer:
+    """Creates what the walk describes, relative to directory fds, never following a link.
+
+    A file is written to an unnamed O_TMPFILE inode (or a temporary name) in its
+    directory and linked or renamed to its final name once every chunk is verified
+    and its size and metadata are right; a failure discards it, so an earlier
+    version stays as it was. Symlinks, fifos, devices and hard links are made under
+    a temporary name and renamed into place. An entry whose directory failed is skipped silently (the
+    directory's failure is reported).
+    """
+
+    def __init__(self, restorer: Restorer, root_fd: int, result: RestoreResult) -> None:
+        self.progress = restorer.progress
+        self.is_root = restorer.is_root
+        self.root_fd = root_fd
+        self.result = result
+        #: hard-link key -> (path below the root, st_dev, st_ino) of the file this restore made for it
+        self.links: dict[str, tuple[tuple[str, ...], int, int] | None] = {}
+        self.current: _File | None = None  # the file being written
+        self.out = -1
+        self.tmp: str | None = None  # the file's temporary name (None: an unnamed O_TMPFILE inode)
+        self.written = 0
+        self.done = 0
+
+    def fail(self, item: _Dir | _File, reason: str) -> None:
+        self.result.failures[item.shown] = reason
+
+    # -- files -----------------------------------------------------------------------------
+
+    def file(self, item: _File) -> None:
+        self.current, self.written, self.out = item, 0, -1
+        dir_fd = item.parent.fd
+        if dir_fd < 0:
+            return
+        try:
+            self.out, self.tmp = new_file_at(dir_fd)
+        except OSError as exc:
+            item.error = f"cannot create: {exc.strerror}"
+
+    def chunk(self, item: _File, handle: _Chunk | _Missing) -> None:
+        if item is not self.current or self.out < 0 or item.error is not None:
+            return
+        try:
+            data = handle.result()
+            write_all(self.out, data)
+        except RepositoryError as exc:
+            item.error = str(exc)
+            return
+        except OSError as exc:
+            item.error = f"cannot write: {exc.strerror}"
+            return
+        self.written += len(data)
+        self.done += len(data)
+        if self.progress is not None:
+            self.progress(self.done, None, item.shown)
+
+    def file_done(self, item: _File) -> None:
+        fd, tmp = self.out, self.tmp
+        self.out, self.tmp, self.current = -1, None, None
+        if item.parent.fd < 0:
+            return
+        content = item.node.get("content")
+        size = content.get("size") if isinstance(content, dict) else None
+        if item.error is None and _is_int(size) and size != self.written:
+            item.error = f"restored {self.written} bytes, the snapshot says {size}"
+        try:
+            if item.error is None:
+                self._meta(item, fd=fd)
+                st = os.fstat(fd) if item.link is not None else None
+                place_file_at(item.parent.fd, fd, tmp, item.name)
+                tmp = None
+                self.result.files += 1
+                self.result.bytes += self.written
+                if item.link is not None and st is not None:
+                    self.links[item.link] = ((*item.parent.parts, item.name), st.st_dev, st.st_ino)
                 return
         except OSError as exc:
-            result.failures[str(dest)] = f"cannot create {kind}: {exc.strerror}"
-            return
-        result.files += 1
-        self._apply_meta(dest, node, result)
+            item.error = f"cannot put in place: {exc.strerror or exc}"
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if tmp:
+                discard_at(item.parent.fd, tmp)
+        self.fail(item, str(item.error))
+        if item.link is not None:
+            self.links[item.link] = None
 
-    def _apply_meta(self, dest: Path, node: dict[str, Any], result: RestoreResult) -> None:
-        is_link = node.get("type") == "symlink"
-        uid, gid = node.get("uid"), node.get("gid")
-        if uid is not None and gid is not None:
+    def link(self, item: _File, key: str) -> None:
+        """Hard-link ``item`` to the file this restore created for the same key, found again
+        from the root without following links and checked to be that very inode."""
+        source = self.links.get(key)
+        if source is None:
+            self.fail(item, "hard link to a file that could not be restored")
+            return
+        parts, dev, ino = source
+        dir_fd = item.parent.fd
+        tmp = ""
+        try:
+            src_dir = open_dir_below(self.root_fd, parts[:-1])
             try:
-                os.chown(dest, uid, gid, follow_symlinks=False)
+                tmp, _ = create_temp_at(dir_fd, lambda n: os.link(parts[-1], n, src_dir_fd=src_dir,
+                                                                  dst_dir_fd=dir_fd, follow_symlinks=False))
+            finally:
+                os.close(src_dir)
+            st = os.stat(tmp, dir_fd=dir_fd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) != (dev, ino) or not stat.S_ISREG(st.st_mode):
+                self.fail(item, "the file it is a hard link of was replaced during the restore")
+                return
+            replace_at(dir_fd, tmp, item.name)
+            tmp = ""
+            self.result.files += 1
+        except OSError as exc:
+            self.fail(item, f"cannot hard-link: {exc.strerror or exc}")
+        finally:
+            if tmp:
+                discard_at(dir_fd, tmp)
+
+    def special(self, item: _File) -> None:
+        """A symlink, fifo or device node (a symlink's target is stored as is and never followed)."""
+        node, dir_fd = item.node, item.parent.fd
+        kind = node.get("type")
+        make: Callable[[str], None]
+        if kind == "symlink":
+            target = node.get("target")
+            if not isinstance(target, str) or not target or "\0" in target:
+                self.fail(item, "symlink without a valid target; skipped")
+                return
+            make = lambda n: os.symlink(target, n, dir_fd=dir_fd)  # noqa: E731
+        elif kind == "fifo":
+            make = lambda n: os.mkfifo(n, 0o600, dir_fd=dir_fd)  # noqa: E731
+        elif kind in ("chardev", "blockdev"):
+            flag = stat.S_IFCHR if kind == "chardev" else stat.S_IFBLK
+            rdev = node.get("rdev", 0)
+            make = lambda n: os.mknod(n, flag | 0o600, rdev if _is_int(rdev) else 0, dir_fd=dir_fd)  # noqa: E731
+        else:
+            self.result.warnings.append(f"{item.shown}: unknown entry type {kind!r}; skipped")
+            return
+        tmp = ""
+        try:
+            tmp, _ = create_temp_at(dir_fd, make)
+            self._meta(item, tmp=tmp)
+            replace_at(dir_fd, tmp, item.name)
+            tmp = ""
+        except PermissionError as exc:
+            if kind in ("chardev", "blockdev") and not tmp:
+                self.result.warnings.append(f"{item.shown}: device node needs privileges; skipped")
+            else:
+                self.fail(item, f"cannot create {kind}: {exc.strerror}")
+            return
+        except (OSError, ValueError, OverflowError) as exc:
+            self.fail(item, f"cannot create {kind}: {getattr(exc, 'strerror', None) or exc}")
+            return
+        finally:
+            if tmp:
+                discard_at(dir_fd, tmp)
+        self.result.files += 1
+
+    # -- directories -----------------------------------------------------------------------
+
+    def directory(self, item: _Dir) -> None:
+        if item.parent is None or item.parent.fd < 0:
+            return
+        try:
+            item.fd, created = make_dir_at(item.parent.fd, item.name)
+            if not created and not self.is_root:
+                self._make_writable(item.fd)
+        except OSError as exc:
+            self.fail(item, f"cannot create directory: {exc.strerror or exc}; its contents were skipped")
+
+    def directory_done(self, item: _Dir) -> None:
+        if item.fd < 0:
+            return
+        if item.node is not None:
+            self.result.dirs += 1
+            self._meta(item, fd=item.fd)
+        if not item.keep_open:
+            os.close(item.fd)
+            item.fd = -1
+
+    @staticmethod
+    def _make_writable(fd: int) -> None:
+        """An existing directory we own but cannot write into (e.g. 0555 from an earlier restore)
+        gets u+rwx until its own metadata is applied when it is done."""
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and st.st_mode & 0o700 != 0o700:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)
+
+    def _meta(self, item: _Dir | _File, *, fd: int = -1, tmp: str = "") -> None:
+        """Owner, mode and times of ``item``: through ``fd``, or on ``tmp`` in its directory without
+        following a link (for a symlink its own owner and times; it has no mode of its own)."""
+        node, result = item.node, self.result
+        assert node is not None
+        is_link = node.get("type") == "symlink"
+        dir_fd = item.parent.fd if item.parent is not None else -1
+        uid, gid = node.get("uid"), node.get("gid")
+        if _is_int(uid) and _is_int(gid):
+            try:
+                if fd >= 0:
+                    os.fchown(fd, uid, gid)
+                else:
+                    os.chown(tmp, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
             except PermissionError:
                 if self.is_root:
-                    result.warnings.append(f"{dest}: cannot set owner")
-            except OSError as exc:
-                result.warnings.append(f"{dest}: cannot set owner: {exc.strerror}")
+                    result.warnings.append(f"{item.shown}: cannot set owner")
+            except (OSError, OverflowError) as exc:
+                result.warnings.append(f"{item.shown}: cannot set owner: {getattr(exc, 'strerror', None) or exc}")
+        mode, mtime = node.get("mode"), node.get("mtime_ns")
+        atime = node.get("atime_ns", mtime)
         try:
-            if not is_link and "mode" in node:
-                os.chmod(dest, node["mode"])
-            if "mtime_ns" in node:
-                os.utime(dest, ns=(node.get("atime_ns", node["mtime_ns"]), node["mtime_ns"]),
-                         follow_symlinks=not is_link)
-        except (OSError, NotImplementedError) as exc:
-            result.warnings.append(f"{dest}: cannot set mode/times: {exc}")
+            if _is_int(mode) and not is_link:
+                if fd >= 0:
+                    os.fchmod(fd, stat.S_IMODE(mode))
+                else:
+                    os.chmod(tmp, stat.S_IMODE(mode), dir_fd=dir_fd, follow_symlinks=False)
+            if _is_int(mtime) and _is_int(atime):
+                if fd >= 0:
+                    os.utime(fd, ns=(atime, mtime))
+                else:
+                    os.utime(tmp, ns=(atime, mtime), dir_fd=dir_fd, follow_symlinks=False)
+        except (OSError, NotImplementedError, OverflowError, ValueError) as exc:
+            result.warnings.append(f"{item.shown}: cannot set mode/times: {exc}")
+
+    def abandon(self) -> None:
+        """After a restore stopped early (a storage error): leave no temporary file behind."""
+        if self.out >= 0:
+            os.close(self.out)
+            self.out = -1
+            if self.tmp is not None and self.current is not None and self.current.parent.fd >= 0:
+                discard_at(self.current.parent.fd, self.tmp)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        import shutil
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-        shutil.rmtree(path)
-    else:
-        path.unlink()
+
+class _Dir:
+    """A directory of the restore: created and opened (``fd``) by the writer at its _DIR event."""
+
+    __slots__ = ("fd", "keep_open", "name", "node", "parent", "parts", "shown")
+
+    def __init__(self, parent: _Dir | None, name: str, node: dict[str, Any] | None, shown: str) -> None:
+        self.parent, self.name, self.node, self.shown = parent, name, node, shown
+        #: path below the restore root, for re-opening it without following links (hard links)
+        self.parts: tuple[str, ...] = (*parent.parts, name) if parent is not None else ()
+        self.fd = -1
+        self.keep_open = False
+
+
+class _File:
+    """A non-directory entry; ``error`` is set by the walk or the writer when it fails."""
+
+    __slots__ = ("error", "link", "name", "node", "parent", "shown")
+
+    def __init__(self, parent: _Dir, name: str, node: dict[str, Any], shown: str) -> None:
+        self.parent, self.name, self.node, self.shown = parent, name, node, shown
+        self.error: str | None = None
+        self.link: str | None = None

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import pyfastcdc
 
 from kubekeep.repo.repository import Repository
+from kubekeep.repo.targetfs import name_problem, open_file_below
 
 
 class VolumeVerificationError(Exception):
@@ -36,59 +38,72 @@ class VerifyResult:
         return not self.mismatches
 
 
-def _walk(repo: Repository, tree_id: str, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def _walk(repo: Repository, tree_id: str, prefix: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     for entry in repo.load_tree(tree_id):
-        rel = f"{prefix}{entry['name']}"
+        parts = (*prefix, entry["name"])
         if entry.get("type") == "dir" and entry.get("subtree"):
-            yield from _walk(repo, entry["subtree"], rel + "/")
+            yield from _walk(repo, entry["subtree"], parts)
         elif entry.get("type") == "file":
-            yield rel, entry
+            yield parts, entry
 
 
-def _chunk_ids(repo: Repository, path: Path) -> Iterator[bytes]:
+def _chunk_ids(repo: Repository, fh: BinaryIO) -> Iterator[bytes]:
     p = repo.chunker_params
     chunker = pyfastcdc.FastCDC(p["avg_size"], min_size=p["min_size"], max_size=p["max_size"],
                                 normalized_chunking=cast(Any, p["normalization"]), seed=p["seed"])
-    with open(path, "rb") as fh:
-        for chunk in chunker.cut_stream(fh):
-            yield repo.blob_id(chunk.data)
+    for chunk in chunker.cut_stream(fh):
+        yield repo.blob_id(chunk.data)
 
 
 def verify_volume(repo: Repository, snapshot_id: str, target: Path, *, path: str | None = None) -> VerifyResult:
-    """Compare every file under ``target`` with the snapshot (or with the subtree ``path`` of it)."""
+    """Compare every file under ``target`` with the snapshot (or with the subtree ``path`` of it).
+
+    Files are opened below ``target`` without following any link (as the restore created
+    them), so a link in the target is a mismatch, never a detour to data elsewhere.
+    """
     doc = repo.load_snapshot(repo.resolve_snapshot(snapshot_id))
     result = VerifyResult()
     want_prefix = (path or "").strip("/")
-    for rel, entry in _walk(repo, doc["tree"], ""):
+    for parts, entry in _walk(repo, doc["tree"], ()):
+        rel = "/".join(map(str, parts))
         if want_prefix and rel != want_prefix and not rel.startswith(want_prefix + "/"):
             continue
-        local = target / rel  # restoring a file or subtree keeps its path under the target
         result.files += 1
-        try:
-            size = os.lstat(local).st_size
+        if any(name_problem(part) is not None for part in parts):
+            result.mismatches.append(f"{rel!r}: invalid entry name in the snapshot")
+            continue
+        try:  # restoring a file or subtree keeps its path under the target
+            fd = open_file_below(target, parts)
         except FileNotFoundError:
             result.mismatches.append(f"{rel}: missing after restore")
             continue
-        content = entry["content"]
-        if size != content["size"]:
-            result.mismatches.append(f"{rel}: size {size}, snapshot has {content['size']}")
+        except OSError as exc:
+            result.mismatches.append(f"{rel}: cannot open: {exc.strerror}")
             continue
-        expected = repo.content_chunks(content)
-        for got in _chunk_ids(repo, local):
-            if next(expected, None) != got:
-                result.mismatches.append(f"{rel}: content differs from the snapshot")
-                break
-        else:
-            if next(expected, None) is not None:
-                result.mismatches.append(f"{rel}: shorter than the snapshot")
-        result.bytes += size
+        with open(fd, "rb") as fh:
+            st = os.fstat(fd)
+            content = entry["content"]
+            if not stat.S_ISREG(st.st_mode):
+                result.mismatches.append(f"{rel}: not a regular file after restore")
+                continue
+            if st.st_size != content["size"]:
+                result.mismatches.append(f"{rel}: size {st.st_size}, snapshot has {content['size']}")
+                continue
+            expected = repo.content_chunks(content)
+            for got in _chunk_ids(repo, fh):
+                if next(expected, None) != got:
+                    result.mismatches.append(f"{rel}: content differs from the snapshot")
+                    break
+            else:
+                if next(expected, None) is not None:
+                    result.mismatches.append(f"{rel}: shorter than the snapshot")
+        result.bytes += st.st_size
     return result
 
 
 def restore_volume(repo: Repository, snapshot_id: str, target: Path, *, path: str | None = None,
                    verify: bool = True) -> dict[str, Any]:
     """Restore a volume snapshot (or one file/subtree of it) under ``target``; verify it; return a summary."""
-    target.mkdir(parents=True, exist_ok=True)
     restored = repo.restore(snapshot_id, target, path=path)
     summary: dict[str, Any] = {"snapshot_id": snapshot_id, "target": str(target), "path": path,
                                "files": restored.files, "bytes": restored.bytes,

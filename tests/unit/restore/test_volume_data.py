@@ -48,3 +48,20 @@ def test_verification_names_a_file_that_differs(repo_and_snapshot, tmp_path: Pat
     result = verify_volume(repo, sid, out)
     assert sorted(result.mismatches) == ["file-003.txt: missing after restore",
                                         "sub/file-002.bin: content differs from the snapshot"]
+
+
+def test_verification_does_not_follow_a_link_in_the_volume(repo_and_snapshot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A restored file replaced by a symlink to an identical copy elsewhere is a mismatch, not a pass."""
+    repo, sid, _ = repo_and_snapshot
+    out = tmp_path / "out"
+    restore_volume(repo, sid, out, verify=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = out / "sub" / "file-002.bin"
+    (elsewhere / "copy.bin").write_bytes(victim.read_bytes())
+    victim.unlink()
+    victim.symlink_to(elsewhere / "copy.bin")
+    (out / "sub").rename(elsewhere / "sub")
+    (out / "sub").symlink_to(elsewhere / "sub")
+    result = verify_volume(repo, sid, out)
+    assert result.mismatches and all(m.startswith("sub/") and "cannot open" in m for m in result.mismatches)
