@@ -13,10 +13,13 @@ from .query import (
     restore_points_containing,
     restore_points_containing_table,
     restore_points_filter,
+    suspect_points,
+    verified_points,
 )
 from .rebuild import RebuildResult, RestorePointSummary, catalog_ids, rebuild_catalog
 from .records import (
     CatalogRecordError,
+    DeletedRestorePoint,
     RestorePoint,
     RestorePointObject,
     RestorePointVolume,
@@ -50,6 +53,7 @@ __all__ = [
     "CatalogFormatError",
     "CatalogRecordError",
     "CompactionResult",
+    "DeletedRestorePoint",
     "ObjectOccurrence",
     "RebuildResult",
     "RestorePoint",
@@ -73,4 +77,6 @@ __all__ = [
     "restore_points_containing",
     "restore_points_containing_table",
     "restore_points_filter",
+    "suspect_points",
+    "verified_points",
 ]
