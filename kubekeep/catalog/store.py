@@ -395,8 +395,8 @@ class Catalog:
         if spec.masked_by_deletions:  # rows of deleted restore points are not carried over
             gone = self.deleted_ids()
             if gone:
-                merged = merged.filter(~pc.is_in(merged[spec.unit_column],
-                                                 value_set=pa.array(sorted(gone), pa.string())))
+                hidden = pc.is_in(merged[spec.unit_column], value_set=pa.array(sorted(gone), pa.string()))
+                merged = merged.filter(pc.invert(hidden))
         merged = _sorted(deduplicate(merged, spec.key), spec)
         digest = hashlib.sha256("\n".join(i.key for i in inputs).encode()).hexdigest()[:24]
         written: list[str] = []
