@@ -15,6 +15,7 @@ from .model import (
     parse_policy,
     policies_from_yaml,
 )
+from .report import RunOutcome, protection_rows
 from .selector import LabelSelector, SelectorError
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "PolicyError",
     "ProtectionMap",
     "ProtectionPolicy",
+    "RunOutcome",
     "Schedule",
     "SelectorError",
     "Verify",
@@ -35,4 +37,5 @@ __all__ = [
     "namespace_labels",
     "parse_policy",
     "policies_from_yaml",
+    "protection_rows",
 ]

@@ -174,3 +174,25 @@ def test_all_with_exclusions_and_overlaps() -> None:
     assert result.by_policy == {"everything": ["orders"], "hourly": ["orders"]}
     assert result.overlaps == {"orders": ("everything", "hourly")}
     assert [a.name for a in result.unprotected] == ["monitoring", "kube-flannel"]
+
+
+def test_protection_rows_list_each_app_with_last_point_status_and_next_run() -> None:
+    from kubekeep.catalog import RestorePoint
+    from kubekeep.policy import RunOutcome, protection_rows
+
+    policies = policies_from_yaml(POLICY)
+    apps = [App("shop-web", "namespace", ("shop-web",)), App("scratch", "namespace", ("scratch",)),
+            App("helm:shop-web/fe", "helm", ("shop-web",), "app.kubernetes.io/instance=fe")]
+    result = match_apps(apps, policies)
+    started = datetime(2026, 5, 1, 2, tzinfo=UTC)
+    last = RestorePoint(id="shop-web-1", app="shop-web", cluster="c", namespaces=("shop-web",), started_at=started,
+                        finished_at=started, status="succeeded", snapshot_id="s", location="file:///x")
+    next_run = policies[0].schedule.next_runs(started)[0]
+    rows = protection_rows(result, {"shop-web": last}, {"shop-web": RunOutcome("backed up", "shop-web-1")},
+                           {"production": next_run})
+    assert [(r["app"], r["state"]) for r in rows] == [("shop-web", "protected"), ("helm:shop-web/fe", "covered"),
+                                                      ("scratch", "unprotected")]
+    assert rows[0]["last point"] == "shop-web-1" and rows[0]["this run"] == "backed up"
+    assert rows[0]["next run"] == "2026-05-02T02:00:00+02:00" and rows[0]["policies"] == "production"
+    assert rows[1]["policies"] == "covered by shop-web" and rows[2]["policies"] == "none"
+    assert rows[2]["last point"] == "" and rows[2]["next run"] == ""
