@@ -3,6 +3,7 @@ crash-safe order, prune frees the space, what is kept still restores, and a cata
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -126,3 +127,23 @@ def test_a_deletion_interrupted_at_any_step_is_finished_by_the_next_run(repo: Re
     assert repo.check(read_data=True).ok
     for point in points[2:]:
         assert _restores(repo, point, tmp_path / f"restored-{point.id}")
+
+
+def test_an_approved_plan_deletes_no_more_than_approved_and_nothing_kept_since(repo: Repository, catalog: Catalog,
+                                                                              tmp_path: Path) -> None:
+    points = [write_point(repo, catalog, tmp_path, app="shop", started=START + timedelta(days=n), seed=n)
+              for n in range(5)]
+    approved = build_plan(collect_points(repo, catalog), RetentionRules(keep_last=2), "UTC", now=NOW)
+    approved_ids = {d.point.id for d in approved.drops}
+    assert approved_ids == {p.id for p in points[:3]}
+    # meanwhile: a new point arrives (one more point falls out of keep_last), and points[0] became locked
+    # in the plan's view (a fresh plan holds it)
+    newer = write_point(repo, catalog, tmp_path, app="shop", started=START + timedelta(days=9), seed=9)
+    fresh_facts = [f if f.id != points[0].id else replace(f, retain_until=NOW + timedelta(days=1))
+                   for f in collect_points(repo, catalog)]
+    fresh = build_plan(fresh_facts, RetentionRules(keep_last=2), "UTC", now=NOW)
+    assert {d.point.id for d in fresh.drops} == {points[1].id, points[2].id, points[3].id}
+    report = expire(repo, catalog, fresh, approved=True, only=approved_ids)
+    # points[3] was not approved, points[0] is held now: only the intersection goes
+    assert sorted(report.deleted) == sorted([points[1].id, points[2].id])
+    assert _ids(catalog) == {points[0].id, points[3].id, points[4].id, newer.id}
