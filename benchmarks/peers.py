@@ -46,6 +46,7 @@ class Run:
     seconds: float
     peak_rss: int  # bytes
     cpu: float  # user + system seconds of the child (and its children)
+    sys: float  # system seconds alone
     load: float  # 1-minute load average when the step started
     output: str
 
@@ -74,7 +75,7 @@ def run(cmd: list[str], env: Mapping[str, str], *, cwd: Path | None = None, chec
         fields = rss.read().strip().splitlines()[-1].split()
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
-    return Run(seconds, int(fields[0]) * 1024, float(fields[1]) + float(fields[2]), load, text)
+    return Run(seconds, int(fields[0]) * 1024, float(fields[1]) + float(fields[2]), float(fields[2]), load, text)
 
 
 @dataclass
