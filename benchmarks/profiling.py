@@ -96,18 +96,29 @@ class PeakSampler:
 
 # ---- py-spy summaries --------------------------------------------------------------------------------
 
+#: a sample whose stack holds one of these frames is a thread waiting (for a lock, a queue, I/O
+#: readiness or a sleep): py-spy's --native mode reports such threads as active
+WAITING = ("PyThread_acquire_lock_timed", "sem_timedwait", "sem_clockwait", "pthread_cond_wait",
+           "pthread_cond_timedwait", "epoll_wait", "select (", "poll (", "nanosleep", "time_sleep")
+
+
 def summarize(path: Path, top: int = 25) -> str:
-    """Top functions of a py-spy raw (collapsed stacks) file: self share and inclusive share of samples."""
+    """Top functions of a py-spy raw (collapsed stacks) file: self share and inclusive share of the
+    on-CPU samples (samples of waiting threads are counted apart and left out)."""
     self_counts: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     files: Counter[str] = Counter()
     total = 0
+    waiting = 0
     for line in path.read_text().splitlines():
         stack, _, count_s = line.rpartition(" ")
         if not stack:
             continue
         count = int(count_s)
         frames = [f for f in stack.split(";") if f]
+        if any(w in f for f in frames for w in WAITING):
+            waiting += count
+            continue
         total += count
         if frames:
             self_counts[_short(frames[-1])] += count
@@ -116,13 +127,60 @@ def summarize(path: Path, top: int = 25) -> str:
             incl[f] += count
     if not total:
         return f"{path}: no samples\n"
-    out = [f"{path.name}: {total} samples (100/s on-CPU, all threads)", "", "self:"]
+    out = [f"{path.name}: {total} on-CPU samples at 100/s, all threads ({waiting} samples of waiting threads "
+           "left out)", "", "self:"]
     out += [f"  {100 * c / total:5.1f} %  {f}" for f, c in self_counts.most_common(top)]
     out += ["", "inclusive:"]
     out += [f"  {100 * c / total:5.1f} %  {f}" for f, c in incl.most_common(top)]
+    out += ["", "self, by category of the leaf frame:"]
+    out += [f"  {share:5.1f} %  {cat}" for cat, share in categorize(path)]
     out += ["", "self, by file:"]
     out += [f"  {100 * c / total:5.1f} %  {f}" for f, c in files.most_common(15)]
     return "\n".join(out) + "\n"
+
+
+#: (category, substrings of a leaf frame), first match wins
+CATEGORIES = (
+    ("GC (cyclic collector)", ("gc_collect_main", "gc_collect")),
+    ("zstd", ("zstd.c", "ZSTD_", "zstd")),
+    ("AES-GCM", ("_aesni", "aes", "gcm", "_rust.abi3", "libcrypto")),
+    ("BLAKE3", ("blake3",)),
+    ("FastCDC", ("fastcdc",)),
+    ("syscalls: file create/open", ("open64", "openat", "lchown", "fchown", "utime", "chmod", "mkdir")),
+    ("syscalls: read/write/fsync", ("read (libc", "write (libc", "pread", "pwrite", "fsync", "fdatasync",
+                                    "readv", "writev", "ftruncate", "lseek")),
+    ("syscalls: stat/listdir", ("stat", "getdents", "scandir", "listdir")),
+    ("memory (mmap/munmap/malloc/free)", ("munmap", "mmap", "malloc", "free (", "madvise", "brk", "realloc")),
+    ("thread hand-off (semaphores, conditions, futures)", ("sem_post", "pthread_cond", "Semaphore.", "Condition.",
+                                                            "Future.", "_WorkItem", "submit", "_worker (",
+                                                            "futex", "Event.")),
+    ("imports and start-up", ("importlib", "_compile_bytecode", "marshal", "<module>", "_find_and_load",
+                              "_create_fn", "dataclass", "typing.py", "ForwardRef", "abc>", "ld-linux")),
+    ("network / HTTP / TLS", ("sock", "recv", "send", "ssl", "http", "urllib3", "botocore", "connect")),
+    ("JSON / YAML / serialisation", ("json", "yaml", "msgpack", "orjson", "pickle", "_json.c")),
+    ("unresolved libc (memcpy, memset, ...)", ("0x",)),
+    ("Kubekeep Python code", ("kubekeep/", "flows/", "tasks/", "blocks/")),
+)
+
+
+def categorize(path: Path) -> list[tuple[str, float]]:
+    """Share of on-CPU samples per category of the leaf frame (see CATEGORIES)."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = [f for f in stack.split(";") if f]
+        if not frames or any(w in f for f in frames for w in WAITING):
+            continue
+        count = int(count_s)
+        total += count
+        leaf = frames[-1]
+        short = _short(leaf)
+        cat = next((c for c, keys in CATEGORIES if any(k in leaf or k in short for k in keys)), "other Python / C")
+        counts[cat] += count
+    return [(c, 100 * n / total) for c, n in counts.most_common()] if total else []
 
 
 def _short(frame: str) -> str:
