@@ -141,6 +141,7 @@ def summarize(path: Path, top: int = 25) -> str:
 
 #: (category, substrings of a leaf frame), first match wins
 CATEGORIES = (
+    ("Prefect engine (task runs, parameter walks, heartbeats)", ("prefect/",)),
     ("GC (cyclic collector)", ("gc_collect_main", "gc_collect")),
     ("zstd", ("zstd.c", "ZSTD_", "zstd")),
     ("AES-GCM", ("_aesni", "aes", "gcm", "_rust.abi3", "libcrypto")),
@@ -149,7 +150,7 @@ CATEGORIES = (
     ("syscalls: file create/open", ("open64", "openat", "lchown", "fchown", "utime", "chmod", "mkdir")),
     ("syscalls: read/write/fsync", ("read (libc", "write (libc", "pread", "pwrite", "fsync", "fdatasync",
                                     "readv", "writev", "ftruncate", "lseek")),
-    ("syscalls: stat/listdir", ("stat", "getdents", "scandir", "listdir")),
+    ("syscalls: stat/listdir", ("stat (", "stat64", "lstat", "getdents", "scandir", "listdir")),
     ("memory (mmap/munmap/malloc/free)", ("munmap", "mmap", "malloc", "free (", "madvise", "brk", "realloc")),
     ("thread hand-off (semaphores, conditions, futures)", ("sem_post", "pthread_cond", "Semaphore.", "Condition.",
                                                             "Future.", "_WorkItem", "submit", "_worker (",
@@ -194,6 +195,8 @@ def _short(frame: str) -> str:
         file = "/".join(parts[idx:])
     elif "site-packages" in parts:
         file = "/".join(parts[parts.index("site-packages") + 1:][:2])
+    elif "/" in file and not file.startswith(("/", "<")):
+        file = f"{parts[0]}: {Path(file).name}"  # py-spy names site-packages files from the package down
     else:
         file = Path(file).name
     return f"{name} ({file})"
