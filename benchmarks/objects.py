@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -347,9 +345,10 @@ def main() -> int:
     if args.scale:
         args.namespaces, args.per_namespace = {"10k": 100, "30k": 300, "100k": 1000}[args.scale], 100
 
+    from peers import S3Server
+
     from kubekeep.testbed.controlplane import ControlPlane
     from kubekeep.testbed.seaweedfs import SeaweedFS
-    from peers import S3Server
     from tests.plugins.prefect import prefect_server
 
     total = args.namespaces * args.per_namespace
@@ -468,8 +467,13 @@ def render(args: argparse.Namespace, total: int, res: dict[str, Any]) -> str:
 
     vel_backup = f"{vb['seconds']:.1f} s ({vb['status'].get('phase')})" if vb else None
     vel_restore = f"{vr['seconds']:.1f} s ({vr['status'].get('phase')})" if vr else None
-    vel_rss_b = f"server {vb['rss']['server'] / mib:.0f} MiB, plugin {vb['rss']['plugins'] / mib:.0f} MiB" if vb else None
-    vel_rss_r = f"server {vr['rss']['server'] / mib:.0f} MiB, plugin {vr['rss']['plugins'] / mib:.0f} MiB" if vr else None
+
+    def rss(run: dict[str, Any] | None) -> str | None:
+        if run is None:
+            return None
+        return f"server {run['rss']['server'] / mib:.0f} MiB, plugin {run['rss']['plugins'] / mib:.0f} MiB"
+
+    vel_rss_b, vel_rss_r = rss(vb), rss(vr)
     found_k = sum(kr["found"].values())
     found_v = sum(vr["found"].values()) if vr else None
     heading = f"{SECTION} ({total:,} objects)"

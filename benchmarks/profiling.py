@@ -229,8 +229,9 @@ def mem_main(argv: list[str]) -> int:
 
 def volume_main(args: argparse.Namespace) -> int:
     import volume
-    from kubekeep.testbed.seaweedfs import SeaweedFS
     from peers import KUBEKEEP, Kubekeep, S3Server, fmt_bytes, run, say
+
+    from kubekeep.testbed.seaweedfs import SeaweedFS
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
