@@ -336,6 +336,7 @@ def main() -> int:
     ap.add_argument("--scale", choices=["10k", "30k", "100k"], default=None,
                     help="shorthand: 100/300/1000 namespaces x 100 objects")
     ap.add_argument("--no-velero", action="store_true", help="Kubekeep only")
+    ap.add_argument("--no-kubekeep", action="store_true", help="Velero only")
     ap.add_argument("--velero-qps", type=int, default=1000, help="velero server --client-qps (burst: twice)")
     ap.add_argument("--location", choices=["s3", "fs"], default="s3", help="Kubekeep's location kind")
     ap.add_argument("--profile", type=Path, default=None,
@@ -390,32 +391,33 @@ def main() -> int:
             res["collect_s"] = time.monotonic() - t0
 
         conn = {"kubeconfig": str(cp.kubeconfig_path), "cluster_name": "source"}
-        # Kubekeep: a warm-up flow run (first registration of flows/blocks with the API), then the timed ones
-        worker.flow("backup", "warmup", app="warmup", namespaces=[names[0]], **conn)
-        res["loads"].append(loadavg())
-        kb = worker.flow("backup", "kubekeep-backup", app="bench", namespaces=["bench-*"], **conn)
-        say(f"Kubekeep backup: flow {kb['flow_seconds']:.1f}s, worker {kb['wall']:.1f}s, "
-            f"rss {fmt_bytes(kb['peak_rss'])}")
-        res["kubekeep_backup"] = kb
-        with ControlPlane(scheduler=False, kwok=False, provisioner=False) as target:
-            tconn = {"kubeconfig": str(target.kubeconfig_path), "cluster_name": "target"}
+        if not args.no_kubekeep:
+            # Kubekeep: a warm-up flow run (first registration of flows/blocks with the API), then the timed ones
+            worker.flow("backup", "warmup", app="warmup", namespaces=[names[0]], **conn)
             res["loads"].append(loadavg())
-            kr = worker.flow("restore", "kubekeep-restore", restore_point=kb["restore_point"], **tconn)
-            kr["found"] = count_bench_objects(target.kubeconfig_path)
-            say(f"Kubekeep restore: flow {kr['flow_seconds']:.1f}s, worker {kr['wall']:.1f}s, "
-                f"rss {fmt_bytes(kr['peak_rss'])}, found {kr['found']}")
-            res["kubekeep_restore"] = kr
-        if args.profile is not None:
-            # profiled runs come after the timed ones; each restore goes onto its own empty control plane
-            for tool in ("tracemalloc", "py-spy"):
-                s = worker.profile(tool, "backup", f"kubekeep-backup-{total}", app="bench-prof",
-                                   namespaces=["bench-*"], **conn)
-                say(f"  {tool} run of the backup: {s:.1f}s")
-                with ControlPlane(scheduler=False, kwok=False, provisioner=False) as target:
-                    s = worker.profile(tool, "restore", f"kubekeep-restore-{total}",
-                                       restore_point=kb["restore_point"], kubeconfig=str(target.kubeconfig_path),
-                                       cluster_name="target")
-                    say(f"  {tool} run of the restore: {s:.1f}s")
+            kb = worker.flow("backup", "kubekeep-backup", app="bench", namespaces=["bench-*"], **conn)
+            say(f"Kubekeep backup: flow {kb['flow_seconds']:.1f}s, worker {kb['wall']:.1f}s, "
+                f"rss {fmt_bytes(kb['peak_rss'])}")
+            res["kubekeep_backup"] = kb
+            with ControlPlane(scheduler=False, kwok=False, provisioner=False) as target:
+                tconn = {"kubeconfig": str(target.kubeconfig_path), "cluster_name": "target"}
+                res["loads"].append(loadavg())
+                kr = worker.flow("restore", "kubekeep-restore", restore_point=kb["restore_point"], **tconn)
+                kr["found"] = count_bench_objects(target.kubeconfig_path)
+                say(f"Kubekeep restore: flow {kr['flow_seconds']:.1f}s, worker {kr['wall']:.1f}s, "
+                    f"rss {fmt_bytes(kr['peak_rss'])}, found {kr['found']}")
+                res["kubekeep_restore"] = kr
+            if args.profile is not None:
+                # profiled runs come after the timed ones; each restore goes onto its own empty control plane
+                for tool in ("tracemalloc", "py-spy"):
+                    s = worker.profile(tool, "backup", f"kubekeep-backup-{total}", app="bench-prof",
+                                       namespaces=["bench-*"], **conn)
+                    say(f"  {tool} run of the backup: {s:.1f}s")
+                    with ControlPlane(scheduler=False, kwok=False, provisioner=False) as target:
+                        s = worker.profile(tool, "restore", f"kubekeep-restore-{total}",
+                                           restore_point=kb["restore_point"], kubeconfig=str(target.kubeconfig_path),
+                                           cluster_name="target")
+                        say(f"  {tool} run of the restore: {s:.1f}s")
 
         if not args.no_velero:
             v_bucket = weed.create_bucket("velero")
@@ -457,7 +459,7 @@ def main() -> int:
 
 
 def render(args: argparse.Namespace, total: int, res: dict[str, Any]) -> str:
-    kb, kr = res["kubekeep_backup"], res["kubekeep_restore"]
+    kb, kr = res.get("kubekeep_backup"), res.get("kubekeep_restore")
     vb, vr = res.get("velero_backup"), res.get("velero_restore")
     loads = res["loads"]
     mib = 2**20
@@ -474,7 +476,13 @@ def render(args: argparse.Namespace, total: int, res: dict[str, Any]) -> str:
         return f"server {run['rss']['server'] / mib:.0f} MiB, plugin {run['rss']['plugins'] / mib:.0f} MiB"
 
     vel_rss_b, vel_rss_r = rss(vb), rss(vr)
-    found_k = sum(kr["found"].values())
+    found_k = sum(kr["found"].values()) if kr else None
+    k_backup = f"**{kb['flow_seconds']:.1f} s** flow ({kb['wall']:.1f} s worker process)" if kb else "—"
+    k_restore = f"**{kr['flow_seconds']:.1f} s** flow ({kr['wall']:.1f} s worker process)" if kr else "—"
+    k_rss_b = f"{kb['peak_rss'] / mib:.0f} MiB (worker)" if kb else "—"
+    k_rss_r = f"{kr['peak_rss'] / mib:.0f} MiB (worker)" if kr else "—"
+    k_cpu = f"{kb['cpu']:.1f} s / {kr['cpu']:.1f} s" if kb and kr else "—"
+    k_outcome = f"{kr['status']}: {kr['counts']}" if kr else "—"
     found_v = sum(vr["found"].values()) if vr else None
     heading = f"{SECTION} ({total:,} objects)"
     lines = [
@@ -499,13 +507,12 @@ def render(args: argparse.Namespace, total: int, res: dict[str, Any]) -> str:
         "it lives)", "",
         "| measure | Kubekeep | Velero |",
         "|---|---|---|",
-        f"| backup | **{kb['flow_seconds']:.1f} s** flow ({kb['wall']:.1f} s worker process) | {v(vel_backup)} |",
-        f"| restore onto an empty control plane | **{kr['flow_seconds']:.1f} s** flow ({kr['wall']:.1f} s worker "
-        f"process) | {v(vel_restore)} |",
-        f"| peak RSS, backup | {kb['peak_rss'] / mib:.0f} MiB (worker) | {v(vel_rss_b)} |",
-        f"| peak RSS, restore | {kr['peak_rss'] / mib:.0f} MiB (worker) | {v(vel_rss_r)} |",
-        f"| CPU time of the worker (user + sys), backup / restore | {kb['cpu']:.1f} s / {kr['cpu']:.1f} s | |",
-        f"| restore outcome | {kr['status']}: {kr['counts']} | "
+        f"| backup | {k_backup} | {v(vel_backup)} |",
+        f"| restore onto an empty control plane | {k_restore} | {v(vel_restore)} |",
+        f"| peak RSS, backup | {k_rss_b} | {v(vel_rss_b)} |",
+        f"| peak RSS, restore | {k_rss_r} | {v(vel_rss_r)} |",
+        f"| CPU time of the worker (user + sys), backup / restore | {k_cpu} | |",
+        f"| restore outcome | {k_outcome} | "
         f"{v(vr and {k: vr['status'].get(k) for k in ('phase', 'warnings', 'errors')})} |",
         f"| bench objects on the target afterwards (of {total}) | {found_k} | {v(found_v)} |",
         "",
