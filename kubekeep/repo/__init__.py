@@ -3,6 +3,7 @@
 The format is specified in docs/repository-format.md.
 """
 
+from .archiver import BackupResult, BackupStats
 from .crypto import KdfParams, KeyWrapper, LocalKeyWrapper
 from .errors import (
     IntegrityError,
@@ -15,7 +16,8 @@ from .errors import (
     UnsupportedFormatError,
     WrongKeyError,
 )
-from .repository import BackupResult, BackupStats, Repository, RepoStats, SnapshotInfo
+from .repository import Repository, RepoStats
+from .snapshots import SnapshotInfo
 
 __all__ = [
     "BackupResult",

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kubekeep.repo import locks as locks_module
+from kubekeep.repo import repository_lock
 from kubekeep.repo.cli import repo_app
 from kubekeep.repo.format import DATA_PREFIX, INDEX_PREFIX, SNAPSHOTS_PREFIX
-from kubekeep.repo.locks import read_locks
 from kubekeep.repo.repository import Repository
+from kubekeep.repo.repository_lock import read_locks
 from kubekeep.repo.storage import FilesystemStorage
 
 from .conftest import PASSWORD, make_repo, open_repo
@@ -123,7 +123,7 @@ def test_a_killed_prune_does_not_refuse_the_next(storage: FilesystemStorage) -> 
 
 def test_a_lock_of_another_host_is_trusted_until_it_expires(repo: Repository,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(locks_module.socket, "gethostname", lambda: "other-host")
+    monkeypatch.setattr(repository_lock.socket, "gethostname", lambda: "other-host")
     lock = repo.lock("backup")
     monkeypatch.undo()
     lock._stop.set()  # the other host does not refresh it here
