@@ -78,6 +78,7 @@ class Index:
         return list(self._packs)
 
     def __iter__(self) -> Iterator[Location]:
+        """Every blob; not while another thread adds packs (iterate an Index of your own)."""
         for blob_id, value in self._blobs.items():
             yield self._decode(blob_id, value)
 

@@ -415,7 +415,7 @@ class Repository:
                                  poll=poll, leftover_age=leftover_age)
 
     def stats(self) -> RepoStats:
-        index = self.load_index(reload=True)
+        index = self.indexes.read_all()  # its own copy: other threads add packs to the shared one
         unique = 0
         blobs = 0
         for loc in index:

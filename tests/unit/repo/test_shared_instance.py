@@ -1,8 +1,8 @@
 """One open Repository shared by the concurrent tasks (threads) of one run.
 
 backup(), backup_stream(), restore(), restore_stream(), read_stream(), write_snapshot(),
-load_snapshot() and index reloads may run at the same time on one instance
-(docs/repository-format.md, "Concurrency").
+load_snapshot(), snapshots(), stats() and index reloads may run at the same time on one instance
+(docs/repository-api.md, "One open repository, many threads").
 """
 
 from __future__ import annotations
@@ -42,6 +42,28 @@ def test_a_backup_that_ends_after_another_backup_reloaded_the_index_is_readable(
     repo.restore(b, tmp_path / "b")
     assert snapshot_of(tmp_path / "b") == snapshot_of(source)
     assert repo.check(read_data=True).ok
+
+
+def test_a_backup_dedups_only_against_what_it_read_after_its_lock(repo: Repository) -> None:
+    """Backup B indexes its packs while backup A (same instance) runs: A must not deduplicate against
+    them (prune's protocol assumes a backup uses only the index it read after taking its lock)."""
+    shared = os.urandom(300_000)
+    gate_a, started_a, gate_b, started_b = (threading.Event() for _ in range(4))
+    with ThreadPoolExecutor(2) as pool:
+        b = pool.submit(repo.backup_stream, "b", _blocking_stream(shared[:100_000], gate_b, started_b,
+                                                                   shared[100_000:]))
+        assert started_b.wait(30)  # B has read the index
+        a = pool.submit(repo.backup_stream, "a", _blocking_stream(b"", gate_a, started_a, shared))
+        assert started_a.wait(30)  # A has read the index: B's packs are not in it yet
+        gate_b.set()
+        b.result()  # B's index objects are written (and added to the index readers share)
+        gate_a.set()
+        stats = a.result().stats
+    assert stats.new_chunks == stats.chunks > 10  # no chunk taken from B's packs
+    assert repo.check(read_data=True).ok
+    # a backup that starts now reads B's index objects and stores nothing new
+    again = repo.backup_stream("c", [shared]).stats
+    assert again.new_chunks == 0 and again.chunks == stats.chunks
 
 
 def test_concurrent_backups_restores_and_snapshot_writes_on_one_instance(repo: Repository,
@@ -86,8 +108,14 @@ def test_concurrent_backups_restores_and_snapshot_writes_on_one_instance(repo: R
         for _ in range(5):
             repo.load_index(reload=True)
 
+    def list_and_count() -> None:
+        for _ in range(3):
+            assert base in {i.id for i in repo.snapshots()}
+            assert repo.stats().snapshots >= 1
+
     jobs = ([lambda i=i: backup_tree(i) for i in range(3)] + [lambda n=n: backup_stream(n) for n in streams]
-            + [lambda n=n: restore_base(n) for n in range(3)] + [copy_snapshot, copy_snapshot, reload_index])
+            + [lambda n=n: restore_base(n) for n in range(3)]
+            + [copy_snapshot, copy_snapshot, reload_index, list_and_count])
     rng.shuffle(jobs)
     barrier = threading.Barrier(len(jobs))
 
