@@ -1,9 +1,10 @@
 """The repository: chunking, keyed ids, compression, encryption, packs, index, snapshots.
 
-The format is specified in docs/repository-format.md.
+The format is specified in docs/repository-format.md, the modules in docs/repository-api.md.
+(The archiver's BackupResult/BackupStats are in kubekeep.repo.archiver: importing the package
+does not load the chunker.)
 """
 
-from .archiver import BackupResult, BackupStats
 from .crypto import KdfParams, KeyWrapper, LocalKeyWrapper
 from .errors import (
     IntegrityError,
@@ -20,8 +21,6 @@ from .repository import Repository, RepoStats
 from .snapshots import SnapshotInfo
 
 __all__ = [
-    "BackupResult",
-    "BackupStats",
     "IntegrityError",
     "KdfParams",
     "KeySlotError",

@@ -21,9 +21,8 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import archiver, maintenance
 from .blobs import BlobStore
 from .crypto import CIPHERS, Compressor, Envelope, KdfParams, KeyWrapper, now_iso
 from .errors import RepositoryError, RepositoryExistsError, RepositoryNotFoundError
@@ -42,7 +41,6 @@ from .index import Index, IndexStore, PackLimitedIndex
 from .keys import CatalogCodec, KeySlotInfo, RepositoryKeys, master_config_mac, open_config
 from .protocols import IndexView, ProgressFn, StreamSource
 from .repository_lock import RepositoryLock, UnlockResult, remove_locks
-from .restorer import Restorer, RestoreResult
 from .snapshots import SnapshotInfo, SnapshotStore
 from .storage import (
     ObjectExistsError,
@@ -53,6 +51,11 @@ from .storage import (
     Storage,
     StorageError,
 )
+
+if TYPE_CHECKING:  # the operations are imported when first used: opening a repository stays cheap
+    from .archiver import BackupResult
+    from .maintenance import CheckResult, PruneResult, RecoverResult, RepairResult
+    from .restorer import RestoreResult
 
 
 @dataclass
@@ -366,52 +369,68 @@ class Repository:
     def backup(self, path: str | os.PathLike[str] | None = None, *,
                streams: Mapping[str, StreamSource] | None = None, parent: str | None = None,
                tags: Iterable[str] = (), metadata: Mapping[str, str] | None = None,
-               retention: Retention | None = None, progress: ProgressFn | None = None) -> archiver.BackupResult:
+               retention: Retention | None = None, progress: ProgressFn | None = None) -> BackupResult:
         """Back up a directory tree and/or named byte streams into one new snapshot.
 
         ``parent`` (a snapshot id or 'latest') enables incremental backup: files whose
         size, mtime, ctime and inode are unchanged reuse the parent's content without reading.
         """
-        return archiver.backup(self, path, streams=streams, parent=parent, tags=tags, metadata=metadata,
+        from .archiver import backup
+
+        return backup(self, path, streams=streams, parent=parent, tags=tags, metadata=metadata,
                                retention=retention, progress=progress)
 
     def backup_stream(self, name: str, data: StreamSource, *, tags: Iterable[str] = (),
                       metadata: Mapping[str, str] | None = None,
-                      retention: Retention | None = None) -> archiver.BackupResult:
+                      retention: Retention | None = None) -> BackupResult:
         return self.backup(streams={name: data}, tags=tags, metadata=metadata, retention=retention)
 
     def restore(self, snapshot_id: str, target: str | os.PathLike[str], *, path: str | None = None,
                 progress: ProgressFn | None = None) -> RestoreResult:
         """Restore a snapshot (or the file/subtree ``path`` inside it) under ``target``."""
+        from .restorer import Restorer
+
         return Restorer(self, progress=progress).restore(snapshot_id, Path(target), path)
 
     def read_stream(self, snapshot_id: str, name: str) -> Iterator[bytes]:
         """A named stream's bytes; an unknown snapshot or stream raises here, before any byte is read."""
+        from .restorer import Restorer
+
         return Restorer(self).read_stream(snapshot_id, name)
 
     def restore_stream(self, snapshot_id: str, name: str, target: str | os.PathLike[str]) -> int:
         """Write a named stream to the file ``target`` (replaced only once complete); returns its size."""
+        from .restorer import Restorer
+
         return Restorer(self).restore_stream(snapshot_id, name, Path(target))
 
-    def check(self, *, read_data: bool = False) -> maintenance.CheckResult:
-        return maintenance.check(self, read_data=read_data)
+    def check(self, *, read_data: bool = False) -> CheckResult:
+        from .maintenance import check
 
-    def recover(self) -> maintenance.RecoverResult:
+        return check(self, read_data=read_data)
+
+    def recover(self) -> RecoverResult:
         """Versioned locations: make the authentic version of hidden or overwritten objects current."""
-        return maintenance.recover(self)
+        from .maintenance import recover
 
-    def repair_index(self) -> maintenance.RepairResult:
-        return maintenance.repair_index(self)
+        return recover(self)
+
+    def repair_index(self) -> RepairResult:
+        from .maintenance import repair_index
+
+        return repair_index(self)
 
     def prune(self, drop: Iterable[str] = (), *, repack_threshold: float = 0.5,
               wait_timeout: float = 600.0, poll: float = 2.0, leftover_age: float = 3600.0
-              ) -> maintenance.PruneResult:
+              ) -> PruneResult:
         """Drop snapshots and delete what no snapshot needs.
 
         ``leftover_age`` (seconds): temporary files of interrupted writers, and unindexed
         packs while other backups run, are reclaimed once they are this old (the margin
         also covers clock skew between hosts and the storage)."""
-        return maintenance.prune(self, list(drop), repack_threshold=repack_threshold, wait_timeout=wait_timeout,
+        from .maintenance import prune
+
+        return prune(self, list(drop), repack_threshold=repack_threshold, wait_timeout=wait_timeout,
                                  poll=poll, leftover_age=leftover_age)
 
     def stats(self) -> RepoStats:
