@@ -25,7 +25,8 @@ from kubekeep.catalog import (
     RestorePointVolume,
     rebuild_catalog,
 )
-from kubekeep.repo.repository import Repository, Retention
+from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import Retention
 
 from .manifests import read_manifests
 

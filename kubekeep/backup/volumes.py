@@ -13,7 +13,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from kubekeep.repo.repository import ProgressFn, Repository, Retention
+from kubekeep.repo.protocols import ProgressFn
+from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import Retention
 
 from .csi import VolumeMethod
 from .restore_point import VOLUME_TAG, VolumeRecord

@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from kubekeep.catalog import Catalog, RestoreRecord, TableName
-from kubekeep.repo.repository import Repository, Retention
+from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import Retention
 
 from .report import RestoreReport, catalog_record
 
