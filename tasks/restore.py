@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from kubekeep.backup.csi import CsiError, MoverSpec, restore_with_mover
 from kubekeep.catalog import Catalog
+from kubekeep.manifest import ref_of
 from kubekeep.restore import (
     DEFAULT_PRIORITIES,
     PlanOptions,
@@ -25,7 +26,6 @@ from kubekeep.restore import (
     plan_restore,
 )
 from kubekeep.restore.apply import apply, dry_run, not_attempted, served_by_cluster
-from kubekeep.restore.manifest import ref_of
 from kubekeep.restore.policy import RestorePolicy
 from kubekeep.restore.record import record_restore as record_report
 from kubekeep.restore.report import Action, ObjectOutcome, RestoreReport, VolumeOutcome, VolumeStatus

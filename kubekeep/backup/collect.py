@@ -13,7 +13,7 @@ from typing import Any
 
 from kubekeep.cluster import ApiError, ApiResource, Cluster
 from kubekeep.cluster.collect import listable
-from kubekeep.restore.manifest import POD_SPEC_PATHS, dig
+from kubekeep.manifest import POD_SPEC_PATHS, dig
 
 from .selection import HELM_RELEASE_NAME, HELM_RELEASE_NAMESPACE, PART_OF_LABEL, Selection, namespace_names
 

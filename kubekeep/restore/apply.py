@@ -43,11 +43,11 @@ from functools import partial
 from typing import Any, TypeVar
 
 from kubekeep.cluster import ApiError, Cluster
+from kubekeep.manifest import ObjectRef, dig, mounts_claim
 
 from .actions import DEFAULT_ACTIONS, BeforeWorkloads, RestoreAction, RestoreContext, RestoredPvc, RestoreItem
 from .actions import actions_for as _actions_for
 from .actions.namespace import terminating_reason
-from .manifest import ObjectRef, dig, mounts_claim
 from .order import OrderedObject, RestorePhase, Wait
 from .plan import RestorePlan
 from .policy import ConflictPolicy, RestorePolicy

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubekeep.cluster import ApiError, Cluster
-
-from .manifest import ObjectRef, dig, split_api_version
+from kubekeep.manifest import ObjectRef, dig, split_api_version
 
 JSON = dict[str, Any]
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .manifest import ref_of
+from kubekeep.manifest import ref_of
+
 from .order import OrderedObject, RestorePhase, Wait
 from .plan import RestorePlan
 

@@ -40,9 +40,9 @@ from typing import Any, ClassVar, Protocol
 import jsonpatch
 import yaml
 
-from .errors import ManifestError, TransformError, TransformSpecError
-from .manifest import (
+from kubekeep.manifest import (
     Manifest,
+    ManifestError,
     containers_of,
     dig,
     metadata_of,
@@ -50,6 +50,8 @@ from .manifest import (
     ref_of,
     split_api_version,
 )
+
+from .errors import TransformError, TransformSpecError
 
 SPEC_VERSION = 1
 STORAGE_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
