@@ -61,7 +61,7 @@ def main() -> int:
     from flows.backup import backup
     from flows.restore import restore
     from kubekeep.backup.collect import CollectReport, collect
-    from kubekeep.backup.selection import Selection
+    from kubekeep.backup.scope import BackupScope
     from kubekeep.testbed.controlplane import ControlPlane
 
     total = args.namespaces * args.per_namespace
@@ -79,7 +79,7 @@ def main() -> int:
         create_s = time.monotonic() - t0
         print(f"created {total} objects in {create_s:.1f}s", file=sys.stderr)
 
-        selection = Selection(namespaces=("bench-*",))
+        selection = BackupScope(namespaces=("bench-*",))
         t0 = time.monotonic()
         report = CollectReport()
         listed = sum(1 for _ in collect(cluster, selection, report))

@@ -20,9 +20,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, load_blocks
 from kubekeep.backup.hooks import HookError, HookRule, HookRun
 from kubekeep.backup.quiesce import QuiesceRecord
-from kubekeep.backup.restore_point import RestorePointRecord, VolumeRecord
-from kubekeep.backup.selection import Selection
+from kubekeep.backup.scope import BackupScope
 from kubekeep.catalog import RestorePointStatus
+from kubekeep.restorepoint import RestorePointRecord, VolumeRecord
 from tasks.backup import (
     ManifestResult,
     commit_restore_point,
@@ -87,7 +87,7 @@ def backup(
     logger = get_run_logger()
     started = datetime.now(UTC)
     loc, key, conn = load_blocks(location, encryption_key, cluster)
-    selection = Selection(namespaces=tuple(namespaces), label_selector=label_selector,
+    selection = BackupScope(namespaces=tuple(namespaces), label_selector=label_selector,
                           include_kinds=tuple(include_kinds or ()), exclude_kinds=tuple(exclude_kinds or ()),
                           include_crds=tuple(include_crds or ()))
     rules = [HookRule.from_dict(h) for h in hooks or ()]

@@ -600,8 +600,8 @@ def catalog_rebuild_cmd(location: LocationOpt, password_file: PasswordFileOpt = 
     """Rebuild the location's catalog from its repository (restore points and restore reports; adds what is
     missing)."""
     with session("catalog-rebuild", verbose=verbose):
-        from kubekeep.backup.restore_point import rebuild_repository_catalog
         from kubekeep.restore.record import rebuild_restores
+        from kubekeep.restorepoint import rebuild_repository_catalog
 
         with _key(password_file).open_repository(_location(location, must_exist=True).storage()) as repo:
             result = rebuild_repository_catalog(repo)
@@ -614,7 +614,7 @@ def catalog_rebuild_cmd(location: LocationOpt, password_file: PasswordFileOpt = 
 def apps_cmd(kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, verbose: VerboseOpt = False) -> None:
     """Discover the cluster's applications: namespaces, Helm releases, part-of label groups."""
     with session("apps", verbose=verbose):
-        from kubekeep.backup.selection import discover_applications
+        from kubekeep.backup.scope import discover_applications
 
         with _cluster(kubeconfig, context).connect() as cluster:
             found = discover_applications(cluster)

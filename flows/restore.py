@@ -18,7 +18,7 @@ from blocks import ClusterConnection, EncryptionKey, LocationProfile, load_block
 from kubekeep.restore import TransformChain
 from kubekeep.restore.policy import RestorePolicy
 from kubekeep.restore.report import ObjectOutcome, PhaseReport, RestoreReport, VolumeOutcome, VolumeStatus
-from kubekeep.restore.source import ObjectFilter
+from kubekeep.restore.transforms import Selector
 from tasks.restore import (
     PlanRef,
     apply_phase,
@@ -125,15 +125,15 @@ def restore(
     loc, key, conn = load_blocks(location, encryption_key, cluster)
     chain = build_transforms(namespace_map, storage_class_map, image_rewrite, transforms)
     restore_policy = RestorePolicy.from_dict({"existing": existing, **(policy or {})})
-    selection = ObjectFilter(kinds=tuple(kinds or ()), names=tuple(names or ()),
-                             labels=ObjectFilter.parse_labels(label_selector), pvcs=tuple(pvcs or ()))
+    selection = Selector(kinds=tuple(kinds or ()), names=tuple(names or ()),
+                         labels=Selector.parse_labels(label_selector))
     if files is not None:
         return _restore_files(loc, key, conn, restore_point, app, before, files)
 
     plan_ref: PlanRef = load_plan(loc, key, conn, restore_point=restore_point, app=app, before=before,
-                                  selection=selection, transforms=chain, preserve_node_ports=preserve_node_ports,
-                                  include_owned=include_owned, priorities=priorities, tiers=tiers,
-                                  restore_status=restore_status)
+                                  selection=selection, pvcs=pvcs, transforms=chain,
+                                  preserve_node_ports=preserve_node_ports, include_owned=include_owned,
+                                  priorities=priorities, tiers=tiers, restore_status=restore_status)
     restore_id = f"r-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
     logger.info("restore %s of %s: %d objects in %d phases, %d volume(s), %d left out",
                 restore_id, plan_ref.restore_point_id, plan_ref.object_count, len(plan_ref.phases),
@@ -216,7 +216,7 @@ def _fill_volumes(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnect
 
 def _restore_files(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, restore_point: str | None,
                    app: str | None, before: datetime | None, files: dict[str, str]) -> dict[str, Any]:
-    from kubekeep.restore.source import choose_restore_point
+    from kubekeep.restorepoint import choose_restore_point
 
     missing = {"pvc", "target"} - set(files)
     if missing:

@@ -13,17 +13,7 @@ from prefect.logging import get_run_logger
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from kubekeep.backup.collect import CollectReport, PvcRef, collect
 from kubekeep.backup.csi import CsiError, MoverSpec, export_with_snapshot, volume_method
-from kubekeep.backup.lock import LockReport, apply_retention
-from kubekeep.backup.manifests import MANIFESTS_STREAM, manifest_stream
-from kubekeep.backup.restore_point import (
-    MANIFESTS_TAG,
-    RestorePointRecord,
-    VolumeRecord,
-    catalog_rows,
-    read_restore_point,
-    write_restore_point,
-)
-from kubekeep.backup.selection import Application, Selection, discover_applications
+from kubekeep.backup.scope import Application, BackupScope, discover_applications
 from kubekeep.backup.volumes import (
     VolumeError,
     export_directory,
@@ -33,6 +23,17 @@ from kubekeep.backup.volumes import (
 )
 from kubekeep.catalog import Catalog
 from kubekeep.cluster import Cluster
+from kubekeep.restorepoint import (
+    MANIFESTS_STREAM,
+    MANIFESTS_TAG,
+    RestorePointRecord,
+    VolumeRecord,
+    catalog_rows,
+    manifest_stream,
+    read_restore_point,
+    write_restore_point,
+)
+from kubekeep.restorepoint.object_lock import LockReport, apply_retention
 
 from .common import DATA_TASK
 
@@ -57,7 +58,7 @@ def discover_applications_task(cluster: ClusterConnection) -> list[Application]:
 
 @task(name="snapshot-manifests", **DATA_TASK)
 def snapshot_manifests(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection,
-                       selection: Selection, restore_point_id: str, app: str, init: bool = False) -> ManifestResult:
+                       selection: BackupScope, restore_point_id: str, app: str, init: bool = False) -> ManifestResult:
     """Stream every selected object (and its cluster-scoped dependencies) into one snapshot.
 
     The location must hold a repository; ``init`` creates one (the first backup only)."""

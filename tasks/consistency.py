@@ -10,7 +10,7 @@ from prefect import task
 from blocks import ClusterConnection
 from kubekeep.backup.hooks import HookRule, HookRun, api_runner, plan_hooks, run_post_hooks, run_pre_hooks
 from kubekeep.backup.quiesce import QuiesceRecord, WorkloadRef, quiesce, select_workloads, unquiesce
-from kubekeep.backup.selection import Selection, namespace_names
+from kubekeep.backup.scope import BackupScope, namespace_names
 
 from .common import DATA_TASK
 
@@ -19,7 +19,7 @@ ONCE: dict[str, Any] = {**DATA_TASK, "retries": 0}
 
 
 @task(name="resolve-selection", retries=2, retry_delay_seconds=2, persist_result=False)
-def resolve_selection(cluster: ClusterConnection, selection: Selection) -> list[str]:
+def resolve_selection(cluster: ClusterConnection, selection: BackupScope) -> list[str]:
     with cluster.connect() as c:
         return selection.resolve_namespaces(namespace_names(c))
 

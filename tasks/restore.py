@@ -29,9 +29,11 @@ from kubekeep.restore.apply import apply, dry_run, not_attempted, served_by_clus
 from kubekeep.restore.policy import RestorePolicy
 from kubekeep.restore.record import record_restore as record_report
 from kubekeep.restore.report import Action, ObjectOutcome, RestoreReport, VolumeOutcome, VolumeStatus
-from kubekeep.restore.source import ObjectFilter, choose_restore_point, drop_reprovisioned_volumes, load_manifests
+from kubekeep.restore.source import drop_reprovisioned_volumes, load_manifests
 from kubekeep.restore.spool import PhaseSummary, read_phase, spool_dir, write_plan
+from kubekeep.restore.transforms import Selector
 from kubekeep.restore.volume_data import restore_volume as restore_volume_data
+from kubekeep.restorepoint import choose_restore_point
 
 from .common import DATA_TASK
 
@@ -66,7 +68,8 @@ class PlanRef:
 
 @task(name="load-plan", **DATA_TASK)
 def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, *,
-              restore_point: str | None, app: str | None, before: datetime | None, selection: ObjectFilter,
+              restore_point: str | None, app: str | None, before: datetime | None, selection: Selector,
+              pvcs: list[str] | None = None,
               transforms: TransformChain, preserve_node_ports: bool, include_owned: bool,
               priorities: list[Any] | None = None, tiers: dict[str, Any] | None = None,
               restore_status: list[str] | None = None) -> PlanRef:
@@ -75,7 +78,7 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
     with key.open_repository(storage) as repo:
         snapshot_id, record = choose_restore_point(repo, restore_point=restore_point, app=app, before=before,
                                                    catalog=Catalog(repo.storage, codec=repo.catalog_codec()))
-        manifests = list(load_manifests(repo, record, selection))
+        manifests = list(load_manifests(repo, record, selection, pvcs=pvcs or ()))
     manifests, reprovisioned = drop_reprovisioned_volumes(
         manifests, {(v.namespace, v.pvc) for v in record.volumes if v.snapshot_id})
     with cluster.connect() as c:

@@ -88,10 +88,13 @@ def _check_keys(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 @dataclass(frozen=True)
 class Selector:
-    """Which manifests a transform touches. Empty fields match everything.
+    """Which manifests: the objects a restore takes from a restore point, and those a transform touches.
+    Empty fields match everything.
 
-    ``kinds``: ``Kind`` (any group) or ``Kind.group``; ``names`` and
+    ``kinds``: ``Kind`` (any group) or ``Kind.group``, in any case; ``names`` and
     ``namespaces``: shell-style patterns (``shop-*``); ``labels``: equality.
+    (What a *backup* takes from a live cluster is a different thing:
+    :class:`kubekeep.backup.scope.BackupScope`.)
     """
 
     kinds: tuple[str, ...] = ()
@@ -125,10 +128,23 @@ class Selector:
             spec["labels"] = dict(self.labels)
         return spec or None
 
+    @staticmethod
+    def parse_labels(selector: str | None) -> dict[str, str]:
+        """``key=value,key2=value2`` (equality terms only) as a mapping."""
+        out: dict[str, str] = {}
+        for part in (selector or "").split(","):
+            if not part.strip():
+                continue
+            if "=" not in part or "!=" in part:
+                raise ValueError(f"label selector {selector!r}: only key=value terms are supported here")
+            k, v = part.split("=", 1)
+            out[k.strip().rstrip("=")] = v.strip().lstrip("=")
+        return out
+
     def matches(self, manifest: Manifest) -> bool:
         ref = ref_of(manifest)
         if self.kinds and not any(
-            k == ref.kind or k == f"{ref.kind}.{ref.group}" for k in self.kinds
+            k.lower() in (ref.kind.lower(), f"{ref.kind}.{ref.group}".lower()) for k in self.kinds
         ):
             return False
         if self.names and not any(fnmatch.fnmatchcase(ref.name, p) for p in self.names):

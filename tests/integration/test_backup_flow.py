@@ -11,10 +11,9 @@ import pytest
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.backup import BackupFailed, backup
-from kubekeep.backup.manifests import read_manifests
-from kubekeep.backup.restore_point import find_restore_point, rebuild_repository_catalog
 from kubekeep.catalog import latest_restore_point, restore_points_containing
 from kubekeep.cluster import Cluster
+from kubekeep.restorepoint import find_restore_point, read_manifests, rebuild_repository_catalog
 from kubekeep.testbed import sample_app
 
 PASSPHRASE = "correct horse battery staple"

@@ -12,9 +12,8 @@ import pytest
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.backup import backup
 from flows.restore import restore
-from kubekeep.backup.manifests import read_manifests
-from kubekeep.backup.restore_point import find_restore_point
 from kubekeep.cluster import Cluster, has_condition
+from kubekeep.restorepoint import find_restore_point, read_manifests
 
 
 def _crd(group: str, kind: str, *, labels: dict[str, str] | None = None,

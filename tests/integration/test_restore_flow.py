@@ -15,7 +15,7 @@ from flows.restore import RestoreFailed, restore
 from kubekeep.catalog import list_restores
 from kubekeep.cluster import ApiError, Cluster
 from kubekeep.repo.errors import WrongKeyError
-from kubekeep.restore.source import RestorePointNotFoundError
+from kubekeep.restorepoint import RestorePointNotFoundError
 from kubekeep.testbed import sample_app
 from kubekeep.testbed.controlplane import PROVISIONER
 
@@ -181,8 +181,8 @@ def _damage_volume_data(location: LocationProfile, key: EncryptionKey, rp_id: st
                         pvc: str) -> str:
     """Flip one byte inside one data chunk of a volume's snapshot (nothing else in the location changes);
     return the path of the damaged file inside the volume."""
-    from kubekeep.backup.restore_point import find_restore_point
     from kubekeep.repo.format import pack_key
+    from kubekeep.restorepoint import find_restore_point
 
     with key.open_repository(location.storage()) as repo:
         _, record = find_restore_point(repo, rp_id)

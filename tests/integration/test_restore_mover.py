@@ -11,15 +11,16 @@ from pathlib import Path
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.restore import restore
-from kubekeep.backup.manifests import MANIFESTS_STREAM, manifest_stream
-from kubekeep.backup.restore_point import (
+from kubekeep.cluster import Cluster
+from kubekeep.restorepoint import (
+    MANIFESTS_STREAM,
     MANIFESTS_TAG,
     VOLUME_TAG,
     RestorePointRecord,
     VolumeRecord,
+    manifest_stream,
     write_restore_point,
 )
-from kubekeep.cluster import Cluster
 from kubekeep.testbed.sample_app import fill_volume
 from tests.integration.test_csi import (
     CLASS,
