@@ -89,7 +89,8 @@ def main() -> int:
             location = LocationProfile(kind="filesystem", path=loc)
             key = EncryptionKey(passphrase="bench", cheap_kdf=True)
             conn = ClusterConnection(name="bench", kubeconfig_path=str(cp.kubeconfig_path))
-            backup(app="warmup", namespaces=["bench-000"], location=location, encryption_key=key, cluster=conn)
+            backup(app="warmup", namespaces=["bench-000"], location=location, encryption_key=key, cluster=conn,
+                   init=True)
             t0 = time.monotonic()
             rp = backup(app="bench", namespaces=["bench-*"], location=location, encryption_key=key, cluster=conn)
             flow_s = time.monotonic() - t0

@@ -61,6 +61,16 @@ class RestorePointRecord:
     crds: dict[str, list[str]] = field(default_factory=dict)
     format: int = FORMAT
 
+    def volume(self, pvc: str) -> VolumeRecord:
+        """The data of the claim ``pvc`` (``namespace/name``); ValueError naming the claims it has when the
+        restore point holds no data for it."""
+        namespace, _, name = pvc.partition("/")
+        for v in self.volumes:
+            if v.namespace == namespace and v.pvc == name and v.snapshot_id:
+                return v
+        have = ", ".join(f"{v.namespace}/{v.pvc}" for v in self.volumes if v.snapshot_id) or "none"
+        raise ValueError(f"restore point {self.id} has no data for PVC {pvc} (it has: {have})")
+
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
 

@@ -76,7 +76,8 @@ def test_restore_into_new_namespace_with_transforms(backed_up, cluster: Cluster,
             owners = pod["metadata"].get("ownerReferences") or []
             if owners and owners[0]["kind"] == "ReplicaSet":
                 assert owners[0]["uid"] in restored_rs
-        rows = list_restores(backed_up["key"].catalog(backed_up["location"], cache_dir=tmp_path / "cache"))
+        with backed_up["key"].catalog(backed_up["location"], cache_dir=tmp_path / "cache") as catalog:
+            rows = list_restores(catalog)
         assert [r.status for r in rows] == ["succeeded"] and rows[0].restore_point_id == backed_up["rp"]
     finally:
         cluster.delete("v1", "Namespace", dst)

@@ -62,7 +62,8 @@ def test_volume_restored_by_a_mover_job(prefect_api: str, test_cluster, cluster:
         job = next(iter(ctl.jobs.values()))
         pod = job["spec"]["template"]["spec"]
         args = pod["containers"][0]["args"]
-        assert args == ["restore", "--repo", "s3://backups/prod/", "--snapshot", vol.snapshot_id, "--target", "/data"]
+        assert args == ["restore", "--location", "s3://backups/prod/", "--snapshot", vol.snapshot_id,
+                        "--target", "/data"]
         # mounted writable (the API server omits readOnly: false)
         assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "data"
         assert not pod["volumes"][0]["persistentVolumeClaim"].get("readOnly", False)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from flows.cli.repo import repo_app
 from kubekeep.repo import locks as locks_module
-from kubekeep.repo.cli import repo_app
 from kubekeep.repo.format import DATA_PREFIX, INDEX_PREFIX, SNAPSHOTS_PREFIX
 from kubekeep.repo.locks import read_locks
 from kubekeep.repo.repository import Repository
