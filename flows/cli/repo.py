@@ -56,6 +56,7 @@ def _kdf() -> KdfParams | None:
 
 @contextmanager
 def errors_reported() -> Iterator[None]:
+    """Around every repo command: one line per error, and the repositories it opened closed at the end."""
     try:
         yield
     except RestoreError as exc:
@@ -67,6 +68,13 @@ def errors_reported() -> Iterator[None]:
     except OSError as exc:  # local files: password files, sources, targets
         where = f": {exc.filename}" if exc.filename else ""
         fail(f"{exc.strerror or exc}{where}")
+    finally:
+        while _opened:
+            _opened.pop().close()
+
+
+#: repositories the running command opened (closed by errors_reported when it ends)
+_opened: list[Repository] = []
 
 
 def _open(location: str, password_file: Path | None, key_file: Path | None) -> Repository:
@@ -74,6 +82,7 @@ def _open(location: str, password_file: Path | None, key_file: Path | None) -> R
     wrapper = _key_wrapper(key_file)
     password = None if wrapper is not None else read_password(password_file)
     repo = Repository.open(storage, passphrase=password, key_wrapper=wrapper)
+    _opened.append(repo)
     for warning in repo.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     return repo
@@ -139,6 +148,7 @@ def init_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFi
         r = Repository.init(storage, passphrase=password, key_wrapper=wrapper, cipher=cipher,
                             compression_level=compression_level, kdf=_kdf(),
                             create_location=create_bucket if is_s3 else True, retention=retention)
+        _opened.append(r)
         out.print(f"created repository {r.repository_id.hex()[:12]} at {storage.url}")
 
 
