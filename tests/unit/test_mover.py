@@ -47,7 +47,9 @@ def test_mover_backs_up_and_restores_a_volume(tmp_path: Path) -> None:
     assert code == 0 and out2["volume"]["stored_bytes"] < 4096
 
     target = tmp_path / "restored"
-    code, res = _mover("restore", "--repo", str(location), "--snapshot", vol["snapshot_id"], "--target", str(target))
+    # --location is the option's name (what mover Jobs get); --repo above is its older name
+    code, res = _mover("restore", "--location", str(location), "--snapshot", vol["snapshot_id"], "--target",
+                       str(target))
     assert code == 0 and res["ok"] and res["files"] == len(expected) + 1  # + the symlink
     assert res["verified_files"] == len(expected)
     assert _digests(target) == expected
