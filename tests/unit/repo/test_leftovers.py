@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from flows.cli.repo import repo_app
 from kubekeep.repo import repository_lock
-from kubekeep.repo.cli import repo_app
 from kubekeep.repo.format import DATA_PREFIX, INDEX_PREFIX, SNAPSHOTS_PREFIX, pack_key
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.repository_lock import read_locks

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from flows.cli.repo import repo_app
 from kubekeep.repo import targetfs
 from kubekeep.repo.archiver import BackupStats, BlobSaver
-from kubekeep.repo.cli import repo_app
 from kubekeep.repo.crypto import BlobType
 from kubekeep.repo.errors import RepositoryError, RestoreError
 from kubekeep.repo.format import pack_key
