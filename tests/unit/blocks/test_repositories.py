@@ -44,9 +44,9 @@ def test_without_a_hold_each_lease_opens_and_closes(location: LocationProfile) -
 
 def test_another_passphrase_never_gets_the_open_repository(location: LocationProfile) -> None:
     with keep_open(location, EncryptionKey(passphrase="pw", cheap_kdf=True)), \
-            repository(location, EncryptionKey(passphrase="pw", cheap_kdf=True)):
-        with pytest.raises(WrongKeyError), repository(location, EncryptionKey(passphrase="other", cheap_kdf=True)):
-            pass
+            repository(location, EncryptionKey(passphrase="pw", cheap_kdf=True)), \
+            pytest.raises(WrongKeyError), repository(location, EncryptionKey(passphrase="other", cheap_kdf=True)):
+        pass
     assert POOL.open_count() == 0
 
 
