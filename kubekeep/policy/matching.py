@@ -1,6 +1,6 @@
 """Which discovered applications each policy protects, and which are unprotected.
 
-Discovery finds three kinds of application (kubekeep.backup.selection.discover_applications):
+Discovery finds three kinds of application (kubekeep.backup.scope.discover_applications):
 whole namespaces, Helm releases and ``app.kubernetes.io/part-of`` groups. They overlap: a Helm
 release lives inside a namespace. An application is
 
@@ -23,7 +23,7 @@ from .model import ProtectionPolicy
 
 
 class DiscoveredApp(Protocol):
-    """What matching needs of an application (kubekeep.backup.selection.Application has it)."""
+    """What matching needs of an application (kubekeep.backup.scope.Application has it)."""
 
     @property
     def name(self) -> str: ...

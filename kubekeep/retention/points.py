@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kubekeep.backup.restore_point import RESTORE_POINT_TAG
 from kubekeep.catalog import Catalog, list_restore_points, suspect_points, verified_points
 from kubekeep.repo.format import SNAPSHOTS_PREFIX
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import ObjectNotFoundError, Storage
+from kubekeep.restorepoint import RESTORE_POINT_TAG
 
 from .rules import PointFacts
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from kubekeep.backup.lock import apply_retention
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import RetentionMode
+from kubekeep.restorepoint.object_lock import apply_retention
 
 from .plan import RetentionPlan
 from .points import PointSnapshots, snapshots_by_point

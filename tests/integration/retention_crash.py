@@ -154,7 +154,7 @@ def run_retention_crash_loop(base: Path, kills: int, seed: int, log: bool = True
         if digest_tree(target) != digest:
             raise AssertionError(f"{point_id} restored wrong data")
     counts["restored"] = len(listed)
-    from kubekeep.backup.restore_point import rebuild_repository_catalog
+    from kubekeep.restorepoint import rebuild_repository_catalog
 
     for info in list(repo.storage.list("catalog/")):
         repo.storage.delete(info.key)

@@ -12,17 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from kubekeep.backup.lock import apply_retention
-from kubekeep.backup.manifests import MANIFESTS_STREAM, manifest_stream
-from kubekeep.backup.restore_point import (
-    MANIFESTS_TAG,
-    RestorePointRecord,
-    catalog_rows,
-    write_restore_point,
-)
 from kubekeep.backup.volumes import export_directory
 from kubekeep.catalog import Catalog
 from kubekeep.repo.repository import Repository, Retention
+from kubekeep.restorepoint import (
+    MANIFESTS_STREAM,
+    MANIFESTS_TAG,
+    RestorePointRecord,
+    catalog_rows,
+    manifest_stream,
+    write_restore_point,
+)
+from kubekeep.restorepoint.object_lock import apply_retention
 
 CHUNKER = {"min_size": 1024, "avg_size": 4096, "max_size": 16384}
 PACK_SIZE = 64 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from kubekeep.backup.selection import discover_applications
+from kubekeep.backup.scope import discover_applications
 from kubekeep.cluster import Cluster
 from kubekeep.policy import match_apps, namespace_labels, policies_from_yaml
 

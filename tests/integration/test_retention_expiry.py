@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from kubekeep.backup.restore_point import rebuild_repository_catalog
 from kubekeep.catalog import Catalog, DeletedRestorePoint, list_restore_points
 from kubekeep.repo.crypto import KdfParams
 from kubekeep.repo.format import SNAPSHOTS_PREFIX
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
+from kubekeep.restorepoint import rebuild_repository_catalog
 from kubekeep.retention import ApprovalRequired, RetentionRules, Rule, build_plan, collect_points, expire
 from tests.integration.retention_points import (
     CHUNKER,
