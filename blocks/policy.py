@@ -18,7 +18,7 @@ from kubekeep.policy import PolicyError, describe_errors
 from kubekeep.policy import ProtectionPolicy as PolicySpec
 
 
-class ProtectionPolicy(Block, PolicySpec):  # type: ignore[misc]  # Block and the core model are both pydantic models
+class ProtectionPolicy(Block, PolicySpec):
     """Which apps to protect, when, how long to keep their restore points, where, and their DR copy
     and verification."""
 

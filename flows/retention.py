@@ -104,10 +104,13 @@ def retention(
     zone_name = spec.timezone if spec else timezone
     share = approval_share if approval_share is not None else (spec.approval_share if spec else 0.5)
     what = f"policy {spec.name}" if spec else (f"app {app}" if app else "every app")
-    plan_args = {"app": app, "policy": spec.name if spec else None, "only_policy": spec is not None,
-                 "timezone": zone_name, "approval_share": share}
+
+    def make_plan() -> RetentionPlan:
+        return plan_retention(loc, key, keep, app=app, policy=spec.name if spec else None,
+                              only_policy=spec is not None, timezone=zone_name, approval_share=share)
+
     with keep_open(loc, key):
-        plan = plan_retention(loc, key, keep, **plan_args)
+        plan = make_plan()
         _publish_plan(plan, what)
         if dry_run:
             return RetentionOutcome(plan, "dry run")
@@ -123,7 +126,7 @@ def retention(
                 return RetentionOutcome(plan, "refused")
             logger.info("retention plan approved%s", f": {answer.comment}" if answer.comment else "")
             only = [d.point.id for d in plan.drops]
-            plan = plan_retention(loc, key, keep, **plan_args)  # afresh: only what both plans drop goes
+            plan = make_plan()  # afresh: only what both plans drop goes
             approval = "approved in the UI"
         elif plan.needs_approval:
             approval = "given"

@@ -148,6 +148,7 @@ def _print_outcome(outcome: RetentionOutcome) -> None:
             typer.echo(f"  {message}")
     if outcome.prune is not None:
         p = outcome.prune
-        typer.echo(f"prune: {p.packs_deleted} pack(s) deleted, {p.packs_repacked} repacked, {p.bytes_freed} bytes freed")
+        typer.echo(f"prune: {p.packs_deleted} pack(s) deleted, {p.packs_repacked} repacked, "
+                   f"{p.bytes_freed} bytes freed")
     if outcome.renew is not None and outcome.renew.renewed:
         typer.echo(f"renewed the locks of {len(outcome.renew.renewed)} point(s) until {outcome.renew.retain_until}")
