@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -71,6 +72,8 @@ def protect(
     cluster: str | ClusterConnection | None = None,
     init: bool = False,
     apply_retention: bool = True,
+    approve_retention: bool = False,
+    on_approval: Literal["pause", "fail"] = "pause",
 ) -> ProtectOutcome:
     """Protect every app a policy selects: discover, back up each, DR copy, retention.
 
@@ -81,6 +84,8 @@ def protect(
         cluster: The cluster block (default: the worker's kubeconfig).
         init: Create the repository when the location holds none (first run only).
         apply_retention: Apply the policy's retention after the backups.
+        approve_retention: A retention plan over the policy's approval share is approved in advance.
+        on_approval: A retention plan over the approval share without approval: pause for the form, or fail.
     """
     logger = get_run_logger()
     spec = load_policy(policy)
@@ -98,7 +103,8 @@ def protect(
             outcome.skipped.append(f"DR copy to {spec.dr_copy.location}: the dr_copy flow is not installed here")
             logger.warning("policy %s asks for a DR copy, which this installation cannot run yet", spec.name)
         if apply_retention and any(o.status == "backed up" for o in outcome.backups.values()):
-            outcome.retention = retention(location=loc, encryption_key=key, policy=ProtectionPolicy.of(spec))
+            outcome.retention = retention(location=loc, encryption_key=key, policy=ProtectionPolicy.of(spec),
+                                          approve=approve_retention, on_approval=on_approval)
         last = last_restore_points(loc, key, [a.name for a in found.protection.apps]) if outcome.backups else {}
     outcome.unprotected = [a.name for a in found.protection.unprotected]
     next_run = spec.schedule.next_runs(datetime.now(UTC))[0]
