@@ -59,7 +59,7 @@ def _run_name() -> str:
 
 @flow(name="retention", flow_run_name=_run_name, log_prints=True)
 def retention(
-    location: str | LocationProfile = "default",
+    location: str | LocationProfile | None = None,
     encryption_key: str | EncryptionKey = "default",
     policy: str | ProtectionPolicy | None = None,
     rules: RetentionRules | None = None,
@@ -76,7 +76,8 @@ def retention(
     """Apply GFS retention to the restore points of a location: plan, approve, expire, prune, renew locks.
 
     Args:
-        location: The location block (name, or instance from Python) whose restore points are kept or dropped.
+        location: The location block (name, or instance from Python) whose restore points are kept or dropped
+            (default: the block the policy names, else "default").
         encryption_key: The key block that opens the location's repository.
         policy: A ProtectionPolicy block: its retention, timezone and approval share apply to the points it
             made. Give this or ``rules``.
@@ -93,10 +94,10 @@ def retention(
         renew_locks: Extend the Object Lock of points the rules keep before it lapses.
     """
     logger = get_run_logger()
-    loc, key, _ = load_blocks(location, encryption_key, None)
     if (policy is None) == (rules is None):
         raise RetentionError("give a policy or keep rules (not both)")
     spec = load_policy(policy) if policy is not None else None
+    loc, key, _ = load_blocks(location or (spec.location if spec else "default"), encryption_key, None)
     keep = spec.retention if spec else rules
     assert keep is not None
     if keep.is_empty():
