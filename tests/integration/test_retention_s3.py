@@ -154,9 +154,6 @@ def test_a_location_that_cannot_lock_renews_nothing(seaweedfs: S3TestServer, tmp
     repo.close()
 
 
-@pytest.mark.xfail(strict=True, reason="prune repacks sparse packs that are under Object Lock: the old pack cannot "
-                                       "be deleted, so its live blobs are stored twice until the lock ends (fixed "
-                                       "in kubekeep/repo after the repository refactor lands)")
 def test_prune_does_not_copy_locked_packs(locked_repo: Repository, tmp_path: Path) -> None:
     repo, catalog = locked_repo, _catalog(locked_repo, tmp_path)
     base = datetime.now(UTC) - timedelta(days=10)
