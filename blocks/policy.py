@@ -80,3 +80,25 @@ def saved_policies() -> list[PolicySpec]:
         except ValidationError:
             continue
     return out
+
+
+def sync_protect_schedule(policy: PolicySpec) -> str | None:
+    """Put the policy's cron and timezone on its deployment ``protect/<policy name>`` (replacing that
+    deployment's schedules), so the deployment runs on the policy's schedule. Returns the deployment's
+    name, or None when no such deployment exists (nothing is created: deployments come from prefect.yaml)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.exceptions import ObjectNotFound
+
+    name = f"protect/{policy.name}"
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            return None
+        wanted = CronSchedule(cron=policy.schedule.cron, timezone=policy.schedule.timezone)
+        for existing in client.read_deployment_schedules(deployment.id):
+            client.delete_deployment_schedule(deployment.id, existing.id)
+        client.create_deployment_schedules(deployment.id, [DeploymentScheduleCreate(schedule=wanted, active=True)])
+    return name

@@ -88,13 +88,15 @@ def save_cmd(policy_file: PolicyFileArg,
              overwrite: Annotated[bool, Flag("--overwrite", help="Replace saved policies of the same "
                                                                  "names.")] = False,
              verbose: VerboseOpt = False) -> None:
-    """Save the file's policies as ProtectionPolicy blocks in the Prefect API (PREFECT_API_URL)."""
+    """Save the file's policies as ProtectionPolicy blocks in the Prefect API (PREFECT_API_URL); a deployment
+    protect/<policy> then runs on the policy's cron and timezone."""
     policies = _load(policy_file)
     if not os.environ.get("PREFECT_API_URL"):
         fail("set PREFECT_API_URL to the Prefect server the deployments use (a temporary server would forget "
              "the policies)")
     with session("policy save", flows=True, verbose=verbose):
         from blocks import ProtectionPolicy
+        from blocks.policy import sync_protect_schedule
 
         for policy in policies:
             try:
@@ -105,6 +107,10 @@ def save_cmd(policy_file: PolicyFileArg,
                                      "it)") from None
                 raise
             typer.echo(f"saved policy {policy.name}")
+            deployment = sync_protect_schedule(policy)
+            typer.echo(f"  {deployment} runs on {policy.schedule.cron} ({policy.timezone})" if deployment else
+                       f"  no deployment protect/{policy.name} yet: add one to prefect.yaml (see protect/default) "
+                       "and save again to put it on this schedule")
 
 
 @app.command("protect")

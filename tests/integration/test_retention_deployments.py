@@ -22,7 +22,7 @@ def _prefect(args: list[str], api: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_protect_retention_and_prune_deployments(prefect_api: str) -> None:
+def test_protect_retention_and_prune_deployments(prefect_api: str, tmp_path: Path) -> None:
     pool = f"kubekeep-{uuid.uuid4().hex[:6]}"
     _prefect(["block", "register", "-m", "blocks"], prefect_api)
     _prefect(["work-pool", "create", pool, "--type", "process"], prefect_api)
@@ -47,6 +47,20 @@ def test_protect_retention_and_prune_deployments(prefect_api: str) -> None:
         assert "ISO weeks" in rules["keep_weekly"]["description"]
         assert "latest point" in rules["keep_within"]["description"]
         assert client.read_deployment_by_name("retention/retention-default").parameters["policy"] == "default"
+
+        # `kubekeep policy save` puts the policy's cron and timezone on its deployment protect/<policy>
+        policy_file = tmp_path / "default.yaml"
+        policy_file.write_text("name: default\napps: {all: true}\nschedule: {cron: '30 1 * * *', timezone: "
+                               "Europe/Berlin}\nretention: {keep_daily: 7}\nlocation: default\n")
+        saved = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "policy", "save",
+                                str(policy_file), "--overwrite"], cwd=ROOT, capture_output=True, text=True,
+                               env={**os.environ, "PREFECT_API_URL": prefect_api,
+                                    "KUBEKEEP_LOG_DIR": str(tmp_path / "logs")}, timeout=300)
+        assert saved.returncode == 0 and "protect/default runs on 30 1 * * * (Europe/Berlin)" in saved.stdout, (
+            saved.stdout + saved.stderr)
+        schedules = client.read_deployment_schedules(protect.id)
+        assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in schedules] == [  # type: ignore[union-attr]
+            ("30 1 * * *", "Europe/Berlin", True)]
 
         prune = client.read_deployment_by_name("prune/weekly-prune")
         assert [s.schedule.cron for s in prune.schedules] == ["0 4 * * 0"]  # type: ignore[union-attr]
