@@ -17,7 +17,16 @@ from .model import (
     Topic,
     Verdict,
 )
-from .planner import MigrationOptions, PlannedObject, Prepared, VolumeData, evaluate, plan_migration, prepare
+from .planner import (
+    MigrationOptions,
+    PlannedObject,
+    Prepared,
+    VolumeData,
+    evaluate,
+    plan_migration,
+    plan_restore_point,
+    prepare,
+)
 from .quantity import QuantityError, format_bytes, parse_quantity
 from .target import (
     MIGRATION_ANNOTATION,
@@ -60,6 +69,7 @@ __all__ = [
     "format_bytes",
     "parse_quantity",
     "plan_migration",
+    "plan_restore_point",
     "prepare",
     "read_storage_classes",
 ]

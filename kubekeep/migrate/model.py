@@ -142,6 +142,12 @@ class StorageClassDecision:
     suggestion: str | None = None
     claims: tuple[str, ...] = ()
 
+    @property
+    def shown_source(self) -> str:
+        if self.resolution is ClassResolution.STATIC:
+            return '(class "")'
+        return self.source or "(no class)"
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "resolution": self.resolution.value, "claims": list(self.claims)}
 
@@ -282,8 +288,7 @@ class MigrationPlan:
             lines.append("STORAGE CLASS                  ON THE TARGET                  HOW        CLAIMS")
             for d in self.storage_classes:
                 target = d.target or (f"(suggest {d.suggestion})" if d.suggestion else "-")
-                lines.append(f"{d.source or '(default)':<30} {target:<30} {d.resolution.value:<10} "
-                             f"{len(d.claims)}")
+                lines.append(f"{d.shown_source:<30} {target:<30} {d.resolution.value:<10} {len(d.claims)}")
         converted = [r for r in self.objects if r.verdict in (Verdict.CONVERT, Verdict.NOT_CONVERTIBLE)]
         if converted:
             lines.append("")
@@ -319,7 +324,7 @@ class MigrationPlan:
             for d in self.storage_classes:
                 target = d.target or (f"suggested: {d.suggestion}" if d.suggestion else "-")
                 provisioners = f"{d.source_provisioner or '?'} -> {d.target_provisioner or '?'}"
-                out.append(f"| {_md(d.source or '(default)')} | {_md(target)} | {d.resolution.value} | "
+                out.append(f"| {_md(d.shown_source)} | {_md(target)} | {d.resolution.value} | "
                            f"{_md(provisioners)} | {len(d.claims)} |")
             out.append("")
         rows = [r for r in self.objects if r.verdict is not Verdict.SERVED] + \

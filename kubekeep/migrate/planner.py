@@ -11,7 +11,8 @@ Two pure steps, with one read of the target in between:
 3. :func:`evaluate` runs the checks (:data:`~kubekeep.migrate.checks.CHECKS`) and
    returns the :class:`~kubekeep.migrate.model.MigrationPlan`.
 
-:func:`plan_migration` does all three for a restore point and a target cluster.
+:func:`plan_migration` does all three for manifests and a target cluster, :func:`plan_restore_point`
+for a restore point of a repository.
 Nothing here writes anywhere.
 """
 
@@ -20,12 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from kubekeep.catalog import Catalog
 from kubekeep.cluster import Cluster
+from kubekeep.repo.repository import Repository
 from kubekeep.restore import PlanOptions, RestorePlan, plan_restore
 from kubekeep.restore.apply import served_by_cluster
 from kubekeep.restore.manifest import Manifest, ObjectRef, ref_of
 from kubekeep.restore.policy import RestorePolicy
-from kubekeep.restore.source import drop_reprovisioned_volumes
+from kubekeep.restore.source import ObjectFilter, choose_restore_point, drop_reprovisioned_volumes, load_manifests
 from kubekeep.restore.versions import ServedVersions
 
 from .model import MigrationPlan, ObjectRow, Verdict, merge_items
@@ -85,6 +88,8 @@ class Prepared:
     rows: list[ObjectRow]
     restore_plan: RestorePlan
     volumes: dict[tuple[str, str], VolumeData] = field(default_factory=dict)
+    #: objects of the restore point left out by the run (still facts about the source, e.g. its StorageClasses)
+    excluded: list[Manifest] = field(default_factory=list)
 
     def target_namespaces(self) -> list[str]:
         names = {o.ref.namespace for o in self.objects if o.ref.namespace}
@@ -128,9 +133,11 @@ def prepare(
     sources: list[Manifest] = []
     rows: list[ObjectRow] = []
     tagged: list[Manifest] = []
+    excluded: list[Manifest] = []
     for m in kept:
         ref = ref_of(m)
         if _excluded(ref, options.exclude_kinds):
+            excluded.append(m)
             rows.append(ObjectRow(str(ref), _api_version(ref), Verdict.EXCLUDED, note="excluded by the run"))
             continue
         tagged.append({**m, _SOURCE_KEY: len(sources)})
@@ -169,7 +176,7 @@ def prepare(
         reason = skipped.get(ref, "left out by the restore plan")
         verdict = Verdict.NOT_CONVERTIBLE if reason.startswith("not convertible") else Verdict.LEFT_OUT
         rows.append(ObjectRow(str(ref), stored, verdict, note=reason))
-    return Prepared(restore_point_id, source_cluster, options, sources, objects, rows, plan, volume_data)
+    return Prepared(restore_point_id, source_cluster, options, sources, objects, rows, plan, volume_data, excluded)
 
 
 def evaluate(prepared: Prepared, facts: TargetFacts) -> MigrationPlan:
@@ -206,3 +213,23 @@ def plan_migration(
     namespaces, objects = prepared.scope()
     facts = collect_target_facts(target, namespaces=namespaces, objects=objects, served=served)
     return evaluate(prepared, facts)
+
+
+def plan_restore_point(
+    repo: Repository,
+    target: Cluster,
+    options: MigrationOptions | None = None,
+    *,
+    restore_point: str | None = None,
+    app: str | None = None,
+    selection: ObjectFilter | None = None,
+    catalog: Catalog | None = None,
+) -> MigrationPlan:
+    """The migration plan of a restore point (by id, or ``app``'s latest) onto ``target``.
+
+    Reads the repository and the target; writes nothing anywhere.
+    """
+    _, record = choose_restore_point(repo, restore_point=restore_point, app=app, catalog=catalog)
+    volumes = [VolumeData(v.namespace, v.pvc, v.logical_bytes, v.snapshot_id) for v in record.volumes]
+    return plan_migration(load_manifests(repo, record, selection), target, options, restore_point_id=record.id,
+                          source_cluster=record.cluster, volumes=volumes)

@@ -30,8 +30,9 @@ SC = ("storage.k8s.io", "StorageClass")
 
 
 def _source_class(ctx: CheckContext, name: str) -> StorageClassInfo | None:
-    """The source's class ``name``: from the restore point, else from the source cluster's facts."""
-    for m in ctx.prepared.sources:
+    """The source's class ``name``: from the restore point (also when the run leaves it out), else from the
+    source cluster's facts."""
+    for m in (*ctx.prepared.sources, *ctx.prepared.excluded):
         if m.get("kind") == "StorageClass" and str(m.get("apiVersion", "")).startswith("storage.k8s.io/") \
                 and (m.get("metadata") or {}).get("name") == name:
             return StorageClassInfo.from_object(m)
@@ -144,7 +145,7 @@ def check(ctx: CheckContext) -> Iterator[PlanItem]:
                    ClassResolution.BROUGHT: f"created from the restore point (the target knows provisioner "
                                             f"{d.target_provisioner})",
                    ClassResolution.DEFAULT: f"no class named: the target's default class {d.target}"}[d.resolution]
-            yield PlanItem(Severity.INFO, Topic.STORAGE_CLASS, f"StorageClass {d.source or '(default)'}",
+            yield PlanItem(Severity.INFO, Topic.STORAGE_CLASS, f"StorageClass {d.shown_source}",
                            f"{count}: {how}", objects=d.claims)
     for obj in ctx.of_kind(*SC):
         users = [d for d in ctx.storage_classes if d.target == obj.ref.name]

@@ -365,3 +365,13 @@ def test_the_plan_renders_as_json_markdown_and_a_table_and_reads_back() -> None:
     assert result.table_rows()[0]["severity"] == "blocking"
     assert result.summary().startswith("migration plan REFUSED: restore point rp-1 (source) -> target (v1.33.13)")
     assert {"severity": Severity.BLOCKING.value} .items() <= result.table_rows()[0].items()
+
+
+def test_an_excluded_storage_class_still_tells_the_source_provisioner() -> None:
+    target = facts(classes=[storage_class("standard", default=True),
+                            storage_class("same", "ebs.csi.aws.com", parameters={"type": "gp3"})])
+    result = plan([storage_class("fast", "ebs.csi.aws.com", parameters={"type": "gp3"}), pvc("data")], target,
+                  MigrationOptions(exclude_kinds=("StorageClass",)))
+    decision = result.storage_classes[0]
+    assert (decision.resolution, decision.suggestion, decision.source_provisioner) == (
+        ClassResolution.MISSING, "same", "ebs.csi.aws.com")
