@@ -5,7 +5,9 @@ cluster and changes nothing; a refused plan (:attr:`MigrationPlan.refused`)
 stops a migration before its first write.
 """
 
-from .downtime import CutoverStage, Downtime, DowntimeClock, Stage
+from kubekeep.catalog import Downtime, DowntimeStage
+
+from .downtime import CutoverStage, DowntimeClock
 from .model import (
     ClassResolution,
     MigrationPlan,
@@ -45,6 +47,7 @@ __all__ = [
     "CutoverStage",
     "Downtime",
     "DowntimeClock",
+    "DowntimeStage",
     "IngressClassInfo",
     "MigrationOptions",
     "MigrationPlan",
@@ -56,7 +59,6 @@ __all__ = [
     "Prepared",
     "QuantityError",
     "Severity",
-    "Stage",
     "StorageClassDecision",
     "StorageClassInfo",
     "Taint",

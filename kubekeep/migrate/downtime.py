@@ -1,22 +1,22 @@
 """Downtime of a cutover: from the moment the source stops serving (quiesce starts) until the target is ready.
 
 :class:`DowntimeClock` measures it stage by stage (quiesce, final backup,
-restore, volume data, readiness); :class:`Downtime` is the record kept in the
-catalog's ``restores`` table (column ``downtime``, docs/catalog-schema.md) and
-in the migration's report. Durations come from a monotonic clock (a wall-clock
-step during the cutover does not distort them); timestamps are wall-clock UTC
-for the reader.
+restore, volume data, readiness) and returns a :class:`~kubekeep.catalog.Downtime`,
+the record kept in the catalog's ``restores`` table (column ``downtime``,
+docs/catalog-schema.md) and in the restore's report. Durations come from a
+monotonic clock (a wall-clock step during the cutover does not distort them);
+timestamps are wall-clock UTC for the reader.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+
+from kubekeep.catalog import Downtime, DowntimeStage
 
 
 class CutoverStage(StrEnum):
@@ -34,88 +34,6 @@ class CutoverStage(StrEnum):
     READY = "ready"
 
 
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    started_at: datetime
-    finished_at: datetime
-    seconds: float
-
-    def to_row(self) -> dict[str, Any]:
-        return {"name": self.name, "started_at": self.started_at, "finished_at": self.finished_at,
-                "seconds": self.seconds}
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Stage:
-        return cls(str(row["name"]), _aware(row["started_at"]), _aware(row["finished_at"]), float(row["seconds"]))
-
-
-@dataclass(frozen=True)
-class Downtime:
-    """The measured downtime of one cutover."""
-
-    #: when the source stopped serving (quiesce started)
-    started_at: datetime
-    #: when the target was ready (None: it never was; the downtime has no end yet)
-    ready_at: datetime | None
-    #: seconds from ``started_at`` to ``ready_at`` on a monotonic clock (None with ``ready_at``)
-    seconds: float | None
-    stages: tuple[Stage, ...] = field(default_factory=tuple)
-
-    def stage_seconds(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for s in self.stages:
-            out[s.name] = out.get(s.name, 0.0) + s.seconds
-        return out
-
-    def ratio_to(self, baseline_seconds: float) -> float | None:
-        """This downtime as a share of ``baseline_seconds`` (e.g. a cold backup + restore)."""
-        if self.seconds is None or baseline_seconds <= 0:
-            return None
-        return self.seconds / baseline_seconds
-
-    def to_row(self) -> dict[str, Any]:
-        """The catalog's ``downtime`` struct (``restores`` table)."""
-        return {"started_at": self.started_at, "ready_at": self.ready_at, "seconds": self.seconds,
-                "stages": [s.to_row() for s in self.stages]}
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Downtime:
-        ready = row.get("ready_at")
-        seconds = row.get("seconds")
-        return cls(_aware(row["started_at"]), _aware(ready) if ready is not None else None,
-                   float(seconds) if seconds is not None else None,
-                   tuple(Stage.from_row(s) for s in row.get("stages") or ()))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (the restore report kept in the repository)."""
-        return {"started_at": self.started_at.isoformat(),
-                "ready_at": self.ready_at.isoformat() if self.ready_at else None, "seconds": self.seconds,
-                "stages": [{**s.to_row(), "started_at": s.started_at.isoformat(),
-                            "finished_at": s.finished_at.isoformat()} for s in self.stages]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Downtime:
-        return cls.from_row({**data, "started_at": datetime.fromisoformat(str(data["started_at"])),
-                             "ready_at": datetime.fromisoformat(str(data["ready_at"])) if data.get("ready_at")
-                             else None,
-                             "stages": [{**s, "started_at": datetime.fromisoformat(str(s["started_at"])),
-                                         "finished_at": datetime.fromisoformat(str(s["finished_at"]))}
-                                        for s in data.get("stages") or ()]})
-
-    def summary(self) -> str:
-        if self.seconds is None:
-            return f"downtime since {self.started_at.isoformat(timespec='seconds')}: the target never became ready"
-        parts = ", ".join(f"{name} {sec:.2f}s" for name, sec in self.stage_seconds().items())
-        return f"downtime {self.seconds:.2f}s ({parts})"
-
-
-def _aware(value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        raise TypeError(f"expected a datetime, got {value!r}")
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 class DowntimeClock:
     """Measures a cutover: :meth:`start` when the source stops serving, :meth:`stage` around each step,
     :meth:`ready` when the target is ready, then :meth:`result`.
@@ -129,7 +47,7 @@ class DowntimeClock:
         self._now = now
         self._start: tuple[datetime, float] | None = None
         self._ready: float | None = None
-        self._stages: list[Stage] = []
+        self._stages: list[DowntimeStage] = []
 
     @property
     def started(self) -> bool:
@@ -150,7 +68,7 @@ class DowntimeClock:
             yield
         finally:
             took = self._monotonic() - mono
-            self._stages.append(Stage(name, wall, wall + timedelta(seconds=took), took))
+            self._stages.append(DowntimeStage(name, wall, wall + timedelta(seconds=took), took))
 
     def ready(self) -> None:
         if self._start is None:
