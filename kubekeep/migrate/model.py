@@ -41,6 +41,7 @@ class Topic(StrEnum):
     SCHEDULING = "scheduling"
     LOAD_BALANCER = "load-balancer"
     INGRESS_CLASS = "ingress-class"
+    REFERENCES = "references"
     LEFT_OUT = "left-out"
 
 

@@ -98,10 +98,14 @@ class Prepared:
 
     def scope(self) -> tuple[list[str], dict[tuple[str, str], set[tuple[str, str]]]]:
         """What to read from the target: the namespaces written into, and per (group, kind) the
-        (namespace, name) of every object the restore would create."""
+        (namespace, name) of every object the restore would create or its pods need."""
+        from .checks.references import references_of
+
         wanted: dict[tuple[str, str], set[tuple[str, str]]] = {}
         for o in self.objects:
             wanted.setdefault((o.ref.group, o.ref.kind), set()).add((o.ref.namespace, o.ref.name))
+            for group, kind, namespace, name in references_of(o.target, o.ref.namespace):
+                wanted.setdefault((group, kind), set()).add((namespace, name))
         return self.target_namespaces(), wanted
 
 

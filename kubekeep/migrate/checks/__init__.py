@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from ..model import PlanItem
-from . import crds, namespaces, network, scheduling, storage, versions, volumes
+from . import crds, namespaces, network, references, scheduling, storage, versions, volumes
 from .context import CheckContext
 
 Check = Callable[[CheckContext], Iterable[PlanItem]]
 
 CHECKS: tuple[Check, ...] = (versions.check, crds.check, storage.check, volumes.check, namespaces.check,
-                             scheduling.check, network.check)
+                             scheduling.check, network.check, references.check)
 
 __all__ = ["CHECKS", "Check", "CheckContext"]

@@ -15,6 +15,7 @@ from kubekeep.migrate import (
     Severity,
     Taint,
     Verdict,
+    prepare,
 )
 from kubekeep.migrate.planner import VolumeData
 from kubekeep.migrate.target import IngressClassInfo, LimitRangeInfo, NamespaceInfo, QuotaInfo
@@ -375,3 +376,25 @@ def test_an_excluded_storage_class_still_tells_the_source_provisioner() -> None:
     decision = result.storage_classes[0]
     assert (decision.resolution, decision.suggestion, decision.source_provisioner) == (
         ClassResolution.MISSING, "same", "ebs.csi.aws.com")
+
+
+def test_what_the_pods_need_must_come_with_the_plan_or_be_on_the_target() -> None:
+    web = deployment(serviceAccountName="web", priorityClassName="high", runtimeClassName="gvisor",
+                     imagePullSecrets=[{"name": "pull"}],
+                     volumes=[{"name": "a", "configMap": {"name": "settings"}},
+                              {"name": "b", "secret": {"secretName": "maybe", "optional": True}},
+                              {"name": "c", "persistentVolumeClaim": {"claimName": "data"}},
+                              {"name": "d", "projected": {"sources": [{"secret": {"name": "tls"}}]}}],
+                     containers=[{"name": "c", "image": "x", "envFrom": [{"secretRef": {"name": "env"}}],
+                                  "env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "kube-root-ca.crt",
+                                                                                          "key": "ca.crt"}}}]}])
+    target = facts(served=NEW_SERVED, classes=[storage_class("fast")],
+                   existing=existing(("scheduling.k8s.io", "PriorityClass", "", "high"), ("", "Secret", "shop", "tls")))
+    result = plan([web, obj("v1", "ConfigMap", "settings", data={}), pvc("data")], target)
+    needed = sorted(i.message.split(", which")[0].removeprefix("its pods need ")
+                    for i in items(result, "references", "warning"))
+    assert needed == ["RuntimeClass.node.k8s.io gvisor", "Secret shop/env", "Secret shop/pull",
+                      "ServiceAccount shop/web"]
+    assert not result.refused
+    _, scope = prepare([web], NEW_SERVED).scope()
+    assert ("shop", "env") in scope[("", "Secret")]  # looked up on the target
