@@ -99,6 +99,7 @@ class Prepared:
     def scope(self) -> tuple[list[str], dict[tuple[str, str], set[tuple[str, str]]]]:
         """What to read from the target: the namespaces written into, and per (group, kind) the
         (namespace, name) of every object the restore would create or its pods need."""
+        from .checks.claims import claims_of
         from .checks.references import references_of
 
         wanted: dict[tuple[str, str], set[tuple[str, str]]] = {}
@@ -106,6 +107,9 @@ class Prepared:
             wanted.setdefault((o.ref.group, o.ref.kind), set()).add((o.ref.namespace, o.ref.name))
             for group, kind, namespace, name in references_of(o.target, o.ref.namespace):
                 wanted.setdefault((group, kind), set()).add((namespace, name))
+            for claim in claims_of(o):  # the claims a StatefulSet's templates stand for, too
+                wanted.setdefault(("", "PersistentVolumeClaim"), set()).update((claim.namespace, n)
+                                                                               for n in claim.names)
         return self.target_namespaces(), wanted
 
 

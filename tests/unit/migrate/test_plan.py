@@ -398,3 +398,18 @@ def test_what_the_pods_need_must_come_with_the_plan_or_be_on_the_target() -> Non
     assert not result.refused
     _, scope = prepare([web], NEW_SERVED).scope()
     assert ("shop", "env") in scope[("", "Secret")]  # looked up on the target
+
+
+def test_claims_of_statefulset_replicas_that_exist_on_the_target_are_not_new() -> None:
+    sts = obj("apps/v1", "StatefulSet", "db", spec={"replicas": 2, "selector": {}, "template": {"spec": {}},
+                                                   "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                                                       "storageClassName": "fast",
+                                                       "resources": {"requests": {"storage": "1Gi"}}}}]})
+    prepared = prepare([sts], NEW_SERVED)
+    assert prepared.scope()[1][("", "PersistentVolumeClaim")] == {("shop", "data-db-0"), ("shop", "data-db-1")}
+    quota = [QuotaInfo("shop", "q", {"persistentvolumeclaims": "2"}, {"persistentvolumeclaims": "1"})]
+    base = {"served": NEW_SERVED, "classes": [storage_class("fast")], "namespaces": {"shop": NamespaceInfo("shop")},
+            "quotas": quota}
+    assert plan([sts], facts(**base)).refused  # two new claims, one more allowed
+    seeded = plan([sts], facts(**base, existing=existing(("", "PersistentVolumeClaim", "shop", "data-db-0"))))
+    assert not seeded.refused  # data-db-0 is there already (and counted in used)
