@@ -83,7 +83,7 @@ def test_a_seeded_target_receives_only_the_delta_and_ends_equal_to_the_snapshot(
     result = _sync(repo, final, target)
     assert (result.written, result.deleted) == (2, 1), result
     assert result.written_bytes == 7000 + 3000
-    assert result.kept == 48
+    assert result.kept == 49
     assert verify_volume(repo, final, target).ok
     assert _listing(target) == _listing(source)  # nothing left that the snapshot does not hold
     assert os.stat(target / "f-006.bin").st_mode & 0o777 == 0o600
