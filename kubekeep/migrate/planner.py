@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 
 from kubekeep.catalog import Catalog
 from kubekeep.cluster import Cluster
+from kubekeep.manifest import Manifest, ObjectRef, ref_of
 from kubekeep.repo.repository import Repository
 from kubekeep.restore import PlanOptions, RestorePlan, plan_restore
 from kubekeep.restore.apply import served_by_cluster
-from kubekeep.restore.manifest import Manifest, ObjectRef, ref_of
 from kubekeep.restore.policy import RestorePolicy
-from kubekeep.restore.source import ObjectFilter, choose_restore_point, drop_reprovisioned_volumes, load_manifests
+from kubekeep.restore.source import drop_reprovisioned_volumes, load_manifests
+from kubekeep.restore.transforms import Selector
 from kubekeep.restore.versions import ServedVersions
+from kubekeep.restorepoint import choose_restore_point
 
 from .model import MigrationPlan, ObjectRow, Verdict, merge_items
 from .target import StorageClassInfo, TargetFacts, collect_target_facts
@@ -230,7 +232,7 @@ def plan_restore_point(
     *,
     restore_point: str | None = None,
     app: str | None = None,
-    selection: ObjectFilter | None = None,
+    selection: Selector | None = None,
     catalog: Catalog | None = None,
 ) -> MigrationPlan:
     """The migration plan of a restore point (by id, or ``app``'s latest) onto ``target``.

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubekeep.cluster import ApiError, ApiResource, Cluster
+from kubekeep.manifest import dig
 from kubekeep.restore.apply import served_by_cluster
-from kubekeep.restore.manifest import dig
 
 #: set on what a migration creates on the target (namespaces, claims of the pre-seed): its migration id
 MIGRATION_ANNOTATION = "kubekeep.io/migration"

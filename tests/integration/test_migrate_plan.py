@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 import yaml
 
-from kubekeep.backup.manifests import MANIFESTS_STREAM, manifest_stream
-from kubekeep.backup.restore_point import MANIFESTS_TAG, RestorePointRecord, write_restore_point
 from kubekeep.cluster import ApiError, Cluster
 from kubekeep.migrate import (
     ClassResolution,
@@ -32,6 +30,13 @@ from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
 from kubekeep.restore import PlanOptions, TransformChain
 from kubekeep.restore.apply import served_by_cluster
+from kubekeep.restorepoint import (
+    MANIFESTS_STREAM,
+    MANIFESTS_TAG,
+    RestorePointRecord,
+    manifest_stream,
+    write_restore_point,
+)
 from kubekeep.testbed import sample_app
 from kubekeep.testbed.controlplane import PROVISIONER, STORAGE_CLASS
 from tests.plugins.paths import shared_dir
@@ -71,7 +76,8 @@ def _rows(plan: MigrationPlan) -> dict[str, Any]:
 
 def _dry_run_converted(repo: Repository, target: Cluster, point: str, options: MigrationOptions | None = None) -> int:
     """Send every converted object to the target as a server-side dry run; return how many."""
-    from kubekeep.restore.source import choose_restore_point, load_manifests
+    from kubekeep.restore.source import load_manifests
+    from kubekeep.restorepoint import choose_restore_point
 
     _, record = choose_restore_point(repo, restore_point=point)
     prepared = prepare(load_manifests(repo, record), served_by_cluster(target, refresh=True), options)

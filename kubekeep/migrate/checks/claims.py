@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from kubekeep.restore.manifest import Manifest, dig, pod_spec_of
+from kubekeep.manifest import Manifest, dig, pod_spec_of
 from kubekeep.restore.transforms import STORAGE_CLASS_ANNOTATION
 
 from ..planner import PlannedObject

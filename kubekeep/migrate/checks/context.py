@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from kubekeep.restore.manifest import ObjectRef
+from kubekeep.manifest import ObjectRef
 from kubekeep.restore.policy import ConflictPolicy
 
 from ..model import StorageClassDecision

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kubekeep.restore.manifest import dig
+from kubekeep.manifest import dig
 from kubekeep.restore.policy import ConflictPolicy
 
 from ..model import PlanItem, Severity, Topic

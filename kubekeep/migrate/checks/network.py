@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kubekeep.restore.manifest import dig
+from kubekeep.manifest import dig
 
 from ..model import PlanItem, Severity, Topic
 from .context import CheckContext

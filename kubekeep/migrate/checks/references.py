@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from kubekeep.manifest import Manifest, containers_of, dig, pod_spec_of
 from kubekeep.restore.actions.configmap import ROOT_CA_CONFIGMAP
-from kubekeep.restore.manifest import Manifest, containers_of, dig, pod_spec_of
 
 from ..model import PlanItem, Severity, Topic
 from .context import CheckContext

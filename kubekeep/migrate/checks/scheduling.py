@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from kubekeep.restore.manifest import dig, pod_spec_of
+from kubekeep.manifest import dig, pod_spec_of
 
 from ..model import PlanItem, Severity, Topic
 from ..target import NodeInfo, Taint
