@@ -1,10 +1,6 @@
 """The contract of the incremental restore into a pre-seeded volume (docs/migration.md, "Pre-seed and
 incremental cutover"): only the delta moves, the target ends equal to the snapshot, nothing outside it is
 touched, and nothing unverified is trusted.
-
-Phase B: ``kubekeep.migrate.volumes.sync_volume`` lands with the restorer's baseline/prune support after the
-repository split (issue 8). Until then these tests fail on the import and are expected to (strict: the
-day they pass, the marker must go).
 """
 
 from __future__ import annotations
@@ -23,8 +19,6 @@ from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
 from kubekeep.restore.volume_data import verify_volume
 
-pytestmark = pytest.mark.xfail(raises=ImportError, strict=True,
-                               reason="Phase B: sync_volume and the restorer's baseline land after issue 8")
 
 TARGET = "cluster-b/pv-data/uid-1"
 
