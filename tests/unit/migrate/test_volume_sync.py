@@ -19,7 +19,6 @@ from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
 from kubekeep.restore.volume_data import verify_volume
 
-
 TARGET = "cluster-b/pv-data/uid-1"
 
 
