@@ -47,6 +47,8 @@ from tasks.parameters import JsonPatchRule, MigrateAction
 from tasks.restore import PlanRef, apply_plan, discard_spool, load_plan, plan_options, record_restore
 
 CLAIMS = Selector(kinds=("PersistentVolumeClaim",))
+#: how often a paused run asks the API whether it was approved
+APPROVAL_POLL_SECONDS = 3
 
 
 class MigrationFailed(RuntimeError):
@@ -204,7 +206,8 @@ def _pre_seed(loc: LocationProfile, key: EncryptionKey, target: ClusterConnectio
 
 def _wait_for_approval(plan: MigrationPlan, mid: str, timeout: int) -> None:
     form = CutoverApproval.with_initial_data(description=plan.markdown(max_objects=50), approve=False)
-    answer = pause_flow_run(wait_for_input=form, timeout=timeout, key=f"approve-cutover-{_slug(mid)}")
+    answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=APPROVAL_POLL_SECONDS,
+                            key=f"approve-cutover-{_slug(mid)}")
     get_run_logger().info("cutover %s: %s", "approved" if answer.approve else "not approved", answer.reason or "-")
     if not answer.approve:
         raise MigrationAborted(f"cutover of {mid} not approved{': ' + answer.reason if answer.reason else ''}; "
