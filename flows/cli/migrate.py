@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .app import Flag, app, console
+from .app import Flag, app
 from .common import (
     LocationOpt,
     PasswordFileOpt,
@@ -134,7 +135,7 @@ def migrate_cmd(
                 plan = MigrationPlan.from_dict(migrate(source_cluster=source, target_cluster=target,
                                                        action=MigrateAction.PLAN, **params))
         except MigrationRefusedError as exc:
-            console.print(exc.plan.render_table(width=console.width))
+            typer.echo(exc.plan.render_table(width=_width()))
             _write(report_file, exc.plan.to_dict())
             fail(str(exc), code=3)
         if plan_only:
@@ -142,9 +143,9 @@ def migrate_cmd(
             if as_json:
                 typer.echo(plan.to_json())
             else:
-                console.print(plan.render_table(width=console.width))
+                typer.echo(plan.render_table(width=_width()))
             return
-        console.print(plan.render_table(width=console.width, info=False))
+        typer.echo(plan.render_table(width=_width(), info=False))
         if not yes and not typer.confirm(f"Cut over {app_name} now? The source is scaled to zero.", default=False):
             fail("not cut over: the source is unchanged", code=1)
         key = encryption_key(password_file)
@@ -162,3 +163,7 @@ def migrate_cmd(
 def _write(path: Path | None, data: dict[str, Any]) -> None:
     if path is not None:
         path.write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def _width() -> int:
+    return max(80, shutil.get_terminal_size((120, 24)).columns)

@@ -53,8 +53,10 @@ def test_the_cutover_waits_for_approval_and_a_refusal_leaves_the_source_running(
             def run() -> None:
                 try:
                     migrate(app=app, namespaces=[ns], approval="pause", approval_timeout=300,
-                            source_cluster=ClusterConnection(name="new", kubeconfig_path=str(two_clusters.first.kubeconfig)),
-                            target_cluster=ClusterConnection(name="old", kubeconfig_path=str(two_clusters.second.kubeconfig)),
+                            source_cluster=ClusterConnection(name="new", kubeconfig_path=str(
+                                two_clusters.first.kubeconfig)),
+                            target_cluster=ClusterConnection(name="old", kubeconfig_path=str(
+                                two_clusters.second.kubeconfig)),
                             location=LocationProfile(kind="filesystem", path=str(tmp_path / "loc")),
                             encryption_key=EncryptionKey(passphrase="pw", cheap_kdf=True), init=True)
                 except BaseException as exc:  # noqa: BLE001 - the test asserts on it

@@ -4,6 +4,7 @@ refused plan writes nothing. docs/migration.md."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -173,15 +174,11 @@ def _migrate_and_prove(source: Cluster, target: Cluster, source_conn: ClusterCon
     finally:
         for cluster in (source, target):
             for kind, name in (("Namespace", ns),):
-                try:
+                with contextlib.suppress(ApiError):
                     cluster.delete("v1", kind, name)
-                except ApiError:
-                    pass
         for cluster, name in ((source, fast), (target, standard)):
-            try:
+            with contextlib.suppress(ApiError):
                 cluster.delete("storage.k8s.io/v1", "StorageClass", name)
-            except ApiError:
-                pass
 
 
 def _conns(two_clusters) -> tuple[ClusterConnection, ClusterConnection]:  # type: ignore[no-untyped-def]
