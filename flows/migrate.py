@@ -159,9 +159,10 @@ def migrate(
         if approval == "pause":
             _wait_for_approval(plan, mid, approval_timeout)
 
+        resolved = resolve_namespaces(source, scope)
         clock = DowntimeClock()
         clock.start()
-        with source_back_on_failure(source, resolve_namespaces(source, scope)):
+        with source_back_on_failure(source, resolved):
             with clock.stage(CutoverStage.FINAL_BACKUP):
                 final = backup(app=app, namespaces=namespaces, location=loc, encryption_key=key, cluster=source,
                                quiesce=quiesce or ["*"], keep_quiesced=True, init=init and not pre_seed_rounds)
