@@ -37,7 +37,7 @@ from kubekeep.migrate import (
     MigrationPlan,
     MigrationRefusedError,
 )
-from kubekeep.restore import Selector
+from kubekeep.restore import PlanOptions, Selector
 from kubekeep.restore.policy import RestorePolicy
 from kubekeep.restore.record import new_restore_id
 from kubekeep.restore.report import RestoreReport
@@ -154,7 +154,7 @@ def migrate(
         for round_ in range(pre_seed_rounds):
             point = backup(app=app, namespaces=namespaces, location=loc, encryption_key=key, cluster=source,
                            init=init and round_ == 0)
-            seeded = _pre_seed(loc, key, target, point, options, policy, mid)
+            seeded = _pre_seed(loc, key, target, point, options, policy, mid, exclude_kinds or [])
             logger.info("pre-seed %d/%d from %s: %s", round_ + 1, pre_seed_rounds, point, seeded)
         if approval == "pause":
             _wait_for_approval(plan, mid, approval_timeout)
@@ -167,7 +167,8 @@ def migrate(
                 final = backup(app=app, namespaces=namespaces, location=loc, encryption_key=key, cluster=source,
                                quiesce=quiesce or ["*"], keep_quiesced=True, init=init and not pre_seed_rounds)
             with clock.stage(CutoverStage.RESTORE):
-                restore_plan = load_plan(loc, key, target, restore_point=final, options=options)
+                restore_plan = load_plan(loc, key, target, restore_point=final, options=options,
+                                         exclude_kinds=exclude_kinds or ())
                 try:
                     report = apply_plan(loc, key, target, restore_plan, policy, seeded_by=mid)
                 finally:
@@ -191,10 +192,11 @@ def migrate(
     return result
 
 
-def _pre_seed(loc: LocationProfile, key: EncryptionKey, target: ClusterConnection, point: str, options: Any,
-              policy: RestorePolicy, mid: str) -> str:
+def _pre_seed(loc: LocationProfile, key: EncryptionKey, target: ClusterConnection, point: str, options: PlanOptions,
+              policy: RestorePolicy, mid: str, exclude_kinds: list[str]) -> str:
     """The claims of restore point ``point`` created on the target (once) and brought to its data."""
-    claims = load_plan(loc, key, target, restore_point=point, selector=CLAIMS, options=options)
+    claims = load_plan(loc, key, target, restore_point=point, selector=CLAIMS, options=options,
+                       exclude_kinds=exclude_kinds)
     try:
         report = apply_plan(loc, key, target, claims, policy, seeded_by=mid)
     finally:

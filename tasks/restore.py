@@ -110,14 +110,18 @@ def plan_options(*, namespace_map: dict[str, str] | None = None, storage_class_m
 def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, *,
               restore_point: str | None = None, app: str | None = None, before: datetime | None = None,
               selector: Selector | None = None, pvcs: Sequence[str] = (),
-              options: PlanOptions | None = None) -> PlanRef:
+              options: PlanOptions | None = None, exclude_kinds: Sequence[str] = ()) -> PlanRef:
     """Choose the restore point (by id, or the latest succeeded one of ``app``), load the selected
-    manifests, plan them against what the target serves, and spool the plan."""
+    manifests (without the kinds ``exclude_kinds`` names: ``Kind`` or ``Kind.group``), plan them against
+    what the target serves, and spool the plan."""
     options = options or PlanOptions()
     with repository(location, key) as repo:
         snapshot_id, record = choose_restore_point(repo, restore_point=restore_point, app=app, before=before,
                                                    catalog=Catalog(repo.storage, codec=repo.catalog_codec()))
         manifests = list(load_manifests(repo, record, selector, pvcs=pvcs))
+    excluded = [f"{ref_of(m)}: kind excluded by the run" for m in manifests if _kind_in(m, exclude_kinds)]
+    if excluded:
+        manifests = [m for m in manifests if not _kind_in(m, exclude_kinds)]
     manifests, reprovisioned = drop_reprovisioned_volumes(
         manifests, {(v.namespace, v.pvc) for v in record.volumes if v.snapshot_id})
     with cluster.connect() as c:
@@ -139,8 +143,15 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
         if (target.namespace, target.name) in planned_pvcs:
             volumes.append(VolumeToRestore(f"{v.namespace}/{v.pvc}", target.namespace, target.name, v.snapshot_id))
     return PlanRef(restore_point_id=record.id, snapshot_id=snapshot_id, spool=str(spool), phases=phases,
-                   volumes=volumes, skipped=reprovisioned + [f"{s.ref}: {s.reason}" for s in plan.skipped],
+                   volumes=volumes, skipped=excluded + reprovisioned + [f"{s.ref}: {s.reason}" for s in plan.skipped],
                    converted=[f"{c.ref}: {'; '.join(c.notes) or 'converted'}" for c in plan.converted])
+
+
+def _kind_in(manifest: dict[str, Any], kinds: Sequence[str]) -> bool:
+    if not kinds:
+        return False
+    ref = ref_of(manifest)
+    return any(k == ref.kind or k == ref.group_kind for k in kinds)
 
 
 @task(name="dry-run", **DATA_TASK)

@@ -142,6 +142,7 @@ def _migrate_and_prove(source: Cluster, target: Cluster, source_conn: ClusterCon
         assert target.get("demo.kubekeep.io/v1", "Coupon", "welcome", ns)
         assert target.get(converted_to, "ResourceClaimTemplate", "gpu", ns)
         assert target.get("v1", "PersistentVolumeClaim", "media", ns)["spec"]["storageClassName"] == standard
+        assert target.get_or_none("storage.k8s.io/v1", "StorageClass", fast) is None  # excluded: not restored
         for pvc, digests in data.items():
             assert _digests(sample_app.volume_path(target, ns, pvc)) == digests, pvc
         assert {v["pvc"]: v["equal"] for v in result["volumes"]} == {f"{ns}/{p}": True for p in data}
