@@ -20,6 +20,8 @@ from .rebuild import RebuildResult, RestorePointSummary, catalog_ids, rebuild_ca
 from .records import (
     CatalogRecordError,
     DeletedRestorePoint,
+    Downtime,
+    DowntimeStage,
     RestorePoint,
     RestorePointObject,
     RestorePointVolume,
@@ -54,6 +56,8 @@ __all__ = [
     "CatalogRecordError",
     "CompactionResult",
     "DeletedRestorePoint",
+    "Downtime",
+    "DowntimeStage",
     "ObjectOccurrence",
     "RebuildResult",
     "RestorePoint",
