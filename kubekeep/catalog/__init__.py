@@ -2,17 +2,24 @@
 
 from .query import (
     DEFAULT_STATUSES,
+    POINT_SUBJECT,
     RESTORE_DETAIL_COLUMNS,
     ObjectOccurrence,
+    acknowledged_points,
     get_restore,
+    last_clean_point,
     latest_restore_point,
     list_restore_points,
     list_restore_points_table,
     list_restores,
+    list_signal_acks,
+    list_signals,
     restore_points_before,
     restore_points_containing,
     restore_points_containing_table,
     restore_points_filter,
+    suspect_points,
+    verified_points,
 )
 from .rebuild import RebuildResult, RestorePointSummary, catalog_ids, rebuild_catalog
 from .records import (
@@ -21,6 +28,8 @@ from .records import (
     RestorePointObject,
     RestorePointVolume,
     RestoreRecord,
+    SignalAck,
+    SignalRow,
 )
 from .schema import (
     SCHEMA_VERSION,
@@ -42,6 +51,7 @@ from .store import (
 __all__ = [
     "CATALOG_PREFIX",
     "DEFAULT_STATUSES",
+    "POINT_SUBJECT",
     "RESTORE_DETAIL_COLUMNS",
     "SCHEMA_VERSION",
     "TABLES",
@@ -59,18 +69,26 @@ __all__ = [
     "RestorePointVolume",
     "RestoreRecord",
     "RestoreStatus",
+    "SignalAck",
+    "SignalRow",
     "TableName",
+    "acknowledged_points",
     "VolumeMethod",
     "catalog_ids",
     "deduplicate",
     "get_restore",
+    "last_clean_point",
     "latest_restore_point",
     "list_restore_points",
     "list_restore_points_table",
     "list_restores",
+    "list_signal_acks",
+    "list_signals",
     "rebuild_catalog",
     "restore_points_before",
     "restore_points_containing",
     "restore_points_containing_table",
     "restore_points_filter",
+    "suspect_points",
+    "verified_points",
 ]
