@@ -44,8 +44,11 @@ To get them back, send 2 BTC to the address below and mail the transaction id.
 Do not try to recover the files yourself: you will lose them forever.
 """
 
-_WORDS = ("order customer payment shipped pending refund invoice warehouse berlin paris tokyo premium standard "
-          "express cancelled delivered cart coupon tax currency node pod namespace volume claim alpha beta").split()
+_WORDS = (
+    "order", "customer", "payment", "shipped", "pending", "refund", "invoice", "warehouse", "berlin", "paris",
+    "tokyo", "premium", "standard", "express", "cancelled", "delivered", "cart", "coupon", "tax", "currency",
+    "node", "pod", "namespace", "volume", "claim", "alpha", "beta",
+)
 
 
 def _text(rng: random.Random, size: int) -> bytes:
@@ -132,7 +135,7 @@ class AppVolume:
         _write(self.root / "logs" / f"app-{day:04d}.log", _text(rng, rng.randrange(30, 150) * KiB))
         (self.root / "logs" / f"app-{day - self.KEEP_LOGS:04d}.log").unlink(missing_ok=True)
         db = sorted((self.root / "db" / "base").glob("*.dat"))
-        for path in rng.sample(db, rng.randrange(1, 4)):
+        for path in rng.sample(db, min(len(db), rng.randrange(1, 4))):  # fewer after an attack
             with open(path, "r+b") as fh:
                 for _ in range(rng.randrange(5, 15)):
                     fh.seek(rng.randrange(self.DB_PAGES) * PAGE)
@@ -144,8 +147,9 @@ class AppVolume:
             uploads = _files(self.root / "uploads")
             if uploads:
                 rng.choice(uploads).unlink()
-        if rng.random() < 0.05:
-            cfg = rng.choice(_files(self.root / "config"))
+        configs = _files(self.root / "config")
+        if rng.random() < 0.05 and configs:
+            cfg = rng.choice(configs)
             cfg.write_bytes(cfg.read_bytes() + f"# changed on day {day}\n".encode())
         if day % self.RELEASE_EVERY == 0:
             self._release(day // self.RELEASE_EVERY)
