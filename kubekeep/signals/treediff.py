@@ -8,10 +8,20 @@ a file rewritten with the same bytes) are not changes of content.
 
 The walk keeps one explicit stack (no recursion limit on deep trees) and holds
 at most one pair of directory listings per level.
+
+Within a differing directory, entries whose serialized bytes are identical in both
+listings are skipped without being parsed: a tree blob is compact JSON
+(``{"version":1,"entries":[{"name":...},...]}``, see docs/repository-format.md),
+every entry object starts with its ``"name"`` key, and the text ``},{"name":"``
+can only occur between two entries (inside a JSON string a quote is always
+escaped). Only the entries that differ are decoded, which is most of the saving
+on a large directory with a few changed files. A listing in any other layout is
+parsed whole, so the shortcut never changes the result.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +30,7 @@ from typing import Any, Protocol
 class TreeReader(Protocol):
     """What a diff reads from a repository (kubekeep.repo.Repository satisfies it)."""
 
-    def load_tree(self, tree_id: str | bytes) -> list[dict[str, Any]]: ...
+    def read_blob(self, blob_id: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,46 @@ def _pairs(old: list[dict[str, Any]], new: list[dict[str, Any]]
         yield None, e
 
 
+_PREFIX = b'{"version":1,"entries":['
+_SUFFIX = b"]}"
+_ENTRY = b'{"name":"'
+_BETWEEN = b'},{"name":"'
+
+
+def _pieces(raw: bytes) -> list[bytes] | None:
+    """Each entry's bytes (without its leading ``{"name":"`` and closing brace); None: another layout."""
+    if not (raw.startswith(_PREFIX) and raw.endswith(_SUFFIX)):
+        return None
+    body = raw[len(_PREFIX):-len(_SUFFIX)]
+    if not body:
+        return []
+    if not (body.startswith(_ENTRY) and body.endswith(b"}")):
+        return None
+    return body[len(_ENTRY):-1].split(_BETWEEN)
+
+
+def _parse(raw: bytes, what: str) -> list[dict[str, Any]]:
+    doc = json.loads(raw)
+    if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("entries"), list):
+        raise ValueError(f"tree {what}: unsupported tree format")
+    entries: list[dict[str, Any]] = doc["entries"]
+    return entries
+
+
+def _differing(repo: TreeReader, old_id: str | None, new_id: str | None
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The entries of the two listings that are not byte-identical in the other one, parsed."""
+    old_raw = repo.read_blob(bytes.fromhex(old_id)) if old_id else _PREFIX + _SUFFIX
+    new_raw = repo.read_blob(bytes.fromhex(new_id)) if new_id else _PREFIX + _SUFFIX
+    old_pieces, new_pieces = _pieces(old_raw), _pieces(new_raw)
+    if old_pieces is None or new_pieces is None:
+        return _parse(old_raw, str(old_id)), _parse(new_raw, str(new_id))
+    old_set, new_set = set(old_pieces), set(new_pieces)
+    old = [json.loads(_ENTRY + p + b"}") for p in old_pieces if p not in new_set]
+    new = [json.loads(_ENTRY + p + b"}") for p in new_pieces if p not in old_set]
+    return old, new
+
+
 def _sorted(entries: list[dict[str, Any]]) -> bool:
     return all(entries[k]["name"] < entries[k + 1]["name"] for k in range(len(entries) - 1))
 
@@ -111,8 +161,7 @@ def diff_trees(repo: TreeReader, old_tree: str | None, new_tree: str | None
         old_id, new_id, path = stack.pop()
         if old_id == new_id:
             continue  # identical content: nothing below differs
-        old = repo.load_tree(old_id) if old_id else []
-        new = repo.load_tree(new_id) if new_id else []
+        old, new = _differing(repo, old_id, new_id)
         yield DirectoryVisit(path, old_id is not None, new_id is not None)
         existed = old_id is not None
         subdirs: list[tuple[str | None, str | None, str]] = []

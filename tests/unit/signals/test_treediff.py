@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
+
 from kubekeep.signals.treediff import DirectoryVisit, FileChange, diff_trees
+
+
+def tid(name: str) -> str:
+    """Tree ids are hex; the tests name trees by words."""
+    return name.encode().hex()
 
 
 def f(name: str, chunks: list[str], *, inode: int | None = None, mtime: int = 1, ctime: int = 1) -> dict[str, Any]:
@@ -16,23 +24,29 @@ def f(name: str, chunks: list[str], *, inode: int | None = None, mtime: int = 1,
 
 
 def d(name: str, subtree: str) -> dict[str, Any]:
-    return {"name": name, "type": "dir", "subtree": subtree}
+    return {"name": name, "type": "dir", "subtree": tid(subtree)}
 
 
 class Trees:
-    def __init__(self, trees: dict[str, list[dict[str, Any]]]) -> None:
+    """Tree blobs serialized like the archiver does (compact JSON), or in another layout (``indent``)."""
+
+    def __init__(self, trees: dict[str, list[dict[str, Any]]], *, indent: int | None = None) -> None:
         self.trees = trees
+        self.indent = indent
         self.loaded: list[str] = []
 
-    def load_tree(self, tree_id: str | bytes) -> list[dict[str, Any]]:
-        assert isinstance(tree_id, str)
-        self.loaded.append(tree_id)
-        return self.trees[tree_id]
+    def read_blob(self, blob_id: bytes) -> bytes:
+        name = bytes.fromhex(blob_id.hex()).decode()
+        self.loaded.append(name)
+        doc = {"version": 1, "entries": self.trees[name]}
+        if self.indent is not None:
+            return json.dumps(doc, indent=self.indent).encode()
+        return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def changes(repo: Trees, old: str | None, new: str | None) -> list[tuple[str, str]]:
     out = []
-    for e in diff_trees(repo, old, new):
+    for e in diff_trees(repo, tid(old) if old else None, tid(new) if new else None):
         if isinstance(e, FileChange):
             kind = "added" if e.old is None else "deleted" if e.new is None else "changed"
             out.append((kind, e.path))
@@ -88,7 +102,7 @@ def test_directories_are_visited_before_their_files_and_know_whether_they_existe
         "new": [d("kept", "k2"), d("fresh", "f1")],
         "k1": [f("a", ["1"])], "k2": [f("a", ["1"]), f("note", ["n"])], "f1": [f("note", ["n"])],
     })
-    events = list(diff_trees(repo, "old", "new"))
+    events = list(diff_trees(repo, tid("old"), tid("new")))
     visits = [e for e in events if isinstance(e, DirectoryVisit)]
     assert [(v.path, v.existed) for v in visits] == [("", True), ("fresh", False), ("kept", True)]
     added = {e.path: e.directory_existed for e in events if isinstance(e, FileChange)}
@@ -108,3 +122,13 @@ def test_deep_trees_do_not_recurse() -> None:
         trees[f"n{i}"] = [d("n", f"n{i + 1}")] if i + 1 < depth else [f("leaf", ["new"])]
     result = changes(Trees(trees), "o0", "n0")
     assert len(result) == 1 and result[0][0] == "changed" and result[0][1].endswith("/leaf")
+
+
+@pytest.mark.parametrize("indent", [None, 1])
+def test_names_that_look_like_the_entry_separator_and_any_layout(indent: int | None) -> None:
+    tricky = 'x"},{"name":"y'
+    repo = Trees({
+        "old": [f(tricky, ["1"]), f("plain", ["2"]), f("same", ["3"])],
+        "new": [f(tricky, ["9"]), f("plain", ["2"]), f("same", ["3"]), f('q"uote', ["4"])],
+    }, indent=indent)
+    assert changes(repo, "old", "new") == [("added", 'q"uote'), ("changed", tricky)]
