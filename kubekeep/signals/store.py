@@ -62,21 +62,26 @@ def read_signals(repo: Repository, snapshot_id: str) -> PointSignals:
 
 
 def find_signals(repo: Repository, restore_point_id: str) -> PointSignals | None:
-    """The (first) signals record of a restore point in the repository."""
-    for info in repo.snapshots(tags=[SIGNALS_TAG]):
+    """The newest signals record of a restore point in the repository (reads every snapshot's manifest)."""
+    for info in reversed(repo.snapshots(tags=[SIGNALS_TAG])):
         if info.metadata.get("restore_point") == restore_point_id:
             return read_signals(repo, info.id)
     return None
 
 
 def record_signals(repo: Repository, catalog: Catalog, signals: PointSignals, *,
-                   retention: Retention | None = None) -> str:
-    """Repository record first, then the catalog rows. A retry after the record was written reuses it."""
-    existing = find_signals(repo, signals.restore_point_id)
-    if existing is None:
-        write_signals(repo, signals, retention=retention)
-        existing = signals
-    return catalog.add_signals(signal_rows(existing))
+                   retention: Retention | None = None) -> bool:
+    """Repository record first, then the catalog rows; False when the catalog has the point's rows already.
+
+    A step retried after its record was written but before the rows were writes a second
+    record with the rows of that second one; :func:`rebuild_signals` takes the newest record
+    of a point, so a rebuilt catalog says the same.
+    """
+    if list_signals(catalog, restore_point_ids=[signals.restore_point_id], volumes=False):
+        return False
+    write_signals(repo, signals, retention=retention)
+    catalog.add_signals(signal_rows(signals))
+    return True
 
 
 @dataclass
@@ -152,9 +157,9 @@ class SignalsRebuild:
 
 
 def _records(repo: Repository, tag: str, problems: list[str]) -> Iterator[tuple[str, str, bytes]]:
-    """(restore point id, snapshot id, stream bytes) of every record with ``tag``, oldest first."""
+    """(restore point id, snapshot id, stream bytes) of every record with ``tag``, newest first."""
     stream = SIGNALS_STREAM if tag == SIGNALS_TAG else ACK_STREAM
-    for info in repo.snapshots(tags=[tag], problems=problems):
+    for info in reversed(repo.snapshots(tags=[tag], problems=problems)):
         point_id = info.metadata.get("restore_point")
         if not point_id:
             continue
@@ -184,7 +189,7 @@ def rebuild_signals(repo: Repository, catalog: Catalog, *, batch_points: int = 5
 
     for point_id, _sid, raw in _records(repo, SIGNALS_TAG, problems):
         if point_id in known:
-            continue  # in the catalog already, or a retried step's second record of the same point
+            continue  # in the catalog already, or an older record of the same point (a retried step)
         try:
             batch.append(PointSignals.from_json(raw))
         except (ValueError, TypeError) as exc:

@@ -16,6 +16,7 @@ from kubekeep.signals import (
     object_signals,
     rebuild_signals,
     record_signals,
+    write_signals,
 )
 from tests.unit.repo.conftest import make_repo
 
@@ -56,20 +57,26 @@ def _point(point_id: str) -> PointSignals:
                         threshold=6.0, computed_at=when)
 
 
-def test_a_retried_step_reuses_its_record_and_a_rebuild_restores_the_rows(tmp_path: Path) -> None:
+def test_retried_steps_and_a_rebuild_agree_with_the_catalog(tmp_path: Path) -> None:
     repo = make_repo(FilesystemStorage(tmp_path / "repo", create=True))
     catalog = Catalog(repo.storage, cache_dir=tmp_path / "cache", codec=repo.catalog_codec())
     first = _point("shop-1")
     first.score = 1.5
-    record_signals(repo, catalog, first)
-    retried = _point("shop-1")
-    retried.score = 9.9  # a recomputation would differ in details: the stored record wins
-    record_signals(repo, catalog, retried)
+    assert record_signals(repo, catalog, first) is True
+    again = _point("shop-1")
+    again.score = 9.9
+    assert record_signals(repo, catalog, again) is False  # rows present: the step is done
     assert len(repo.snapshots(tags=[SIGNALS_TAG])) == 1
-    stored = find_signals(repo, "shop-1")
-    assert stored is not None and stored.score == 1.5
-    assert [r.score for r in list_signals(catalog)] == [1.5]
+    # a step that died between its record and its rows: the retry's record and rows win
+    orphan = _point("shop-2")
+    orphan.score = 2.0
+    write_signals(repo, orphan)
+    retried = _point("shop-2")
+    retried.score = 3.0
+    assert record_signals(repo, catalog, retried) is True
+    stored = find_signals(repo, "shop-2")
+    assert stored is not None and stored.score == 3.0
     other = Catalog(repo.storage, cache_dir=tmp_path / "cache2", prefix="catalog-copy", codec=repo.catalog_codec())
     result = rebuild_signals(repo, other)
-    assert (result.points_written, result.acks_written) == (1, 0)
-    assert [r.score for r in list_signals(other)] == [1.5]
+    assert (result.points_written, result.acks_written) == (2, 0)
+    assert sorted(r.score for r in list_signals(other)) == sorted(r.score for r in list_signals(catalog)) == [1.5, 3.0]
