@@ -65,7 +65,7 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("files_added", "files added", 1, 0.10, "files"),
     Feature("files_changed", "files changed", 1, 0.02, "files"),
     Feature("files_deleted", "files deleted", 1, 0.02, "files"),
-    Feature("high_entropy_rewrites", "files rewritten with high-entropy data", 1, 0.01, "files"),
+    Feature("high_entropy_rewrites", "files rewritten with high-entropy data", 1, 0.005, "files"),
     Feature("extension_changes", "files whose extension changed", 1, 0.01, "files"),
     Feature("new_extensions", "files with an extension new to the volume", 1, 0.02, "files"),
     Feature("ransom_note", "directories given one identical new small file", 1, 0.05, "directories"),
