@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kubekeep.backup.manifests import MANIFESTS_STREAM, manifest_stream
-from kubekeep.backup.restore_point import MANIFESTS_TAG, RestorePointRecord, catalog_rows, write_restore_point
+from kubekeep.restorepoint import MANIFESTS_STREAM, manifest_stream
+from kubekeep.restorepoint import MANIFESTS_TAG, RestorePointRecord, catalog_rows, write_restore_point
 from kubekeep.backup.volumes import export_directory
 from kubekeep.catalog import Catalog
 from kubekeep.repo.repository import Repository

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from kubekeep.backup.restore_point import RestorePointRecord
+from kubekeep.restorepoint import RestorePointRecord
 
 from .compute import PointRef, VolumeRef
 

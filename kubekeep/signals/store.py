@@ -32,7 +32,8 @@ from kubekeep.catalog import (
     list_signals,
 )
 from kubekeep.catalog.records import signal_acks_table, signals_table
-from kubekeep.repo.repository import Repository, Retention
+from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import Retention
 
 from .record import PointSignals
 from .rows import signal_rows

@@ -17,7 +17,7 @@ import pytest
 
 from benchmarks.signals_scenarios import AppVolume, CorePipeline
 from kubekeep.backup.collect import CollectReport, collect
-from kubekeep.backup.selection import Selection
+from kubekeep.backup.scope import BackupScope
 from kubekeep.catalog import Catalog, last_clean_point, list_signals, suspect_points
 from kubekeep.cluster import Cluster
 from kubekeep.repo.crypto import KdfParams
@@ -101,7 +101,7 @@ def test_acknowledged_point_joins_the_baseline_and_survives_a_catalog_rebuild(
     for info in list(s3_storage.list("catalog/")):
         s3_storage.delete(info.key)
     fresh = Catalog(pipeline.repo.storage, cache_dir=tmp_path / "other-cache", codec=pipeline.repo.catalog_codec())
-    from kubekeep.backup.restore_point import rebuild_repository_catalog
+    from kubekeep.restorepoint import rebuild_repository_catalog
 
     rebuild_repository_catalog(pipeline.repo, cache_dir=str(tmp_path / "other-cache"))
     result = rebuild_signals(pipeline.repo, fresh)
@@ -112,7 +112,7 @@ def test_acknowledged_point_joins_the_baseline_and_survives_a_catalog_rebuild(
 
 
 def _app_objects(cluster: Cluster, namespace: str) -> list[dict[str, object]]:
-    return list(collect(cluster, Selection(namespaces=(namespace,)), CollectReport()))
+    return list(collect(cluster, BackupScope(namespaces=(namespace,)), CollectReport()))
 
 
 def test_mass_deletion_of_secrets_is_flagged(cluster: Cluster, namespace: str, s3_storage: S3Storage,
