@@ -5,10 +5,12 @@ against the app's own baseline, flag suspect points (docs/signals.md).
 - :mod:`.objects`: Kubernetes objects deleted since the previous point, by kind;
 - :mod:`.score`: robust z-scores against a rolling baseline (pure functions);
 - :mod:`.compute`: the step that measures and judges one restore point;
+- :mod:`.marks`: how a scored point is shown (suspect, acknowledged, after-suspect, clean);
 - :mod:`.store`: records in the repository (signals, acknowledgements) and their catalog rows.
 """
 
 from .compute import CatalogHistory, PointHistory, PointRef, VolumeRef, compute_signals
+from .marks import ACKNOWLEDGED, AFTER_SUSPECT, CLEAN, SUSPECT, point_marks
 from .objects import ObjectKey, ObjectSignals, catalog_object_keys, manifest_object_keys, object_signals
 from .record import PointSignals
 from .rows import points_from_rows, signal_rows
@@ -39,7 +41,11 @@ from .treediff import DirectoryVisit, FileChange, diff_trees
 from .volume import VolumeSignals, extension, volume_signals
 
 __all__ = [
+    "ACKNOWLEDGED",
     "ACK_TAG",
+    "AFTER_SUSPECT",
+    "CLEAN",
+    "SUSPECT",
     "DEFAULT_THRESHOLD",
     "FEATURES",
     "SIGNALS_TAG",
@@ -67,6 +73,7 @@ __all__ = [
     "manifest_object_keys",
     "object_signals",
     "observations",
+    "point_marks",
     "points_from_rows",
     "read_signals",
     "rebuild_signals",
