@@ -27,11 +27,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kubekeep.restorepoint import MANIFESTS_STREAM, manifest_stream
-from kubekeep.restorepoint import MANIFESTS_TAG, RestorePointRecord, catalog_rows, write_restore_point
 from kubekeep.backup.volumes import export_directory
 from kubekeep.catalog import Catalog
 from kubekeep.repo.repository import Repository
+from kubekeep.restorepoint import (
+    MANIFESTS_STREAM,
+    MANIFESTS_TAG,
+    RestorePointRecord,
+    catalog_rows,
+    manifest_stream,
+    write_restore_point,
+)
 from kubekeep.signals import CatalogHistory, PointSignals, SignalPolicy, compute_signals, record_signals
 from kubekeep.signals.points import point_ref
 

@@ -75,7 +75,7 @@ def score_restore_point(location: LocationProfile, key: EncryptionKey, restore_p
         if record.id != restore_point_id:
             raise ValueError(f"snapshot {rp_snapshot} holds restore point {record.id}, not {restore_point_id}")
         signals = compute_signals(repo, CatalogHistory(catalog), point_ref(record), policy)
-        record_signals(repo, catalog, signals, retention=location.retention())
+        record_signals(repo, catalog, signals, retention=location.retention(), check=False)
     get_run_logger().info("restore point %s: score %.1f (threshold %g, baseline of %d point(s)) in %.3f s%s",
                           signals.restore_point_id, signals.score, signals.threshold, len(signals.baseline),
                           signals.seconds, ": SUSPECT" if signals.suspect else "")

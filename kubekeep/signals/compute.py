@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow.compute as pc
 
@@ -75,18 +76,46 @@ class PointHistory(Protocol):
 
     def object_keys(self, restore_point_id: str) -> Iterable[ObjectKey]: ...
 
+    def prefetch(self, point: PointRef, limit: int) -> None:
+        """Read ahead what judging ``point`` needs (an implementation may do nothing)."""
+        ...
+
 
 class CatalogHistory:
     """:class:`PointHistory` answered by the catalog of the location.
 
     Each table is read once per app and kept for the life of the object (one signals
     step): the restore points of the app, their volumes, their signals, the acknowledgements.
+    :meth:`prefetch` reads them two stages of a few at once: each read lists and fetches catalog
+    files, mostly waiting on storage, so overlapping them cuts the step's wall-clock time.
     """
+
+    #: catalog reads at once in :meth:`prefetch`
+    READERS = 4
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._points: dict[str, list[tuple[str, datetime, str]]] = {}
         self._volumes: dict[str, dict[tuple[str, str, str], str]] = {}
+        self._signals: dict[tuple[str, datetime, int], list[PointSignals]] = {}
+        self._acks: dict[str, set[str]] = {}
+        self._objects: dict[str, list[ObjectKey]] = {}
+
+    def prefetch(self, point: PointRef, limit: int) -> None:
+        with ThreadPoolExecutor(self.READERS, thread_name_prefix="signals-catalog") as pool:
+            first: list[Future[Any]] = [pool.submit(self._app_points, point.app),
+                     pool.submit(self.signals_before, point.app, point.finished_at, limit),
+                     pool.submit(self.acknowledged, point.app)]
+            if point.objects_complete:
+                first.append(pool.submit(self.object_keys, point.id))
+            for future in first:
+                future.result()
+            previous = self.previous_point(point.app, point.finished_at)
+            second: list[Future[Any]] = [pool.submit(self._app_volumes, point.app)] if point.volumes else []
+            if previous and point.objects_complete:
+                second.append(pool.submit(self.object_keys, previous))
+            for future in second:
+                future.result()
 
     def _app_points(self, app: str) -> list[tuple[str, datetime, str]]:
         """(id, finished_at, status) of every point of ``app``, newest first."""
@@ -128,13 +157,21 @@ class CatalogHistory:
         return None
 
     def signals_before(self, app: str, before: datetime, limit: int) -> list[PointSignals]:
-        return points_from_rows(list_signals(self.catalog, app=app, finished_before=before, limit_points=limit))
+        if (app, before, limit) not in self._signals:
+            self._signals[(app, before, limit)] = points_from_rows(
+                list_signals(self.catalog, app=app, finished_before=before, limit_points=limit))
+        return self._signals[(app, before, limit)]
 
     def acknowledged(self, app: str) -> set[str]:
-        return acknowledged_points(self.catalog, app)
+        if app not in self._acks:
+            self._acks[app] = acknowledged_points(self.catalog, app)
+        return self._acks[app]
 
     def object_keys(self, restore_point_id: str) -> Iterable[ObjectKey]:
-        return catalog_object_keys(self.catalog, restore_point_id)
+        """The point's object keys (kept: one point's keys, as its catalog rows are read whole anyway)."""
+        if restore_point_id not in self._objects:
+            self._objects[restore_point_id] = list(catalog_object_keys(self.catalog, restore_point_id))
+        return self._objects[restore_point_id]
 
 
 def _previous_volume(history: Sequence[PointSignals], snapshot_id: str) -> VolumeSignals | None:
@@ -152,7 +189,9 @@ def compute_signals(repo: SnapshotSource, history: PointHistory, point: PointRef
     if point.finished_at.tzinfo is None:
         raise ValueError("finished_at must be timezone-aware")
     # a few more than the baseline needs: suspect points are skipped when it is selected
-    past = history.signals_before(point.app, point.finished_at, policy.baseline_points * 2 + 10)
+    limit = policy.baseline_points * 2 + 10
+    history.prefetch(point, limit)
+    past = history.signals_before(point.app, point.finished_at, limit)
     previous = history.previous_point(point.app, point.finished_at)
     objects: ObjectSignals | None = None
     if point.objects_complete:

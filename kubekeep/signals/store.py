@@ -71,14 +71,15 @@ def find_signals(repo: Repository, restore_point_id: str) -> PointSignals | None
 
 
 def record_signals(repo: Repository, catalog: Catalog, signals: PointSignals, *,
-                   retention: Retention | None = None) -> bool:
-    """Repository record first, then the catalog rows; False when the catalog has the point's rows already.
+                   retention: Retention | None = None, check: bool = True) -> bool:
+    """Repository record first, then the catalog rows; False when the catalog has the point's rows already
+    (``check=False``: the caller has just looked).
 
     A step retried after its record was written but before the rows were writes a second
     record with the rows of that second one; :func:`rebuild_signals` takes the newest record
     of a point, so a rebuilt catalog says the same.
     """
-    if list_signals(catalog, restore_point_ids=[signals.restore_point_id], volumes=False):
+    if check and list_signals(catalog, restore_point_ids=[signals.restore_point_id], volumes=False):
         return False
     write_signals(repo, signals, retention=retention)
     catalog.add_signals(signal_rows(signals))
