@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,86 +94,127 @@ def shop_volume(cluster: Cluster, namespace: str) -> Iterator[AppVolume]:
     cluster.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", f"{namespace}-shop-view")
 
 
-def test_encryption_is_flagged_acknowledged_and_last_clean_restores_the_point_before(
-        prefect_api: str, test_cluster, cluster: Cluster, namespace: str,  # type: ignore[no-untyped-def]
-        shop_volume: AppVolume, seaweedfs, tmp_path: Path) -> None:
-    location = _location(seaweedfs, namespace)
-    conn = ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig))
+@dataclass
+class History:
+    """One app's backups through the flow: benign days, an encryption attack, a day after it."""
 
-    def run_backup(**kwargs: Any) -> str:
-        return backup(app="shop", namespaces=[namespace], location=location, encryption_key=_key(), cluster=conn,
+    namespace: str
+    location: LocationProfile
+    volume: AppVolume
+    benign: list[str]
+    attacked: str
+    after: str
+    #: the volume's files as the last benign point holds them
+    clean_tree: dict[str, str]
+    #: the CLI's environment and --location
+    env: dict[str, str]
+    loc: str
+
+    def backup(self, test_cluster: Any, **kwargs: Any) -> str:
+        return backup(app="shop", namespaces=[self.namespace], location=self.location, encryption_key=_key(),
+                      cluster=ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig)),
                       **kwargs)
 
-    benign = [run_backup(init=True)]
+
+@pytest.fixture(scope="module")
+def history(prefect_api: str, test_cluster, cluster: Cluster, seaweedfs,  # type: ignore[no-untyped-def]
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    """Built once for the module's tests (each flow run takes a while on a loaded test bed)."""
+    namespace = f"t-signals-flow-{uuid.uuid4().hex[:6]}"
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    sample_app.create(cluster, namespace)
+    sample_app.fill_volume(sample_app.volume_path(cluster, namespace, "data-db-0"), seed=namespace)
+    volume = AppVolume(sample_app.volume_path(cluster, namespace, "uploads") / "app", seed=5)
+    volume.create()
+    tmp = tmp_path_factory.mktemp("signals-flow")
+    env = {**seaweedfs.cli_environment(), "KUBEKEEP_S3_ADDRESSING_STYLE": "path", "PREFECT_API_URL": prefect_api,
+           "KUBECONFIG": str(test_cluster.kubeconfig), "KUBEKEEP_PASSWORD": PASSPHRASE,
+           "KUBEKEEP_TEST_CHEAP_KDF": "1", "COLUMNS": "250", "KUBEKEEP_LOG_DIR": str(tmp / "logs")}
+    h = History(namespace, _location(seaweedfs, namespace), volume, [], "", "", {}, env,
+                f"s3://{seaweedfs.plain_bucket}/signals-{namespace}/")
+    h.benign.append(h.backup(test_cluster, init=True))
     for day in range(1, 4):
-        shop_volume.benign_day(day)
-        benign.append(run_backup())
-    clean_tree = _digests(shop_volume.root)
-    with _key().catalog(location, cache_dir=tmp_path / "cache") as catalog:
-        assert suspect_points(catalog, "shop") == set()
+        volume.benign_day(day)
+        h.benign.append(h.backup(test_cluster))
+    h.clean_tree = _digests(volume.root)
+    assert volume.encrypt(0.30) > 0  # ransomware: 30 % of the files overwritten in place
+    h.attacked = h.backup(test_cluster)
+    volume.benign_day(4)  # the app keeps running on the encrypted data
+    h.after = h.backup(test_cluster)
+    yield h
+    cluster.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", f"{namespace}-shop-view")
+    cluster.delete("v1", "Namespace", namespace)
+
+
+def test_benign_points_are_clean_and_the_encryption_is_flagged(history: History, tmp_path: Path) -> None:
+    with _key().catalog(history.location, cache_dir=tmp_path / "cache") as catalog:
         verdicts = {r.restore_point_id: r for r in list_signals(catalog, app="shop", volumes=False)}
-        assert set(verdicts) == set(benign)  # every point scored, none suspect
-        assert last_clean_point(catalog, "shop") == benign[-1]
-
-    assert shop_volume.encrypt(0.30) > 0  # ransomware: 30 % of the files overwritten in place
-    attacked = run_backup()
-    shop_volume.benign_day(4)  # the app keeps running on the encrypted data
-    after = run_backup()
-    with _key().catalog(location, cache_dir=tmp_path / "cache") as catalog:
-        assert suspect_points(catalog, "shop") == {attacked}
-        verdict = list_signals(catalog, restore_point_ids=[attacked], volumes=False)[0]
+        assert set(verdicts) == {*history.benign, history.attacked, history.after}  # every point scored
+        assert not any(verdicts[p].suspect for p in history.benign)
+        assert suspect_points(catalog, "shop") == {history.attacked}
+        verdict = verdicts[history.attacked]
         assert verdict.suspect and verdict.score >= verdict.threshold == 6
-        assert any("high-entropy" in r and f"{namespace}/uploads" in r for r in verdict.reasons), verdict.reasons
-        assert last_clean_point(catalog, "shop") == benign[-1]  # neither the attack nor the point after it
+        assert any("high-entropy" in r and f"{history.namespace}/uploads" in r for r in verdict.reasons), \
+            verdict.reasons
+        assert not verdicts[history.after].suspect  # its own changes look normal ...
+        assert last_clean_point(catalog, "shop") == history.benign[-1]  # ... but it is not clean
 
-    # Prefect: an event about the suspect point, and the app's artifact under its stable key
-    events = _events(prefect_api, f"kubekeep.restore-point.{attacked}")
+
+def test_a_suspect_point_emits_an_event_and_the_apps_artifact(history: History, prefect_api: str) -> None:
+    events = _events(prefect_api, f"kubekeep.restore-point.{history.attacked}")
     assert len(events) == 1, events
     event = events[0]
     assert event["payload"]["app"] == "shop" and event["payload"]["score"] >= 6
     assert any(r["prefect.resource.id"] == "kubekeep.app.shop" for r in event["related"])
     assert any(r["prefect.resource.id"].startswith("prefect.flow-run.") for r in event["related"])
-    assert not _events(prefect_api, f"kubekeep.restore-point.{after}", timeout=0)
+    for clean in (*history.benign, history.after):
+        assert not _events(prefect_api, f"kubekeep.restore-point.{clean}", timeout=0)
     artifacts = _artifacts(prefect_api, artifact_key("shop"))
-    assert any(attacked in (a.get("data") or "") for a in artifacts), artifacts
+    assert any(history.attacked in (a.get("data") or "") for a in artifacts), artifacts
 
-    env = {**seaweedfs.cli_environment(), "KUBEKEEP_S3_ADDRESSING_STYLE": "path", "PREFECT_API_URL": prefect_api,
-           "KUBECONFIG": str(test_cluster.kubeconfig), "KUBEKEEP_PASSWORD": PASSPHRASE,
-           "KUBEKEEP_TEST_CHEAP_KDF": "1", "COLUMNS": "250", "KUBEKEEP_LOG_DIR": str(tmp_path / "logs")}
-    loc = f"s3://{seaweedfs.plain_bucket}/signals-{namespace}/"
+
+def test_cli_lists_and_shows_the_suspect_point(history: History) -> None:
+    env, loc = history.env, history.loc
     listing = _ok(_kubekeep(["signals", "list", "-l", loc, "--app", "shop"], env))
-    marks = {p: next(line for line in listing.splitlines() if p in line) for p in [*benign, attacked, after]}
-    assert "suspect" in marks[attacked] and "after-suspect" in marks[after]
-    assert all(" clean " in marks[p] for p in benign)
-    assert f"last clean point of shop: {benign[-1]}" in listing
-    assert attacked in _ok(_kubekeep(["signals", "list", "-l", loc, "--suspect"], env))
-    assert "SUSPECT" in _ok(_kubekeep(["restore-points", "-l", loc, "--app", "shop"], env))
-    shown = _ok(_kubekeep(["signals", "show", attacked, "-l", loc], env))
-    assert "high-entropy" in shown and f"{namespace}/uploads" in shown
+    marks = {p: next(line for line in listing.splitlines() if p in line)
+             for p in [*history.benign, history.attacked, history.after]}
+    assert "suspect" in marks[history.attacked] and "after-suspect" in marks[history.after]
+    assert all(" clean " in marks[p] for p in history.benign)
+    assert f"last clean point of shop: {history.benign[-1]}" in listing
+    assert history.attacked in _ok(_kubekeep(["signals", "list", "-l", loc, "--suspect"], env))
+    points = _ok(_kubekeep(["restore-points", "-l", loc, "--app", "shop"], env))
+    assert "SUSPECT" in next(line for line in points.splitlines() if history.attacked in line)
+    shown = _ok(_kubekeep(["signals", "show", history.attacked, "-l", loc], env))
+    assert "high-entropy" in shown and f"{history.namespace}/uploads" in shown
 
-    # --last-clean restores the files of the point before the attack: the data as it was, not encrypted
+
+def test_restore_last_clean_brings_back_the_data_before_the_attack(history: History, tmp_path: Path) -> None:
     target = tmp_path / "restored"
-    restored = _ok(_kubekeep(["restore", "-l", loc, "--app", "shop", "--last-clean",
-                              "--files", f"{namespace}/uploads:app", "--target", str(target)], env))
-    assert restored.strip().endswith(f"from {benign[-1]}"), restored
-    assert _digests(target / "app") == clean_tree
-    usage = _kubekeep(["restore", "-l", loc, "--last-clean", "--files", f"{namespace}/uploads",
-                       "--target", str(target)], env)
+    restored = _ok(_kubekeep(["restore", "-l", history.loc, "--app", "shop", "--last-clean",
+                              "--files", f"{history.namespace}/uploads:app", "--target", str(target)], history.env))
+    assert restored.strip().endswith(f"from {history.benign[-1]}"), restored
+    assert _digests(target / "app") == history.clean_tree  # the data as it was, not encrypted
+    usage = _kubekeep(["restore", "-l", history.loc, "--last-clean", "--files", f"{history.namespace}/uploads",
+                       "--target", str(target)], history.env)
     assert usage.returncode == 2 and "--last-clean goes with --app" in usage.stderr  # a usage error, as typer's
     assert "Traceback" not in usage.stdout + usage.stderr
 
-    # a false positive is acknowledged once, then the point and those after it are clean again
-    _one_line_error(_kubekeep(["signals", "ack", benign[-1], "-l", loc], env), "is not suspect")
-    acked = _ok(_kubekeep(["signals", "ack", attacked, "-l", loc, "--by", "alice", "--reason", "drill"], env))
-    assert f"last clean point of shop: {after}" in acked
-    _one_line_error(_kubekeep(["signals", "ack", attacked, "-l", loc], env), "acknowledged already")
-    with _key().catalog(location, cache_dir=tmp_path / "cache") as catalog:
-        assert suspect_points(catalog, "shop") == set() and last_clean_point(catalog, "shop") == after
-    shop_volume.benign_day(5)
-    nxt = run_backup()
-    with _key().catalog(location, cache_dir=tmp_path / "cache") as catalog:
+
+def test_ack_clears_the_suspect_point_and_it_joins_the_baseline(history: History, test_cluster,  # type: ignore[no-untyped-def]
+                                                                 tmp_path: Path) -> None:
+    env, loc = history.env, history.loc
+    _one_line_error(_kubekeep(["signals", "ack", history.benign[-1], "-l", loc], env), "is not suspect")
+    acked = _ok(_kubekeep(["signals", "ack", history.attacked, "-l", loc, "--by", "alice", "--reason", "drill"],
+                          env))
+    assert f"last clean point of shop: {history.after}" in acked
+    _one_line_error(_kubekeep(["signals", "ack", history.attacked, "-l", loc], env), "acknowledged already")
+    with _key().catalog(history.location, cache_dir=tmp_path / "cache") as catalog:
+        assert suspect_points(catalog, "shop") == set() and last_clean_point(catalog, "shop") == history.after
+    history.volume.benign_day(5)
+    nxt = history.backup(test_cluster)
+    with _key().catalog(history.location, cache_dir=tmp_path / "cache") as catalog:
         row = list_signals(catalog, restore_point_ids=[nxt], volumes=False)[0]
-        assert not row.suspect and attacked in (row.baseline or ())  # the acknowledged point joined the baseline
+        assert not row.suspect and history.attacked in (row.baseline or ())  # the acknowledged point joined it
 
 
 def test_mass_deletion_of_secrets_is_flagged_by_the_flow(
