@@ -113,17 +113,13 @@ def main() -> None:
                          "backup_cpu_s": backup_cpu, "signals_step_s": step_s, "signals_step_cpu_s": step_cpu,
                          "volume_diff_s": volume_s, "score": signals.score, "suspect": signals.suspect,
                          "share": step_s / backup_s, "cpu_share": step_cpu / backup_cpu})
+            _print(rows[-1])
         if changed:
             revert_changes(volume, total)
             state.write_text("1")
     finally:
         if server is not None:
             server.stop()
-    for row in rows:
-        print(f"{row['kind']:12s} backup {row['backup_s']:7.3f} s ({row['backup_cpu_s']:6.2f} s CPU)  signals step "
-              f"{row['signals_step_s'] * 1000:7.1f} ms ({row['signals_step_cpu_s'] * 1000:6.1f} ms CPU; volume diff "
-              f"{row['volume_diff_s'] * 1000:6.1f} ms)  share {row['share'] * 100:5.2f} % (CPU "
-              f"{row['cpu_share'] * 100:5.2f} %)  score {row['score']:.1f}{' SUSPECT' if row['suspect'] else ''}")
     incr = [r for r in rows if r["kind"] == "incremental"]
     for key, what in (("share", "wall-clock"), ("cpu_share", "CPU")):
         values = sorted(r[key] for r in incr) or [0.0]
@@ -133,6 +129,13 @@ def main() -> None:
         args.json.write_text(json.dumps({"size": args.size, "storage": "s3" if args.s3 else "filesystem",
                                          "cpus": os.cpu_count(), "python": platform.python_version(),
                                          "rows": rows}, indent=1))
+
+
+def _print(row: dict[str, Any]) -> None:
+    print(f"{row['kind']:12s} backup {row['backup_s']:7.3f} s ({row['backup_cpu_s']:6.2f} s CPU)  signals step "
+              f"{row['signals_step_s'] * 1000:7.1f} ms ({row['signals_step_cpu_s'] * 1000:6.1f} ms CPU; volume diff "
+              f"{row['volume_diff_s'] * 1000:6.1f} ms)  share {row['share'] * 100:5.2f} % (CPU "
+              f"{row['cpu_share'] * 100:5.2f} %)  score {row['score']:.1f}{' SUSPECT' if row['suspect'] else ''}")
 
 
 if __name__ == "__main__":
