@@ -62,6 +62,7 @@ def backup(
     include_crds: list[str] | None = None,
     init: bool = False,
     signals: SignalOptions | None = None,
+    keep_quiesced: bool = False,
 ) -> str:
     """Back up an application; return the id of the new restore point.
 
@@ -91,6 +92,8 @@ def backup(
         signals: Ransomware and anomaly signals: the new point is scored against the app's baseline and marked
             suspect above the threshold (a Prefect event and the ``suspect-restore-point-<app>`` artifact);
             docs/signals.md.
+        keep_quiesced: Leave the ``quiesce`` workloads at zero after a successful backup (a migration's final
+            backup: the source stays stopped; a failed backup still restores them).
     """
     logger = get_run_logger()
     started = datetime.now(UTC)
@@ -110,7 +113,7 @@ def backup(
         try:
             with hooks_around(conn, resolved, rules) as hook_run:
                 manifests = snapshot_manifests(loc, key, conn, scope, rp_id, app, init)
-                with quiesced(conn, resolved, quiesce):
+                with quiesced(conn, resolved, quiesce, keep=keep_quiesced):
                     volumes = export_volumes(loc, key, conn, manifests.pvcs, rp_id, nfs_mounts=nfs_mounts,
                                              mover=mover, concurrency=volume_concurrency)
         except HookError as exc:

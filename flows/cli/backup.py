@@ -76,6 +76,8 @@ def backup_cmd(
                                                    "against.")] = 30,
     no_signals: Annotated[bool, Flag("--no-signals", help="Do not score the new point (it is then never "
                                                           "suspect, nor known clean).")] = False,
+    keep_quiesced: Annotated[bool, Flag("--keep-quiesced", help="Leave the --quiesce workloads at zero after a "
+                                                                "successful backup (a manual cutover).")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Back up an application now (the same flow the deployments run); print the restore point id."""
@@ -97,6 +99,7 @@ def backup_cmd(
                            label_selector=selector, include_kinds=include_kind, exclude_kinds=exclude_kind,
                            volume_concurrency=volume_concurrency, nfs_mounts=mounts, hooks=hook_rules,
                            quiesce=quiesce, mover=mover, policy=policy, include_crds=include_crd,
-                           init=init, signals=SignalOptions(enabled=not no_signals, threshold=signal_threshold,
-                                                            baseline_points=signal_baseline))
+                           init=init, keep_quiesced=keep_quiesced,
+                           signals=SignalOptions(enabled=not no_signals, threshold=signal_threshold,
+                                                 baseline_points=signal_baseline))
     typer.echo(rp_id)
