@@ -31,11 +31,16 @@ from tasks.backup import (
     snapshot_manifests,
 )
 from tasks.consistency import hooks_around, quiesced, resolve_namespaces
-from tasks.parameters import MoverOptions
+from tasks.parameters import MoverOptions, SignalOptions
+from tasks.signals import SignalsVerdict, announce_suspect, score_restore_point
 
 
 class BackupFailed(RuntimeError):
     """Raised at the end of a run whose restore point is incomplete; the message names every failure."""
+
+
+class SignalsFailed(RuntimeError):
+    """Raised at the end of a run whose restore point is complete but could not be scored (no signals)."""
 
 
 @flow(name="backup", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
@@ -56,6 +61,7 @@ def backup(
     policy: str | None = None,
     include_crds: list[str] | None = None,
     init: bool = False,
+    signals: SignalOptions | None = None,
     keep_quiesced: bool = False,
 ) -> str:
     """Back up an application; return the id of the new restore point.
@@ -83,6 +89,9 @@ def backup(
         init: Create the repository (and its directory or bucket) when the location holds
             none; only for a first backup. Without it a location that is not a repository
             fails, so an unmounted NFS path never becomes a repository on the local disk.
+        signals: Ransomware and anomaly signals: the new point is scored against the app's baseline and marked
+            suspect above the threshold (a Prefect event and the ``suspect-restore-point-<app>`` artifact);
+            docs/signals.md.
         keep_quiesced: Leave the ``quiesce`` workloads at zero after a successful backup (a migration's final
             backup: the source stays stopped; a failed backup still restores them).
     """
@@ -122,15 +131,35 @@ def backup(
         lock_restore_point(loc, key, [manifests.snapshot_id, rp_snapshot, *(v.snapshot_id for v in volumes
                                                                              if v.snapshot_id)])
         object_rows = record_catalog(loc, key, rp_snapshot)
+        verdict, signals_error = _score(loc, key, rp_id, rp_snapshot, signals or SignalOptions())
 
-    _publish(record, object_rows, failures)
+    _publish(record, object_rows, failures, verdict)
+    if verdict is not None and verdict.suspect:
+        logger.warning("restore point %s is SUSPECT (score %.1f): %s", rp_id, verdict.score,
+                       "; ".join(verdict.reasons[:3]))
+        announce_suspect(verdict, loc.describe())
     if failures:
         raise BackupFailed(f"restore point {rp_id} is incomplete ({len(failures)} failure(s)): "
                            + "; ".join(failures))
+    if signals_error:
+        raise SignalsFailed(f"restore point {rp_id} is complete but was not scored: {signals_error}")
     return rp_id
 
 
-def _publish(record: RestorePointRecord, object_rows: int, failures: list[str]) -> None:
+def _score(loc: LocationProfile, key: EncryptionKey, rp_id: str, rp_snapshot: str, options: SignalOptions
+           ) -> tuple[SignalsVerdict | None, str | None]:
+    """The point's verdict, or why there is none. Scoring runs after the point is written and catalogued,
+    so its failure never costs the restore point; the run still fails, naming it."""
+    if not options.enabled:
+        return None, None
+    state = score_restore_point(loc, key, rp_id, rp_snapshot, options, return_state=True)
+    if state.is_completed():
+        return state.result(), None
+    return None, state.message or "the score-restore-point task failed"
+
+
+def _publish(record: RestorePointRecord, object_rows: int, failures: list[str], verdict: SignalsVerdict | None
+             ) -> None:
     kinds = [{"kind": k, "objects": n} for k, n in sorted(record.kind_counts.items())]
     create_table_artifact(kinds, description=f"Objects in restore point {record.id}")
     vols = [{"pvc": f"{v.namespace}/{v.pvc}", "method": v.method, "files": v.files,
@@ -145,6 +174,9 @@ def _publish(record: RestorePointRecord, object_rows: int, failures: list[str]) 
              f"* logical bytes: {sum(v.logical_bytes for v in record.volumes)}, "
              f"new stored bytes: {sum(v.stored_bytes for v in record.volumes)}",
              f"* retained until: {record.retain_until or 'no Object Lock'}", f"* location: {record.location}"]
+    if verdict is not None:
+        lines.append(f"* signals: score {verdict.score:.1f} (threshold {verdict.threshold:g})"
+                     + (" — **SUSPECT**: " + "; ".join(verdict.reasons[:3]) if verdict.suspect else ", clean"))
     if record.crds:
         lines += ["", "## CustomResourceDefinitions", "",
                   *[f"* `{name}`: {'; '.join(reasons)}" for name, reasons in record.crds.items()]]

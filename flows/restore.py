@@ -68,6 +68,7 @@ def restore(
     files: FilesToRestore | None = None,
     mover: MoverOptions | None = None,
     restore_status: list[str] | None = None,
+    last_clean: bool = False,
 ) -> dict[str, Any]:
     """Restore (part of) a restore point onto a cluster; return the report (every object's outcome).
 
@@ -105,6 +106,8 @@ def restore(
             volumes this worker cannot reach.
         restore_status: Kinds (``Kind.group``) of custom resources whose status is restored through the status
             subresource (otherwise status is left to their controllers, and the report says so).
+        last_clean: Restore ``app``'s last clean point instead of its latest: the newest point that is not
+            suspect and follows no unacknowledged suspect point, verified points preferred (docs/signals.md).
     """
     logger = get_run_logger()
     loc, key, conn = load_blocks(location, encryption_key, cluster)
@@ -117,9 +120,10 @@ def restore(
                         labels=Selector.parse_labels(label_selector))
     with keep_open(loc, key):
         if files is not None:
-            return restore_files(loc, key, files, restore_point=restore_point, app=app, before=before)
+            return restore_files(loc, key, files, restore_point=restore_point, app=app, before=before,
+                                 last_clean=last_clean)
         plan = load_plan(loc, key, conn, restore_point=restore_point, app=app, before=before, selector=selector,
-                         pvcs=pvcs or (), options=options)
+                         pvcs=pvcs or (), options=options, last_clean=last_clean)
         restore_id = new_restore_id()
         logger.info("restore %s of %s: %d objects in %d phases, %d volume(s), %d left out", restore_id,
                     plan.restore_point_id, plan.object_count, len(plan.phases), len(plan.volumes), len(plan.skipped))

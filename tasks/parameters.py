@@ -42,6 +42,20 @@ class FilesToRestore(BaseModel):
     path: str | None = Field(default=None, description="Only this file or directory of the volume.")
 
 
+class SignalOptions(BaseModel):
+    """How the backup flow judges each new restore point against the app's baseline (ransomware and
+    anomaly signals, docs/signals.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = Field(default=True, description="Score every new restore point; off: no signals are "
+                                                    "computed (the point is never suspect, nor known clean).")
+    threshold: float = Field(default=6.0, gt=0, description="A point whose highest robust z-score reaches this "
+                                                            "is suspect.")
+    baseline_points: int = Field(default=30, ge=1, le=1000, description="Previous clean (or acknowledged) points "
+                                                                        "of the app in the rolling baseline.")
+
+
 class PatchOperation(BaseModel):
     """One RFC 6902 operation."""
 

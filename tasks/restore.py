@@ -110,14 +110,16 @@ def plan_options(*, namespace_map: dict[str, str] | None = None, storage_class_m
 def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, *,
               restore_point: str | None = None, app: str | None = None, before: datetime | None = None,
               selector: Selector | None = None, pvcs: Sequence[str] = (),
-              options: PlanOptions | None = None, exclude_kinds: Sequence[str] = ()) -> PlanRef:
+              options: PlanOptions | None = None, exclude_kinds: Sequence[str] = (),
+              last_clean: bool = False) -> PlanRef:
     """Choose the restore point (by id, or the latest succeeded one of ``app``), load the selected
     manifests (without the kinds ``exclude_kinds`` names: ``Kind`` or ``Kind.group``), plan them against
     what the target serves, and spool the plan."""
     options = options or PlanOptions()
     with repository(location, key) as repo:
         snapshot_id, record = choose_restore_point(repo, restore_point=restore_point, app=app, before=before,
-                                                   catalog=Catalog(repo.storage, codec=repo.catalog_codec()))
+                                                   catalog=Catalog(repo.storage, codec=repo.catalog_codec()),
+                                                   last_clean=last_clean)
         manifests = list(load_manifests(repo, record, selector, pvcs=pvcs))
     excluded = [f"{ref_of(m)}: kind excluded by the run" for m in manifests if _kind_in(m, exclude_kinds)]
     if excluded:
@@ -272,12 +274,13 @@ def _fill_claim(repo: Repository, cluster: Cluster, volume: VolumeToRestore, cla
 @task(name="restore-files", **DATA_TASK)
 def restore_files(location: LocationProfile, key: EncryptionKey, files: FilesToRestore, *,
                   restore_point: str | None = None, app: str | None = None,
-                  before: datetime | None = None) -> dict[str, Any]:
+                  before: datetime | None = None, last_clean: bool = False) -> dict[str, Any]:
     """Files of one claim in a restore point (one file, a subtree or the whole volume), restored to a local
     directory and verified; the cluster is not touched."""
     with repository(location, key) as repo:
         _, record = choose_restore_point(repo, restore_point=restore_point, app=app, before=before,
-                                         catalog=Catalog(repo.storage, codec=repo.catalog_codec()))
+                                         catalog=Catalog(repo.storage, codec=repo.catalog_codec()),
+                                         last_clean=last_clean)
         volume = record.volume(files.pvc)
         assert volume.snapshot_id is not None
         return {"restore_point": record.id,

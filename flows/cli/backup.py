@@ -68,6 +68,14 @@ def backup_cmd(
                                                                 "restore point.")] = None,
     init: Annotated[bool, Flag("--init", help="Create the repository if the location holds none "
                                               "(first backup only).")] = False,
+    signal_threshold: Annotated[float, typer.Option(
+        "--signal-threshold", min=0.1, help="Mark the new point suspect when its ransomware/anomaly score "
+                                            "reaches this (docs/signals.md).")] = 6.0,
+    signal_baseline: Annotated[int, typer.Option(
+        "--signal-baseline", min=1, max=1000, help="Previous clean points of the app the score is measured "
+                                                   "against.")] = 30,
+    no_signals: Annotated[bool, Flag("--no-signals", help="Do not score the new point (it is then never "
+                                                          "suspect, nor known clean).")] = False,
     keep_quiesced: Annotated[bool, Flag("--keep-quiesced", help="Leave the --quiesce workloads at zero after a "
                                                                 "successful backup (a manual cutover).")] = False,
     verbose: VerboseOpt = False,
@@ -82,6 +90,7 @@ def backup_cmd(
     mounts = pairs(nfs_mount, "--nfs-mount")
     with session("backup", flows=True, verbose=verbose):
         from flows.backup import backup
+        from tasks.parameters import SignalOptions
 
         loc, key = location_profile(location, lock_mode, lock_days), encryption_key(password_file)
         conn = cluster_connection(kubeconfig, context, cluster_name)
@@ -90,5 +99,7 @@ def backup_cmd(
                            label_selector=selector, include_kinds=include_kind, exclude_kinds=exclude_kind,
                            volume_concurrency=volume_concurrency, nfs_mounts=mounts, hooks=hook_rules,
                            quiesce=quiesce, mover=mover, policy=policy, include_crds=include_crd,
-                           init=init, keep_quiesced=keep_quiesced)
+                           init=init, keep_quiesced=keep_quiesced,
+                           signals=SignalOptions(enabled=not no_signals, threshold=signal_threshold,
+                                                 baseline_points=signal_baseline))
     typer.echo(rp_id)

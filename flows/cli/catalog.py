@@ -25,18 +25,25 @@ def restore_points_cmd(
 ) -> None:
     """List restore points from the location's catalog (newest first)."""
     with session("restore-points", verbose=verbose):
-        from kubekeep.catalog import list_restore_points
+        from kubekeep.catalog import acknowledged_points, list_restore_points, list_signals
+        from kubekeep.signals import point_marks
 
         statuses = None if all_statuses else ("succeeded",)
         when = before.replace(tzinfo=before.tzinfo or UTC) if before else None
         with encryption_key(password_file).catalog(location_profile(location, must_exist=True)) as catalog:
             points = list_restore_points(catalog, app=app_name, statuses=statuses, finished_before=when,
                                          newest_first=True)
-    table = Table("id", "app", "finished", "status", "objects", "volumes", "stored bytes", "retain until")
+            verdicts = list_signals(catalog, app=app_name, volumes=False)
+            marks = point_marks(verdicts, acknowledged_points(catalog, app_name))
+    scores = {v.restore_point_id: v.score for v in verdicts}
+    table = Table("id", "app", "finished", "status", "objects", "volumes", "stored bytes", "retain until", "score",
+                  "signals")
     for p in points:
+        mark = marks.get(p.id, "-")
         table.add_row(p.id, p.app, p.finished_at.isoformat(timespec="seconds"), p.status, str(p.object_count),
                       str(p.volume_count), str(p.stored_bytes),
-                      p.retain_until.isoformat(timespec="seconds") if p.retain_until else "-")
+                      p.retain_until.isoformat(timespec="seconds") if p.retain_until else "-",
+                      f"{scores[p.id]:.1f}" if p.id in scores else "-", mark.upper() if mark == "suspect" else mark)
     out.print(table)
 
 
@@ -102,15 +109,21 @@ def restores_cmd(
 @app.command("catalog-rebuild")
 def catalog_rebuild_cmd(location: LocationOpt, password_file: PasswordFileOpt = None,
                         verbose: VerboseOpt = False) -> None:
-    """Rebuild the location's catalog from its repository (restore points and restore reports; adds what is
-    missing)."""
+    """Rebuild the location's catalog from its repository (restore points, restore reports, signals and their
+    acknowledgements; adds what is missing)."""
     with session("catalog-rebuild", verbose=verbose):
         from blocks import repository
+        from kubekeep.catalog import Catalog
         from kubekeep.restore.record import rebuild_restores
         from kubekeep.restorepoint import rebuild_repository_catalog
+        from kubekeep.signals import rebuild_signals
 
         with repository(location_profile(location, must_exist=True), encryption_key(password_file)) as repo:
             result = rebuild_repository_catalog(repo)
             restores_written, restores_present = rebuild_restores(repo)
+            signals = rebuild_signals(repo, Catalog(repo.storage, codec=repo.catalog_codec()))
     typer.echo(f"restore points written: {result.points_written}, already present: {result.points_skipped}; "
-               f"restores written: {restores_written}, already present: {restores_present}")
+               f"restores written: {restores_written}, already present: {restores_present}; "
+               f"signals written: {signals.points_written}, acknowledgements written: {signals.acks_written}")
+    for problem in signals.problems:
+        typer.echo(f"signals: {problem}", err=True)

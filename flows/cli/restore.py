@@ -90,6 +90,9 @@ def restore_cmd(
     restore_point: Annotated[str | None, typer.Option("--restore-point", "-p", help="Restore point id.")] = None,
     app_name: Annotated[str | None, typer.Option("--app", help="Latest restore point of this app.")] = None,
     before: Annotated[datetime | None, typer.Option("--before", help="Latest point finished before this time.")] = None,
+    last_clean: Annotated[bool, Flag(
+        "--last-clean", help="With --app: the app's last clean point (not suspect, verified preferred; "
+                             "kubekeep signals list).")] = False,
     password_file: PasswordFileOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
@@ -152,6 +155,9 @@ def restore_cmd(
     """Restore a restore point (or part of it) onto a cluster, or dry-run it."""
     if report_file is not None and report_file.suffix.lower() not in (".json", ".md"):
         raise typer.BadParameter(f"{report_file}: the report is written as .json or .md", param_hint="--report")
+    if last_clean and (restore_point is not None or before is not None or not app_name):
+        raise typer.BadParameter("--last-clean goes with --app, not with --restore-point or --before",
+                                 param_hint="--last-clean")
     structured = load_transforms_file(transforms) if transforms is not None else {}
     file_spec = None
     if files is not None:
@@ -172,7 +178,7 @@ def restore_cmd(
         "priorities": structured.get("priorities"), "tiers": structured.get("tiers"), "existing": existing.value,
         "policy": policy, "preserve_node_ports": preserve_node_ports, "include_owned": include_owned,
         "dry_run": dry_run, "wait": not no_wait, "restore_volumes": not no_volumes, "verify_volumes": not no_verify,
-        "files": file_spec, "restore_status": restore_status,
+        "files": file_spec, "restore_status": restore_status, "last_clean": last_clean,
         "mover": mover_options(mover_image, mover_location, mover_env_from_secret, mover_service_account)}
     what = "dry run" if dry_run else "restore"
     with session(what, flows=True, verbose=verbose):

@@ -21,6 +21,8 @@ from .records import (
     RestorePoint,
     RestorePointObject,
     RestoreRecord,
+    SignalAck,
+    SignalRow,
     restore_points_from_table,
     restores_from_table,
 )
@@ -294,26 +296,114 @@ def get_restore(catalog: Catalog, restore_id: str) -> RestoreRecord | None:
     return rows[0] if rows else None
 
 
-# -- verdicts and signals of other features (placeholders until their tables land) -------------------
-#
-# The verification feature (issue 11) records verdicts in a table ``verifications`` and the signals
-# feature (issue 13) marks suspect points in ``signals``/``signal_acks``. Retention consumes both
-# through these two queries, whose names and signatures are shared between the features. Until a
-# table exists in this catalog version, the query answers "nothing known": no point is verified, no
-# point is suspect (retention then keeps what its rules keep, and never less).
+# ---------------------------------------------------------------------------------------------- signals
+
+#: the ``subject`` of a restore point's own row in ``signals`` (volume rows name ``namespace/pvc``)
+POINT_SUBJECT = ""
 
 
-def verified_points(catalog: Catalog, app: str | None = None) -> dict[str, bool]:
-    """Restore point id -> whether its newest verification passed (points never verified are absent)."""
-    if "VERIFICATIONS" not in TableName.__members__:
-        return {}
-    raise NotImplementedError("verified_points: the verifications table exists; the verification feature "
-                              "provides this query")  # pragma: no cover - replaced when that feature merges
+def list_signals(
+    catalog: Catalog,
+    *,
+    app: str | None = None,
+    restore_point_ids: Collection[str] | None = None,
+    finished_before: datetime | None = None,
+    limit_points: int | None = None,
+    volumes: bool = True,
+) -> list[SignalRow]:
+    """Signal rows, newest point first (its point row, then its volume rows by subject).
+
+    ``limit_points`` keeps the newest points only; ``volumes=False`` returns the point rows only.
+    One scan: volume rows carry their point's app and finished_at.
+    """
+    parts: list[pc.Expression] = []
+    if not volumes:
+        parts.append(pc.field("subject") == POINT_SUBJECT)
+    if app is not None:
+        parts.append(pc.field("app") == app)
+    if restore_point_ids is not None:
+        parts.append(_in("restore_point_id", restore_point_ids))
+    if finished_before is not None:
+        parts.append(pc.field("finished_at") < _aware(finished_before, "finished_before"))
+    table = catalog.read(TableName.SIGNALS, filter=_and(parts))
+    table = table.sort_by([("finished_at", "descending"), ("restore_point_id", "descending"),
+                           ("subject", "ascending")])
+    rows = [SignalRow.from_row(r) for r in table.to_pylist()]
+    if limit_points is None:
+        return rows
+    kept: set[str] = set()
+    out: list[SignalRow] = []
+    for row in rows:
+        if row.restore_point_id not in kept:
+            if len(kept) >= limit_points:
+                break
+            kept.add(row.restore_point_id)
+        out.append(row)
+    return out
+
+
+def list_signal_acks(catalog: Catalog, *, app: str | None = None) -> list[SignalAck]:
+    """Acknowledged restore points, newest acknowledgement first."""
+    table = catalog.read(TableName.SIGNAL_ACKS, filter=None if app is None else pc.field("app") == app)
+    table = table.sort_by([("acknowledged_at", "descending"), ("restore_point_id", "descending")])
+    return [SignalAck.from_row(r) for r in table.to_pylist()]
+
+
+def acknowledged_points(catalog: Catalog, app: str | None = None) -> set[str]:
+    table = catalog.read(TableName.SIGNAL_ACKS, filter=None if app is None else pc.field("app") == app,
+                         columns=["restore_point_id"])
+    return set(table["restore_point_id"].to_pylist())
 
 
 def suspect_points(catalog: Catalog, app: str | None = None) -> set[str]:
-    """Ids of restore points marked suspect and not acknowledged."""
-    if "SIGNALS" not in TableName.__members__:
-        return set()
-    raise NotImplementedError("suspect_points: the signals table exists; the signals feature provides this "
-                              "query")  # pragma: no cover - replaced when that feature merges
+    """Ids of restore points marked suspect by their signals and not acknowledged."""
+    parts = [pc.field("subject") == POINT_SUBJECT, pc.field("suspect")]
+    if app is not None:
+        parts.append(pc.field("app") == app)
+    table = catalog.read(TableName.SIGNALS, filter=_and(parts), columns=["restore_point_id"])
+    return set(table["restore_point_id"].to_pylist()) - acknowledged_points(catalog, app)
+
+
+def verified_points(catalog: Catalog, app: str | None = None) -> dict[str, bool]:
+    """Restore point id -> passed, the newest verdict per point (the ``verifications`` table).
+
+    The verification feature owns that table; until this catalog knows it, no point is verified.
+    """
+    try:
+        table_name = TableName("verifications")
+    except ValueError:
+        return {}
+    # the agreed columns: restore_point_id, passed, finished_at (newest verdict wins)
+    table = catalog.read(table_name, columns=["restore_point_id", "passed", "finished_at"])
+    table = table.sort_by([("finished_at", "ascending")])
+    verdicts = dict(zip(table["restore_point_id"].to_pylist(), map(bool, table["passed"].to_pylist()), strict=True))
+    if app is not None:
+        ids = set(catalog.read(TableName.RESTORE_POINTS, filter=pc.field("app") == app, columns=["id"])["id"]
+                  .to_pylist())
+        verdicts = {k: v for k, v in verdicts.items() if k in ids}
+    return verdicts
+
+
+def last_clean_point(catalog: Catalog, app: str) -> str | None:
+    """The newest clean restore point of ``app``; verified points are preferred.
+
+    Clean: succeeded, not suspect, not failed verification, and older than the newest
+    unacknowledged suspect point of the app. Points after a suspect point are not
+    clean: encrypted or deleted data stays in every later point, whose own changes
+    look normal again. Acknowledging the suspect point (a false positive) clears
+    them. Among the clean points the newest verified one wins, else the newest.
+    """
+    suspects = suspect_points(catalog, app)
+    cutoff: datetime | None = None
+    if suspects:
+        flagged = list_restore_points_table(catalog, app=app, statuses=None, columns=["id", "finished_at"])
+        times = [t for i, t in zip(flagged["id"].to_pylist(), flagged["finished_at"].to_pylist(), strict=True)
+                 if i in suspects]
+        cutoff = max(times) if times else None
+    points = list_restore_points_table(catalog, app=app, finished_before=cutoff, columns=["id"])
+    verified = verified_points(catalog, app)
+    candidates = [i for i in points["id"].to_pylist() if i not in suspects and verified.get(i) is not False]
+    for point_id in candidates:
+        if verified.get(point_id):
+            return str(point_id)
+    return str(candidates[0]) if candidates else None

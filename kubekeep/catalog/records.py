@@ -16,6 +16,8 @@ from .schema import (
     RESTORE_POINT_VOLUMES_SCHEMA,
     RESTORE_POINTS_SCHEMA,
     RESTORES_SCHEMA,
+    SIGNAL_ACKS_SCHEMA,
+    SIGNALS_SCHEMA,
     RestorePointStatus,
     RestoreStatus,
 )
@@ -345,6 +347,126 @@ def deletions_table(deletions: Sequence[DeletedRestorePoint]) -> pa.Table:
 
 def deletions_from_table(table: pa.Table) -> list[DeletedRestorePoint]:
     return [DeletedRestorePoint.from_row(row) for row in table.to_pylist()]
+
+
+@dataclass(frozen=True)
+class SignalRow:
+    """One row of ``signals``: a restore point's verdict (``subject`` "") or one volume's signals
+    (``subject`` "namespace/pvc"). Columns that do not apply to the row's subject are None.
+    Built from kubekeep.signals.PointSignals (``signal_rows``)."""
+
+    restore_point_id: str
+    subject: str
+    app: str
+    finished_at: datetime
+    score: float
+    suspect: bool
+    threshold: float
+    reasons: tuple[str, ...] = ()
+    previous_point_id: str | None = None
+    baseline: tuple[str, ...] | None = None
+    computed_at: datetime | None = None
+    seconds: float | None = None
+    objects: int | None = None
+    previous_objects: int | None = None
+    objects_deleted: int | None = None
+    previous_by_kind: Mapping[str, int] | None = None
+    deleted_by_kind: Mapping[str, int] | None = None
+    deleted_examples: tuple[str, ...] | None = None
+    snapshot_id: str | None = None
+    previous_snapshot_id: str | None = None
+    files: int | None = None
+    previous_files: int | None = None
+    directories: int | None = None
+    previous_directories: int | None = None
+    logical_bytes: int | None = None
+    files_added: int | None = None
+    files_changed: int | None = None
+    files_deleted: int | None = None
+    files_moved: int | None = None
+    bytes_added: int | None = None
+    bytes_changed: int | None = None
+    changed_files_bytes: int | None = None
+    bytes_deleted: int | None = None
+    bytes_moved: int | None = None
+    new_unique_bytes: int | None = None
+    new_stored_bytes: int | None = None
+    new_chunks: int | None = None
+    new_chunk_bytes: int | None = None
+    incompressible_chunks: int | None = None
+    incompressible_bytes: int | None = None
+    high_entropy_share: float | None = None
+    entropy_rise_files: int | None = None
+    extensions_changed: int | None = None
+    new_extensions: tuple[str, ...] | None = None
+    new_extension_files: int | None = None
+    ransom_note_dirs: int | None = None
+    ransom_note_example: str | None = None
+    dedup_ratio: float | None = None
+    dedup_ratio_change: float | None = None
+    extensions: Mapping[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        check_id(self.restore_point_id, "restore point id")
+        _aware(self.finished_at, f"signals of {self.restore_point_id}: finished_at")
+        _aware(self.computed_at, f"signals of {self.restore_point_id}: computed_at")
+        if not self.app:
+            raise CatalogRecordError(f"signals of {self.restore_point_id}: app must not be empty")
+
+    def to_row(self) -> dict[str, Any]:
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("reasons", "baseline", "deleted_examples", "new_extensions"):
+            row[name] = None if row[name] is None else list(row[name])
+        for name in ("previous_by_kind", "deleted_by_kind", "extensions"):
+            row[name] = None if row[name] is None else dict(row[name])
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
+        for name in ("reasons", "baseline", "deleted_examples", "new_extensions"):
+            if values[name] is not None:
+                values[name] = tuple(values[name])
+        values["reasons"] = values["reasons"] or ()
+        for name in ("previous_by_kind", "deleted_by_kind", "extensions"):
+            if values[name] is not None:
+                values[name] = dict(values[name])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SignalAck:
+    """A suspect restore point acknowledged as a false positive (it joins the baseline)."""
+
+    restore_point_id: str
+    app: str
+    acknowledged_at: datetime
+    acknowledged_by: str | None = None
+    reason: str | None = None
+    #: the acknowledgement's record in the repository (the catalog row is derived from it)
+    snapshot_id: str | None = None
+
+    def __post_init__(self) -> None:
+        check_id(self.restore_point_id, "restore point id")
+        _aware(self.acknowledged_at, f"acknowledgement of {self.restore_point_id}: acknowledged_at")
+        if not self.app:
+            raise CatalogRecordError(f"acknowledgement of {self.restore_point_id}: app must not be empty")
+
+    def to_row(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
+        return cls(**values)
+
+
+def signals_table(rows: Sequence[SignalRow]) -> pa.Table:
+    return pa.Table.from_pylist([r.to_row() for r in rows], schema=SIGNALS_SCHEMA)
+
+
+def signal_acks_table(acks: Sequence[SignalAck]) -> pa.Table:
+    return pa.Table.from_pylist([a.to_row() for a in acks], schema=SIGNAL_ACKS_SCHEMA)
 
 
 def restore_points_table(points: Sequence[RestorePoint]) -> pa.Table:

@@ -27,6 +27,8 @@ class TableName(StrEnum):
     RESTORE_POINT_VOLUMES = "restore_point_volumes"
     RESTORES = "restores"
     DELETED_RESTORE_POINTS = "deleted_restore_points"
+    SIGNALS = "signals"
+    SIGNAL_ACKS = "signal_acks"
 
 
 class RestorePointStatus(StrEnum):
@@ -199,6 +201,81 @@ DELETED_RESTORE_POINTS_SCHEMA = pa.schema(
 )
 
 
+_COUNT = pa.int64()
+_KIND_COUNTS = pa.map_(pa.string(), pa.int64())
+
+#: one row per restore point (``subject`` "") and one per volume (``subject`` "namespace/pvc"); the point row
+#: carries the verdict and the manifest-level signals, volume rows the data signals (docs/catalog-schema.md)
+SIGNALS_SCHEMA = pa.schema(
+    [
+        pa.field("restore_point_id", pa.string(), nullable=False),
+        pa.field("subject", pa.string(), nullable=False),
+        pa.field("app", pa.string(), nullable=False),
+        pa.field("finished_at", _TS, nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+        pa.field("suspect", pa.bool_(), nullable=False),
+        pa.field("threshold", pa.float64(), nullable=False),
+        pa.field("reasons", pa.list_(pa.string())),
+        pa.field("previous_point_id", pa.string()),
+        pa.field("baseline", pa.list_(pa.string())),
+        pa.field("computed_at", _TS),
+        pa.field("seconds", pa.float64()),
+        # point rows: objects deleted since the app's previous point
+        pa.field("objects", _COUNT),
+        pa.field("previous_objects", _COUNT),
+        pa.field("objects_deleted", _COUNT),
+        pa.field("previous_by_kind", _KIND_COUNTS),
+        pa.field("deleted_by_kind", _KIND_COUNTS),
+        pa.field("deleted_examples", pa.list_(pa.string())),
+        # volume rows: the PVC's data against its previous restore point
+        pa.field("snapshot_id", pa.string()),
+        pa.field("previous_snapshot_id", pa.string()),
+        pa.field("files", _COUNT),
+        pa.field("previous_files", _COUNT),
+        pa.field("directories", _COUNT),
+        pa.field("previous_directories", _COUNT),
+        pa.field("logical_bytes", _COUNT),
+        pa.field("files_added", _COUNT),
+        pa.field("files_changed", _COUNT),
+        pa.field("files_deleted", _COUNT),
+        pa.field("files_moved", _COUNT),
+        pa.field("bytes_added", _COUNT),
+        pa.field("bytes_changed", _COUNT),
+        pa.field("changed_files_bytes", _COUNT),
+        pa.field("bytes_deleted", _COUNT),
+        pa.field("bytes_moved", _COUNT),
+        pa.field("new_unique_bytes", _COUNT),
+        pa.field("new_stored_bytes", _COUNT),
+        pa.field("new_chunks", _COUNT),
+        pa.field("new_chunk_bytes", _COUNT),
+        pa.field("incompressible_chunks", _COUNT),
+        pa.field("incompressible_bytes", _COUNT),
+        pa.field("high_entropy_share", pa.float64()),
+        pa.field("entropy_rise_files", _COUNT),
+        pa.field("extensions_changed", _COUNT),
+        pa.field("new_extensions", pa.list_(pa.string())),
+        pa.field("new_extension_files", _COUNT),
+        pa.field("ransom_note_dirs", _COUNT),
+        pa.field("ransom_note_example", pa.string()),
+        pa.field("dedup_ratio", pa.float64()),
+        pa.field("dedup_ratio_change", pa.float64()),
+        pa.field("extensions", _KIND_COUNTS),
+    ]
+)
+
+#: one row per acknowledged restore point (a false positive: it joins the baseline, is no longer suspect)
+SIGNAL_ACKS_SCHEMA = pa.schema(
+    [
+        pa.field("restore_point_id", pa.string(), nullable=False),
+        pa.field("app", pa.string(), nullable=False),
+        pa.field("acknowledged_at", _TS, nullable=False),
+        pa.field("acknowledged_by", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("snapshot_id", pa.string()),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     name: TableName
@@ -244,6 +321,20 @@ TABLES: dict[TableName, TableSpec] = {
         DELETED_RESTORE_POINTS_SCHEMA,
         ("restore_point_id",),
         ("app", "restore_point_id"),
+        "restore_point_id",
+    ),
+    TableName.SIGNALS: TableSpec(
+        TableName.SIGNALS,
+        SIGNALS_SCHEMA,
+        ("restore_point_id", "subject"),
+        ("app", "finished_at", "restore_point_id", "subject"),
+        "restore_point_id",
+    ),
+    TableName.SIGNAL_ACKS: TableSpec(
+        TableName.SIGNAL_ACKS,
+        SIGNAL_ACKS_SCHEMA,
+        ("restore_point_id",),
+        ("app", "acknowledged_at", "restore_point_id"),
         "restore_point_id",
     ),
 }

@@ -37,11 +37,15 @@ from .records import (
     RestorePointObject,
     RestorePointVolume,
     RestoreRecord,
+    SignalAck,
+    SignalRow,
     check_id,
     deletions_table,
     objects_table,
     restore_points_table,
     restores_table,
+    signal_acks_table,
+    signals_table,
     volumes_table,
 )
 from .schema import (
@@ -254,6 +258,21 @@ class Catalog:
                 continue
             deleted.append(key)
         return deleted
+
+    def add_signals(self, rows: Sequence[SignalRow]) -> str:
+        """Record one restore point's signals (its point row and volume rows) in one file."""
+        ids = {r.restore_point_id for r in rows}
+        if len(ids) != 1:
+            raise CatalogError(f"signal rows of one restore point expected, got {len(ids)} point(s)")
+        key = self._small_key(TableName.SIGNALS, ids.pop())
+        spec = TABLES[TableName.SIGNALS]
+        self._put_if_absent(key, encode_parquet(_sorted(signals_table(rows), spec), spec))
+        return key
+
+    def add_signal_ack(self, ack: SignalAck) -> bool:
+        """Record an acknowledgement; False if the point was acknowledged already (files are immutable)."""
+        key = self._small_key(TableName.SIGNAL_ACKS, ack.restore_point_id)
+        return self._put_if_absent(key, encode_parquet(signal_acks_table([ack]), TABLES[TableName.SIGNAL_ACKS]))
 
     def _part_key(self, table: TableName, name: str) -> str:
         check_id(name, "part name")

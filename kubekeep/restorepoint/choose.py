@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from kubekeep.catalog import Catalog, latest_restore_point
+from kubekeep.catalog import Catalog, last_clean_point, latest_restore_point
 from kubekeep.repo.repository import Repository
 
 from .record import RESTORE_POINT_TAG, RestorePointRecord, read_restore_point
@@ -23,13 +23,17 @@ def find_restore_point(repo: Repository, restore_point_id: str) -> tuple[str, Re
 
 
 def choose_restore_point(repo: Repository, *, restore_point: str | None = None, app: str | None = None,
-                         before: datetime | None = None, catalog: Catalog | None = None
+                         before: datetime | None = None, catalog: Catalog | None = None, last_clean: bool = False
                          ) -> tuple[str, RestorePointRecord]:
-    """By id, or the latest succeeded point of ``app`` (optionally finished before ``before``).
+    """By id, or the latest succeeded point of ``app`` (optionally finished before ``before``), or with
+    ``last_clean`` the app's last clean point (kubekeep.catalog.last_clean_point: not suspect, verified
+    preferred; docs/signals.md).
 
     The catalog answers "latest"; the repository is the truth (the catalog is a
     rebuildable index), so the chosen point is then read from the repository.
     """
+    if last_clean:
+        return _last_clean(repo, app, restore_point, before, catalog)
     if restore_point:
         return find_restore_point(repo, restore_point)
     if not app:
@@ -52,3 +56,19 @@ def choose_restore_point(repo: Repository, *, restore_point: str | None = None, 
         when = f" before {before.isoformat()}" if before else ""
         raise RestorePointNotFoundError(f"no succeeded restore point of app {app!r}{when} in {repo.storage.url}")
     return best
+
+
+def _last_clean(repo: Repository, app: str | None, restore_point: str | None, before: datetime | None,
+                catalog: Catalog | None) -> tuple[str, RestorePointRecord]:
+    if restore_point or before is not None:
+        raise ValueError("the last clean point is chosen by app alone: not with a restore point id or a time")
+    if not app:
+        raise ValueError("the last clean point needs an app")
+    if catalog is None:
+        raise ValueError("the last clean point is a catalog query: no catalog given")
+    point_id = last_clean_point(catalog, app)
+    if point_id is None:
+        raise RestorePointNotFoundError(f"app {app!r} has no clean restore point in {repo.storage.url} (every "
+                                        "succeeded point is suspect, follows a suspect point, or failed "
+                                        "verification; `kubekeep signals list` says why)")
+    return find_restore_point(repo, point_id)

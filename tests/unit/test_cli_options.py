@@ -28,7 +28,7 @@ RESTORE_PARAMETERS = {
     "policy": "--recreate-pvcs", "preserve_node_ports": "--preserve-node-ports", "include_owned": "--include-owned",
     "dry_run": "--dry-run", "wait": "--no-wait", "restore_volumes": "--no-volumes",
     "verify_volumes": "--no-verify-volumes", "files": "--files", "mover": "--mover-image",
-    "restore_status": "--restore-status",
+    "restore_status": "--restore-status", "last_clean": "--last-clean",
 }
 BACKUP_PARAMETERS = {
     "app": "--app", "namespaces": "--namespace", "location": "--location", "encryption_key": "--password-file",
@@ -36,6 +36,7 @@ BACKUP_PARAMETERS = {
     "exclude_kinds": "--exclude-kind", "volume_concurrency": "--volume-concurrency", "nfs_mounts": "--nfs-mount",
     "hooks": "--hooks", "quiesce": "--quiesce", "mover": "--mover-image", "policy": "--policy",
     "include_crds": "--include-crd", "init": "--init", "keep_quiesced": "--keep-quiesced",
+    "signals": "--signal-threshold",
 }
 MIGRATE_PARAMETERS = {
     "app": "--app", "namespaces": "--namespace", "target_cluster": "--to-kubeconfig",
