@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -213,10 +214,8 @@ def _copy_manifest(source: Repository, destination: Repository, sid: str, retent
 
 
 def _write_manifest(destination: Repository, doc: dict[str, object], retention: Retention | None) -> None:
-    try:
+    with suppress(ObjectExistsError):  # a killed run wrote it (same id, same blobs): read back below
         destination.write_snapshot(dict(doc), retention=retention)
-    except ObjectExistsError:
-        pass  # a killed run wrote it (same id, same blobs): read back below
     destination.load_snapshot(str(doc["id"]))
 
 

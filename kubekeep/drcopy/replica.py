@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass
 
 import blake3
@@ -52,10 +53,8 @@ def _move_pack(src: Repository, dst: Repository, pack_id: bytes, retention: Rete
         raise PackVerificationError(f"pack {pack_id.hex()} is missing at {src.storage.url}") from None
     entries = verify_pack(src, pack_id, raw, where=src.storage.url)
     digest = blake3.blake3(raw).digest()
-    try:
+    with suppress(ObjectExistsError):  # another run wrote it meanwhile: the read-back below decides
         dst.storage.put(key, raw, retention=retention)
-    except ObjectExistsError:
-        pass  # another run wrote it meanwhile: the read-back below decides
     del raw
     back = dst.storage.get(key)
     if blake3.blake3(back).digest() != digest:
