@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open, load_blocks
 from kubekeep.backup.hooks import HookError, HookRule
 from kubekeep.backup.scope import BackupScope
+from kubekeep.drcopy import CopyMode
 from kubekeep.restorepoint import RestorePointRecord, VolumeRecord
 from tasks.backup import (
     ManifestResult,
@@ -31,7 +32,7 @@ from tasks.backup import (
     snapshot_manifests,
 )
 from tasks.consistency import hooks_around, quiesced, resolve_namespaces
-from tasks.parameters import MoverOptions
+from tasks.parameters import CopyAfterBackup, MoverOptions
 
 
 class BackupFailed(RuntimeError):
@@ -56,6 +57,7 @@ def backup(
     policy: str | None = None,
     include_crds: list[str] | None = None,
     init: bool = False,
+    copy_to: CopyAfterBackup | None = None,
 ) -> str:
     """Back up an application; return the id of the new restore point.
 
@@ -82,6 +84,8 @@ def backup(
         init: Create the repository (and its directory or bucket) when the location holds
             none; only for a first backup. Without it a location that is not a repository
             fails, so an unmounted NFS path never becomes a repository on the local disk.
+        copy_to: After a successful backup, copy the new restore point to this second site (the dr-copy
+            flow, as a subflow; docs/dr-copy.md).
     """
     logger = get_run_logger()
     started = datetime.now(UTC)
@@ -124,6 +128,12 @@ def backup(
     if failures:
         raise BackupFailed(f"restore point {rp_id} is incomplete ({len(failures)} failure(s)): "
                            + "; ".join(failures))
+    if copy_to is not None:
+        from flows.dr_copy import dr_copy
+
+        dr_copy(source=loc, destination=copy_to.destination, source_key=key,
+                destination_key=copy_to.destination_key, restore_point=rp_id, mode=CopyMode(copy_to.mode),
+                init=copy_to.init)
     return rp_id
 
 

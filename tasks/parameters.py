@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from kubekeep.backup.csi import MoverSpec
@@ -37,3 +39,16 @@ class FilesToRestore(BaseModel):
     pvc: str = Field(pattern=r"^[^/]+/[^/]+$", description="The claim in the restore point: namespace/name.")
     target: str = Field(description="Local directory on the worker to restore into.")
     path: str | None = Field(default=None, description="Only this file or directory of the volume.")
+
+
+class CopyAfterBackup(BaseModel):
+    """A DR copy run as a subflow after each successful backup (docs/dr-copy.md, "After every backup")."""
+
+    model_config = ConfigDict(frozen=True)
+
+    destination: str = Field(description="Name of the destination's Kubekeep Location Profile block.")
+    destination_key: str | None = Field(default=None, description="Name of the Encryption Key block that opens the "
+                                                                 "destination (default: the backup's key).")
+    mode: Literal["replica", "independent"] = Field(default="replica", description="replica (same master key, packs "
+                                                    "byte for byte) or independent (own key, re-encrypted).")
+    init: bool = Field(default=False, description="Create the destination repository when it holds none.")

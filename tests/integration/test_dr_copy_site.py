@@ -70,3 +70,39 @@ def _digests(root: Path) -> dict[str, str]:
             if not p.is_symlink():
                 out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+def test_a_successful_backup_copies_its_restore_point_as_a_subflow(prefect_api: str, test_cluster, cluster,  # type: ignore[no-untyped-def]
+                                                                   namespace: str, two_sites, tmp_path: Path) -> None:
+    import asyncio
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    from kubekeep.drcopy import present_points
+    from kubekeep.repo.repository import Repository
+    from tasks.parameters import CopyAfterBackup
+
+    cluster.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": namespace},
+                    "data": {"a": "b"}})
+    suffix = uuid.uuid4().hex[:6]
+    s3_profile(two_sites.b).save(f"dr-{suffix}")
+    EncryptionKey(passphrase="site-b", cheap_kdf=True).save(f"dr-key-{suffix}")
+    a = LocationProfile(kind="filesystem", path=str(tmp_path / "a"))
+    key_a = EncryptionKey(passphrase="site-a", cheap_kdf=True)
+    conn = ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig))
+    state = backup(app=f"auto-{suffix}", namespaces=[namespace], location=a, encryption_key=key_a, cluster=conn,
+                   init=True, copy_to=CopyAfterBackup(destination=f"dr-{suffix}", destination_key=f"dr-key-{suffix}",
+                                                      mode="independent", init=True), return_state=True)
+    rp_id = state.result()
+    dest = Repository.open(LocationProfile.load(f"dr-{suffix}").storage(), passphrase="site-b")
+    assert list(present_points(dest)) == [rp_id]
+    dest.close()
+
+    async def children() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
+            return [r.name for r in runs]
+
+    assert asyncio.run(children()) == [f"dr-copy-independent-{rp_id}"]
