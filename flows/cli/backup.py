@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,11 @@ from .common import (
     session,
     yaml_file,
 )
+
+
+class CopyModeOpt(StrEnum):
+    replica = "replica"
+    independent = "independent"
 
 
 @app.command("backup")
@@ -68,6 +74,14 @@ def backup_cmd(
                                                                 "restore point.")] = None,
     init: Annotated[bool, Flag("--init", help="Create the repository if the location holds none "
                                               "(first backup only).")] = False,
+    copy_to: Annotated[str | None, typer.Option(
+        "--copy-to", help="After a successful backup, copy the restore point to the location saved as this "
+                          "Location Profile block in the Prefect API (docs/dr-copy.md).")] = None,
+    copy_key: Annotated[str | None, typer.Option(
+        "--copy-key", help="Encryption Key block that opens the --copy-to destination (default: this backup's "
+                           "passphrase).")] = None,
+    copy_mode: Annotated[CopyModeOpt, typer.Option("--copy-mode", help="Mode of the copy after the backup.")]
+    = CopyModeOpt.replica,
     verbose: VerboseOpt = False,
 ) -> None:
     """Back up an application now (the same flow the deployments run); print the restore point id."""
@@ -79,6 +93,10 @@ def backup_cmd(
     mover = mover_options(mover_image, mover_location, mover_env_from_secret, mover_service_account)
     mounts = pairs(nfs_mount, "--nfs-mount")
     with session("backup", flows=True, verbose=verbose):
+        from tasks.parameters import CopyAfterBackup
+
+        after = CopyAfterBackup(destination=copy_to, destination_key=copy_key, mode=copy_mode.value) \
+            if copy_to else None
         from flows.backup import backup
 
         loc, key = location_profile(location, lock_mode, lock_days), encryption_key(password_file)
@@ -88,5 +106,5 @@ def backup_cmd(
                            label_selector=selector, include_kinds=include_kind, exclude_kinds=exclude_kind,
                            volume_concurrency=volume_concurrency, nfs_mounts=mounts, hooks=hook_rules,
                            quiesce=quiesce, mover=mover, policy=policy, include_crds=include_crd,
-                           init=init)
+                           init=init, copy_to=after)
     typer.echo(rp_id)

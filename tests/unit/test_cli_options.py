@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from flows.backup import backup
 from flows.cli import app
 from flows.cli.restore import load_transforms_file
+from flows.dr_copy import dr_copy
 from flows.restore import restore
 
 #: flow parameter -> the CLI option(s) that set it (blocks are built from --location, --password-file, ...)
@@ -34,7 +35,12 @@ BACKUP_PARAMETERS = {
     "cluster": "--kubeconfig", "label_selector": "--selector", "include_kinds": "--include-kind",
     "exclude_kinds": "--exclude-kind", "volume_concurrency": "--volume-concurrency", "nfs_mounts": "--nfs-mount",
     "hooks": "--hooks", "quiesce": "--quiesce", "mover": "--mover-image", "policy": "--policy",
-    "include_crds": "--include-crd", "init": "--init",
+    "include_crds": "--include-crd", "init": "--init", "copy_to": "--copy-to",
+}
+DR_COPY_PARAMETERS = {
+    "source": "--from", "destination": "--to", "source_key": "--password-file", "destination_key": "--to-password-file",
+    "restore_point": "--restore-point", "app": "--app", "all_points": "--all", "mode": "--mode",
+    "limit_upload_mib": "--limit-upload", "init": "--init",
 }
 POLICY_OPTIONS = ("--recreate-pvcs", "--no-create-namespaces", "--node-port-conflicts", "--ready-timeout",
                   "--crd-timeout", "--delete-timeout")
@@ -49,7 +55,8 @@ def _options(name: str) -> dict[str, TyperOption]:
 
 
 @pytest.mark.parametrize("flow, parameters, command", [(restore, RESTORE_PARAMETERS, "restore"),
-                                                       (backup, BACKUP_PARAMETERS, "backup")])
+                                                       (backup, BACKUP_PARAMETERS, "backup"),
+                                                       (dr_copy, DR_COPY_PARAMETERS, "dr-copy")])
 def test_every_flow_parameter_has_an_option(flow: object, parameters: dict[str, str], command: str) -> None:
     signature = inspect.signature(flow.fn)  # type: ignore[attr-defined]
     assert set(signature.parameters) == set(parameters)
@@ -60,14 +67,15 @@ def test_every_flow_parameter_has_an_option(flow: object, parameters: dict[str, 
 
 
 def test_flow_docstrings_document_every_parameter() -> None:
-    for flow in (restore, backup):
+    for flow in (restore, backup, dr_copy):
         doc = inspect.getdoc(flow.fn) or ""
         assert "Args:" in doc
         for name in inspect.signature(flow.fn).parameters:
             assert f"    {name}:" in doc, name
 
 
-@pytest.mark.parametrize("command", ["backup", "restore", "restores", "restore-points", "catalog-rebuild", "apps"])
+@pytest.mark.parametrize("command", ["backup", "restore", "restores", "restore-points", "catalog-rebuild", "apps",
+                                     "dr-copy", "copy"])
 def test_every_option_has_help_and_booleans_are_flags(command: str) -> None:
     for param in _command(command).params:
         if not isinstance(param, TyperOption) or param.name == "help":
