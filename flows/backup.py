@@ -58,6 +58,7 @@ def backup(
     include_crds: list[str] | None = None,
     init: bool = False,
     copy_to: CopyAfterBackup | None = None,
+    keep_quiesced: bool = False,
 ) -> str:
     """Back up an application; return the id of the new restore point.
 
@@ -86,6 +87,8 @@ def backup(
             fails, so an unmounted NFS path never becomes a repository on the local disk.
         copy_to: After a successful backup, copy the new restore point to this second site (the dr-copy
             flow, as a subflow; docs/dr-copy.md).
+        keep_quiesced: Leave the ``quiesce`` workloads at zero after a successful backup (a migration's final
+            backup: the source stays stopped; a failed backup still restores them).
     """
     logger = get_run_logger()
     started = datetime.now(UTC)
@@ -105,7 +108,7 @@ def backup(
         try:
             with hooks_around(conn, resolved, rules) as hook_run:
                 manifests = snapshot_manifests(loc, key, conn, scope, rp_id, app, init)
-                with quiesced(conn, resolved, quiesce):
+                with quiesced(conn, resolved, quiesce, keep=keep_quiesced):
                     volumes = export_volumes(loc, key, conn, manifests.pvcs, rp_id, nfs_mounts=nfs_mounts,
                                              mover=mover, concurrency=volume_concurrency)
         except HookError as exc:

@@ -82,6 +82,8 @@ def backup_cmd(
                            "passphrase).")] = None,
     copy_mode: Annotated[CopyModeOpt, typer.Option("--copy-mode", help="Mode of the copy after the backup.")]
     = CopyModeOpt.replica,
+    keep_quiesced: Annotated[bool, Flag("--keep-quiesced", help="Leave the --quiesce workloads at zero after a "
+                                                                "successful backup (a manual cutover).")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Back up an application now (the same flow the deployments run); print the restore point id."""
@@ -106,5 +108,5 @@ def backup_cmd(
                            label_selector=selector, include_kinds=include_kind, exclude_kinds=exclude_kind,
                            volume_concurrency=volume_concurrency, nfs_mounts=mounts, hooks=hook_rules,
                            quiesce=quiesce, mover=mover, policy=policy, include_crds=include_crd,
-                           init=init, copy_to=after)
+                           init=init, copy_to=after, keep_quiesced=keep_quiesced)
     typer.echo(rp_id)
