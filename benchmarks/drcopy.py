@@ -5,10 +5,10 @@ benchmark) is copied into a fresh repository B on the local filesystem and on S3
 once after the full backup and again after the incremental backup (only the new snapshot moves).
 B is initialised with ``--copy-chunker-params`` so that restic copies blobs without re-chunking.
 
-Kubekeep's copy is not written yet. ``KubekeepCopy`` is the hook it plugs into: when the
-``kubekeep copy`` command exists (``--from``/``--to``/``--all``/``--mode``, as issue 9 asks) it is
-timed in both modes next to restic; until then every Kubekeep row says *pending* and no number is
-shown for it.
+Kubekeep's copy (``KubekeepCopy``) is timed in both modes next to restic: the core of the dr-copy
+flow (kubekeep.drcopy) in a fresh process per copy, the destination initialised from the source by
+the first copy. Repository A holds plain snapshots (``kubekeep repo backup``); before each copy, an
+untimed step records each new snapshot as a restore point, which is what the copy moves.
 
 Run from ``benchmarks/repo_peers.py --copy`` (the copy steps are interleaved with that benchmark's
 backups, which create repository A).
@@ -17,11 +17,11 @@ backups, which create repository A).
 from __future__ import annotations
 
 import shutil
-import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peers import KUBEKEEP, PASSWORD, Kubekeep, Restic, Run, S3Server, Samples, Tool, fmt_bytes, run, tree_bytes
+from peers import PASSWORD, Kubekeep, Restic, Run, S3Server, Samples, Tool, fmt_bytes, run, tree_bytes
 
 STAGES = ("full", "incremental")
 DESTS = ("fs", "s3")
@@ -60,31 +60,79 @@ class ResticCopy(Copier):
         return run([self.tool.binary, "-r", dst, "copy", "--from-repo", src, "--quiet"], self.env)
 
 
-class KubekeepCopy(Copier):
-    """The hook for Kubekeep's DR copy (issue 9), in ``mode`` replica or independent.
+#: records every snapshot of repository A that is not in a restore point yet as a restore point of its own
+#: (A is written by ``kubekeep repo backup``, which makes plain snapshots; the copy moves restore points)
+_RECORD = """
+import os, sys
+from datetime import UTC, datetime
+from kubekeep.location import open_location
+from kubekeep.repo.repository import Repository
+from kubekeep.restorepoint import RESTORE_POINT_TAG, VOLUME_TAG, RestorePointRecord, VolumeRecord, \\
+    manifest_stream, write_restore_point
+repo = Repository.open(open_location(sys.argv[1]), passphrase=os.environ["KUBEKEEP_PASSWORD"])
+infos = repo.snapshots()
+recorded = {i.metadata.get("volume") for i in infos if RESTORE_POINT_TAG in i.tags}
+for info in infos:
+    if RESTORE_POINT_TAG in info.tags or info.id in recorded or not info.source:
+        continue
+    man = repo.backup(streams={"manifests.jsonl": manifest_stream([])})
+    now = datetime.now(UTC).isoformat()
+    record = RestorePointRecord(
+        id="bench-" + info.id[:12], app="bench", cluster="bench", namespaces=["bench"], started_at=now,
+        finished_at=now, status="succeeded", location=sys.argv[1], manifest_snapshot=man.snapshot_id,
+        volumes=[VolumeRecord(namespace="bench", pvc="volume", storage_class=None, size_bytes=0, method="direct",
+                              snapshot_id=info.id)])
+    result = repo.backup(streams={"restore-point.json": [record.to_json()]},
+                         tags=[RESTORE_POINT_TAG, "app:bench"],
+                         metadata={"restore_point": record.id, "app": "bench", "status": "succeeded",
+                                   "volume": info.id})
+repo.close()
+"""
 
-    Pending until ``kubekeep copy`` exists: ``available()`` looks for the command, and the
-    benchmark reports the rows as pending instead of timing anything.
-    """
+#: Kubekeep's copy, as the dr-copy flow's copy-restore-point task runs it (kubekeep.drcopy), without the
+#: Prefect runtime: `kubekeep copy` adds the command's start-up (docs/benchmarks.md, "CLI start-up")
+_COPY = """
+import os, sys
+from kubekeep.drcopy import CopyMode, choose_points, copy_point, init_destination, present_points
+from kubekeep.location import open_location
+from kubekeep.repo.errors import RepositoryNotFoundError
+from kubekeep.repo.repository import Repository
+password = os.environ["KUBEKEEP_PASSWORD"]
+mode = CopyMode(sys.argv[3])
+src = Repository.open(open_location(sys.argv[1]), passphrase=password)
+try:
+    dst = Repository.open(open_location(sys.argv[2]), passphrase=password)
+except RepositoryNotFoundError:
+    dst = init_destination(src, open_location(sys.argv[2]), mode, passphrase=password, key_wrapper=None)
+present = present_points(dst)
+for point in choose_points(src, all_points=True):
+    r = copy_point(src, dst, point, mode, present=present)
+    print(r.restore_point, r.status, r.packs_copied, r.bytes_copied, flush=True)
+dst.close()
+src.close()
+"""
+
+
+class KubekeepCopy(Copier):
+    """Kubekeep's DR copy (issue 9) in ``mode`` replica or independent: the core of the dr-copy flow's
+    ``copy-restore-point`` task in a fresh process, like restic's command (the Prefect runtime of
+    ``kubekeep copy`` is measured on its own by benchmarks/cli_startup.py)."""
 
     def __init__(self, tool: Kubekeep, mode: str) -> None:
         self.tool = tool
         self.mode = mode
         self.name = f"Kubekeep copy ({mode})"
-        self._available: bool | None = None
-
-    def available(self) -> bool:
-        if self._available is None:
-            probe = subprocess.run([*KUBEKEEP, "copy", "--help"], env=self.tool.env, capture_output=True,
-                                   text=True, check=False)
-            self._available = probe.returncode == 0 and "--mode" in probe.stdout
-        return self._available
 
     def prepare(self, src: str, dst: str) -> None:
-        """Nothing: ``kubekeep copy`` initialises the destination from the source itself (issue 9)."""
+        """Nothing: the copy initialises the destination from the source itself (issue 9)."""
+
+    def record(self, src: str) -> None:
+        """Make repository A's new snapshots restore points (not timed)."""
+        run([sys.executable, "-c", _RECORD, src], self.tool.env)
 
     def copy(self, src: str, dst: str) -> Run:
-        return run([*KUBEKEEP, "copy", "--from", src, "--to", dst, "--all", "--mode", self.mode], self.tool.env)
+        self.record(src)
+        return run([sys.executable, "-c", _COPY, src, dst, self.mode], self.tool.env)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open, load_blocks
 from kubekeep.backup.hooks import HookError, HookRule
 from kubekeep.backup.scope import BackupScope
+from kubekeep.drcopy import CopyMode
 from kubekeep.restorepoint import RestorePointRecord, VolumeRecord
 from tasks.backup import (
     ManifestResult,
@@ -31,7 +32,7 @@ from tasks.backup import (
     snapshot_manifests,
 )
 from tasks.consistency import hooks_around, quiesced, resolve_namespaces
-from tasks.parameters import MoverOptions, SignalOptions
+from tasks.parameters import CopyAfterBackup, MoverOptions, SignalOptions
 from tasks.signals import SignalsVerdict, announce_suspect, score_restore_point
 
 
@@ -62,6 +63,7 @@ def backup(
     include_crds: list[str] | None = None,
     init: bool = False,
     signals: SignalOptions | None = None,
+    copy_to: CopyAfterBackup | None = None,
     keep_quiesced: bool = False,
 ) -> str:
     """Back up an application; return the id of the new restore point.
@@ -92,6 +94,8 @@ def backup(
         signals: Ransomware and anomaly signals: the new point is scored against the app's baseline and marked
             suspect above the threshold (a Prefect event and the ``suspect-restore-point-<app>`` artifact);
             docs/signals.md.
+        copy_to: After a successful backup, copy the new restore point to this second site (the dr-copy
+            flow, as a subflow; docs/dr-copy.md).
         keep_quiesced: Leave the ``quiesce`` workloads at zero after a successful backup (a migration's final
             backup: the source stays stopped; a failed backup still restores them).
     """
@@ -141,6 +145,12 @@ def backup(
     if failures:
         raise BackupFailed(f"restore point {rp_id} is incomplete ({len(failures)} failure(s)): "
                            + "; ".join(failures))
+    if copy_to is not None:
+        from flows.dr_copy import dr_copy
+
+        dr_copy(source=loc, destination=copy_to.destination, source_key=key,
+                destination_key=copy_to.destination_key, restore_point=rp_id, mode=CopyMode(copy_to.mode),
+                init=copy_to.init)
     if signals_error:
         raise SignalsFailed(f"restore point {rp_id} is complete but was not scored: {signals_error}")
     return rp_id

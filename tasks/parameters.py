@@ -56,6 +56,19 @@ class SignalOptions(BaseModel):
                                                                         "of the app in the rolling baseline.")
 
 
+class CopyAfterBackup(BaseModel):
+    """A DR copy run as a subflow after each successful backup (docs/dr-copy.md, "After every backup")."""
+
+    model_config = ConfigDict(frozen=True)
+
+    destination: str = Field(description="Name of the destination's Kubekeep Location Profile block.")
+    destination_key: str | None = Field(default=None, description="Name of the Encryption Key block that opens the "
+                                                                 "destination (default: the backup's key).")
+    mode: Literal["replica", "independent"] = Field(default="replica", description="replica (same master key, packs "
+                                                    "byte for byte) or independent (own key, re-encrypted).")
+    init: bool = Field(default=False, description="Create the destination repository when it holds none.")
+
+
 class PatchOperation(BaseModel):
     """One RFC 6902 operation."""
 

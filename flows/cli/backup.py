@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,11 @@ from .common import (
     session,
     yaml_file,
 )
+
+
+class CopyModeOpt(StrEnum):
+    replica = "replica"
+    independent = "independent"
 
 
 @app.command("backup")
@@ -76,6 +82,14 @@ def backup_cmd(
                                                    "against.")] = 30,
     no_signals: Annotated[bool, Flag("--no-signals", help="Do not score the new point (it is then never "
                                                           "suspect, nor known clean).")] = False,
+    copy_to: Annotated[str | None, typer.Option(
+        "--copy-to", help="After a successful backup, copy the restore point to the location saved as this "
+                          "Location Profile block in the Prefect API (docs/dr-copy.md).")] = None,
+    copy_key: Annotated[str | None, typer.Option(
+        "--copy-key", help="Encryption Key block that opens the --copy-to destination (default: this backup's "
+                           "passphrase).")] = None,
+    copy_mode: Annotated[CopyModeOpt, typer.Option("--copy-mode", help="Mode of the copy after the backup.")]
+    = CopyModeOpt.replica,
     keep_quiesced: Annotated[bool, Flag("--keep-quiesced", help="Leave the --quiesce workloads at zero after a "
                                                                 "successful backup (a manual cutover).")] = False,
     verbose: VerboseOpt = False,
@@ -89,6 +103,10 @@ def backup_cmd(
     mover = mover_options(mover_image, mover_location, mover_env_from_secret, mover_service_account)
     mounts = pairs(nfs_mount, "--nfs-mount")
     with session("backup", flows=True, verbose=verbose):
+        from tasks.parameters import CopyAfterBackup
+
+        after = CopyAfterBackup(destination=copy_to, destination_key=copy_key, mode=copy_mode.value) \
+            if copy_to else None
         from flows.backup import backup
         from tasks.parameters import SignalOptions
 
@@ -101,5 +119,6 @@ def backup_cmd(
                            quiesce=quiesce, mover=mover, policy=policy, include_crds=include_crd,
                            init=init, keep_quiesced=keep_quiesced,
                            signals=SignalOptions(enabled=not no_signals, threshold=signal_threshold,
-                                                 baseline_points=signal_baseline))
+                                                 baseline_points=signal_baseline),
+                           copy_to=after)
     typer.echo(rp_id)

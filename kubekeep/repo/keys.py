@@ -8,6 +8,7 @@ open repository (docs/repository-format.md, "Keys and key derivation").
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import threading
@@ -261,6 +262,14 @@ class RepositoryKeys:
         self.chunker_seed = int.from_bytes(derive_key(master, "chunker seed")[:8], "little") & ((1 << 62) - 1) or 1
         self.compression_level = compression_level
         self._local = threading.local()
+
+    @property
+    def master_key(self) -> bytes:
+        """The master key itself: only to initialise a replica (Repository.init_replica)."""
+        return self._master
+
+    def same_master(self, other: RepositoryKeys) -> bool:
+        return hmac.compare_digest(self._master, other._master)
 
     def verify_config(self, raw: bytes) -> dict[str, Any]:
         """The config in ``raw`` if it is this repository's authentic config; IntegrityError otherwise."""

@@ -169,12 +169,41 @@ class Repository:
         sizes = [int(chunk_cfg[k]) for k in ("min_size", "avg_size", "max_size")]
         if not sizes[0] < sizes[1] < sizes[2] <= 16 * 1024 * 1024:
             raise RepositoryError("chunker sizes must satisfy min < avg < max <= 16 MiB")
-        master = secrets.token_bytes(32)
         config: dict[str, Any] = {
             "format": FORMAT_NAME, "version": FORMAT_VERSION, "repository_id": secrets.token_bytes(32).hex(),
             "created": now_iso(), "cipher": cipher,
             "compression": {"algorithm": "zstd", "level": compression_level},
             "chunker": chunk_cfg, "pack_size": pack_size}
+        return cls._create(storage, config, secrets.token_bytes(32), passphrase=passphrase,
+                           key_wrapper=key_wrapper, kdf=kdf, workers=workers, retention=retention)
+
+    @classmethod
+    def init_replica(cls, source: Repository, storage: Storage, *, passphrase: str | None = None,
+                     key_wrapper: KeyWrapper | None = None, kdf: KdfParams | None = None, workers: int = 2,
+                     retry: bool = True, create_location: bool = False, retention: Retention | None = None,
+                     object_lock: bool = False) -> Repository:
+        """A replica of ``source`` in an empty location (DR copy, replica mode, docs/dr-copy.md).
+
+        It shares ``source``'s master key, cipher, compression, chunker and pack size, so its packs,
+        trees and snapshot manifests are the source's bytes, copied unchanged. It has its own
+        repository id and its own key slot(s): the passphrase or external key given here opens it,
+        and no key slot of the source is copied.
+        """
+        if passphrase is None and key_wrapper is None:
+            raise RepositoryError("init needs a passphrase or an external key")
+        if passphrase is not None and not passphrase:
+            raise RepositoryError("the passphrase must not be empty")
+        storage = _wrap_storage(storage, retry)
+        _prepare_location(storage, create_location, retention, object_lock)
+        config = {k: v for k, v in source.config.items() if k not in ("mac", "repository_id", "created")}
+        config.update(repository_id=secrets.token_bytes(32).hex(), created=now_iso())
+        return cls._create(storage, config, source.keys.master_key, passphrase=passphrase,
+                           key_wrapper=key_wrapper, kdf=kdf, workers=workers, retention=retention)
+
+    @classmethod
+    def _create(cls, storage: Storage, config: dict[str, Any], master: bytes, *, passphrase: str | None,
+                key_wrapper: KeyWrapper | None, kdf: KdfParams | None, workers: int,
+                retention: Retention | None) -> Repository:
         config["mac"] = master_config_mac(master, config)
         repo = cls(storage, config, master, workers=workers, compression_level=None, lock_ttl=cls.DEFAULT_LOCK_TTL)
         # key slots first, config last: a crashed init leaves no half-usable repository
@@ -228,6 +257,10 @@ class Repository:
     @property
     def repository_id(self) -> bytes:
         return self.keys.repository_id
+
+    def shares_master_key(self, other: Repository) -> bool:
+        """True when ``other`` has the same master key (a replica, docs/dr-copy.md): its bytes are ours."""
+        return self.keys.same_master(other.keys)
 
     @property
     def envelope(self) -> Envelope:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from flows.backup import backup
 from flows.cli import app
 from flows.cli.restore import load_transforms_file
+from flows.dr_copy import dr_copy
 from flows.migrate import migrate
 from flows.restore import restore
 
@@ -35,8 +36,13 @@ BACKUP_PARAMETERS = {
     "cluster": "--kubeconfig", "label_selector": "--selector", "include_kinds": "--include-kind",
     "exclude_kinds": "--exclude-kind", "volume_concurrency": "--volume-concurrency", "nfs_mounts": "--nfs-mount",
     "hooks": "--hooks", "quiesce": "--quiesce", "mover": "--mover-image", "policy": "--policy",
-    "include_crds": "--include-crd", "init": "--init", "keep_quiesced": "--keep-quiesced",
+    "include_crds": "--include-crd", "init": "--init", "copy_to": "--copy-to", "keep_quiesced": "--keep-quiesced",
     "signals": "--signal-threshold",
+}
+DR_COPY_PARAMETERS = {
+    "source": "--from", "destination": "--to", "source_key": "--password-file", "destination_key": "--to-password-file",
+    "restore_point": "--restore-point", "app": "--app", "all_points": "--all", "mode": "--mode",
+    "limit_upload_mib": "--limit-upload", "init": "--init",
 }
 MIGRATE_PARAMETERS = {
     "app": "--app", "namespaces": "--namespace", "target_cluster": "--to-kubeconfig",
@@ -60,6 +66,7 @@ def _options(name: str) -> dict[str, TyperOption]:
 
 @pytest.mark.parametrize("flow, parameters, command", [(restore, RESTORE_PARAMETERS, "restore"),
                                                        (backup, BACKUP_PARAMETERS, "backup"),
+                                                       (dr_copy, DR_COPY_PARAMETERS, "dr-copy"),
                                                        (migrate, MIGRATE_PARAMETERS, "migrate")])
 def test_every_flow_parameter_has_an_option(flow: object, parameters: dict[str, str], command: str) -> None:
     signature = inspect.signature(flow.fn)  # type: ignore[attr-defined]
@@ -71,7 +78,7 @@ def test_every_flow_parameter_has_an_option(flow: object, parameters: dict[str, 
 
 
 def test_flow_docstrings_document_every_parameter() -> None:
-    for flow in (restore, backup, migrate):
+    for flow in (restore, backup, dr_copy, migrate):
         doc = inspect.getdoc(flow.fn) or ""
         assert "Args:" in doc
         for name in inspect.signature(flow.fn).parameters:
@@ -79,7 +86,7 @@ def test_flow_docstrings_document_every_parameter() -> None:
 
 
 @pytest.mark.parametrize("command", ["backup", "restore", "restores", "restore-points", "catalog-rebuild", "apps",
-                                     "migrate"])
+                                     "dr-copy", "copy", "migrate"])
 def test_every_option_has_help_and_booleans_are_flags(command: str) -> None:
     for param in _command(command).params:
         if not isinstance(param, TyperOption) or param.name == "help":

@@ -1,0 +1,204 @@
+"""DR copy core (kubekeep.drcopy) between two filesystem repositories: both modes, incremental,
+verified before visible, resumable, one-way. S3 sites, Object Lock and the flow: tests/integration/test_dr_copy*.py."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kubekeep.drcopy import (
+    CopyError,
+    CopyMode,
+    DestinationMismatchError,
+    check_destination,
+    choose_points,
+    copy_point,
+    init_destination,
+    present_points,
+)
+from kubekeep.repo.crypto import KdfParams
+from kubekeep.repo.format import DATA_PREFIX
+from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import FilesystemStorage
+from kubekeep.restorepoint import read_restore_point
+from tests.unit.drcopy.helpers import dir_bytes, make_point, tree_digest
+from tests.unit.repo.conftest import fast_retry, make_repo
+
+OTHER_PASSWORD = "the destination's own passphrase"
+MODES = [CopyMode.REPLICA, CopyMode.INDEPENDENT]
+
+
+def volume(root: Path, seed: int = 1, size: int = 3 * 1024 * 1024) -> Path:
+    rng = random.Random(seed)
+    (root / "sub").mkdir(parents=True)
+    (root / "big.bin").write_bytes(rng.randbytes(size))
+    (root / "sub" / "small.txt").write_text("hello\n" * 100)
+    (root / "sub" / "dup.bin").write_bytes((root / "big.bin").read_bytes()[:200_000])
+    return root
+
+
+def change_one_percent(root: Path, seed: int = 2) -> int:
+    """Overwrite 1 % of big.bin in place; the bytes changed."""
+    data = bytearray((root / "big.bin").read_bytes())
+    n = len(data) // 100
+    at = len(data) // 2
+    data[at:at + n] = random.Random(seed).randbytes(n)
+    (root / "big.bin").write_bytes(bytes(data))
+    return n
+
+
+def open_dest(path: Path) -> Repository:
+    return Repository.open(fast_retry(FilesystemStorage(path)), passphrase=OTHER_PASSWORD)
+
+
+def new_dest(src: Repository, path: Path, mode: CopyMode) -> Repository:
+    return init_destination(src, fast_retry(FilesystemStorage(path, create=True)), mode, passphrase=OTHER_PASSWORD,
+                            key_wrapper=None, kdf=KdfParams.cheap())
+
+
+def copy_all(src: Repository, dst: Repository, mode: CopyMode) -> list[str]:
+    present = present_points(dst)
+    return [copy_point(src, dst, p, mode, present=present).status for p in choose_points(src, all_points=True)]
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Repository:
+    return make_repo(FilesystemStorage(tmp_path / "a", create=True))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_copy_restores_from_the_destination_alone_and_skips_what_is_there(tmp_path: Path, src: Repository,
+                                                                        mode: CopyMode) -> None:
+    vol = volume(tmp_path / "vol")
+    make_point(src, vol, "shop-1")
+    dst = new_dest(src, tmp_path / "b", mode)
+    assert dst.shares_master_key(src) is (mode is CopyMode.REPLICA)
+    assert dst.chunker_params["avg_size"] == src.chunker_params["avg_size"]
+    assert copy_all(src, dst, mode) == ["copied"]
+    assert copy_all(src, dst, mode) == ["skipped"]
+    dst.close()
+    # site A gone entirely: the destination opens with its own passphrase and restores byte for byte
+    shutil.rmtree(tmp_path / "a")
+    dst = open_dest(tmp_path / "b")
+    (sid,) = present_points(dst).values()
+    record = read_restore_point(dst, sid)
+    dst.restore(record.volumes[0].snapshot_id or "", tmp_path / "out")
+    assert tree_digest(tmp_path / "out") == tree_digest(vol)
+    assert dst.check(read_data=True).ok
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_incremental_copy_moves_at_most_the_new_unique_bytes_plus_one_percent(tmp_path: Path, src: Repository,
+                                                                                mode: CopyMode) -> None:
+    vol = volume(tmp_path / "vol")
+    make_point(src, vol, "shop-1")
+    dst = new_dest(src, tmp_path / "b", mode)
+    copy_all(src, dst, mode)
+    change_one_percent(vol)
+    before_src, before_dst = dir_bytes(tmp_path / "a" / "data"), dir_bytes(tmp_path / "b" / "data")
+    make_point(src, vol, "shop-2")
+    new_unique = dir_bytes(tmp_path / "a" / "data") - before_src  # the new packs the incremental backup wrote
+    assert copy_all(src, dst, mode) == ["skipped", "copied"]
+    moved = dir_bytes(tmp_path / "b" / "data") - before_dst
+    print(f"{mode}: new unique bytes at the source {new_unique}, pack bytes written at the destination {moved}")
+    assert 0 < moved <= new_unique * 1.01
+    sid = present_points(dst)["shop-2"]
+    dst.restore(read_restore_point(dst, sid).volumes[0].snapshot_id or "", tmp_path / "out")
+    assert tree_digest(tmp_path / "out") == tree_digest(vol)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_corrupted_source_pack_fails_that_point_naming_the_pack_and_commits_nothing(
+        tmp_path: Path, src: Repository, mode: CopyMode) -> None:
+    vol = volume(tmp_path / "vol")
+    make_point(src, vol, "shop-1")
+    packs = sorted((tmp_path / "a" / "data").rglob("*"), key=lambda p: -p.stat().st_size if p.is_file() else 0)
+    victim = packs[0]
+    os.chmod(victim, 0o600)
+    raw = bytearray(victim.read_bytes())
+    raw[100] ^= 0x01
+    victim.write_bytes(bytes(raw))
+    dst = new_dest(src, tmp_path / "b", mode)
+    (point,) = choose_points(src, all_points=True)
+    with pytest.raises(CopyError) as err:
+        copy_point(src, dst, point, mode)
+    assert victim.name in str(err.value)
+    assert present_points(dst) == {}
+    assert dst.snapshot_ids() == [] or mode is CopyMode.INDEPENDENT and \
+        point.snapshot_id not in dst.snapshot_ids()
+
+
+class _DiesAfter(FilesystemStorage):
+    """A destination that fails (like a killed process) after ``n`` packs were written."""
+
+    def __init__(self, path: Path, n: int) -> None:
+        super().__init__(path)
+        self.left = n
+
+    def put(self, key: str, data: bytes | bytearray | memoryview, **kw: object) -> None:  # type: ignore[override]
+        if key.startswith(DATA_PREFIX):
+            if self.left <= 0:
+                raise KeyboardInterrupt("killed")
+            self.left -= 1
+        super().put(key, data, **kw)  # type: ignore[arg-type]
+
+
+def _pack_count(path: Path) -> int:
+    return sum(1 for p in (path / "data").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_killed_copy_is_resumed_moving_only_the_rest_without_duplicates(tmp_path: Path, src: Repository,
+                                                                          mode: CopyMode) -> None:
+    vol = volume(tmp_path / "vol", size=6 * 1024 * 1024)
+    make_point(src, vol, "shop-1")
+    new_dest(src, tmp_path / "b", mode).close()
+    (point,) = choose_points(src, all_points=True)
+    for n in (3, 9):  # killed twice, later each time
+        dst = Repository.open(_DiesAfter(tmp_path / "b", n), passphrase=OTHER_PASSWORD, retry=False)
+        with pytest.raises(KeyboardInterrupt):
+            copy_point(src, dst, point, mode)
+        assert present_points(dst) == {}  # nothing visible
+        dst.unlock(remove_all=True)
+    written = _pack_count(tmp_path / "b")
+    dst = open_dest(tmp_path / "b")
+    result = copy_point(src, dst, point, mode)
+    assert result.status == "copied" and result.verified
+    assert result.packs_adopted > 0 or result.packs_skipped > 0
+    if mode is CopyMode.REPLICA:  # the same pack ids: nothing moves twice, nothing is left over
+        assert _pack_count(tmp_path / "b") == _pack_count(tmp_path / "a")
+        assert result.packs_copied == _pack_count(tmp_path / "a") - written
+    check = dst.check(read_data=True)
+    assert check.ok, check
+    dst.restore(read_restore_point(dst, result.snapshot_id).volumes[0].snapshot_id or "", tmp_path / "out")
+    assert tree_digest(tmp_path / "out") == tree_digest(vol)
+
+
+def test_a_destination_of_the_other_mode_is_refused(tmp_path: Path, src: Repository) -> None:
+    replica = new_dest(src, tmp_path / "r", CopyMode.REPLICA)
+    independent = new_dest(src, tmp_path / "i", CopyMode.INDEPENDENT)
+    check_destination(src, replica, CopyMode.REPLICA)
+    check_destination(src, independent, CopyMode.INDEPENDENT)
+    with pytest.raises(DestinationMismatchError, match="own master key"):
+        check_destination(src, independent, CopyMode.REPLICA)
+    with pytest.raises(DestinationMismatchError, match="replica"):
+        check_destination(src, replica, CopyMode.INDEPENDENT)
+    with pytest.raises(DestinationMismatchError, match="same repository"):
+        check_destination(src, src, CopyMode.REPLICA)
+
+
+def test_a_point_deleted_at_the_source_stays_at_the_destination(tmp_path: Path, src: Repository) -> None:
+    vol = volume(tmp_path / "vol")
+    make_point(src, vol, "shop-1")
+    dst = new_dest(src, tmp_path / "b", CopyMode.REPLICA)
+    copy_all(src, dst, CopyMode.REPLICA)
+    src.prune(drop=list(src.snapshot_ids()), leftover_age=0)
+    assert choose_points(src, all_points=True) == []
+    assert list(present_points(dst)) == ["shop-1"]
+    assert dst.check(read_data=True).ok
+
+
