@@ -62,6 +62,8 @@ T = TypeVar("T")
 _CRD_KIND = ("apiextensions.k8s.io", "CustomResourceDefinition")
 _TRANSIENT_RETRIES = (0.5, 1.0, 2.0)
 _MAX_REASON = 600
+#: objects of one priority entry sent at once (read from the spool a batch at a time)
+APPLY_BATCH = 256
 
 
 def served_by_cluster(cluster: Cluster, *, refresh: bool = False) -> dict[str, dict[str, list[str]]]:
@@ -223,11 +225,7 @@ class _Run:
         return ObjectOutcome.of(ref, Action.EXCLUDED, reason)
 
     def _preflight(self) -> None:
-        wanted: dict[str, None] = {}
-        for phase in self.plan.phases:
-            for obj in phase.objects:
-                if obj.ref.namespace:
-                    wanted[obj.ref.namespace] = None
+        wanted = dict.fromkeys(self.plan.target_namespaces())
         for name in sorted(self.ctx.plan_namespaces):
             wanted[name] = None
         to_create: list[str] = []
@@ -325,24 +323,28 @@ class _Run:
             self._gate_before_workloads()
 
     def _apply_phase(self, phase: RestorePhase, held: Collection[ObjectRef] = ()) -> None:
-        # objects of one priority entry are independent of each other; entries keep their order
-        groups: list[list[OrderedObject]] = []
-        for obj in phase.objects:
-            if obj.ref in held:
-                continue
-            if groups and groups[-1][0].match == obj.match:
-                groups[-1].append(obj)
-            else:
-                groups.append([obj])
-        for group in groups:
-            if len(group) == 1 or self.policy.workers == 1:
-                outcomes = [self._restore_one(obj, phase) for obj in group]
-            else:
-                with ThreadPoolExecutor(max_workers=min(self.policy.workers, len(group)),
-                                        thread_name_prefix="kubekeep-restore") as pool:
-                    outcomes = list(pool.map(lambda o: self._restore_one(o, phase), group))
-            for outcome in outcomes:
-                self._record(outcome)
+        # objects of one priority entry are independent of each other; entries keep their order. The phase
+        # is read (from a spooled plan) and sent a batch at a time: never every object of a big phase at once
+        workers = max(1, self.policy.workers)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kubekeep-restore") as pool:
+            batch: list[OrderedObject] = []
+            for obj in phase.objects:
+                if obj.ref in held:
+                    continue
+                if batch and (batch[0].match != obj.match or len(batch) >= APPLY_BATCH):
+                    self._apply_batch(batch, phase, pool)
+                    batch = []
+                batch.append(obj)
+            if batch:
+                self._apply_batch(batch, phase, pool)
+
+    def _apply_batch(self, batch: list[OrderedObject], phase: RestorePhase, pool: ThreadPoolExecutor) -> None:
+        if len(batch) == 1 or self.policy.workers == 1:
+            outcomes = [self._restore_one(obj, phase) for obj in batch]
+        else:
+            outcomes = list(pool.map(lambda o: self._restore_one(o, phase), batch))
+        for outcome in outcomes:
+            self._record(outcome)
 
     # ---- one object -------------------------------------------------------
     def _restore_one(self, obj: OrderedObject, phase: RestorePhase) -> ObjectOutcome:
