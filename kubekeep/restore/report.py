@@ -76,7 +76,7 @@ def _parse_ts(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per object of a restore: kept small
 class ObjectOutcome:
     group: str
     version: str
