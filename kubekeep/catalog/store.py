@@ -20,7 +20,7 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -295,14 +295,21 @@ class Catalog:
             if info.key.endswith(".parquet"):
                 yield info
 
-    def dataset(self, table: TableName) -> ds.Dataset:
+    def dataset(self, table: TableName, units: Collection[str] | None = None) -> ds.Dataset:
         """A pyarrow dataset over every catalog file of ``table`` (fetched into the cache).
 
-        Rows are NOT deduplicated: while a compaction is in flight a row can be
+        ``units``: only rows of these write units (restore point ids) are wanted; the small file of any
+        other unit is left out without being read (part files of compactions hold many units and are
+        always read). Rows are NOT deduplicated: while a compaction is in flight a row can be
         in two files. Use :meth:`read` for deduplicated results.
         """
         spec = TABLES[table]
-        paths = [str(self._fetch(info, spec)) for info in sorted(self._list(table), key=lambda i: i.key)]
+        infos = sorted(self._list(table), key=lambda i: i.key)
+        if units is not None:
+            small = f"{table_prefix(table, self.prefix)}{SMALL_FILE_PREFIX}"
+            wanted = {self._small_key(table, unit) for unit in units}
+            infos = [i for i in infos if not i.key.startswith(small) or i.key in wanted]
+        paths = [str(self._fetch(info, spec)) for info in infos]
         return ds.dataset(paths, schema=spec.schema, format="parquet")
 
     def read(
@@ -310,13 +317,17 @@ class Catalog:
         table: TableName,
         filter: pc.Expression | None = None,
         columns: Sequence[str] | None = None,
+        units: Collection[str] | None = None,
     ) -> pa.Table:
-        """Rows of ``table`` matching ``filter`` (a pyarrow compute expression), deduplicated."""
+        """Rows of ``table`` matching ``filter`` (a pyarrow compute expression), deduplicated.
+
+        ``units`` (restore point ids) skips the small files of other units; ``filter`` must still select
+        the units' rows (part files hold every unit)."""
         spec = TABLES[table]
         wanted = list(columns) if columns is not None else None
         if wanted is not None:
             wanted += [c for c in spec.key if c not in wanted]
-        dataset = self.dataset(table)
+        dataset = self.dataset(table, units)
         result = dataset.to_table(columns=wanted, filter=filter)
         if len(dataset.files) > 1:  # a single file never holds a row twice
             result = deduplicate(result, spec.key)
