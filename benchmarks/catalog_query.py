@@ -66,20 +66,26 @@ def main() -> int:
     ap.add_argument("--objects", type=int, default=10_000)
     ap.add_argument("--apps", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--work", type=Path, default=None,
+                    help="keep the generated catalog here and reuse it on the next run (writing 1M rows is slow)")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="kubekeep-catalog-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="kubekeep-catalog-bench-"))
     try:
-        storage = FilesystemStorage(str(work / "location"), create=True)
+        fresh = not (work / "location").exists()
+        storage = FilesystemStorage(str(work / "location"), create=fresh)
+        for old in work.glob("cold-*"):
+            shutil.rmtree(old)
         catalog = Catalog(storage, cache_dir=work / "cache")
-        t0 = time.perf_counter()
         apps = [f"app{a}" for a in range(args.apps)]
-        for i in range(args.points):
-            app = apps[i % len(apps)]
-            p = point(i, app)
-            catalog.add_restore_point(p, objects(p.id, app, args.objects, i))
-        rows = args.points * args.objects
-        print(f"wrote {rows:,} object rows in {args.points} restore points ({len(apps)} apps) in "
-              f"{time.perf_counter() - t0:.1f}s; load {loadavg():.1f}")
+        if fresh:
+            t0 = time.perf_counter()
+            for i in range(args.points):
+                app = apps[i % len(apps)]
+                p = point(i, app)
+                catalog.add_restore_point(p, objects(p.id, app, args.objects, i))
+            rows = args.points * args.objects
+            print(f"wrote {rows:,} object rows in {args.points} restore points ({len(apps)} apps) in "
+                  f"{time.perf_counter() - t0:.1f}s; load {loadavg():.1f}")
 
         def ask() -> list[object]:
             return list(restore_points_containing(catalog, app="app1", kind="ConfigMap",
@@ -87,6 +93,8 @@ def main() -> int:
 
         for label in ("small files (as backups write them)", "after compact()"):
             if label.startswith("after"):
+                if args.work is not None:
+                    break  # keep the catalog as backups write it, for the next run
                 catalog.compact()
             cold_cache = work / f"cold-{label[:5]}"
             cold = Catalog(storage, cache_dir=cold_cache)
@@ -101,7 +109,8 @@ def main() -> int:
                   f"cold {cold_w * 1000:.0f} ms (cpu {cold_c * 1000:.0f} ms); {found} restore points; "
                   f"load {loadavg():.1f}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

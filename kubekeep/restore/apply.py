@@ -64,6 +64,8 @@ _TRANSIENT_RETRIES = (0.5, 1.0, 2.0)
 _MAX_REASON = 600
 #: objects of one priority entry sent at once (read from the spool a batch at a time)
 APPLY_BATCH = 256
+#: ... and at most this many bytes of manifests (as JSON), when their size is known (a spooled plan)
+APPLY_BATCH_BYTES = 4 * 2**20
 
 
 def served_by_cluster(cluster: Cluster, *, refresh: bool = False) -> dict[str, dict[str, list[str]]]:
@@ -328,13 +330,16 @@ class _Run:
         workers = max(1, self.policy.workers)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kubekeep-restore") as pool:
             batch: list[OrderedObject] = []
+            size = 0
             for obj in phase.objects:
                 if obj.ref in held:
                     continue
-                if batch and (batch[0].match != obj.match or len(batch) >= APPLY_BATCH):
+                if batch and (batch[0].match != obj.match or len(batch) >= APPLY_BATCH
+                              or size + obj.size > APPLY_BATCH_BYTES):
                     self._apply_batch(batch, phase, pool)
-                    batch = []
+                    batch, size = [], 0
                 batch.append(obj)
+                size += obj.size
             if batch:
                 self._apply_batch(batch, phase, pool)
 

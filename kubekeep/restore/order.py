@@ -131,6 +131,8 @@ class OrderedObject:
     tier: int | None = None
     #: what the plan wants the report to say about this object (e.g. status not restored)
     notes: tuple[str, ...] = ()
+    #: bytes of the manifest as JSON, when known (a spooled plan): what apply's batches count
+    size: int = 0
 
 
 @dataclass(frozen=True)

@@ -293,7 +293,9 @@ class JsonLines(Sequence[T]):
         for path in self.paths:
             with open(path) as fh:
                 for line in fh:
-                    yield self.decode(json.loads(line))
+                    rec = json.loads(line)
+                    rec[_SIZE] = len(line)
+                    yield self.decode(rec)
 
     @overload
     def __getitem__(self, index: int) -> T: ...
@@ -304,10 +306,18 @@ class JsonLines(Sequence[T]):
         return items[index]
 
 
+_SIZE = "__size__"
+
+
 def _ordered(rec: dict[str, Any]) -> OrderedObject:
     manifest = rec["manifest"]
     return OrderedObject(manifest, ref_of(manifest), rec["match"], rec["reason"], rec["tier"],
-                         tuple(rec.get("notes") or ()))
+                         tuple(rec.get("notes") or ()), rec[_SIZE])
+
+
+def _manifest(rec: dict[str, Any]) -> Manifest:
+    rec.pop(_SIZE, None)
+    return rec
 
 
 def _skipped(rec: dict[str, Any]) -> SkippedObject:
@@ -322,7 +332,7 @@ def read_plan(directory: Path) -> RestorePlan:
     phases = [RestorePhase(p["name"], JsonLines([directory / f for f in p["files"]], int(p["objects"]), _ordered),
                            Wait(p["wait"]), p["tier"]) for p in doc["phases"]]
     cluster_scoped: JsonLines[Manifest] = JsonLines([directory / CLUSTER_FILE], int(doc["cluster_scoped"]),
-                                                    lambda rec: rec)
+                                                    _manifest)
     return RestorePlan(phases, JsonLines([directory / SKIPPED_FILE], int(doc["skipped"]), _skipped), [],
                        namespaces=tuple(doc["namespaces"]), cluster_scoped=cluster_scoped)
 
