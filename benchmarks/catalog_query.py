@@ -93,9 +93,16 @@ def main() -> int:
 
         for label in ("small files (as backups write them)", "after compact()"):
             if label.startswith("after"):
-                if args.work is not None:
-                    break  # keep the catalog as backups write it, for the next run
+                # a copy: the catalog as backups write it stays in --work for the next run
+                copy = work / "compacted"
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.rmtree(work / "cache-compacted", ignore_errors=True)
+                shutil.copytree(work / "location", copy)
+                storage = FilesystemStorage(str(copy))
+                catalog = Catalog(storage, cache_dir=work / "cache-compacted")
+                t0 = time.perf_counter()
                 catalog.compact()
+                print(f"compact(): {time.perf_counter() - t0:.1f}s")
             cold_cache = work / f"cold-{label[:5]}"
             cold = Catalog(storage, cache_dir=cold_cache)
             w, c = time.perf_counter(), time.process_time()
@@ -105,7 +112,8 @@ def main() -> int:
             ask()  # warm the cache of `catalog`
             warm_w, warm_c, found = timed(ask, args.repeat)
             files = len(list(storage.list("catalog/v1/restore_point_objects/")))
-            print(f"{label}: {files} objects files; warm {warm_w * 1000:.0f} ms (cpu {warm_c * 1000:.0f} ms), "
+            points_files = len(list(storage.list("catalog/v1/restore_points/")))
+            print(f"{label}: {files} objects files, {points_files} restore points files; warm {warm_w * 1000:.0f} ms (cpu {warm_c * 1000:.0f} ms), "
                   f"cold {cold_w * 1000:.0f} ms (cpu {cold_c * 1000:.0f} ms); {found} restore points; "
                   f"load {loadavg():.1f}")
     finally:
