@@ -113,7 +113,8 @@ def main() -> int:
             warm_w, warm_c, found = timed(ask, args.repeat)
             files = len(list(storage.list("catalog/v1/restore_point_objects/")))
             points_files = len(list(storage.list("catalog/v1/restore_points/")))
-            print(f"{label}: {files} objects files, {points_files} restore points files; warm {warm_w * 1000:.0f} ms (cpu {warm_c * 1000:.0f} ms), "
+            print(f"{label}: {files} objects files, {points_files} restore points files; "
+                  f"warm {warm_w * 1000:.0f} ms (cpu {warm_c * 1000:.0f} ms), "
                   f"cold {cold_w * 1000:.0f} ms (cpu {cold_c * 1000:.0f} ms); {found} restore points; "
                   f"load {loadavg():.1f}")
     finally:
