@@ -111,7 +111,7 @@ def keep_report(report: RestoreReport, plan: PlanRef) -> ReportRef:
     path = Path(plan.spool) / REPORT_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(report.to_json())
+        fh.writelines(report.json_chunks())
     return ReportRef(path=str(path), status=report.status, failed=report.failed, counts=report.counts,
                      objects=len(report.outcomes), aborted=report.aborted,
                      failure_summary=report.failure_summary() if report.failed else "")

@@ -33,14 +33,35 @@ def new_restore_id(now: datetime | None = None) -> str:
 def record_restore(repo: Repository, report: RestoreReport, *, restore_id: str, restore_point_id: str,
                    target_namespaces: Sequence[str], retention: Retention | None = None) -> str:
     """Commit the report to the repository, then add its catalog row; return the catalog key."""
-    doc = {"format": FORMAT, "restore_id": restore_id, "restore_point_id": restore_point_id,
-           "target_namespaces": list(target_namespaces), "report": report.to_dict()}
-    repo.backup(streams={RESTORE_REPORT_STREAM: [json.dumps(doc, sort_keys=True).encode()]},
+    head = {"format": FORMAT, "restore_id": restore_id, "restore_point_id": restore_point_id,
+            "target_namespaces": list(target_namespaces)}
+    repo.backup(streams={RESTORE_REPORT_STREAM: _batched(_document(head, report))},
                 tags=[RESTORE_TAG], metadata={"restore": restore_id, "restore_point": restore_point_id},
                 retention=retention)
     record = catalog_record(report, restore_id=restore_id, restore_point_id=restore_point_id,
                             target_namespaces=target_namespaces)
     return Catalog(repo.storage, codec=repo.catalog_codec()).add_restore(record)
+
+
+def _document(head: dict[str, Any], report: RestoreReport) -> Iterator[str]:
+    """``{**head, "report": report}`` as JSON, piece by piece."""
+    yield json.dumps(head, sort_keys=True)[:-1] + ', "report": '
+    yield from report.json_chunks()
+    yield "}"
+
+
+def _batched(pieces: Iterator[str], size: int = 1 << 20) -> Iterator[bytes]:
+    """Pieces of text joined into writes of about ``size`` bytes."""
+    buf: list[str] = []
+    held = 0
+    for piece in pieces:
+        buf.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield "".join(buf).encode()
+            buf, held = [], 0
+    if buf:
+        yield "".join(buf).encode()
 
 
 def restore_records(repo: Repository) -> Iterator[RestoreRecord]:
