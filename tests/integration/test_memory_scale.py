@@ -133,6 +133,7 @@ def test_worker_memory_does_not_grow_with_the_object_count(prefect_api: str, tes
                 _delete_quietly(cluster, name)
     mib = 2**20
     detail = {tag: {k: round(v / mib, 1) for k, v in p.items() if k in ("base", "peak")} for tag, p in peaks.items()}
+    print(f"worker peaks (MiB): {detail}")  # shown with -s: the figures docs/benchmarks.md quotes
     for flow in ("backup", "restore"):
         growth = _growth(peaks[f"small-{flow}"], peaks[f"large-{flow}"])
         assert growth <= GROWTH_LIMIT, (
