@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -116,11 +116,14 @@ def apply(
     return run.run()
 
 
-def not_attempted(plan: RestorePlan, reason: str) -> list[ObjectOutcome]:
-    """The outcomes of every object of ``plan`` when the restore stopped before it (``reason``: why)."""
+def not_attempted(plan: RestorePlan, reason: str, *, skip: Collection[str] = ()) -> Iterator[ObjectOutcome]:
+    """The outcomes of every object of ``plan`` when the restore stopped before it (``reason``: why);
+    the phases named in ``skip`` (sent completely) are not read again."""
     text = _short(f"not attempted: the restore stopped ({reason})")
-    return [ObjectOutcome.of(obj.ref, Action.NOT_ATTEMPTED, text, phase=phase.name, tier=obj.tier)
-            for phase in plan.phases for obj in phase.objects]
+    for phase in plan.phases:
+        if phase.name not in skip:
+            for obj in phase.objects:
+                yield ObjectOutcome.of(obj.ref, Action.NOT_ATTEMPTED, text, phase=phase.name, tier=obj.tier)
 
 
 def held_back(phase: RestorePhase, volumes: Sequence[VolumeOutcome]) -> dict[ObjectRef, VolumeOutcome]:
@@ -183,6 +186,8 @@ class _Run:
         self.fresh_namespaces: frozenset[str] = frozenset()
         #: volume data restored so far (returned by the before_workloads hook)
         self.volumes: list[VolumeOutcome] = []
+        #: phases whose every object was sent (and has its outcome)
+        self.sent: set[str] = set()
 
     # ---- bookkeeping ----------------------------------------------------
     def _record(self, outcome: ObjectOutcome) -> None:
@@ -210,7 +215,7 @@ class _Run:
             if self.report.aborted is None:
                 self._phases()
         finally:
-            for outcome in not_attempted(self.plan, self.report.aborted or "unexpected error"):
+            for outcome in not_attempted(self.plan, self.report.aborted or "unexpected error", skip=self.sent):
                 if outcome.ref not in self.index:
                     self._record(outcome)
             for skipped in self.plan.skipped:
@@ -298,6 +303,8 @@ class _Run:
             log.info("restore phase %s: %d object(s)%s", phase.name, len(phase.objects),
                      " (dry run)" if self.dry else "")
             self._apply_phase(phase, held)
+            if not held:
+                self.sent.add(phase.name)  # every object has its outcome: not read again at the end
             report.applied_at = _now()
             if not self.dry:
                 if phase.wait is Wait.CRDS_ESTABLISHED:
