@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -116,14 +116,12 @@ def apply(
     return run.run()
 
 
-def not_attempted(plan: RestorePlan, reason: str, *, skip: Collection[str] = ()) -> Iterator[ObjectOutcome]:
+def not_attempted(plan: RestorePlan, reason: str, *, skip: Collection[str] = ()) -> list[ObjectOutcome]:
     """The outcomes of every object of ``plan`` when the restore stopped before it (``reason``: why);
     the phases named in ``skip`` (sent completely) are not read again."""
     text = _short(f"not attempted: the restore stopped ({reason})")
-    for phase in plan.phases:
-        if phase.name not in skip:
-            for obj in phase.objects:
-                yield ObjectOutcome.of(obj.ref, Action.NOT_ATTEMPTED, text, phase=phase.name, tier=obj.tier)
+    return [ObjectOutcome.of(obj.ref, Action.NOT_ATTEMPTED, text, phase=phase.name, tier=obj.tier)
+            for phase in plan.phases if phase.name not in skip for obj in phase.objects]
 
 
 def held_back(phase: RestorePhase, volumes: Sequence[VolumeOutcome]) -> dict[ObjectRef, VolumeOutcome]:
