@@ -99,7 +99,7 @@ def worker_main(argv: list[str]) -> int:
         from flows.backup import backup
 
         result: Any = backup(app=spec["app"], namespaces=spec["namespaces"], location=location,
-                             encryption_key=key, cluster=conn)
+                             encryption_key=key, cluster=conn, init=bool(spec.get("init")))
         out = {"restore_point": result}
     else:
         from flows.restore import restore
@@ -397,7 +397,7 @@ def main() -> int:
         conn = {"kubeconfig": str(cp.kubeconfig_path), "cluster_name": "source"}
         if not args.no_kubekeep:
             # Kubekeep: a warm-up flow run (first registration of flows/blocks with the API), then the timed ones
-            worker.flow("backup", "warmup", app="warmup", namespaces=[names[0]], **conn)
+            worker.flow("backup", "warmup", app="warmup", namespaces=[names[0]], init=True, **conn)
             res["loads"].append(loadavg())
             kb = worker.flow("backup", "kubekeep-backup", app="bench", namespaces=["bench-*"], **conn)
             say(f"Kubekeep backup: flow {kb['flow_seconds']:.1f}s, worker {kb['wall']:.1f}s, "
