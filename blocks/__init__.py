@@ -5,6 +5,7 @@ from typing import Any
 from .cluster import ClusterConnection
 from .encryption import EncryptionKey
 from .location import LocationProfile
+from .policy import ProtectionPolicy, load_policy
 from .repositories import keep_open, open_catalog, repository
 
 
@@ -20,5 +21,5 @@ def load_blocks(location: str | LocationProfile, encryption_key: str | Encryptio
     return loc, key, conn
 
 
-__all__ = ["ClusterConnection", "EncryptionKey", "LocationProfile", "keep_open", "load_blocks", "open_catalog",
-           "repository"]
+__all__ = ["ClusterConnection", "EncryptionKey", "LocationProfile", "ProtectionPolicy", "keep_open", "load_blocks",
+           "load_policy", "open_catalog", "repository"]
