@@ -99,7 +99,7 @@ def worker_main(argv: list[str]) -> int:
         from flows.backup import backup
 
         result: Any = backup(app=spec["app"], namespaces=spec["namespaces"], location=location,
-                             encryption_key=key, cluster=conn)
+                             encryption_key=key, cluster=conn, init=bool(spec.get("init")))
         out = {"restore_point": result}
     else:
         from flows.restore import restore
@@ -341,6 +341,10 @@ def main() -> int:
     ap.add_argument("--location", choices=["s3", "fs"], default="s3", help="Kubekeep's location kind")
     ap.add_argument("--profile", type=Path, default=None,
                     help="also profile Kubekeep's worker: py-spy (CPU) and tracemalloc (memory) into this dir")
+    ap.add_argument("--profile-tools", default="tracemalloc,py-spy",
+                    help="with --profile: which profilers (comma-separated: tracemalloc, py-spy)")
+    ap.add_argument("--profile-flows", default="backup,restore",
+                    help="with --profile: which flows are profiled (comma-separated: backup, restore)")
     ap.add_argument("--out", type=Path, default=None, help="Replace this benchmark's section in a markdown file.")
     args = ap.parse_args()
     if args.scale:
@@ -393,7 +397,7 @@ def main() -> int:
         conn = {"kubeconfig": str(cp.kubeconfig_path), "cluster_name": "source"}
         if not args.no_kubekeep:
             # Kubekeep: a warm-up flow run (first registration of flows/blocks with the API), then the timed ones
-            worker.flow("backup", "warmup", app="warmup", namespaces=[names[0]], **conn)
+            worker.flow("backup", "warmup", app="warmup", namespaces=[names[0]], init=True, **conn)
             res["loads"].append(loadavg())
             kb = worker.flow("backup", "kubekeep-backup", app="bench", namespaces=["bench-*"], **conn)
             say(f"Kubekeep backup: flow {kb['flow_seconds']:.1f}s, worker {kb['wall']:.1f}s, "
@@ -409,10 +413,14 @@ def main() -> int:
                 res["kubekeep_restore"] = kr
             if args.profile is not None:
                 # profiled runs come after the timed ones; each restore goes onto its own empty control plane
-                for tool in ("tracemalloc", "py-spy"):
-                    s = worker.profile(tool, "backup", f"kubekeep-backup-{total}", app="bench-prof",
-                                       namespaces=["bench-*"], **conn)
-                    say(f"  {tool} run of the backup: {s:.1f}s")
+                flows = args.profile_flows.split(",")
+                for tool in args.profile_tools.split(","):
+                    if "backup" in flows:
+                        s = worker.profile(tool, "backup", f"kubekeep-backup-{total}", app="bench-prof",
+                                           namespaces=["bench-*"], **conn)
+                        say(f"  {tool} run of the backup: {s:.1f}s")
+                    if "restore" not in flows:
+                        continue
                     with ControlPlane(scheduler=False, kwok=False, provisioner=False) as target:
                         s = worker.profile(tool, "restore", f"kubekeep-restore-{total}",
                                            restore_point=kb["restore_point"], kubeconfig=str(target.kubeconfig_path),

@@ -170,14 +170,19 @@ def migrate(
                 restore_plan = load_plan(loc, key, target, restore_point=final, options=options,
                                          exclude_kinds=exclude_kinds or ())
                 try:
-                    report = apply_plan(loc, key, target, restore_plan, policy, seeded_by=mid)
-                finally:
+                    done = apply_plan(loc, key, target, restore_plan, policy, seeded_by=mid)
+                    report = done.load()
+                except BaseException:
                     discard_spool(restore_plan)
+                    raise
             if not report.failed:
                 clock.ready()
             downtime = clock.result()
             restore_id = new_restore_id()
-            record_restore(loc, key, report, restore_plan, restore_id, downtime)
+            try:  # the report file lives beside the spool: recorded first, then both are deleted
+                record_restore(loc, key, done, restore_plan, restore_id, downtime)
+            finally:
+                discard_spool(restore_plan)
             if report.failed:
                 raise MigrationFailed(f"cutover {restore_id} of {final} failed: {report.failure_summary()}",
                                       report.to_dict())
@@ -198,7 +203,7 @@ def _pre_seed(loc: LocationProfile, key: EncryptionKey, target: ClusterConnectio
     claims = load_plan(loc, key, target, restore_point=point, selector=CLAIMS, options=options,
                        exclude_kinds=exclude_kinds)
     try:
-        report = apply_plan(loc, key, target, claims, policy, seeded_by=mid)
+        report = apply_plan(loc, key, target, claims, policy, seeded_by=mid).load()
     finally:
         discard_spool(claims)
     if report.failed:

@@ -17,7 +17,7 @@ from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open,
 from kubekeep.restore import Selector
 from kubekeep.restore.policy import RestorePolicy
 from kubekeep.restore.record import new_restore_id
-from kubekeep.restore.report import RestoreReport
+from kubekeep.restore.report import Action, RestoreReport
 from tasks.parameters import FilesToRestore, MoverOptions
 from tasks.restore import (
     PlanRef,
@@ -29,6 +29,11 @@ from tasks.restore import (
     record_restore,
     restore_files,
 )
+
+#: outcomes in the flow's return value (problems first); every outcome is in the restore's record
+RETURNED_OUTCOMES = 1000
+#: rows of the objects table artifact (problems first)
+TABLE_ROWS = 1000
 
 
 class RestoreFailed(RuntimeError):
@@ -70,7 +75,8 @@ def restore(
     restore_status: list[str] | None = None,
     last_clean: bool = False,
 ) -> dict[str, Any]:
-    """Restore (part of) a restore point onto a cluster; return the report (every object's outcome).
+    """Restore (part of) a restore point onto a cluster; return the report (every object's outcome, up to
+    1,000: problems first; ``outcomes_total`` counts them all, and the restore's record keeps every one).
 
     Args:
         location: The location block (name, or instance from Python) holding the restore point.
@@ -126,25 +132,41 @@ def restore(
                          pvcs=pvcs or (), options=options, last_clean=last_clean)
         restore_id = new_restore_id()
         logger.info("restore %s of %s: %d objects in %d phases, %d volume(s), %d left out", restore_id,
-                    plan.restore_point_id, plan.object_count, len(plan.phases), len(plan.volumes), len(plan.skipped))
+                    plan.restore_point_id, plan.object_count, len(plan.phases), len(plan.volumes),
+                    plan.skipped_count)
         try:
-            report = dry_run_plan(conn, plan, restore_policy) if dry_run else apply_plan(
+            done = dry_run_plan(conn, plan, restore_policy) if dry_run else apply_plan(
                 loc, key, conn, plan, restore_policy, wait=wait, restore_volumes=restore_volumes,
                 verify=verify_volumes, mover=mover)
+            record_restore(loc, key, done, plan, restore_id)
+            report = done.load()
         finally:
             discard_spool(plan)
-        record_restore(loc, key, report, plan, restore_id)
     _publish(report, plan, restore_id)
     result = {**report.to_dict(), "restore_id": restore_id, "restore_point_id": plan.restore_point_id}
+    result["outcomes_total"] = len(result["outcomes"])
+    if len(result["outcomes"]) > RETURNED_OUTCOMES:  # the whole report is in the repository and the catalog
+        problems = [o for o in result["outcomes"] if Action(o["action"]).is_failure]
+        rest = [o for o in result["outcomes"] if not Action(o["action"]).is_failure]
+        result["outcomes"] = (problems + rest)[:RETURNED_OUTCOMES]
     if report.failed:
         raise RestoreFailed(f"restore {restore_id} of {plan.restore_point_id}: {report.failure_summary()}", result)
     return result
 
 
 def _publish(report: RestoreReport, plan: PlanRef, restore_id: str) -> None:
+    left_out = "".join(f"\n- {s}" for s in plan.skipped)
+    if plan.skipped_count > len(plan.skipped):
+        left_out += f"\n- ... and {plan.skipped_count - len(plan.skipped)} more (every one is in the report)"
     create_markdown_artifact(report.markdown() + (
-        f"\nRestore point `{plan.restore_point_id}`; {len(plan.skipped)} object(s) left out by the plan"
-        + "".join(f"\n- {s}" for s in plan.skipped[:30])), description=f"Restore {restore_id}")
+        f"\nRestore point `{plan.restore_point_id}`; {plan.skipped_count} object(s) left out by the plan"
+        + left_out), description=f"Restore {restore_id}")
     rows = report.table_rows()
+    if len(rows) > TABLE_ROWS:  # problems first; the whole report is kept with the restore (restore id)
+        failed = {i for i, o in enumerate(report.outcomes) if o.action.is_failure}
+        rows = ([r for i, r in enumerate(rows) if i in failed] + [r for i, r in enumerate(rows) if i not in failed]
+                )[:TABLE_ROWS]
     if rows:
-        create_table_artifact(rows, description=f"Objects of restore {restore_id}")
+        create_table_artifact(rows, description=f"Objects of restore {restore_id}"
+                              + (f" (first {len(rows)} of {len(report.outcomes)}, problems first)"
+                                 if len(report.outcomes) > len(rows) else ""))

@@ -10,8 +10,10 @@ gates, volumes before workloads, held-back workloads) and fills the restored cla
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -40,20 +42,21 @@ from kubekeep.restore import (
     TierPolicy,
     TransformChain,
     parse_priorities,
-    plan_restore,
 )
 from kubekeep.restore.apply import apply, dry_run, served_by_cluster
 from kubekeep.restore.policy import RestorePolicy
 from kubekeep.restore.record import record_restore as record_report
 from kubekeep.restore.report import Action, PhaseReport, RestoreReport, VolumeOutcome, VolumeStatus
-from kubekeep.restore.source import drop_reprovisioned_volumes, load_manifests
-from kubekeep.restore.spool import PhaseSummary, read_plan, spool_dir, write_plan
+from kubekeep.restore.source import keep_provisioned, load_manifests
+from kubekeep.restore.spool import EXAMPLES, PhaseSummary, read_plan, spool_dir, spool_plan
 from kubekeep.restore.volume_data import restore_volume as restore_volume_data
 from kubekeep.restorepoint import choose_restore_point
 
 from .common import DATA_TASK
 from .parameters import FilesToRestore, MoverOptions
 
+#: the report of the run, beside the plan's spool (deleted with it)
+REPORT_FILE = "report.json"
 #: volumes filled at once by one restore (each reads its snapshot and writes a whole volume)
 VOLUME_WORKERS = 2
 
@@ -68,20 +71,52 @@ class VolumeToRestore:
 
 @dataclass
 class PlanRef:
-    """What the planning task hands on: a private spool directory and small summaries."""
+    """What the planning task hands on: a private spool directory and small summaries (never the objects,
+    never a list that grows with them: Prefect walks every task parameter)."""
 
     restore_point_id: str
     snapshot_id: str
     spool: str
     phases: list[PhaseSummary]
     volumes: list[VolumeToRestore]
-    #: what the plan leaves out, one line each (the report has every one as an outcome)
+    #: how many objects the plan leaves out (the report has every one as an outcome), and the first few
+    skipped_count: int = 0
     skipped: list[str] = field(default_factory=list)
+    converted_count: int = 0
     converted: list[str] = field(default_factory=list)
 
     @property
     def object_count(self) -> int:
         return sum(p.objects for p in self.phases)
+
+
+@dataclass
+class ReportRef:
+    """What the apply (or dry-run) task hands on: where the whole report is (a private file beside the
+    spool) and its summary."""
+
+    path: str
+    status: str
+    failed: bool
+    counts: dict[str, int]
+    objects: int
+    aborted: str | None = None
+    failure_summary: str = ""
+
+    def load(self) -> RestoreReport:
+        with open(self.path) as fh:
+            return RestoreReport.from_dict(json.load(fh))
+
+
+def keep_report(report: RestoreReport, plan: PlanRef) -> ReportRef:
+    """Write ``report`` beside the plan's spool (0600) and return a reference to it."""
+    path = Path(plan.spool) / REPORT_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.writelines(report.json_chunks())
+    return ReportRef(path=str(path), status=report.status, failed=report.failed, counts=report.counts,
+                     objects=len(report.outcomes), aborted=report.aborted,
+                     failure_summary=report.failure_summary() if report.failed else "")
 
 
 def plan_options(*, namespace_map: dict[str, str] | None = None, storage_class_map: dict[str, str] | None = None,
@@ -112,41 +147,55 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
               selector: Selector | None = None, pvcs: Sequence[str] = (),
               options: PlanOptions | None = None, exclude_kinds: Sequence[str] = (),
               last_clean: bool = False) -> PlanRef:
-    """Choose the restore point (by id, or the latest succeeded one of ``app``), load the selected
-    manifests (without the kinds ``exclude_kinds`` names: ``Kind`` or ``Kind.group``), plan them against
-    what the target serves, and spool the plan."""
+    """Choose the restore point (by id, or the latest succeeded one of ``app``), stream the selected
+    manifests (without the kinds ``exclude_kinds`` names: ``Kind`` or ``Kind.group``) into a plan against
+    what the target serves, spooled namespace by namespace (memory does not grow with the number of
+    objects: kubekeep.restore.spool)."""
     options = options or PlanOptions()
-    with repository(location, key) as repo:
-        snapshot_id, record = choose_restore_point(repo, restore_point=restore_point, app=app, before=before,
-                                                   catalog=Catalog(repo.storage, codec=repo.catalog_codec()),
-                                                   last_clean=last_clean)
-        manifests = list(load_manifests(repo, record, selector, pvcs=pvcs))
-    excluded = [f"{ref_of(m)}: kind excluded by the run" for m in manifests if _kind_in(m, exclude_kinds)]
-    if excluded:
-        manifests = [m for m in manifests if not _kind_in(m, exclude_kinds)]
-    manifests, reprovisioned = drop_reprovisioned_volumes(
-        manifests, {(v.namespace, v.pvc) for v in record.volumes if v.snapshot_id})
     with cluster.connect() as c:
         served = served_by_cluster(c, refresh=True)
-    plan = plan_restore(manifests, served=served, options=options)
     spool = spool_dir()
-    phases = write_plan(plan, spool)
-
-    planned_pvcs = {(o.ref.namespace, o.ref.name) for p in plan.phases for o in p.objects
-                    if o.ref.kind == "PersistentVolumeClaim" and not o.ref.group}
-    claims = {(m["metadata"].get("namespace"), m["metadata"]["name"]): m for m in manifests
-              if m.get("kind") == "PersistentVolumeClaim"}
+    try:
+        with repository(location, key) as repo:
+            snapshot_id, record = choose_restore_point(repo, restore_point=restore_point, app=app, before=before,
+                                                       catalog=Catalog(repo.storage, codec=repo.catalog_codec()),
+                                                       last_clean=last_clean)
+            with_data = {(v.namespace, v.pvc) for v in record.volumes if v.snapshot_id}
+            reprovisioned: list[str] = []
+            excluded: list[str] = []  # the first EXAMPLES, and how many
+            excluded_count = [0]
+            wanted = keep_provisioned(_without_kinds(load_manifests(repo, record, selector, pvcs=pvcs),
+                                                     exclude_kinds, excluded, excluded_count),
+                                      with_data, reprovisioned)
+            spooled = spool_plan(wanted, spool, served=served, options=options, claims=with_data)
+    except BaseException:
+        shutil.rmtree(spool, ignore_errors=True)
+        raise
     volumes = []
     for v in record.volumes:
-        source = claims.get((v.namespace, v.pvc))
+        source = spooled.claims.get((v.namespace, v.pvc))
         if not v.snapshot_id or source is None:
             continue
         target = ref_of(options.transforms.apply([source])[0])  # where the transforms put this claim
-        if (target.namespace, target.name) in planned_pvcs:
+        if (target.namespace, target.name) in spooled.planned_claims:
             volumes.append(VolumeToRestore(f"{v.namespace}/{v.pvc}", target.namespace, target.name, v.snapshot_id))
-    return PlanRef(restore_point_id=record.id, snapshot_id=snapshot_id, spool=str(spool), phases=phases,
-                   volumes=volumes, skipped=excluded + reprovisioned + [f"{s.ref}: {s.reason}" for s in plan.skipped],
-                   converted=[f"{c.ref}: {'; '.join(c.notes) or 'converted'}" for c in plan.converted])
+    return PlanRef(restore_point_id=record.id, snapshot_id=snapshot_id, spool=str(spool), phases=spooled.phases,
+                   volumes=volumes, skipped_count=excluded_count[0] + len(reprovisioned) + spooled.skipped,
+                   skipped=(excluded + reprovisioned + spooled.skipped_examples)[:EXAMPLES],
+                   converted_count=spooled.converted, converted=spooled.converted_examples)
+
+
+def _without_kinds(manifests: Iterator[dict[str, Any]], kinds: Sequence[str], excluded: list[str],
+                   count: list[int]) -> Iterator[dict[str, Any]]:
+    """The manifests, as a stream, without the kinds ``kinds`` names (the first few noted in ``excluded``,
+    all counted in ``count[0]``)."""
+    for m in manifests:
+        if _kind_in(m, kinds):
+            count[0] += 1
+            if len(excluded) < EXAMPLES:
+                excluded.append(f"{ref_of(m)}: kind excluded by the run")
+            continue
+        yield m
 
 
 def _kind_in(manifest: dict[str, Any], kinds: Sequence[str]) -> bool:
@@ -157,16 +206,16 @@ def _kind_in(manifest: dict[str, Any], kinds: Sequence[str]) -> bool:
 
 
 @task(name="dry-run", **DATA_TASK)
-def dry_run_plan(cluster: ClusterConnection, plan: PlanRef, policy: RestorePolicy) -> RestoreReport:
+def dry_run_plan(cluster: ClusterConnection, plan: PlanRef, policy: RestorePolicy) -> ReportRef:
     """Server-side dry run of every object plus a diff against what exists; changes nothing."""
     with cluster.connect() as c:
-        return dry_run(c, read_plan(Path(plan.spool)), policy)
+        return keep_report(dry_run(c, read_plan(Path(plan.spool)), policy), plan)
 
 
 @task(name="apply-plan", **{**DATA_TASK, "retries": 0})
 def apply_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, plan: PlanRef,
                policy: RestorePolicy, *, wait: bool = True, restore_volumes: bool = True, verify: bool = True,
-               mover: MoverOptions | None = None, seeded_by: str | None = None) -> RestoreReport:
+               mover: MoverOptions | None = None, seeded_by: str | None = None) -> ReportRef:
     """Restore the plan phase by phase (kubekeep.restore.apply): CRDs Established before custom resources,
     claims Bound and their data restored and verified (:func:`fill_volumes`) before the first workload,
     each readiness tier Ready before the next; a workload whose volume data failed or was not verified is
@@ -189,7 +238,8 @@ def apply_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCo
                 return fill_volumes(repo, ctx.cluster, ctx.pvcs, plan.volumes, verify=verify, mover=mover,
                                     seeded_by=seeded_by)
 
-        return apply(c, read_plan(Path(plan.spool)), policy, wait=wait, on_phase=on_phase, before_workloads=fill)
+        report = apply(c, read_plan(Path(plan.spool)), policy, wait=wait, on_phase=on_phase, before_workloads=fill)
+        return keep_report(report, plan)
 
 
 def fill_volumes(repo: Repository, cluster: Cluster, claims: Sequence[RestoredPvc],
@@ -288,10 +338,11 @@ def restore_files(location: LocationProfile, key: EncryptionKey, files: FilesToR
 
 
 @task(name="record-restore", **DATA_TASK)
-def record_restore(location: LocationProfile, key: EncryptionKey, report: RestoreReport, plan: PlanRef,
+def record_restore(location: LocationProfile, key: EncryptionKey, report_ref: ReportRef, plan: PlanRef,
                    restore_id: str, downtime: Downtime | None = None) -> str:
     """Keep the report: a snapshot in the repository, then the catalog's ``restores`` row (every object's
     outcome; a migration's cutover also its measured ``downtime``); return the catalog key."""
+    report = report_ref.load()
     namespaces = sorted({o.namespace for o in report.outcomes if o.namespace})
     with repository(location, key) as repo:
         return record_report(repo, report, restore_id=restore_id, restore_point_id=plan.restore_point_id,
@@ -299,5 +350,6 @@ def record_restore(location: LocationProfile, key: EncryptionKey, report: Restor
 
 
 def discard_spool(plan: PlanRef) -> None:
-    """Delete the plan's spool (decrypted manifests): at the end of every run that loaded a plan."""
+    """Delete the plan's spool (decrypted manifests, and the report beside them): at the end of every run
+    that loaded a plan."""
     shutil.rmtree(plan.spool, ignore_errors=True)

@@ -191,10 +191,10 @@ def restore_cmd(
                 result = restore(location=loc, encryption_key=key, cluster=conn, **params)
         except RestoreFailed as exc:
             if report_file is not None and exc.report:
-                write_report(exc.report, report_file)
+                write_report(whole_report(exc.report, loc, key), report_file)
             raise
         if report_file is not None and "outcomes" in result:
-            write_report(result, report_file)
+            write_report(whole_report(result, loc, key), report_file)
     if file_spec is not None:
         summary = result["files"]
         typer.echo(f"restored {summary.get('files', 0)} file(s), {summary.get('bytes', 0)} bytes to {target} "
@@ -222,6 +222,21 @@ def restore_summary(report: dict[str, Any]) -> str:
 
 _FAILURE_ACTIONS = frozenset({"conflict", "immutable-field", "missing-storage-class", "missing-crd", "not-convertible",
                               "namespace-terminating", "failed", "not-attempted"})
+
+
+def whole_report(result: dict[str, Any], location: Any, key: Any) -> dict[str, Any]:
+    """The flow's result with every outcome: a big restore returns at most 1,000 of them (problems first),
+    the catalog's ``restores`` row holds them all."""
+    if int(result.get("outcomes_total", 0)) <= len(result.get("outcomes") or ()):
+        return result
+    from kubekeep.catalog import get_restore
+    from kubekeep.restore.report import report_from_record
+
+    with key.catalog(location) as catalog:
+        record = get_restore(catalog, str(result["restore_id"]))
+    if record is None:
+        return result
+    return {**result, "outcomes": report_from_record(record).to_dict()["outcomes"]}
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:

@@ -206,6 +206,10 @@ class ObjectOccurrence(RestorePointObject):
     status: str
 
 
+def _empty(table: TableName) -> pa.Table:
+    return TABLES[table].schema.empty_table()
+
+
 def restore_points_containing_table(
     catalog: Catalog,
     *,
@@ -224,16 +228,21 @@ def restore_points_containing_table(
     parts = [pc.field("kind") == kind, pc.field("name") == name, pc.field("namespace") == namespace]
     if group is not None:
         parts.append(pc.field("group") == group)
-    objects = catalog.read(TableName.RESTORE_POINT_OBJECTS, filter=_and(parts))
-    if not objects.num_rows:
-        ids: list[str] = []
+    columns = ["id", "app", "cluster", "finished_at", "status"]
+    if app is not None or statuses is not None:
+        # the restore points table is small: choose the points first, then read only their objects files
+        # (one small file per point; compacted parts are sorted by kind/namespace/name and pruned by stats)
+        points = catalog.read(TableName.RESTORE_POINTS, filter=restore_points_filter(app=app, statuses=statuses),
+                              columns=columns)
+        ids: list[str] = points["id"].to_pylist()
+        objects = catalog.read(TableName.RESTORE_POINT_OBJECTS, filter=_and([*parts, _in("restore_point_id", ids)]),
+                               units=ids) if ids else _empty(TableName.RESTORE_POINT_OBJECTS)
     else:
-        ids = pc.unique(objects["restore_point_id"]).to_pylist()
-    points = catalog.read(
-        TableName.RESTORE_POINTS,
-        filter=restore_points_filter(app=app, statuses=statuses, ids=ids),
-        columns=["id", "app", "cluster", "finished_at", "status"],
-    ).rename_columns(["restore_point_id", "app", "cluster", "finished_at", "status"])
+        objects = catalog.read(TableName.RESTORE_POINT_OBJECTS, filter=_and(parts))
+        ids = pc.unique(objects["restore_point_id"]).to_pylist() if objects.num_rows else []
+        points = catalog.read(TableName.RESTORE_POINTS, filter=restore_points_filter(statuses=None, ids=ids),
+                              columns=columns)
+    points = points.rename_columns(["restore_point_id", "app", "cluster", "finished_at", "status"])
     joined = objects.join(points, keys="restore_point_id", join_type="inner")
     return joined.sort_by([("finished_at", "descending"), ("restore_point_id", "descending")])
 

@@ -20,7 +20,7 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -66,6 +66,9 @@ PART_FILE_PREFIX = "part-"
 #: columns while staying large enough to scan efficiently
 DEFAULT_ROW_GROUP_ROWS = 128 * 1024
 DEFAULT_ROWS_PER_FILE = 1024 * 1024
+#: smaller row groups for tables asked about one row at a time: "which restore points hold object Y"
+#: reads one 16 Ki-row group of a compacted 1M-row part (34 ms of CPU) instead of two of 128 Ki (104 ms)
+TABLE_ROW_GROUP_ROWS = {TableName.RESTORE_POINT_OBJECTS: 16 * 1024}
 #: files smaller than this are merged by compaction (compacted parts included,
 #: so parts grow over time instead of accumulating)
 DEFAULT_SMALL_FILE_BYTES = 8 * 1024 * 1024
@@ -115,7 +118,9 @@ def table_prefix(table: TableName, prefix: str = CATALOG_PREFIX) -> str:
 def encode_parquet(
     table: pa.Table, spec: TableSpec, *, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS
 ) -> bytes:
-    """Serialise ``table`` (already in ``spec``'s schema) with the catalog's file metadata."""
+    """Serialise ``table`` (already in ``spec``'s schema) with the catalog's file metadata; row groups of
+    at most ``row_group_rows`` (and at most the table's :data:`TABLE_ROW_GROUP_ROWS`)."""
+    row_group_rows = min(row_group_rows, TABLE_ROW_GROUP_ROWS.get(spec.name, row_group_rows))
     table = table.cast(schema_with_metadata(spec))
     buf = io.BytesIO()
     pq.write_table(
@@ -342,14 +347,21 @@ class Catalog:
             if info.key.endswith(".parquet"):
                 yield info
 
-    def dataset(self, table: TableName) -> ds.Dataset:
+    def dataset(self, table: TableName, units: Collection[str] | None = None) -> ds.Dataset:
         """A pyarrow dataset over every catalog file of ``table`` (fetched into the cache).
 
-        Rows are NOT deduplicated: while a compaction is in flight a row can be
+        ``units``: only rows of these write units (restore point ids) are wanted; the small file of any
+        other unit is left out without being read (part files of compactions hold many units and are
+        always read). Rows are NOT deduplicated: while a compaction is in flight a row can be
         in two files. Use :meth:`read` for deduplicated results.
         """
         spec = TABLES[table]
-        paths = [str(self._fetch(info, spec)) for info in sorted(self._list(table), key=lambda i: i.key)]
+        infos = sorted(self._list(table), key=lambda i: i.key)
+        if units is not None:
+            small = f"{table_prefix(table, self.prefix)}{SMALL_FILE_PREFIX}"
+            wanted = {self._small_key(table, unit) for unit in units}
+            infos = [i for i in infos if not i.key.startswith(small) or i.key in wanted]
+        paths = [str(self._fetch(info, spec)) for info in infos]
         return ds.dataset(paths, schema=spec.schema, format="parquet")
 
     def read(
@@ -357,8 +369,12 @@ class Catalog:
         table: TableName,
         filter: pc.Expression | None = None,
         columns: Sequence[str] | None = None,
+        units: Collection[str] | None = None,
     ) -> pa.Table:
-        """Rows of ``table`` matching ``filter`` (a pyarrow compute expression), deduplicated."""
+        """Rows of ``table`` matching ``filter`` (a pyarrow compute expression), deduplicated.
+
+        ``units`` (restore point ids) skips the small files of other units; ``filter`` must still select
+        the units' rows (part files hold every unit)."""
         spec = TABLES[table]
         wanted = list(columns) if columns is not None else None
         if wanted is not None:
@@ -368,7 +384,7 @@ class Catalog:
             if deleted:
                 hide = ~pc.field(spec.unit_column).isin(pa.array(sorted(deleted), pa.string()))
                 filter = hide if filter is None else filter & hide
-        dataset = self.dataset(table)
+        dataset = self.dataset(table, units)
         result = dataset.to_table(columns=wanted, filter=filter)
         if len(dataset.files) > 1:  # a single file never holds a row twice
             result = deduplicate(result, spec.key)

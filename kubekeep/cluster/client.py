@@ -23,6 +23,10 @@ from kubernetes.client import ApiClient, Configuration
 from .errors import ApiError, classify_status
 
 JSON = dict[str, Any]
+#: JSON bytes a list page aims at (the page size follows the objects' size: list_pages)
+PAGE_BYTES = 4 * 2**20
+#: items of a list's first page, before the objects' size is known
+FIRST_PAGE = 50
 
 _AGGREGATED_ACCEPT = (
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
@@ -126,6 +130,14 @@ class Cluster:
         timeout: float | tuple[float, float] = (10.0, 60.0),
     ) -> Any:
         """Send one request; return the decoded JSON body; raise ApiError on failure."""
+        raw = self._send(method, path, body=body, query=query, content_type=content_type, accept=accept,
+                         timeout=timeout)
+        return json.loads(raw) if raw else None
+
+    def _send(self, method: str, path: str, *, body: Any = None, query: Mapping[str, str | int | bool] | None = None,
+              content_type: str = "application/json", accept: str = "application/json",
+              timeout: float | tuple[float, float] = (10.0, 60.0)) -> bytes:
+        """Send one request; return the raw body; raise ApiError on failure."""
         url_path = path
         if query:
             url_path += "?" + urlencode({k: _q(v) for k, v in query.items() if v is not None})
@@ -140,12 +152,10 @@ class Cluster:
                                       post_params=post, _request_timeout=timeout)
         except Exception as exc:  # urllib3 connection/timeout errors
             raise ApiError(0, "ConnectionError", f"{method} {path}: {exc}", transient=True) from exc
-        raw = resp.read()
+        raw: bytes = resp.read()
         if resp.status >= 400:
             raise classify_status(resp.status, raw, f"{method} {path}")
-        if not raw:
-            return None
-        return json.loads(raw)
+        return raw
 
     # ---- discovery ----------------------------------------------------
     def server_version(self) -> JSON:
@@ -215,18 +225,29 @@ class Cluster:
         field_selector: str | None = None,
         limit: int = 500,
     ) -> Iterator[JSON]:
-        """Yield each item of a list, fetched page by page. Items carry apiVersion and kind."""
+        """Yield each item of a list, fetched page by page. Items carry apiVersion and kind.
+
+        A page holds at most ``limit`` items and, after the first pages, about :data:`PAGE_BYTES` of JSON:
+        the page size follows the size of the objects (thousands of small ConfigMaps, or Helm release
+        Secrets of hundreds of KiB each), so the memory a list holds does not depend on what it lists.
+        """
         cont: str | None = None
+        size = min(limit, FIRST_PAGE)
         while True:
-            query: dict[str, str | int | bool] = {"limit": limit}
+            query: dict[str, str | int | bool] = {"limit": size}
             if cont:
                 query["continue"] = cont
             if label_selector:
                 query["labelSelector"] = label_selector
             if field_selector:
                 query["fieldSelector"] = field_selector
-            page = self.request("GET", resource.path(namespace), query=query)
-            for item in page.get("items", []):
+            raw = self._send("GET", resource.path(namespace), query=query)
+            page = json.loads(raw) if raw else {}
+            items = page.get("items") or []
+            if items:  # the next page: as many objects of this size as fit in PAGE_BYTES
+                size = max(1, min(limit, PAGE_BYTES * len(items) // max(1, len(raw))))
+            del raw
+            for item in items:
                 item.setdefault("apiVersion", resource.api_version)
                 item.setdefault("kind", resource.kind)
                 yield item

@@ -430,9 +430,10 @@ class Repository:
 
     def read_stream(self, snapshot_id: str, name: str) -> Iterator[bytes]:
         """A named stream's bytes; an unknown snapshot or stream raises here, before any byte is read."""
-        from .restorer import Restorer
+        from .restorer import STREAM_CACHE_BYTES, STREAM_WINDOW_BYTES, Restorer
 
-        return Restorer(self).read_stream(snapshot_id, name)
+        return Restorer(self, window_bytes=STREAM_WINDOW_BYTES, cache_bytes=STREAM_CACHE_BYTES
+                        ).read_stream(snapshot_id, name)
 
     def restore_stream(self, snapshot_id: str, name: str, target: str | os.PathLike[str]) -> int:
         """Write a named stream to the file ``target`` (replaced only once complete); returns its size."""

@@ -57,6 +57,9 @@ MAX_GAP_BYTES = 256 * 1024
 #: recently fetched blobs kept for repeats (deduplicated content); the cache holds whole
 #: runs, so this is counted in runs of MAX_RUN_BYTES
 CACHE_BYTES = 32 * 1024 * 1024
+#: a named stream (manifests, reports) is read by a parser line by line: a small window is enough
+STREAM_WINDOW_BYTES = 8 * 1024 * 1024
+STREAM_CACHE_BYTES = 8 * 1024 * 1024
 #: fetch threads per repository worker: reads wait on storage, decoding releases the GIL
 THREADS_PER_WORKER = 2
 #: a run is fetched once this many chunks have followed its first one
@@ -154,9 +157,12 @@ _DIR, _DIR_DONE, _FILE, _CHUNK, _FILE_DONE, _LINK, _SPECIAL, _KEEP = range(8)
 
 
 class Restorer:
-    def __init__(self, repo: RestoreSource, *, progress: ProgressFn | None = None) -> None:
+    def __init__(self, repo: RestoreSource, *, progress: ProgressFn | None = None,
+                 window_bytes: int = WINDOW_BYTES, cache_bytes: int = CACHE_BYTES) -> None:
         self.repo = repo
         self.progress = progress
+        self.window_bytes = window_bytes
+        self.cache_bytes = cache_bytes
         self.is_root = hasattr(os, "geteuid") and os.geteuid() == 0
 
     # -- chunk prefetch --------------------------------------------------------------------
@@ -168,8 +174,8 @@ class Restorer:
         Consecutive chunks stored next to each other in a pack (the usual case: a
         backup writes a file's chunks, and small files, in order) are fetched with one
         ranged read; a chunk seen again recently (deduplicated content) reuses the
-        fetch. Fetched-but-unwritten plaintext stays below WINDOW_BYTES (plus one
-        open run and CACHE_BYTES of recent blobs), whatever the volume size.
+        fetch. Fetched-but-unwritten plaintext stays below ``window_bytes`` (plus one
+        open run and ``cache_bytes`` of recent blobs), whatever the volume size.
         """
         index = self.repo.index
         threads = max(2, self.repo.workers * THREADS_PER_WORKER)
@@ -234,7 +240,7 @@ class Restorer:
                                 if run.cache_refs == 0:
                                     cached += MAX_RUN_BYTES  # the run may still grow to this
                                 run.cache_refs += 1
-                                while cached > CACHE_BYTES and len(cache) > 1:
+                                while cached > self.cache_bytes and len(cache) > 1:
                                     _, old = cache.popitem(last=False)
                                     old.run.cache_refs -= 1
                                     if old.run.cache_refs == 0:
@@ -246,7 +252,7 @@ class Restorer:
                                 break
                             submit(first)
                     window.append((kind, a, b, handle, owner))
-                    while window and (inflight > WINDOW_BYTES or len(window) > MAX_EVENTS_AHEAD):
+                    while window and (inflight > self.window_bytes or len(window) > MAX_EVENTS_AHEAD):
                         yield pop()
                 for run in list(open_runs.values()):
                     submit(run)

@@ -62,6 +62,10 @@ T = TypeVar("T")
 _CRD_KIND = ("apiextensions.k8s.io", "CustomResourceDefinition")
 _TRANSIENT_RETRIES = (0.5, 1.0, 2.0)
 _MAX_REASON = 600
+#: objects of one priority entry sent at once (read from the spool a batch at a time)
+APPLY_BATCH = 256
+#: ... and at most this many bytes of manifests (as JSON), when their size is known (a spooled plan)
+APPLY_BATCH_BYTES = 4 * 2**20
 
 
 def served_by_cluster(cluster: Cluster, *, refresh: bool = False) -> dict[str, dict[str, list[str]]]:
@@ -112,11 +116,12 @@ def apply(
     return run.run()
 
 
-def not_attempted(plan: RestorePlan, reason: str) -> list[ObjectOutcome]:
-    """The outcomes of every object of ``plan`` when the restore stopped before it (``reason``: why)."""
+def not_attempted(plan: RestorePlan, reason: str, *, skip: Collection[str] = ()) -> list[ObjectOutcome]:
+    """The outcomes of every object of ``plan`` when the restore stopped before it (``reason``: why);
+    the phases named in ``skip`` (sent completely) are not read again."""
     text = _short(f"not attempted: the restore stopped ({reason})")
     return [ObjectOutcome.of(obj.ref, Action.NOT_ATTEMPTED, text, phase=phase.name, tier=obj.tier)
-            for phase in plan.phases for obj in phase.objects]
+            for phase in plan.phases if phase.name not in skip for obj in phase.objects]
 
 
 def held_back(phase: RestorePhase, volumes: Sequence[VolumeOutcome]) -> dict[ObjectRef, VolumeOutcome]:
@@ -179,6 +184,8 @@ class _Run:
         self.fresh_namespaces: frozenset[str] = frozenset()
         #: volume data restored so far (returned by the before_workloads hook)
         self.volumes: list[VolumeOutcome] = []
+        #: phases whose every object was sent (and has its outcome)
+        self.sent: set[str] = set()
 
     # ---- bookkeeping ----------------------------------------------------
     def _record(self, outcome: ObjectOutcome) -> None:
@@ -206,7 +213,7 @@ class _Run:
             if self.report.aborted is None:
                 self._phases()
         finally:
-            for outcome in not_attempted(self.plan, self.report.aborted or "unexpected error"):
+            for outcome in not_attempted(self.plan, self.report.aborted or "unexpected error", skip=self.sent):
                 if outcome.ref not in self.index:
                     self._record(outcome)
             for skipped in self.plan.skipped:
@@ -223,11 +230,7 @@ class _Run:
         return ObjectOutcome.of(ref, Action.EXCLUDED, reason)
 
     def _preflight(self) -> None:
-        wanted: dict[str, None] = {}
-        for phase in self.plan.phases:
-            for obj in phase.objects:
-                if obj.ref.namespace:
-                    wanted[obj.ref.namespace] = None
+        wanted = dict.fromkeys(self.plan.target_namespaces())
         for name in sorted(self.ctx.plan_namespaces):
             wanted[name] = None
         to_create: list[str] = []
@@ -298,6 +301,8 @@ class _Run:
             log.info("restore phase %s: %d object(s)%s", phase.name, len(phase.objects),
                      " (dry run)" if self.dry else "")
             self._apply_phase(phase, held)
+            if not held:
+                self.sent.add(phase.name)  # every object has its outcome: not read again at the end
             report.applied_at = _now()
             if not self.dry:
                 if phase.wait is Wait.CRDS_ESTABLISHED:
@@ -325,24 +330,31 @@ class _Run:
             self._gate_before_workloads()
 
     def _apply_phase(self, phase: RestorePhase, held: Collection[ObjectRef] = ()) -> None:
-        # objects of one priority entry are independent of each other; entries keep their order
-        groups: list[list[OrderedObject]] = []
-        for obj in phase.objects:
-            if obj.ref in held:
-                continue
-            if groups and groups[-1][0].match == obj.match:
-                groups[-1].append(obj)
-            else:
-                groups.append([obj])
-        for group in groups:
-            if len(group) == 1 or self.policy.workers == 1:
-                outcomes = [self._restore_one(obj, phase) for obj in group]
-            else:
-                with ThreadPoolExecutor(max_workers=min(self.policy.workers, len(group)),
-                                        thread_name_prefix="kubekeep-restore") as pool:
-                    outcomes = list(pool.map(lambda o: self._restore_one(o, phase), group))
-            for outcome in outcomes:
-                self._record(outcome)
+        # objects of one priority entry are independent of each other; entries keep their order. The phase
+        # is read (from a spooled plan) and sent a batch at a time: never every object of a big phase at once
+        workers = max(1, self.policy.workers)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kubekeep-restore") as pool:
+            batch: list[OrderedObject] = []
+            size = 0
+            for obj in phase.objects:
+                if obj.ref in held:
+                    continue
+                if batch and (batch[0].match != obj.match or len(batch) >= APPLY_BATCH
+                              or size + obj.size > APPLY_BATCH_BYTES):
+                    self._apply_batch(batch, phase, pool)
+                    batch, size = [], 0
+                batch.append(obj)
+                size += obj.size
+            if batch:
+                self._apply_batch(batch, phase, pool)
+
+    def _apply_batch(self, batch: list[OrderedObject], phase: RestorePhase, pool: ThreadPoolExecutor) -> None:
+        if len(batch) == 1 or self.policy.workers == 1:
+            outcomes = [self._restore_one(obj, phase) for obj in batch]
+        else:
+            outcomes = list(pool.map(lambda o: self._restore_one(o, phase), batch))
+        for outcome in outcomes:
+            self._record(outcome)
 
     # ---- one object -------------------------------------------------------
     def _restore_one(self, obj: OrderedObject, phase: RestorePhase) -> ObjectOutcome:

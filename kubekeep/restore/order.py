@@ -22,7 +22,7 @@ namespace, or ``namespace/Kind/name``. Cycles and unknown references are errors.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -131,12 +131,15 @@ class OrderedObject:
     tier: int | None = None
     #: what the plan wants the report to say about this object (e.g. status not restored)
     notes: tuple[str, ...] = ()
+    #: bytes of the manifest as JSON, when known (a spooled plan): what apply's batches count
+    size: int = 0
 
 
 @dataclass(frozen=True)
 class RestorePhase:
     name: str
-    objects: tuple[OrderedObject, ...]
+    #: a tuple, or the phase's objects read back one by one from a spooled plan
+    objects: Sequence[OrderedObject]
     wait: Wait
     tier: int | None = None
 
@@ -257,6 +260,85 @@ def _is_custom(group: str, crd_groups: set[str]) -> bool:
     return group in crd_groups or group not in BUILTIN_GROUPS
 
 
+class EntryClassifier:
+    """Which priority entry places an object, and how objects of one entry are sorted."""
+
+    def __init__(self, priorities: Sequence[PriorityEntry], crd_groups: Collection[str] = ()) -> None:
+        self.priorities = priorities
+        self.rest_index = _check_priorities(priorities)
+        self.crd_groups = set(crd_groups)
+        self._kind_entries = [(i, e.match) for i, e in enumerate(priorities) if not e.match.startswith("*")]
+        self._group_entries = [(i, e.match) for i, e in enumerate(priorities) if e.match.startswith("*.")]
+
+    def entry(self, ref: ObjectRef) -> int:
+        group, kind = _GROUP_ALIASES.get(ref.group, ref.group), ref.kind
+        index = next((i for i, match in self._kind_entries if _entry_matches(match, group, kind)), None)
+        if index is None:
+            index = next((i for i, match in self._group_entries if _entry_matches(match, group, kind)),
+                         self.rest_index)
+        return index
+
+    def custom(self, ref: ObjectRef) -> bool:
+        return _is_custom(ref.group, self.crd_groups)
+
+    def sort_key(self, index: int) -> Any:
+        if index == self.rest_index:
+            return lambda item: (self.custom(item[1]), item[1].group, item[1].kind, item[1].namespace,
+                                 item[1].name)
+        return lambda item: (item[1].namespace, item[1].name, item[1].kind)
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """Consecutive priority entries (those with objects) that form one phase, or - ``tiered`` - a run of
+    workload entries that readiness tiers split into phases."""
+
+    entries: tuple[int, ...]
+    label: str
+    wait: Wait
+    tiered: bool = False
+
+
+def phase_spans(priorities: Sequence[PriorityEntry], present: Collection[int]) -> list[PhaseSpan]:
+    """Where phases begin and end, given the entries that have objects: a phase ends after an entry that
+    waits (CRDs), and before and after each run of tiered entries."""
+    spans: list[PhaseSpan] = []
+    pending: list[int] = []
+
+    def flush(wait: Wait, label: str) -> None:
+        if pending:
+            spans.append(PhaseSpan(tuple(pending), label, wait))
+            pending.clear()
+
+    index = 0
+    while index < len(priorities):
+        entry = priorities[index]
+        if entry.tiered:
+            run_end = index
+            while run_end < len(priorities) and priorities[run_end].tiered:
+                run_end += 1
+            run = tuple(i for i in range(index, run_end) if i in present)
+            if run:
+                flush(Wait.NONE, "resources")
+                spans.append(PhaseSpan(run, "tier", Wait.READY, tiered=True))
+            index = run_end
+            continue
+        if index in present:
+            pending.append(index)
+            if entry.wait is not Wait.NONE:
+                flush(entry.wait, "crds" if entry.wait is Wait.CRDS_ESTABLISHED else entry.match.split(".")[0].lower())
+        index += 1
+    flush(Wait.NONE, "resources")
+    return spans
+
+
+def crd_groups_of(manifests: Iterable[Manifest]) -> set[str]:
+    """API groups of the CustomResourceDefinitions among ``manifests``."""
+    return {str(m.get("spec", {}).get("group", "")) for m in manifests
+            if m.get("kind") == "CustomResourceDefinition"
+            and str(m.get("apiVersion", "")).startswith("apiextensions.k8s.io/")}
+
+
 def order_manifests(
     manifests: Iterable[Manifest],
     *,
@@ -269,68 +351,26 @@ def order_manifests(
     ``*`` are sorted built-in kinds first, custom resources last. Empty phases
     are left out. The input manifests are not copied or changed.
     """
-    rest_index = _check_priorities(priorities)
     items = [(m, ref_of(m)) for m in manifests]
-    crd_groups = {
-        str(m.get("spec", {}).get("group", ""))
-        for m, ref in items
-        if ref.kind == "CustomResourceDefinition" and ref.group == "apiextensions.k8s.io"
-    }
-    kind_entries = [(i, e.match) for i, e in enumerate(priorities) if not e.match.startswith("*")]
-    group_entries = [(i, e.match) for i, e in enumerate(priorities) if e.match.startswith("*.")]
+    classifier = EntryClassifier(priorities, crd_groups_of(m for m, _ in items))
     buckets: list[list[tuple[Manifest, ObjectRef]]] = [[] for _ in priorities]
     for m, ref in items:
-        group, kind = _GROUP_ALIASES.get(ref.group, ref.group), ref.kind
-        index = next((i for i, match in kind_entries if _entry_matches(match, group, kind)), None)
-        if index is None:
-            index = next((i for i, match in group_entries if _entry_matches(match, group, kind)), rest_index)
-        buckets[index].append((m, ref))
-
-    def sort_key(index: int) -> Any:
-        if index == rest_index:
-            return lambda item: (_is_custom(item[1].group, crd_groups), item[1].group, item[1].kind,
-                                 item[1].namespace, item[1].name)
-        return lambda item: (item[1].namespace, item[1].name, item[1].kind)
-
+        buckets[classifier.entry(ref)].append((m, ref))
+    for index, bucket in enumerate(buckets):
+        bucket.sort(key=classifier.sort_key(index))
     phases: list[RestorePhase] = []
-    pending: list[OrderedObject] = []
-
-    def flush(wait: Wait, label: str) -> None:
-        if pending:
-            phases.append(RestorePhase(f"{len(phases):02d}-{label}", tuple(pending), wait))
-            pending.clear()
-
-    index = 0
-    while index < len(priorities):
-        entry = priorities[index]
-        if entry.tiered:
-            run_end = index
-            while run_end < len(priorities) and priorities[run_end].tiered:
-                run_end += 1
-            workloads = [
-                (entry_index, m, ref)
-                for entry_index in range(index, run_end)
-                for m, ref in sorted(buckets[entry_index], key=sort_key(entry_index))
-            ]
-            if workloads:
-                flush(Wait.NONE, "resources")
-                tiers = compute_tiers([m for _, m, _ in workloads], tier_policy)
-                for tier in sorted(set(tiers.values())):
-                    objects = tuple(
-                        OrderedObject(m, ref, priorities[ei].match, priorities[ei].reason, tier)
-                        for ei, m, ref in workloads
-                        if tiers[ref] == tier
-                    )
-                    phases.append(RestorePhase(f"{len(phases):02d}-tier-{tier}", objects, Wait.READY, tier))
-            index = run_end
+    for span in phase_spans(priorities, {i for i, b in enumerate(buckets) if b}):
+        if not span.tiered:
+            objects = tuple(OrderedObject(m, ref, priorities[i].match, priorities[i].reason)
+                            for i in span.entries for m, ref in buckets[i])
+            phases.append(RestorePhase(f"{len(phases):02d}-{span.label}", objects, span.wait))
             continue
-        bucket = sorted(buckets[index], key=sort_key(index))
-        pending.extend(OrderedObject(m, ref, entry.match, entry.reason) for m, ref in bucket)
-        if bucket and entry.wait is not Wait.NONE:
-            label = "crds" if entry.wait is Wait.CRDS_ESTABLISHED else entry.match.split(".")[0].lower()
-            flush(entry.wait, label)
-        index += 1
-    flush(Wait.NONE, "resources")
+        workloads = [(i, m, ref) for i in span.entries for m, ref in buckets[i]]
+        tiers = compute_tiers([m for _, m, _ in workloads], tier_policy)
+        for tier in sorted(set(tiers.values())):
+            objects = tuple(OrderedObject(m, ref, priorities[i].match, priorities[i].reason, tier)
+                            for i, m, ref in workloads if tiers[ref] == tier)
+            phases.append(RestorePhase(f"{len(phases):02d}-tier-{tier}", objects, Wait.READY, tier))
     return phases
 
 

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -48,9 +48,26 @@ class PlanOptions:
 @dataclass(frozen=True)
 class RestorePlan:
     phases: list[RestorePhase]
-    #: left out, with the reason (owned by a restored owner, event, not convertible)
-    skipped: list[SkippedObject]
-    converted: list[ConversionResult]
+    #: left out, with the reason (owned by a restored owner, event, not convertible); a list, or read back
+    #: one by one from a spooled plan
+    skipped: Sequence[SkippedObject]
+    converted: Sequence[ConversionResult]
+    #: target namespaces of the plan's objects, in plan order (None: found by iterating the phases)
+    namespaces: Sequence[str] | None = None
+    #: the plan's cluster-scoped manifests (None: found by iterating the phases)
+    cluster_scoped: Sequence[Manifest] | None = None
+
+    def target_namespaces(self) -> list[str]:
+        """The namespaces the plan's objects go to, each once, in plan order."""
+        if self.namespaces is not None:
+            return list(self.namespaces)
+        return list(dict.fromkeys(o.ref.namespace for p in self.phases for o in p.objects if o.ref.namespace))
+
+    def cluster_manifests(self) -> Iterable[Manifest]:
+        """The plan's cluster-scoped manifests (CRDs, StorageClasses, Namespaces, ...)."""
+        if self.cluster_scoped is not None:
+            return self.cluster_scoped
+        return (o.manifest for p in self.phases for o in p.objects if not o.ref.namespace)
 
     @property
     def object_count(self) -> int:
@@ -86,7 +103,7 @@ def _status_note(original: Manifest, sanitized: Manifest) -> str | None:
 
 
 def _with_notes(obj: OrderedObject) -> OrderedObject:
-    notes = obj.manifest.pop(_NOTES_KEY, None)
+    notes = take_notes(obj.manifest)
     return replace(obj, notes=(*obj.notes, *notes)) if notes else obj
 
 
@@ -99,6 +116,54 @@ def _merge_served(served: ServedVersions, extra: dict[str, dict[str, list[str]]]
     return merged
 
 
+@dataclass(frozen=True)
+class PreparedManifests:
+    """Manifests ready to order: owners left out, sanitized, converted, transformed (notes attached)."""
+
+    manifests: list[Manifest]
+    skipped: list[SkippedObject]
+    converted: list[ConversionResult]
+
+
+def prepare_manifests(
+    manifests: Iterable[Manifest],
+    *,
+    served: ServedVersions | None = None,
+    options: PlanOptions | None = None,
+    restored_pvs: Collection[str] | None = None,
+    served_by_plan: dict[str, dict[str, list[str]]] | None = None,
+) -> PreparedManifests:
+    """Stages 1-4 of :func:`plan_restore` for one set of manifests (the whole restore, or one namespace of
+    it: then ``restored_pvs`` and ``served_by_plan`` - the PVs and the CRDs' kinds of the whole restore -
+    say what the other namespaces hold)."""
+    options = options or PlanOptions()
+    items = list(manifests)
+    for m in items:
+        ref_of(m)  # every manifest is well-formed before anything else runs
+    owned = filter_owned(items, include_owned=options.include_owned, include_events=options.include_events,
+                         rules=options.recreated_by)
+    skipped = list(owned.skipped)
+    sanitized = sanitize_manifests(owned.restore, options.sanitize, restored_pvs=restored_pvs)
+    for original, clean in zip(owned.restore, sanitized, strict=True):
+        note = _status_note(original, clean)
+        if note:  # travels with the manifest through conversion and transforms; removed by take_notes
+            clean[_NOTES_KEY] = [note]
+    converted: list[ConversionResult] = []
+    if served is not None:
+        crds = served_by_plan if served_by_plan is not None else served_by_crds(sanitized)
+        report = convert_manifests(sanitized, _merge_served(served, crds),
+                                   assume_compatible_versions=options.assume_compatible_versions)
+        sanitized = report.manifests
+        converted = report.converted
+        skipped.extend(SkippedObject(r.ref, r.decision.reason) for r in report.not_convertible)
+    return PreparedManifests(options.transforms.apply(sanitized), skipped, converted)
+
+
+def take_notes(manifest: Manifest) -> tuple[str, ...]:
+    """Remove and return what the plan wants the report to say about ``manifest``."""
+    return tuple(manifest.pop(_NOTES_KEY, None) or ())
+
+
 def plan_restore(
     manifests: Iterable[Manifest],
     *,
@@ -109,29 +174,11 @@ def plan_restore(
 
     ``served=None`` skips the version check (the target is unknown, e.g. an
     offline dry run). Raises :class:`~kubekeep.restore.errors.RestorePlanError`
-    subclasses for bad specs, tier cycles and failed transforms.
+    subclasses for bad specs, tier cycles and failed transforms. A plan that must not hold every
+    manifest at once is spooled namespace by namespace (:func:`kubekeep.restore.spool.spool_plan`).
     """
     options = options or PlanOptions()
-    items = list(manifests)
-    for m in items:
-        ref_of(m)  # every manifest is well-formed before anything else runs
-    owned = filter_owned(items, include_owned=options.include_owned, include_events=options.include_events,
-                         rules=options.recreated_by)
-    skipped = list(owned.skipped)
-    sanitized = sanitize_manifests(owned.restore, options.sanitize)
-    for original, clean in zip(owned.restore, sanitized, strict=True):
-        note = _status_note(original, clean)
-        if note:  # travels with the manifest through conversion and transforms; removed below
-            clean[_NOTES_KEY] = [note]
-    converted: list[ConversionResult] = []
-    if served is not None:
-        report = convert_manifests(sanitized, _merge_served(served, served_by_crds(sanitized)),
-                                   assume_compatible_versions=options.assume_compatible_versions)
-        sanitized = report.manifests
-        converted = report.converted
-        skipped.extend(SkippedObject(r.ref, r.decision.reason) for r in report.not_convertible)
-    transformed = options.transforms.apply(sanitized)
-    phases = order_manifests(transformed, priorities=options.priorities, tier_policy=options.tier_policy)
+    prepared = prepare_manifests(manifests, served=served, options=options)
+    phases = order_manifests(prepared.manifests, priorities=options.priorities, tier_policy=options.tier_policy)
     phases = [replace(phase, objects=tuple(_with_notes(o) for o in phase.objects)) for phase in phases]
-    return RestorePlan(phases, skipped, converted)
-
+    return RestorePlan(phases, prepared.skipped, prepared.converted)

@@ -38,16 +38,37 @@ def record_restore(repo: Repository, report: RestoreReport, *, restore_id: str, 
 
     ``downtime``: the measured downtime when the restore was a migration's cutover.
     """
-    doc: dict[str, Any] = {"format": FORMAT, "restore_id": restore_id, "restore_point_id": restore_point_id,
-                           "target_namespaces": list(target_namespaces), "report": report.to_dict()}
+    head: dict[str, Any] = {"format": FORMAT, "restore_id": restore_id, "restore_point_id": restore_point_id,
+                            "target_namespaces": list(target_namespaces)}
     if downtime is not None:
-        doc["downtime"] = downtime.to_dict()
-    repo.backup(streams={RESTORE_REPORT_STREAM: [json.dumps(doc, sort_keys=True).encode()]},
+        head["downtime"] = downtime.to_dict()
+    repo.backup(streams={RESTORE_REPORT_STREAM: _batched(_document(head, report))},
                 tags=[RESTORE_TAG], metadata={"restore": restore_id, "restore_point": restore_point_id},
                 retention=retention)
     record = replace(catalog_record(report, restore_id=restore_id, restore_point_id=restore_point_id,
                                     target_namespaces=target_namespaces), downtime=downtime)
     return Catalog(repo.storage, codec=repo.catalog_codec()).add_restore(record)
+
+
+def _document(head: dict[str, Any], report: RestoreReport) -> Iterator[str]:
+    """``{**head, "report": report}`` as JSON, piece by piece."""
+    yield json.dumps(head, sort_keys=True)[:-1] + ', "report": '
+    yield from report.json_chunks()
+    yield "}"
+
+
+def _batched(pieces: Iterator[str], size: int = 1 << 20) -> Iterator[bytes]:
+    """Pieces of text joined into writes of about ``size`` bytes."""
+    buf: list[str] = []
+    held = 0
+    for piece in pieces:
+        buf.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield "".join(buf).encode()
+            buf, held = [], 0
+    if buf:
+        yield "".join(buf).encode()
 
 
 def restore_records(repo: Repository) -> Iterator[RestoreRecord]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -76,7 +76,7 @@ def _parse_ts(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per object of a restore: kept small
 class ObjectOutcome:
     group: str
     version: str
@@ -315,15 +315,26 @@ class RestoreReport:
         return "\n".join(out) + "\n"
 
     # ---- serialisation --------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return {"dry_run": self.dry_run, "status": self.status, "failed": self.failed, "policy": self.policy,
+    def to_dict(self, *, outcomes: bool = True) -> dict[str, Any]:
+        data = {"dry_run": self.dry_run, "status": self.status, "failed": self.failed, "policy": self.policy,
                 "cluster": self.cluster, "counts": self.counts, "aborted": self.aborted,
                 "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
-                "phases": [p.to_dict() for p in self.phases], "outcomes": [o.to_dict() for o in self.outcomes],
-                "volumes": [v.to_dict() for v in self.volumes]}
+                "phases": [p.to_dict() for p in self.phases], "volumes": [v.to_dict() for v in self.volumes]}
+        if outcomes:
+            data["outcomes"] = [o.to_dict() for o in self.outcomes]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def json_chunks(self) -> Iterator[str]:
+        """:meth:`to_json`'s document piece by piece (one outcome at a time): a report of 100,000 objects
+        is written without building its whole dict and string first."""
+        head = self.to_dict(outcomes=False)
+        yield json.dumps(head, sort_keys=True)[:-1] + ', "outcomes": ['
+        for i, outcome in enumerate(self.outcomes):
+            yield ("," if i else "") + json.dumps(outcome.to_dict(), sort_keys=True)
+        yield "]}"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RestoreReport:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -68,18 +68,25 @@ class SanitizeOptions:
     keep_status: frozenset[str] = frozenset()
 
 
-def sanitize_manifests(
-    manifests: Iterable[Manifest], options: SanitizeOptions | None = None
-) -> list[Manifest]:
-    """Sanitize a whole restore set (PVC handling depends on which PVs are in it)."""
-    options = options or SanitizeOptions()
-    items = list(manifests)
-    restored_pvs = {
+def restored_pv_names(manifests: Iterable[Manifest]) -> set[str]:
+    """Names of the PersistentVolumes among ``manifests`` (what PVC handling depends on)."""
+    return {
         str(dig(m, "metadata", "name"))
-        for m in items
+        for m in manifests
         if m.get("kind") == "PersistentVolume" and split_api_version(str(m.get("apiVersion", "")))[0] == ""
     }
-    return [sanitize_manifest(m, options, restored_pvs=restored_pvs) for m in items]
+
+
+def sanitize_manifests(
+    manifests: Iterable[Manifest], options: SanitizeOptions | None = None, *,
+    restored_pvs: Collection[str] | None = None,
+) -> list[Manifest]:
+    """Sanitize a whole restore set (PVC handling depends on which PVs are in it: ``restored_pvs``, by
+    default the PVs among ``manifests``; a plan made namespace by namespace passes the whole set's)."""
+    options = options or SanitizeOptions()
+    items = list(manifests)
+    pvs = set(restored_pvs) if restored_pvs is not None else restored_pv_names(items)
+    return [sanitize_manifest(m, options, restored_pvs=pvs) for m in items]
 
 
 def sanitize_manifest(

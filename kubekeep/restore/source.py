@@ -7,7 +7,7 @@ type that says which objects a transform touches.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 from kubekeep.manifest import Manifest, dig
@@ -47,7 +47,8 @@ PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 
 def drop_reprovisioned_volumes(manifests: list[dict[str, Any]], claims_with_data: set[tuple[str, str]]
                                ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Leave out dynamically provisioned PVs whose claim's data the restore point holds.
+    """Leave out dynamically provisioned PVs whose claim's data the restore point holds
+    (:func:`keep_provisioned` on a list).
 
     Their claim gets a fresh volume from its StorageClass's provisioner on the
     target and Kubekeep fills it from the snapshot; restoring the old PV object
@@ -55,7 +56,19 @@ def drop_reprovisioned_volumes(manifests: list[dict[str, Any]], claims_with_data
     original claim (a copy into another namespace). Statically provisioned PVs
     (NFS exports, pre-created local volumes) are kept: they name real storage.
     """
-    kept, skipped = [], []
+    skipped: list[str] = []
+    kept = list(keep_provisioned(manifests, claims_with_data, skipped))
+    return kept, skipped
+
+
+def keep_provisioned(manifests: Iterable[dict[str, Any]], claims_with_data: Collection[tuple[str, str]],
+                     skipped: list[str]) -> Iterator[dict[str, Any]]:
+    """The manifests, as a stream, without the dynamically provisioned PVs whose claim's data the restore
+    point holds; why each was left out is appended to ``skipped``.
+
+    Their claim gets a fresh volume from its StorageClass's provisioner on the target and Kubekeep fills it
+    from the snapshot (see :func:`drop_reprovisioned_volumes`).
+    """
     for m in manifests:
         if m.get("kind") == "PersistentVolume" and m.get("apiVersion") == "v1":
             annotations = (m.get("metadata") or {}).get("annotations") or {}
@@ -65,5 +78,4 @@ def drop_reprovisioned_volumes(manifests: list[dict[str, Any]], claims_with_data
                                f"{claim.get('namespace')}/{claim.get('name')} gets a new volume filled from the "
                                "snapshot")
                 continue
-        kept.append(m)
-    return kept, skipped
+        yield m

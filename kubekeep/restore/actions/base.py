@@ -114,8 +114,7 @@ class RestoreContext:
         self._resources: dict[tuple[str, str, str], ApiResource] | None = None
         self._storage_classes: dict[str, JSON] | None = None
         self._node_ports: dict[int, str] | None = None
-        manifests = [o.manifest for p in plan.phases for o in p.objects]
-        self.plan_refs = {o.ref for p in plan.phases for o in p.objects}
+        manifests = list(plan.cluster_manifests())  # CRDs, StorageClasses, Namespaces: never every object
         #: (group, kind) of custom resources whose CRD is part of this restore
         self.plan_crd_kinds = {(str(dig(m, "spec", "group")), str(dig(m, "spec", "names", "kind")))
                                for m in manifests if m.get("kind") == "CustomResourceDefinition"

@@ -121,3 +121,10 @@ def test_policy_round_trip_and_errors() -> None:
         RestorePolicy.from_dict({"existing": "replace"})
     with pytest.raises(PolicyError, match="ready_timeout must be a positive number"):
         RestorePolicy.from_dict({"ready_timeout": 0})
+
+
+def test_json_written_piece_by_piece_is_the_same_document() -> None:
+    for outcomes in ((), (ObjectOutcome.of(CM, Action.UPDATED, "ssa", changes=("data.a",)),
+                          ObjectOutcome.of(WEB, Action.FAILED, "boom", phase="01-tier-0", tier=0))):
+        report = _report(*outcomes)
+        assert json.loads("".join(report.json_chunks())) == json.loads(report.to_json())
