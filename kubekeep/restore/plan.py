@@ -6,7 +6,8 @@
 2. sanitize  - strip server-populated fields
 3. versions  - convert to versions the target serves (CRDs restored in the same
                run count as served: they are created and re-discovered first)
-4. transforms - the run's transform chain (patches see the converted shape)
+4. transforms - the run's transform chain (patches see the converted shape; ``drop`` steps
+               leave objects out, listed in ``skipped`` with their reason)
 5. order     - priority list and readiness tiers -> phases
 """
 
@@ -129,7 +130,9 @@ def plan_restore(
         sanitized = report.manifests
         converted = report.converted
         skipped.extend(SkippedObject(r.ref, r.decision.reason) for r in report.not_convertible)
-    transformed = options.transforms.apply(sanitized)
+    result = options.transforms.apply_with_drops(sanitized)
+    transformed = result.manifests
+    skipped.extend(SkippedObject(d.ref, d.describe()) for d in result.dropped)
     phases = order_manifests(transformed, priorities=options.priorities, tier_policy=options.tier_policy)
     phases = [replace(phase, objects=tuple(_with_notes(o) for o in phase.objects)) for phase in phases]
     return RestorePlan(phases, skipped, converted)
