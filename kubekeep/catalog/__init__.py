@@ -3,16 +3,24 @@
 from .query import (
     DEFAULT_STATUSES,
     RESTORE_DETAIL_COLUMNS,
+    VERIFICATION_DETAIL_COLUMNS,
     ObjectOccurrence,
+    VerificationStats,
     get_restore,
+    get_verification,
     latest_restore_point,
     list_restore_points,
     list_restore_points_table,
     list_restores,
+    list_verifications,
+    newest_verified_point,
+    percentile,
     restore_points_before,
     restore_points_containing,
     restore_points_containing_table,
     restore_points_filter,
+    verification_stats,
+    verified_points,
 )
 from .rebuild import RebuildResult, RestorePointSummary, catalog_ids, rebuild_catalog
 from .records import (
@@ -21,6 +29,7 @@ from .records import (
     RestorePointObject,
     RestorePointVolume,
     RestoreRecord,
+    VerificationRecord,
 )
 from .schema import (
     SCHEMA_VERSION,
@@ -28,6 +37,7 @@ from .schema import (
     RestorePointStatus,
     RestoreStatus,
     TableName,
+    VerificationResult,
     VolumeMethod,
 )
 from .store import (
@@ -40,6 +50,16 @@ from .store import (
 )
 
 __all__ = [
+    "VERIFICATION_DETAIL_COLUMNS",
+    "VerificationRecord",
+    "VerificationResult",
+    "VerificationStats",
+    "get_verification",
+    "list_verifications",
+    "newest_verified_point",
+    "percentile",
+    "verification_stats",
+    "verified_points",
     "CATALOG_PREFIX",
     "DEFAULT_STATUSES",
     "RESTORE_DETAIL_COLUMNS",
