@@ -41,7 +41,8 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 def _extra_objects(ns: str) -> list[dict]:  # type: ignore[type-arg]
     return [
-        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web", "namespace": ns},
+        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+         "metadata": {"name": "web", "namespace": ns},
          "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 5}},
         {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": ns},
          "spec": {"rules": [{"host": "shop.example.com"}]}},
@@ -50,7 +51,8 @@ def _extra_objects(ns: str) -> list[dict]:  # type: ignore[type-arg]
         {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "report", "namespace": ns},
          "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb", "namespace": ns},
-         "spec": {"type": "LoadBalancer", "externalIPs": ["198.51.100.7"], "ports": [{"port": 443, "nodePort": 31443}]}},
+         "spec": {"type": "LoadBalancer", "externalIPs": ["198.51.100.7"],
+                  "ports": [{"port": 443, "nodePort": 31443}]}},
         {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "nfs-data"},
          "spec": {"nfs": {"server": "nfs.example.com", "path": "/exports/shop"},
                   "claimRef": {"namespace": ns, "name": "static"}}},
