@@ -116,3 +116,21 @@ def test_annotation_on_the_namespace_names_its_namespace() -> None:
         "verify.kubekeep.io/check.any": '{"type": "exec", "pod_selector": "app=db", "command": ["true"]}'}}}
     checks, errors = checks_from_annotations([ns])
     assert not errors and checks[0].namespace == "shop"
+
+
+def test_the_examples_in_docs_verify_parse() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "verify.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)]
+    policy = VerificationPolicy.from_data(next(b for b in blocks if "checks" in b))
+    assert [c.name for c in policy.checks] == ["db-ready", "home-page"] and policy.isolation.max_replicas == 1
+    annotated = next(b for b in blocks if "metadata" in b)
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "shop", **annotated["metadata"]},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}}}
+    checks, errors = checks_from_annotations([manifest])
+    assert not errors and [c.name for c in checks] == ["db-ready", "home-page"]
