@@ -381,3 +381,73 @@ def test_a_sandbox_that_outlives_its_lifetime_is_removed(cluster: Cluster) -> No
         assert len(removed) == 1 and "lifetime ended" in removed[0].why and removed[0].complete
     finally:
         teardown(cluster, sandbox.run_id, wait=False)
+
+
+def test_teardown_keeps_a_crd_the_sandbox_made_while_others_use_it(cluster: Cluster) -> None:
+    sandbox = Sandbox.plan(["shop"], "rp-crd")
+    group = f"v{uuid.uuid4().hex[:6]}.example.com"
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": f"gadgets.{group}", "labels": {SANDBOX_LABEL: sandbox.run_id}},
+           "spec": {"group": group, "scope": "Namespaced",
+                    "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    outside = f"kk-out-{uuid.uuid4().hex[:6]}"
+    create_sandbox(cluster, sandbox)
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": outside}})
+    cluster.create(crd)
+    try:
+        cluster.wait_for("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"gadgets.{group}",
+                         lambda o: bool(o and any(c["type"] == "Established" and c["status"] == "True"
+                                                  for c in (o.get("status") or {}).get("conditions") or ())),
+                         timeout=30)
+        cluster.resources(refresh=True)
+        cluster.create({"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g", "namespace": outside}})
+        result = teardown(cluster, sandbox.run_id, timeout=60)
+        assert result.left == [f"CustomResourceDefinition gadgets.{group} kept: Gadget {outside}/g outside the "
+                               "sandbox uses it"]
+        assert cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"gadgets.{group}")
+        cluster.delete(f"{group}/v1", "Gadget", "g", outside)
+        cluster.wait_for(f"{group}/v1", "Gadget", "g", lambda o: o is None, namespace=outside, timeout=30)
+        again = teardown(cluster, sandbox.run_id, timeout=60)
+        assert again.complete and again.cluster_objects == [f"CustomResourceDefinition gadgets.{group}"]
+    finally:
+        cluster.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"gadgets.{group}")
+        cluster.delete("v1", "Namespace", outside)
+        teardown(cluster, sandbox.run_id, wait=False)
+
+
+def test_workloads_not_ready_and_container_choice(cluster: Cluster) -> None:
+    from kubekeep.restore.manifest import ObjectRef
+
+    sandbox = Sandbox.plan(["shop"], "rp-ready")
+    ns = sandbox.namespaces["shop"]
+    create_sandbox(cluster, sandbox)
+    try:
+        pod_spec = {"containers": [{"name": "sidecar", "image": "x"}, {"name": "app", "image": "y"}]}
+        cluster.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck", "namespace": ns},
+                        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "stuck"}},
+                                 "template": {"metadata": {"labels": {"app": "stuck"}}, "spec": {
+                                     **pod_spec, "nodeSelector": {"kubekeep.io/no-such-node": "true"}}}}})
+        cluster.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "two", "namespace": ns, "labels": {"app": "two"},
+            "annotations": {"kubectl.kubernetes.io/default-container": "app"}}, "spec": pod_spec})
+        cluster.wait_for("v1", "Pod", "two", lambda o: bool(o and (o.get("status") or {}).get("phase") == "Running"),
+                         namespace=ns, timeout=60)
+        refs = [ObjectRef("apps", "Deployment", ns, "stuck", "v1"), ObjectRef("", "Pod", ns, "two", "v1"),
+                ObjectRef("", "ConfigMap", ns, "not-a-workload", "v1")]
+        result = workloads_ready(cluster, refs, timeout=3)
+        assert not result.passed and "Deployment.apps" in result.reason and "stuck" in result.reason, result
+        assert "0/1 available" in result.output_tail
+        echo = ExecCheck(name="which", pod_selector="app=two", command=["sh", "-c", "echo hi"])
+        ran = run_user_check(cluster, echo, sandbox.namespaces)
+        assert ran.passed and f"in {ns}/two (app)" in ran.reason, ran
+        side = run_user_check(cluster, echo.model_copy(update={"container": "sidecar"}), sandbox.namespaces)
+        assert side.passed and "(sidecar)" in side.reason
+        none = run_user_check(cluster, echo.model_copy(update={"container": "nope", "timeout_seconds": 1}),
+                              sandbox.namespaces)
+        assert not none.passed and "has no container 'nope'" in none.reason
+        wrong_ns = run_user_check(cluster, echo.model_copy(update={"namespace": "elsewhere"}), sandbox.namespaces)
+        assert not wrong_ns.passed and wrong_ns.attempts == 0 and "is not one of the app's (shop)" in wrong_ns.reason
+    finally:
+        teardown(cluster, sandbox.run_id, wait=False)
