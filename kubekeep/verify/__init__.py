@@ -14,6 +14,7 @@ Prefect-free core of ``flows/verify.py`` (docs/verify.md):
 from .annotations import CHECK_ANNOTATION_PREFIX, checks_from_annotations
 from .checks import (
     ExpectedObjects,
+    expected_from_report,
     expected_objects,
     objects_present,
     restore_check,
@@ -81,6 +82,7 @@ __all__ = [
     "cleanup_abandoned",
     "create_sandbox",
     "decide",
+    "expected_from_report",
     "expected_objects",
     "find_sandboxes",
     "isolation_chain",

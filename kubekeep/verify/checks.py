@@ -94,6 +94,16 @@ def expected_objects(planned: Iterable[ObjectRef], left_out: Iterable[Mapping[st
     return out
 
 
+def expected_from_report(report: RestoreReport, namespace_map: Mapping[str, str]) -> ExpectedObjects:
+    """:func:`expected_objects` from a restore report alone: its outcomes name every object of the restore
+    point (those the plan left out first, with their source namespaces; the others where the restore put
+    them)."""
+    left_out = {"excluded", "not-convertible"}
+    planned = [o.ref for o in report.outcomes if o.action.value not in left_out]
+    return expected_objects(planned, [o.to_dict() for o in report.outcomes if o.action.value in left_out],
+                            namespace_map)
+
+
 def _names_present(cluster: Cluster, group: str, version: str, kind: str, namespace: str,
                    names: Sequence[str]) -> tuple[set[str], str | None]:
     """Which of ``names`` exist; and why none could be looked at (kind not served)."""

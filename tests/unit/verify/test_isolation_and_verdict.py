@@ -241,3 +241,23 @@ def test_when_a_sandbox_is_abandoned() -> None:
     assert "no heartbeat" in str(no_lease.abandoned(T0 + timedelta(seconds=61), owner_alive=unknown))
     assert "no owner" in str(_state(renewed_at=None, lease_seconds=None, expires_at=None, owner=None,
                                     created_at=None).abandoned(soon, owner_alive=unknown))
+
+
+def test_expected_objects_from_a_restore_report() -> None:
+    from kubekeep.restore.report import Action, ObjectOutcome, RestoreReport
+    from kubekeep.verify import expected_from_report
+
+    report = RestoreReport(dry_run=False, outcomes=[
+        ObjectOutcome("autoscaling", "v2", "HorizontalPodAutoscaler", "shop", "web", Action.EXCLUDED,
+                      "left out by transforms[2] (drop): no autoscaling"),
+        ObjectOutcome("example.com", "v9", "Gadget", "shop", "g", Action.NOT_CONVERTIBLE, "not served"),
+        ObjectOutcome("", "v1", "ConfigMap", "kkv-1-shop", "cfg", Action.CREATED),
+        ObjectOutcome("", "v1", "ConfigMap", "kkv-1-shop", "kube-root-ca.crt", Action.SKIPPED, "exists"),
+        ObjectOutcome("apps", "v1", "Deployment", "kkv-1-shop", "web", Action.NOT_ATTEMPTED, "restore stopped"),
+    ])
+    expected = expected_from_report(report, {"shop": "kkv-1-shop"})
+    assert expected.refs == [ObjectRef("", "ConfigMap", "kkv-1-shop", "cfg", "v1"),
+                             ObjectRef("", "ConfigMap", "kkv-1-shop", "kube-root-ca.crt", "v1"),
+                             ObjectRef("apps", "Deployment", "kkv-1-shop", "web", "v1"),
+                             ObjectRef("example.com", "Gadget", "kkv-1-shop", "g", "v9")]
+    assert expected.left_out == {"HorizontalPodAutoscaler.autoscaling": 1}
