@@ -23,7 +23,16 @@ from kubekeep.restore.manifest import ObjectRef
 from kubekeep.restore.readiness import ReadinessError, readiness_of, wait_until_ready
 from kubekeep.restore.report import RestoreReport, VolumeOutcome, VolumeStatus
 
-from .models import CheckResult, CheckType, ExecCheck, HttpCheck, HttpClient, VerificationSpecError, tail
+from .models import (
+    BuiltinChecks,
+    CheckResult,
+    CheckType,
+    ExecCheck,
+    HttpCheck,
+    HttpClient,
+    VerificationSpecError,
+    tail,
+)
 
 Clock = Callable[[], float]
 
@@ -229,6 +238,33 @@ def volume_data(volumes: Sequence[VolumeOutcome], expected: Iterable[tuple[str, 
     reason = f"{count} volume(s) match the snapshot file by file ({files} files)" if count else "no volume data"
     return CheckResult(name=name, type=CheckType.VOLUME_DATA, passed=True, reason=reason, started_at=started_at,
                        duration_seconds=seconds, output_tail=tail("\n".join(lines)))
+
+
+# ------------------------------------------------------------ all built-ins
+
+#: restore phases that fill volumes (the flow's ``volume-data``; the one-call apply's ``before-workloads``)
+VOLUME_PHASES = frozenset({"volume-data", "before-workloads"})
+
+
+def run_builtin_checks(cluster: Cluster, report: RestoreReport, namespace_map: Mapping[str, str],
+                       volumes_with_data: Iterable[tuple[str, str]], builtin: BuiltinChecks) -> list[CheckResult]:
+    """The restore check and the built-in checks ``builtin`` switches on, judged from the sandbox restore's
+    report and the sandbox cluster. ``volumes_with_data``: (source namespace, claim) of every volume whose
+    data the restore point holds."""
+    results = [restore_check(report)]
+    expected = expected_from_report(report, namespace_map)
+    if builtin.objects_present:
+        results.append(objects_present(cluster, expected))
+    if builtin.workloads_ready:
+        results.append(workloads_ready(cluster, expected.refs, timeout=builtin.timeout_seconds))
+    if builtin.volume_data:
+        phase = next((p for p in report.phases if p.name in VOLUME_PHASES), None)
+        end = phase and (phase.ready_at or phase.applied_at)
+        seconds = (end - phase.started_at).total_seconds() if phase and end and phase.started_at else 0.0
+        results.append(volume_data(report.volumes, [(namespace_map.get(ns, ns), claim)
+                                                    for ns, claim in volumes_with_data],
+                                   started_at=phase.started_at if phase else None, seconds=max(seconds, 0.0)))
+    return results
 
 
 # ------------------------------------------------------------- user checks

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kubekeep.catalog import VerificationRecord, VerificationResult
 from kubekeep.restore.report import PhaseReport
 
+from .checks import VOLUME_PHASES
 from .models import CheckResult
 
 
@@ -36,8 +37,6 @@ class StageName(StrEnum):
 #: the stages whose sum the RTO spans, in order
 RTO_STAGES = (StageName.PLAN, StageName.OBJECTS_APPLIED, StageName.VOLUMES_HYDRATED, StageName.READY,
               StageName.CHECKS)
-#: restore phases that fill volumes (the flow's ``volume-data``; the one-call apply's ``before-workloads``)
-VOLUME_PHASES = frozenset({"volume-data", "before-workloads"})
 
 
 class Stage(BaseModel):
@@ -141,6 +140,21 @@ class Verdict(BaseModel):
     sandbox_cluster: str
     sandbox_namespaces: list[str] = Field(default_factory=list)
     teardown: str | None = Field(default=None, description="complete, or what teardown left and why.")
+
+    @classmethod
+    def assemble(cls, *, id: str, restore_point_id: str, app: str, started_at: datetime, finished_at: datetime,
+                 checks: Sequence[CheckResult], stages: Sequence[Stage], sandbox_cluster: str,
+                 sandbox_namespaces: Sequence[str], teardown: str | None, point_finished_at: datetime | None = None,
+                 previous_finished_at: datetime | None = None, error: str | None = None) -> Verdict:
+        """The verdict of what was measured: :func:`decide` on the checks, the RTO from the stages, the
+        RPO from the point and the app's previous point."""
+        result, reason = decide(checks, error=error)
+        return cls(id=id, restore_point_id=restore_point_id, app=app, started_at=started_at, finished_at=finished_at,
+                   result=result, reason=reason, checks=list(checks), stages=list(stages),
+                   rto_seconds=rto_seconds(stages) if error is None else None,
+                   rpo_seconds=rpo_seconds(point_finished_at, previous_finished_at),
+                   point_finished_at=point_finished_at, sandbox_cluster=sandbox_cluster,
+                   sandbox_namespaces=list(sandbox_namespaces), teardown=teardown)
 
     @property
     def passed(self) -> bool:

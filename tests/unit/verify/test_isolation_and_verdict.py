@@ -261,3 +261,19 @@ def test_expected_objects_from_a_restore_report() -> None:
                              ObjectRef("apps", "Deployment", "kkv-1-shop", "web", "v1"),
                              ObjectRef("example.com", "Gadget", "kkv-1-shop", "g", "v9")]
     assert expected.left_out == {"HorizontalPodAutoscaler.autoscaling": 1}
+
+
+def test_assemble_a_verdict() -> None:
+    stages = [Stage.between(StageName.SANDBOX, T0, T0 + timedelta(seconds=4)),
+              Stage.between(StageName.PLAN, T0 + timedelta(seconds=4), T0 + timedelta(seconds=6)),
+              Stage.between(StageName.CHECKS, T0 + timedelta(seconds=40), T0 + timedelta(seconds=50)),
+              Stage.between(StageName.TEARDOWN, T0 + timedelta(seconds=50), T0 + timedelta(seconds=60))]
+    common = dict(id="v-1", restore_point_id="rp", app="shop", started_at=T0, finished_at=T0 + timedelta(minutes=1),
+                  stages=stages, sandbox_cluster="c", sandbox_namespaces=["kkv-1-shop"], teardown="complete",
+                  point_finished_at=T0 - timedelta(hours=1), previous_finished_at=T0 - timedelta(hours=25))
+    passed = Verdict.assemble(checks=[_check("a", True)], **common)  # type: ignore[arg-type]
+    assert passed.passed and passed.rto_seconds == 46.0 and passed.rpo_seconds == 24 * 3600.0
+    failed = Verdict.assemble(checks=[_check("a", False, "exit code 1")], **common)  # type: ignore[arg-type]
+    assert failed.result is VerificationResult.FAILED and failed.reason == "a: exit code 1"
+    error = Verdict.assemble(checks=[], error="sandbox cluster unreachable", **common)  # type: ignore[arg-type]
+    assert error.result is VerificationResult.ERROR and error.rto_seconds is None
