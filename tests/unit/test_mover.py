@@ -71,7 +71,7 @@ def test_mover_restore_never_follows_links_already_in_the_volume(tmp_path: Path)
     """The mover restores through the same core as `kubekeep repo restore`: a symlink or hard
     link already in the volume is replaced, never followed or written through."""
     location = tmp_path / "repo"
-    repo = Repository.init(FilesystemStorage(location), passphrase="pw", kdf=KdfParams.cheap())
+    repo = Repository.init(FilesystemStorage(location, create=True), passphrase="pw", kdf=KdfParams.cheap())
     source = tmp_path / "source"
     (source / "d").mkdir(parents=True)
     (source / "d" / "payload.txt").write_text("payload\n")
@@ -99,7 +99,7 @@ def test_mover_restore_never_follows_links_already_in_the_volume(tmp_path: Path)
 
 def test_mover_restore_into_a_file_is_a_clear_error(tmp_path: Path) -> None:
     location = tmp_path / "repo"
-    repo = Repository.init(FilesystemStorage(location), passphrase="pw", kdf=KdfParams.cheap())
+    repo = Repository.init(FilesystemStorage(location, create=True), passphrase="pw", kdf=KdfParams.cheap())
     source = tmp_path / "source"
     source.mkdir()
     (source / "f.txt").write_text("f\n")
@@ -114,7 +114,7 @@ def test_mover_restore_into_a_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_mover_names_a_failed_file_and_counts_what_it_restored(tmp_path: Path) -> None:
     location = tmp_path / "repo"
-    repo = Repository.init(FilesystemStorage(location), passphrase="pw", kdf=KdfParams.cheap())
+    repo = Repository.init(FilesystemStorage(location, create=True), passphrase="pw", kdf=KdfParams.cheap())
     source = tmp_path / "source"
     source.mkdir()
     (source / "bad.bin").write_bytes(os.urandom(5000))
