@@ -169,7 +169,7 @@ class Velero:
     """``velero server`` as a local process against one test-bed control plane."""
 
     def __init__(self, kubeconfig: Path, workdir: Path, s3: Any, bucket: str, qps: int) -> None:
-        from kubekeep.testbed.process import free_port
+        from kubekeep.process import free_port
 
         self.binary = peer_binary("velero")
         self.plugin = peer_binary("velero-plugin-for-aws")
@@ -236,7 +236,7 @@ class Velero:
                         raise
 
     def start(self) -> None:
-        from kubekeep.testbed.process import ManagedProcess
+        from kubekeep.process import ManagedProcess
 
         metrics, profiler = self.ports
         self.process = ManagedProcess("velero-server", [
@@ -384,10 +384,10 @@ def main() -> int:
             say(f"created {total} objects in {res['create_s']:.1f}s")
 
             from kubekeep.backup.collect import CollectReport, collect
-            from kubekeep.backup.selection import Selection
+            from kubekeep.backup.scope import BackupScope
 
             t0 = time.monotonic()
-            res["listed"] = sum(1 for _ in collect(cluster, Selection(namespaces=("bench-*",)), CollectReport()))
+            res["listed"] = sum(1 for _ in collect(cluster, BackupScope(namespaces=("bench-*",)), CollectReport()))
             res["collect_s"] = time.monotonic() - t0
 
         conn = {"kubeconfig": str(cp.kubeconfig_path), "cluster_name": "source"}

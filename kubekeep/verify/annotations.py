@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from kubekeep.restore.manifest import Manifest, annotations_of, dig
+from kubekeep.manifest import Manifest, annotations_of, dig
 
 from .models import CHECK_NAME_RE, ExecCheck, HttpCheck, VerificationSpecError, parse_check
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubekeep.cluster import ApiError, Cluster, ExecResult, exec_in_pod
-from kubekeep.restore.manifest import ObjectRef
+from kubekeep.manifest import ObjectRef
 from kubekeep.restore.readiness import ReadinessError, readiness_of, wait_until_ready
 from kubekeep.restore.report import RestoreReport, VolumeOutcome, VolumeStatus
 

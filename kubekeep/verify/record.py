@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from kubekeep.catalog import Catalog, TableName, VerificationRecord
-from kubekeep.repo.repository import Repository, Retention
+from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import Retention
 
 from .verdict import Verdict
 

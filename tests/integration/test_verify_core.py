@@ -418,7 +418,7 @@ def test_teardown_keeps_a_crd_the_sandbox_made_while_others_use_it(cluster: Clus
 
 
 def test_workloads_not_ready_and_container_choice(cluster: Cluster) -> None:
-    from kubekeep.restore.manifest import ObjectRef
+    from kubekeep.manifest import ObjectRef
 
     sandbox = Sandbox.plan(["shop"], "rp-ready")
     ns = sandbox.namespaces["shop"]

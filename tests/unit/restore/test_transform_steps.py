@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from kubekeep.manifest import ObjectRef
 from kubekeep.restore import PlanOptions, TransformChain, TransformSpecError, plan_restore
-from kubekeep.restore.manifest import ObjectRef
 
 from .helpers import MODERN_SERVED, deployment, obj
 

@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from kubekeep.testbed.process import ManagedProcess
+from kubekeep.process import ManagedProcess
 
 OWNER = """
 import sys, time
 from pathlib import Path
-from kubekeep.testbed.process import ManagedProcess
+from kubekeep.process import ManagedProcess
 p = ManagedProcess("sleeper", ["sleep", "600"], Path(sys.argv[1]))
 print(p.proc.pid, flush=True)
 time.sleep(600)

@@ -9,8 +9,8 @@ import pytest
 
 from kubekeep.catalog import VerificationResult
 from kubekeep.cluster import ExecResult
+from kubekeep.manifest import ObjectRef
 from kubekeep.restore import PlanOptions, TransformChain, plan_restore
-from kubekeep.restore.manifest import ObjectRef
 from kubekeep.restore.report import PhaseReport
 from kubekeep.testbed import sample_app
 from kubekeep.verify import (

@@ -1,5 +1,5 @@
-"""Child processes of the test bed: started in their own process group, logged to a file,
-always stopped (terminate, then kill) — also when the parent is interrupted.
+"""Child processes (the test bed's servers, the CLI's temporary Prefect server): started in their own
+process group, logged to a file, always stopped (terminate, then kill) — also when the parent is interrupted.
 
 Ports come from :func:`reserve_ports`: any number of test beds may run at once, in
 one process and in several, without two of them ever being handed the same port.
