@@ -14,6 +14,7 @@ Prefect-free core of ``flows/verify.py`` (docs/verify.md):
 from .annotations import CHECK_ANNOTATION_PREFIX, checks_from_annotations
 from .checks import (
     ExpectedObjects,
+    declarations_check,
     expected_from_report,
     expected_objects,
     objects_present,
@@ -51,7 +52,18 @@ from .sandbox import (
     find_sandboxes,
     teardown,
 )
-from .verdict import RTO_STAGES, Stage, StageName, Verdict, decide, restore_stages, rpo_seconds, rto_seconds
+from .verdict import (
+    RTO_STAGES,
+    Stage,
+    StageName,
+    Verdict,
+    checks_stage,
+    decide,
+    new_verification_id,
+    restore_stages,
+    rpo_seconds,
+    rto_seconds,
+)
 
 __all__ = [
     "CHECK_ANNOTATION_PREFIX",
@@ -80,15 +92,18 @@ __all__ = [
     "VerificationPolicy",
     "VerificationSpecError",
     "checks_from_annotations",
+    "checks_stage",
     "cleanup_abandoned",
     "create_sandbox",
     "decide",
+    "declarations_check",
     "expected_from_report",
     "expected_objects",
     "find_sandboxes",
     "isolation_chain",
     "isolation_policy",
     "merge_checks",
+    "new_verification_id",
     "objects_present",
     "parse_check",
     "rebuild_verifications",

@@ -267,6 +267,16 @@ def run_builtin_checks(cluster: Cluster, report: RestoreReport, namespace_map: M
     return results
 
 
+def declarations_check(errors: Sequence[str], *, name: str = "declarations") -> CheckResult | None:
+    """A failed check naming each annotation that is not a valid check (None: every declaration is valid)."""
+    if not errors:
+        return None
+    more = f"; and {len(errors) - 3} more" if len(errors) > 3 else ""
+    return CheckResult(name=name, type=CheckType.DECLARATIONS, passed=False, started_at=_now(), attempts=0,
+                       reason=f"{len(errors)} check annotation(s) are not valid checks: " + "; ".join(errors[:3]) + more,
+                       output_tail=tail("\n".join(errors)))
+
+
 # ------------------------------------------------------------- user checks
 
 

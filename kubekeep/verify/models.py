@@ -248,6 +248,8 @@ class CheckType(StrEnum):
     VOLUME_DATA = "volume-data"
     EXEC = "exec"
     HTTP = "http"
+    #: the checks declared in annotations that are not valid checks (a broken declaration is not silent)
+    DECLARATIONS = "declarations"
 
 
 class CheckResult(_Model):

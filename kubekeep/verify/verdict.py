@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -82,6 +82,15 @@ def restore_stages(phases: Sequence[PhaseReport]) -> list[Stage]:
             out.append(Stage(name=name, started_at=min(s for s, _ in spans), finished_at=max(e for _, e in spans),
                              seconds=sum(max((e - s).total_seconds(), 0.0) for s, e in spans)))
     return out
+
+
+def checks_stage(results: Sequence[CheckResult]) -> Stage | None:
+    """``checks`` from the checks' own times: from the first start to the last end (None: no check ran)."""
+    spans = [(c.started_at, c.started_at + timedelta(seconds=c.duration_seconds)) for c in results
+             if c.started_at is not None]
+    if not spans:
+        return None
+    return Stage.between(StageName.CHECKS, min(s for s, _ in spans), max(e for _, e in spans))
 
 
 def rto_seconds(stages: Sequence[Stage]) -> float | None:
