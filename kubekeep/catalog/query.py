@@ -297,6 +297,13 @@ def get_restore(catalog: Catalog, restore_id: str) -> RestoreRecord | None:
     return rows[0] if rows else None
 
 
+def protected_apps(catalog: Catalog) -> list[str]:
+    """The apps with at least one succeeded restore point, sorted (what ``verify-latest`` verifies)."""
+    table = catalog.read(TableName.RESTORE_POINTS, filter=pc.field("status") == RestorePointStatus.SUCCEEDED.value,
+                         columns=["app"])
+    return sorted(str(a) for a in pc.unique(table["app"]).to_pylist()) if table.num_rows else []
+
+
 # ------------------------------------------------------------- verifications
 
 #: the nested per-check and per-stage columns of ``verifications`` (read only when asked for)
