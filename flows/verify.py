@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.runtime import flow_run
-from prefect.states import State
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.runtime import flow_run as current_run
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open, load_blocks, open_catalog
 from kubekeep.catalog import protected_apps
@@ -58,14 +58,14 @@ def artifact_key(prefix: str, name: str) -> str:
 
 
 def _run_name() -> str:
-    params = flow_run.parameters
+    params = current_run.parameters
     return f"verify-{params.get('restore_point') or params.get('app') or 'latest'}"
 
 
-def _teardown_on_cancel(flow: Any, run: Any, state: State) -> None:
+def _teardown_on_cancel(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """Cancelled runs tear their sandbox down here too (a run killed outright: the next run's cleanup)."""
-    run_id = sandbox_run_id(str(run.id))
-    cluster = (run.parameters or {}).get("cluster")
+    run_id = sandbox_run_id(str(flow_run.id))
+    cluster = (flow_run.parameters or {}).get("cluster")
     conn: Any = ClusterConnection.load(cluster) if isinstance(cluster, str) else ClusterConnection()
     with conn.connect() as c:
         result = teardown(c, run_id or "")
@@ -106,7 +106,8 @@ def verify(
                              annotation_checks=policy.annotation_checks)
         user_checks = merge_checks(list(checks or ()), list(policy.checks), point.annotation_checks)
         logger.info("verifying %s of %s: %d user check(s)", point.restore_point_id, point.app, len(user_checks))
-        with sandboxed(conn, point, policy, run_id=sandbox_run_id(flow_run.id), flow_run=flow_run.id or "") as box:
+        run = current_run.id or ""
+        with sandboxed(conn, point, policy, run_id=sandbox_run_id(run), flow_run=run) as box:
             with box.stage(StageName.PLAN):
                 plan = box.planned(load_plan(loc, key, conn, restore_point=point.restore_point_id,
                                              options=box.plan_options()))

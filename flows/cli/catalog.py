@@ -25,18 +25,21 @@ def restore_points_cmd(
 ) -> None:
     """List restore points from the location's catalog (newest first)."""
     with session("restore-points", verbose=verbose):
-        from kubekeep.catalog import list_restore_points
+        from kubekeep.catalog import list_restore_points, verified_points
 
         statuses = None if all_statuses else ("succeeded",)
         when = before.replace(tzinfo=before.tzinfo or UTC) if before else None
         with encryption_key(password_file).catalog(location_profile(location, must_exist=True)) as catalog:
             points = list_restore_points(catalog, app=app_name, statuses=statuses, finished_before=when,
                                          newest_first=True)
-    table = Table("id", "app", "finished", "status", "objects", "volumes", "stored bytes", "retain until")
+            verified = verified_points(catalog, app_name)
+    table = Table("id", "app", "finished", "status", "objects", "volumes", "stored bytes", "retain until",
+                  "verified")
     for p in points:
         table.add_row(p.id, p.app, p.finished_at.isoformat(timespec="seconds"), p.status, str(p.object_count),
                       str(p.volume_count), str(p.stored_bytes),
-                      p.retain_until.isoformat(timespec="seconds") if p.retain_until else "-")
+                      p.retain_until.isoformat(timespec="seconds") if p.retain_until else "-",
+                      {True: "passed", False: "FAILED"}.get(verified.get(p.id), "-"))  # type: ignore[arg-type]
     out.print(table)
 
 
