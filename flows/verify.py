@@ -3,7 +3,7 @@
 sandbox (abandoned ones removed, this run's created and isolated) -> load-plan -> apply-plan (the restore
 tasks, with the isolation transforms) -> record-restore -> checks -> teardown (always) ->
 record-verification -> artifacts. A verdict other than ``passed`` fails the flow run, so Prefect
-notifications fire. ``verify_latest`` verifies the newest point of every protected app (docs/verify.md).
+notifications fire. ``verify_latest`` verifies the newest point of every protected app (docs/verification.md).
 """
 
 from __future__ import annotations

@@ -105,15 +105,18 @@ def restores_cmd(
 @app.command("catalog-rebuild")
 def catalog_rebuild_cmd(location: LocationOpt, password_file: PasswordFileOpt = None,
                         verbose: VerboseOpt = False) -> None:
-    """Rebuild the location's catalog from its repository (restore points and restore reports; adds what is
-    missing)."""
+    """Rebuild the location's catalog from its repository (restore points, restore reports and verifications;
+    adds what is missing)."""
     with session("catalog-rebuild", verbose=verbose):
         from blocks import repository
         from kubekeep.restore.record import rebuild_restores
         from kubekeep.restorepoint import rebuild_repository_catalog
+        from kubekeep.verify import rebuild_verifications
 
         with repository(location_profile(location, must_exist=True), encryption_key(password_file)) as repo:
             result = rebuild_repository_catalog(repo)
             restores_written, restores_present = rebuild_restores(repo)
+            verifications_written, verifications_present = rebuild_verifications(repo)
     typer.echo(f"restore points written: {result.points_written}, already present: {result.points_skipped}; "
-               f"restores written: {restores_written}, already present: {restores_present}")
+               f"restores written: {restores_written}, already present: {restores_present}; "
+               f"verifications written: {verifications_written}, already present: {verifications_present}")

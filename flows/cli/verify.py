@@ -79,7 +79,7 @@ def verify_cmd(
     app_name: Annotated[str | None, typer.Option("--app", help="Verify this app's latest restore point.")] = None,
     policy_file: Annotated[Path | None, typer.Option(
         "--policy", help="YAML verification policy: checks (exec, http), builtin, isolation, ready_timeout_seconds, "
-                         "sandbox_lifetime_seconds, annotation_checks (docs/verify.md).")] = None,
+                         "sandbox_lifetime_seconds, annotation_checks (docs/verification.md).")] = None,
     max_replicas: Annotated[int | None, typer.Option("--max-replicas", min=1,
                                                      help="Cap the replicas of every sandbox workload.")] = None,
     ready_timeout: Annotated[float | None, typer.Option("--ready-timeout", min=1,

@@ -1,6 +1,6 @@
 """Restore verification: restore a point into an isolated sandbox, check it, measure it, keep the verdict.
 
-Prefect-free core of ``flows/verify.py`` (docs/verify.md):
+Prefect-free core of ``flows/verify.py`` (docs/verification.md):
 
 - :mod:`.models`: typed checks (exec, http), built-in checks, isolation options, the verification policy;
 - :mod:`.isolation`: the sandbox's NetworkPolicy and the transform steps that isolate restored objects;

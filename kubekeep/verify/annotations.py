@@ -11,7 +11,7 @@ Namespace, ...)::
           {"type": "http", "service": "web", "port": 80, "path": "/healthz", "body_regex": "ok"}
 
 The key names the check (``check.<name>``); the value is a JSON (or YAML flow) mapping with the
-fields of an exec or http check (docs/verify.md). What the annotated object implies is filled in:
+fields of an exec or http check (docs/verification.md). What the annotated object implies is filled in:
 
 - ``namespace``: the object's namespace (a Namespace object: its own name);
 - ``pod_selector``: the object's pod selector when it is a workload (``spec.selector.matchLabels``),

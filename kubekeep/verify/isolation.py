@@ -1,4 +1,4 @@
-"""How a sandbox restore is cut off from the rest of the cluster and the world (docs/verify.md).
+"""How a sandbox restore is cut off from the rest of the cluster and the world (docs/verification.md).
 
 Two parts, one home:
 

@@ -153,7 +153,7 @@ class BuiltinChecks(_Model):
 
 
 class IsolationOptions(_Model):
-    """How the sandbox is cut off from everything else (docs/verify.md)."""
+    """How the sandbox is cut off from everything else (docs/verification.md)."""
 
     max_replicas: int | None = Field(default=None, ge=1, description="Cap the replicas of every workload "
                                      "(None: keep the restore point's counts).")

@@ -1,6 +1,6 @@
 """What a verification measured and concluded: RTO per stage, the point's RPO, the verdict.
 
-Stages (docs/verify.md): ``sandbox`` (leftover cleanup and sandbox creation), then the RTO stages
+Stages (docs/verification.md): ``sandbox`` (leftover cleanup and sandbox creation), then the RTO stages
 ``plan``, ``objects-applied``, ``volumes-hydrated``, ``ready``, ``checks``, then ``teardown``. The
 RTO is the wall-clock time from the start of ``plan`` to the end of ``checks``: what restoring the
 app and proving it works took. The restore's phases give the middle three (the time spent sending

@@ -277,3 +277,35 @@ def test_assemble_a_verdict() -> None:
     assert failed.result is VerificationResult.FAILED and failed.reason == "a: exit code 1"
     error = Verdict.assemble(checks=[], error="sandbox cluster unreachable", **common)  # type: ignore[arg-type]
     assert error.result is VerificationResult.ERROR and error.rto_seconds is None
+
+
+def test_checks_stage_spans_the_checks_and_declarations_fail_loudly() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from kubekeep.verify import CheckResult, CheckType, checks_stage, declarations_check
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    results = [CheckResult(name="a", type=CheckType.EXEC, passed=True, started_at=t0, duration_seconds=2),
+               CheckResult(name="b", type=CheckType.HTTP, passed=True, started_at=t0 + timedelta(seconds=5),
+                           duration_seconds=1.5),
+               CheckResult(name="c", type=CheckType.EXEC, passed=False, attempts=0)]  # never started
+    stage = checks_stage(results)
+    assert stage is not None and stage.started_at == t0 and stage.seconds == 6.5
+    assert checks_stage([results[2]]) is None
+    assert declarations_check([]) is None
+    errors = [f"Deployment shop/web: annotation verify.kubekeep.io/check.x{i}: bad" for i in range(5)]
+    check = declarations_check(errors)
+    assert check is not None and not check.passed and check.type is CheckType.DECLARATIONS
+    assert check.reason.startswith("5 check annotation(s) are not valid checks: ") and "and 2 more" in check.reason
+    assert "check.x4" in check.output_tail
+
+
+def test_sandbox_run_ids_and_artifact_keys() -> None:
+    from flows.verify import artifact_key, sandbox_run_id
+    from kubekeep.verify import Sandbox
+
+    run = sandbox_run_id("0b5c43f2-8a1e-4c4e-9d1a-2f0c3e4d5a6b")
+    assert run == "0b5c43f28a" and Sandbox.plan(["shop"], "rp", run_id=run).run_id == run
+    assert sandbox_run_id(None) is None
+    assert artifact_key("verification", "Shop_EU.prod") == "verification-shop-eu-prod"
+    assert artifact_key("verification", "__") == "verification-unnamed"

@@ -118,13 +118,13 @@ def test_annotation_on_the_namespace_names_its_namespace() -> None:
     assert not errors and checks[0].namespace == "shop"
 
 
-def test_the_examples_in_docs_verify_parse() -> None:
+def test_the_examples_in_docs_verification_parse() -> None:
     import re
     from pathlib import Path
 
     import yaml
 
-    doc = (Path(__file__).resolve().parents[3] / "docs" / "verify.md").read_text()
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "verification.md").read_text()
     blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)]
     policy = VerificationPolicy.from_data(next(b for b in blocks if "checks" in b))
     assert [c.name for c in policy.checks] == ["db-ready", "home-page"] and policy.isolation.max_replicas == 1
