@@ -8,6 +8,7 @@ notifications fire. ``verify_latest`` verifies the newest point of every protect
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -38,6 +39,8 @@ from tasks.verify import (
     user_check,
 )
 
+log = logging.getLogger(__name__)
+
 
 class VerificationFailed(RuntimeError):
     """The restore point did not pass its verification (or could not be judged); the message says why."""
@@ -65,11 +68,14 @@ def _run_name() -> str:
 def _teardown_on_cancel(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """Cancelled runs tear their sandbox down here too (a run killed outright: the next run's cleanup)."""
     run_id = sandbox_run_id(str(flow_run.id))
+    if not run_id:
+        return
+    # a deployment's parameters name the block; a run started from Python with an instance: the default
     cluster = (flow_run.parameters or {}).get("cluster")
     conn: Any = ClusterConnection.load(cluster) if isinstance(cluster, str) else ClusterConnection()
     with conn.connect() as c:
-        result = teardown(c, run_id or "")
-    get_run_logger().warning("cancelled: sandbox %s torn down: %s", run_id, result.describe())
+        result = teardown(c, run_id)
+    log.warning("flow run %s cancelled: sandbox %s torn down: %s", flow_run.id, run_id, result.describe())
 
 
 @flow(name="verify", flow_run_name=_run_name, log_prints=True, on_cancellation=[_teardown_on_cancel])

@@ -42,6 +42,8 @@ WORKLOAD_KINDS = frozenset({("apps", "Deployment"), ("apps", "StatefulSet"), ("a
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 HTTP_STATUS_MARK = "__kubekeep_http_status__="
 _MAX_LISTED = 10
+#: how long ``workloads-ready`` waits after a restore that failed (see run_builtin_checks)
+FAILED_RESTORE_READY_SECONDS = 5.0
 
 
 def _now() -> datetime:
@@ -256,7 +258,11 @@ def run_builtin_checks(cluster: Cluster, report: RestoreReport, namespace_map: M
     if builtin.objects_present:
         results.append(objects_present(cluster, expected))
     if builtin.workloads_ready:
-        results.append(workloads_ready(cluster, expected.refs, timeout=builtin.timeout_seconds))
+        # a failed restore already fails the verdict and may have held workloads back (they never come):
+        # one short look names what is not Ready instead of waiting the whole timeout for it
+        timeout = min(builtin.timeout_seconds, FAILED_RESTORE_READY_SECONDS) if report.failed \
+            else builtin.timeout_seconds
+        results.append(workloads_ready(cluster, expected.refs, timeout=timeout))
     if builtin.volume_data:
         phase = next((p for p in report.phases if p.name in VOLUME_PHASES), None)
         end = phase and (phase.ready_at or phase.applied_at)
@@ -272,8 +278,9 @@ def declarations_check(errors: Sequence[str], *, name: str = "declarations") -> 
     if not errors:
         return None
     more = f"; and {len(errors) - 3} more" if len(errors) > 3 else ""
+    reason = f"{len(errors)} check annotation(s) are not valid checks: " + "; ".join(errors[:3]) + more
     return CheckResult(name=name, type=CheckType.DECLARATIONS, passed=False, started_at=_now(), attempts=0,
-                       reason=f"{len(errors)} check annotation(s) are not valid checks: " + "; ".join(errors[:3]) + more,
+                       reason=reason,
                        output_tail=tail("\n".join(errors)))
 
 

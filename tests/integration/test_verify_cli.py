@@ -49,8 +49,8 @@ def test_verify_verifications_and_the_restore_points_column(backed_up: str, cli_
 
     stats = _kubekeep(["verifications", "-l", backed_up, "--app", "cli-verify"], cli_env)
     assert stats.returncode == 0, stats.stderr[-3000:]
-    row = next(line for line in stats.stdout.splitlines() if line.strip().startswith("cli-verify") and "50%" in line)
-    assert "2" in row.split() and "failed" in row, stats.stdout
+    rows = [line.replace("│", " ").split() for line in stats.stdout.splitlines() if "50%" in line]
+    assert len(rows) == 1 and rows[0][:5] == ["cli-verify", "2", "1", "1", "0"] and "failed" in rows[0], stats.stdout
 
     points = _kubekeep(["restore-points", "-l", backed_up, "--app", "cli-verify"], cli_env)
     assert points.returncode == 0, points.stderr[-3000:]

@@ -287,6 +287,9 @@ def test_a_corrupted_volume_pack(prefect_api: str, shop: dict[str, Any], cluster
     data_check = _check(verdict, "volume-data")
     assert not data_check["passed"] and "uploads" in data_check["reason"], data_check
     assert not _check(verdict, "restore")["passed"]
+    # the workloads held back never come: the check looks once instead of waiting its whole timeout
+    ready = _check(verdict, "workloads-ready")
+    assert not ready["passed"] and ready["duration_seconds"] < 30, ready
     assert verdict["teardown"] == "complete"
     _no_sandbox_left(cluster)
 
@@ -342,3 +345,29 @@ def test_verify_latest_verifies_the_newest_point_of_each_app(shop: dict[str, Any
     assert results == {shop["app"]: "passed"}
     assert _artifacts("verify-latest")
     _no_sandbox_left(cluster)
+
+
+def test_the_cancellation_hook_tears_down_the_sandbox_of_its_run(prefect_api: str, test_cluster: Any,
+                                                                  cluster: Cluster) -> None:
+    """What the runner calls when a deployment's run is cancelled: the sandbox named by the run's id goes."""
+    from prefect.client.schemas.objects import FlowRun
+
+    from flows.verify import _teardown_on_cancel, sandbox_run_id
+    from kubekeep.verify import Sandbox, create_sandbox
+
+    block = f"verify-cancel-{uuid.uuid4().hex[:6]}"
+    ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig)).save(block)
+    run = FlowRun(id=uuid.uuid4(), flow_id=uuid.uuid4(), name="verify-cancelled", parameters={"cluster": block})
+    other = Sandbox.plan(["shop"], "rp-other")
+    mine = Sandbox.plan(["shop"], "rp-cancelled", run_id=sandbox_run_id(str(run.id)))
+    create_sandbox(cluster, mine)
+    create_sandbox(cluster, other)
+    try:
+        _teardown_on_cancel(verify, run, run.state)  # type: ignore[arg-type]
+        assert cluster.get_or_none("v1", "Namespace", mine.namespaces["shop"]) is None
+        assert cluster.get("v1", "Namespace", other.namespaces["shop"]), "only the run's own sandbox goes"
+    finally:
+        from kubekeep.verify import teardown
+
+        teardown(cluster, other.run_id, wait=False)
+        teardown(cluster, mine.run_id, wait=False)
