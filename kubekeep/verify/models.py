@@ -256,8 +256,8 @@ class CheckResult(_Model):
     """What one check found."""
 
     name: str = Field(description="The check's name.")
-    type: CheckType = Field(description="Built-in (restore, objects-present, workloads-ready, volume-data) "
-                            "or user (exec, http).")
+    type: CheckType = Field(description="Built-in (restore, objects-present, workloads-ready, volume-data), "
+                            "user (exec, http), or declarations (check annotations that are not valid checks).")
     passed: bool = Field(description="Whether the check passed.")
     reason: str = Field(default="", description="Why it passed or failed, in one line.")
     started_at: datetime | None = Field(default=None, description="When the check started.")

@@ -13,6 +13,7 @@ an object (the missing-object case).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -46,6 +47,7 @@ from kubekeep.verify import ISOLATION_POLICY_NAME, SANDBOX_LABEL, ExecCheck, Htt
 from tests.integration.test_verify_core import _ClusterNetwork, _versions, assert_untouched
 
 ROOT = Path(__file__).resolve().parents[2]
+ANNOTATED = "verify.kubekeep.io/check.db-annotated"
 
 
 def _sandbox_namespaces(cluster: Cluster) -> list[dict[str, Any]]:
@@ -111,6 +113,10 @@ def shop(prefect_api: str, test_cluster: Any, cluster: Cluster, tmp_path_factory
     sample_app.create(cluster, namespace)
     for pvc in ("uploads", "data-db-0"):
         sample_app.fill_volume(sample_app.volume_path(cluster, namespace, pvc), seed=f"vf/{pvc}")
+    # a check declared on the app: the db Service's selector is the pod selector
+    cluster.patch("v1", "Service", "db", {"metadata": {"annotations": {ANNOTATED: json.dumps(
+        {"type": "exec", "command": ["sh", "-c", "echo annotated"], "stdout_regex": "^annotated$"})}}},
+        namespace=namespace)
     root = tmp_path_factory.mktemp("verify-flow")
     location = LocationProfile(kind="filesystem", path=str(root / "loc"))
     key = EncryptionKey(passphrase="verify-flow", cheap_kdf=True)
@@ -168,7 +174,9 @@ def test_a_verification_that_passes(shop: dict[str, Any], cluster: Cluster, test
     assert verdict["result"] == "passed", verdict["reason"]
     assert verdict["restore_point_id"] == shop["rp"]
     names = {c["name"]: c for c in verdict["checks"]}
-    assert set(names) == {"restore", "objects-present", "workloads-ready", "volume-data", "db-ping", "home"}
+    assert set(names) == {"restore", "objects-present", "workloads-ready", "volume-data", "db-ping", "home",
+                          "db-annotated"}
+    assert f"in {verdict['sandbox_namespaces'][0]}/db-0" in names["db-annotated"]["reason"], names["db-annotated"]
     assert all(c["passed"] for c in names.values())
     assert "2 volume(s) match the snapshot file by file" in names["volume-data"]["reason"]
     sandbox = verdict["sandbox_namespaces"]
@@ -225,7 +233,12 @@ def test_a_failing_http_check(shop: dict[str, Any], cluster: Cluster, test_clust
 def test_a_missing_object(shop: dict[str, Any], cluster: Cluster, test_cluster: Any) -> None:
     with _ClusterNetwork() as network, SandboxWatcher(cluster, test_cluster, network,
                                                       delete=("v1", "ConfigMap", "shop-config")) as watcher:
-        verdict = _failed(shop, restore_point=shop["rp"])
+        state = verify(location=shop["location"], encryption_key=shop["key"], cluster=shop["conn"],
+                       restore_point=shop["rp"], return_state=True)
+    assert state.is_failed(), "a failed verification fails the flow run (Prefect notifications fire)"
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, VerificationFailed), error
+    verdict = error.verdict
     assert watcher.deleted
     assert verdict["reason"].startswith("objects-present: "), verdict["reason"]
     present = _check(verdict, "objects-present")
@@ -233,8 +246,9 @@ def test_a_missing_object(shop: dict[str, Any], cluster: Cluster, test_cluster: 
     _no_sandbox_left(cluster)
 
 
-def test_a_readiness_timeout(prefect_api: str, shop: dict[str, Any], cluster: Cluster) -> None:
-    """A workload that never becomes Ready (it asks for a node that does not exist)."""
+def test_a_readiness_timeout(prefect_api: str, shop: dict[str, Any], cluster: Cluster, tmp_path: Path) -> None:
+    """A workload that never becomes Ready (it asks for a node that does not exist; its own location, so that
+    verify-latest of the shop's location sees only the shop)."""
     namespace = f"kk-vstuck-{uuid.uuid4().hex[:6]}"
     cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     try:
@@ -244,10 +258,11 @@ def test_a_readiness_timeout(prefect_api: str, shop: dict[str, Any], cluster: Cl
                             "nodeSelector": {"kubekeep.io/no-such-node": "true"},
                             "containers": [{"name": "s", "image": "registry.example.com/s:1"}]}}}})
         app = f"stuck-{namespace[-6:]}"
-        rp = backup(app=app, namespaces=[namespace], location=shop["location"], encryption_key=shop["key"],
-                    cluster=shop["conn"])
+        location = LocationProfile(kind="filesystem", path=str(tmp_path / "loc"))
+        rp = backup(app=app, namespaces=[namespace], location=location, encryption_key=shop["key"],
+                    cluster=shop["conn"], init=True)
         started = time.monotonic()
-        verdict = _failed(shop, restore_point=rp, policy=VerificationPolicy.model_validate(
+        verdict = _failed({**shop, "location": location}, restore_point=rp, policy=VerificationPolicy.model_validate(
             {"ready_timeout_seconds": 5, "builtin": {"timeout_seconds": 3}}))
         assert time.monotonic() - started < 120
         assert verdict["result"] == "failed"
@@ -340,11 +355,18 @@ def test_a_sandbox_left_by_a_run_killed_with_kill_9_is_removed_by_the_next_run(
 
 
 def test_verify_latest_verifies_the_newest_point_of_each_app(shop: dict[str, Any], cluster: Cluster) -> None:
-    results = verify_latest(location=shop["location"], encryption_key=shop["key"], cluster=shop["conn"],
-                            apps=[shop["app"]])
-    assert results == {shop["app"]: "passed"}
+    newer = backup(app=shop["app"], namespaces=[shop["ns"]], location=shop["location"], encryption_key=shop["key"],
+                   cluster=shop["conn"])
+    results = verify_latest(location=shop["location"], encryption_key=shop["key"], cluster=shop["conn"])
+    assert results == {shop["app"]: "passed"}, results
     assert _artifacts("verify-latest")
     _no_sandbox_left(cluster)
+    with shop["key"].catalog(shop["location"]) as catalog:
+        row = list_verifications(catalog, restore_point_id=newer)[0]
+        assert verified_points(catalog, shop["app"])[newer] is True
+        assert newest_verified_point(catalog, shop["app"]) == newer
+    # the RPO of the newer point: the time since the app's previous point
+    assert row.rpo_seconds is not None and 0 < row.rpo_seconds < 3600, row
 
 
 def test_the_cancellation_hook_tears_down_the_sandbox_of_its_run(prefect_api: str, test_cluster: Any,
