@@ -138,7 +138,7 @@ def _publish(verdict: Verdict) -> None:
                           description=f"Checks of the verification of {verdict.restore_point_id}")
 
 
-@flow(name="verify-latest", log_prints=True)
+@flow(name="verify-latest", flow_run_name="verify-latest", log_prints=True)
 def verify_latest(
     location: str | LocationProfile = "default",
     encryption_key: str | EncryptionKey = "default",
@@ -161,8 +161,9 @@ def verify_latest(
     if apps is None:
         with open_catalog(loc, key) as catalog:
             apps = protected_apps(catalog)
-    states = {name: verify(location=loc, encryption_key=key, cluster=conn, app=name, policy=policy, mover=mover,
-                           return_state=True) for name in apps}
+    with keep_open(loc, key):  # one open repository for every app's verification
+        states = {name: verify(location=loc, encryption_key=key, cluster=conn, app=name, policy=policy, mover=mover,
+                               return_state=True) for name in apps}
     results = {name: _outcome(state) for name, state in states.items()}
     create_table_artifact([{"app": name, "result": result} for name, result in results.items()],
                           key="verify-latest", description="Newest restore point of each protected app")
