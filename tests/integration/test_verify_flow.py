@@ -278,8 +278,8 @@ def test_a_readiness_timeout(prefect_api: str, shop: dict[str, Any], cluster: Cl
 
 def test_a_corrupted_volume_pack(prefect_api: str, shop: dict[str, Any], cluster: Cluster, test_cluster: Any,
                                  tmp_path: Path) -> None:
-    """A pack that only the volume data needs is damaged: the data fails verification, no workload starts on
-    it, and the verdict says so (its own location: the damage must not reach the other tests)."""
+    """A pack that only the db's volume data needs is damaged: the data fails verification, the db that mounts
+    it is held back, and the verdict says so (its own location: the damage must not reach the other tests)."""
     location = LocationProfile(kind="filesystem", path=str(tmp_path / "loc"))
     rp = backup(app="damaged", namespaces=[shop["ns"]], location=location, encryption_key=shop["key"],
                 cluster=shop["conn"], init=True)
@@ -287,7 +287,7 @@ def test_a_corrupted_volume_pack(prefect_api: str, shop: dict[str, Any], cluster
 
     with repository(location, shop["key"]) as repo:
         record_snapshot, record = find_restore_point(repo, rp)
-        volume = next(v for v in record.volumes if v.pvc == "uploads")
+        volume = next(v for v in record.volumes if v.pvc == "data-db-0")  # the db StatefulSet mounts it
         assert volume.snapshot_id is not None
         keep = reachable(repo, [record.manifest_snapshot, record_snapshot]).pack_keys()
         damaged = sorted(reachable(repo, [volume.snapshot_id]).pack_keys() - keep)
@@ -300,11 +300,12 @@ def test_a_corrupted_volume_pack(prefect_api: str, shop: dict[str, Any], cluster
         path.write_bytes(bytes(data))
     verdict = _failed({**shop, "location": location}, restore_point=rp)
     data_check = _check(verdict, "volume-data")
-    assert not data_check["passed"] and "uploads" in data_check["reason"], data_check
+    assert not data_check["passed"] and "data-db-0" in data_check["reason"], data_check
     assert not _check(verdict, "restore")["passed"]
-    # the workloads held back never come: the check looks once instead of waiting its whole timeout
+    # the db is held back (it would start on data that failed): the check names it, and looks once instead of
+    # waiting its whole timeout for a workload that never comes
     ready = _check(verdict, "workloads-ready")
-    assert not ready["passed"] and ready["duration_seconds"] < 30, ready
+    assert not ready["passed"] and "db" in ready["reason"] and ready["duration_seconds"] < 30, ready
     assert verdict["teardown"] == "complete"
     _no_sandbox_left(cluster)
 
