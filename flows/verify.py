@@ -29,7 +29,7 @@ from kubekeep.verify import (
     teardown,
 )
 from tasks.parameters import MoverOptions
-from tasks.restore import apply_plan, load_plan, record_restore
+from tasks.restore import apply_plan, load_plan, plan_options, record_restore
 from tasks.verify import (
     PointToVerify,
     builtin_checks,
@@ -87,6 +87,8 @@ def verify(
     app: str | None = None,
     checks: list[UserCheck] | None = None,
     policy: VerificationPolicy | None = None,
+    storage_class_map: dict[str, str] | None = None,
+    image_rewrite: dict[str, str] | None = None,
     mover: MoverOptions | None = None,
 ) -> dict[str, Any]:
     """Verify that a restore point restores: into an isolated sandbox, checked, timed; the verdict is recorded.
@@ -102,11 +104,15 @@ def verify(
             same name.
         policy: How the app is verified: more checks, the built-in checks, isolation (replica cap, DNS),
             the readiness timeout, the sandbox lifetime, whether annotated checks run.
+        storage_class_map: Source StorageClass -> sandbox StorageClass (a separate sandbox cluster may name its
+            classes differently).
+        image_rewrite: Image prefix -> new prefix (a sandbox cluster that pulls from a mirror).
         mover: A mover Job fills sandbox volumes this worker cannot reach (as in the restore flow).
     """
     logger = get_run_logger()
     policy = policy or VerificationPolicy()
     loc, key, conn = load_blocks(location, encryption_key, cluster)
+    mapped = plan_options(storage_class_map=storage_class_map, image_rewrite=image_rewrite).transforms
     with keep_open(loc, key):
         point = choose_point(loc, key, restore_point=restore_point, app=app,
                              annotation_checks=policy.annotation_checks)
@@ -116,7 +122,7 @@ def verify(
         with sandboxed(conn, point, policy, run_id=sandbox_run_id(run), flow_run=run) as box:
             with box.stage(StageName.PLAN):
                 plan = box.planned(load_plan(loc, key, conn, restore_point=point.restore_point_id,
-                                             options=box.plan_options()))
+                                             options=box.plan_options(mapped)))
             report = box.restored(apply_plan(loc, key, conn, plan, box.restore_policy(), mover=mover))
             record_restore(loc, key, report, plan, new_restore_id())
             box.checks = builtin_checks(conn, report, box.namespace_map, point, policy.builtin)

@@ -24,6 +24,7 @@ from .common import (
     location_profile,
     mover_options,
     out,
+    pairs,
     progress,
     session,
 )
@@ -84,6 +85,10 @@ def verify_cmd(
                                                      help="Cap the replicas of every sandbox workload.")] = None,
     ready_timeout: Annotated[float | None, typer.Option("--ready-timeout", min=1,
                                                         help="Seconds each readiness tier may take.")] = None,
+    storage_class_map: Annotated[list[str] | None, typer.Option(
+        "--storage-class-map", help="source=sandbox StorageClass (repeatable; a separate sandbox cluster).")] = None,
+    image_rewrite: Annotated[list[str] | None, typer.Option(
+        "--image-rewrite", help="prefix=new-prefix (repeatable).")] = None,
     password_file: PasswordFileOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
@@ -99,6 +104,7 @@ def verify_cmd(
         raise typer.BadParameter("give --restore-point ID or --app NAME (one of them)", param_hint="--restore-point")
     policy = load_policy(policy_file, max_replicas, ready_timeout)
     mover = mover_options(mover_image, mover_location, mover_env_from_secret, mover_service_account)
+    classes, images = pairs(storage_class_map, "--storage-class-map"), pairs(image_rewrite, "--image-rewrite")
     failed: dict[str, Any] = {}
     with session("verify", flows=True, verbose=verbose):
         from flows.verify import VerificationFailed, verify
@@ -108,7 +114,8 @@ def verify_cmd(
         try:
             with progress("verifying"):
                 verdict = verify(location=loc, encryption_key=key, cluster=conn, restore_point=restore_point,
-                                 app=app_name, policy=policy, mover=mover)
+                                 app=app_name, policy=policy, mover=mover, storage_class_map=classes,
+                                 image_rewrite=images)
         except VerificationFailed as exc:
             if not exc.verdict:
                 raise

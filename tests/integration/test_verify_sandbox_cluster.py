@@ -14,6 +14,7 @@ from flows.verify import verify
 from kubekeep.catalog import list_verifications
 from kubekeep.cluster import Cluster
 from kubekeep.testbed import sample_app
+from kubekeep.testbed.controlplane import PROVISIONER
 from kubekeep.verify import ExecCheck
 
 from .test_verify_flow import _no_sandbox_left, _sandbox_namespaces
@@ -29,26 +30,36 @@ def test_verify_on_a_separate_sandbox_cluster(prefect_api: str, test_cluster: An
     rp = backup(app=app, namespaces=[namespace], location=location, encryption_key=key, init=True,
                 cluster=ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig)))
     sandbox_bed = testbed_clusters.get("verify-sandbox")
+    far = sandbox_bed.connect()
+    fast = f"fast-{uuid.uuid4().hex[:6]}"  # the sandbox cluster names its storage differently
+    far.create({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": fast},
+                "provisioner": PROVISIONER, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"})
     seen_on_source: list[str] = []
+    classes: set[str] = set()
     stop = threading.Event()
 
     def watch_source() -> None:
         while not stop.wait(0.3):
             seen_on_source.extend(n["metadata"]["name"] for n in _sandbox_namespaces(cluster))
+            for ns in _sandbox_namespaces(far):
+                classes.update(str(c["spec"].get("storageClassName")) for c in far.list_pages(
+                    far.resource_for("v1", "PersistentVolumeClaim"), namespace=ns["metadata"]["name"]))
 
     watcher = threading.Thread(target=watch_source, daemon=True)
     watcher.start()
     try:
         verdict = verify(location=location, encryption_key=key, restore_point=rp,
                          cluster=ClusterConnection(name="sandbox", kubeconfig_path=str(sandbox_bed.kubeconfig)),
+                         storage_class_map={"kubekeep-hostpath": fast},
                          checks=[ExecCheck(name="db-ping", pod_selector="app=db", command=["sh", "-c", "echo ok"])])
     finally:
         stop.set()
         watcher.join(timeout=10)
+        far.delete("storage.k8s.io/v1", "StorageClass", fast)
     assert verdict["result"] == "passed", verdict["reason"]
     assert verdict["sandbox_cluster"] == "sandbox" and not seen_on_source, seen_on_source
-    with sandbox_bed.connect() as far:
-        _no_sandbox_left(far)
+    assert classes == {fast}, classes
+    _no_sandbox_left(far)
     with key.catalog(location, cache_dir=tmp_path / "cache") as catalog:
         rows = list_verifications(catalog, app=app)
     assert [(r.result, r.sandbox_cluster) for r in rows] == [("passed", "sandbox")]
