@@ -323,8 +323,8 @@ _KILLED = textwrap.dedent("""
 
 
 def test_a_sandbox_left_by_a_run_killed_with_kill_9_is_removed_by_the_next_run(
-        shop: dict[str, Any], cluster: Cluster, test_cluster: Any) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        prefect_api: str, shop: dict[str, Any], cluster: Cluster, test_cluster: Any) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": prefect_api}
     proc = subprocess.Popen([sys.executable, "-c", _KILLED, shop["location"].path, str(test_cluster.kubeconfig),
                              shop["rp"]], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -394,3 +394,34 @@ def test_the_cancellation_hook_tears_down_the_sandbox_of_its_run(prefect_api: st
 
         teardown(cluster, other.run_id, wait=False)
         teardown(cluster, mine.run_id, wait=False)
+
+
+def test_an_error_in_the_sandbox_is_an_error_verdict_and_the_sandbox_still_goes(
+        prefect_api: str, shop: dict[str, Any], cluster: Cluster, tmp_path: Path) -> None:
+    """The point's manifests cannot be read (their packs are damaged): the plan fails inside the sandbox. The
+    verdict is ``error`` (the point could not be judged), it is recorded, and the sandbox is torn down."""
+    location = LocationProfile(kind="filesystem", path=str(tmp_path / "loc"))
+    rp = backup(app="unreadable", namespaces=[shop["ns"]], location=location, encryption_key=shop["key"],
+                cluster=shop["conn"], init=True)
+    from blocks import repository
+
+    with repository(location, shop["key"]) as repo:
+        record_snapshot, record = find_restore_point(repo, rp)
+        keep = reachable(repo, [record_snapshot]).pack_keys()
+        damaged = sorted(reachable(repo, [record.manifest_snapshot]).pack_keys() - keep)
+    assert damaged
+    for key in damaged:
+        path = tmp_path / "loc" / key
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.chmod(0o600)
+        path.write_bytes(bytes(data))
+    verdict = _failed({**shop, "location": location}, restore_point=rp,
+                      policy=VerificationPolicy(annotation_checks=False))
+    assert verdict["result"] == "error" and verdict["rto_seconds"] is None, verdict
+    assert "authentication failed" in verdict["reason"] or "damaged" in verdict["reason"], verdict["reason"]
+    assert verdict["teardown"] == "complete"
+    _no_sandbox_left(cluster)
+    with shop["key"].catalog(location) as catalog:
+        assert [r.result for r in list_verifications(catalog, restore_point_id=rp)] == ["error"]
+        assert rp not in verified_points(catalog), "an error verdict says nothing about the point"
