@@ -120,3 +120,14 @@ def test_percentile() -> None:
     assert percentile([4.0, 1.0, 3.0, 2.0], 100) == 4.0
     with pytest.raises(ValueError):
         percentile([1.0], 0)
+
+
+def test_protected_apps_are_the_apps_with_a_succeeded_point(catalog: Catalog) -> None:
+    from kubekeep.catalog import protected_apps
+
+    assert protected_apps(catalog) == []
+    catalog.add_restore_point(make_point("shop-1", app="shop"), make_objects("shop-1"))
+    catalog.add_restore_point(make_point("shop-2", app="shop", hours=1), make_objects("shop-2"))
+    catalog.add_restore_point(make_point("blog-1", app="blog"), make_objects("blog-1"))
+    catalog.add_restore_point(make_point("wiki-1", app="wiki", status="failed"), make_objects("wiki-1"))
+    assert protected_apps(catalog) == ["blog", "shop"]
