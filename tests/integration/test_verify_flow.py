@@ -197,6 +197,8 @@ def test_a_verification_that_passes(shop: dict[str, Any], cluster: Cluster, test
         stats = verification_stats(catalog, shop["app"])
     row = next(r for r in rows if r.id == verdict["id"])
     stages = {s["name"]: s["seconds"] for s in row.stages}
+    print(f"verification {row.id}: RTO {row.rto_seconds:.1f} s; stages " +  # noqa: T201 - measured, for the log
+          ", ".join(f"{name} {seconds:.2f} s" for name, seconds in stages.items()))
     assert {"sandbox", "plan", "objects-applied", "volumes-hydrated", "ready", "checks", "teardown"} <= set(stages)
     assert row.rto_seconds is not None and row.rto_seconds >= stages["plan"] + stages["checks"]
     assert row.sandbox_cluster == "testbed" and row.result == "passed"
