@@ -21,7 +21,7 @@ from kubekeep.catalog import VerificationRecord, VerificationResult
 from kubekeep.restore.report import PhaseReport
 
 from .checks import VOLUME_PHASES
-from .models import CheckResult
+from .models import CheckResult, CheckType
 
 
 class StageName(StrEnum):
@@ -84,10 +84,15 @@ def restore_stages(phases: Sequence[PhaseReport]) -> list[Stage]:
     return out
 
 
+#: checks judged from the restore's report: their times are the restore's (already in its stages)
+_FROM_THE_RESTORE = frozenset({CheckType.RESTORE, CheckType.VOLUME_DATA})
+
+
 def checks_stage(results: Sequence[CheckResult]) -> Stage | None:
-    """``checks`` from the checks' own times: from the first start to the last end (None: no check ran)."""
+    """``checks`` from the checks' own times: from the first start to the last end of the checks that ran
+    after the restore (None: none ran)."""
     spans = [(c.started_at, c.started_at + timedelta(seconds=c.duration_seconds)) for c in results
-             if c.started_at is not None]
+             if c.started_at is not None and c.type not in _FROM_THE_RESTORE]
     if not spans:
         return None
     return Stage.between(StageName.CHECKS, min(s for s, _ in spans), max(e for _, e in spans))

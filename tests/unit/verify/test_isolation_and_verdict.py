@@ -292,6 +292,12 @@ def test_checks_stage_spans_the_checks_and_declarations_fail_loudly() -> None:
     stage = checks_stage(results)
     assert stage is not None and stage.started_at == t0 and stage.seconds == 6.5
     assert checks_stage([results[2]]) is None
+    # the restore and volume-data checks carry the restore's own times (already in the restore stages)
+    restore = CheckResult(name="restore", type=CheckType.RESTORE, passed=True, started_at=t0 - timedelta(seconds=30),
+                          duration_seconds=29)
+    data = CheckResult(name="volume-data", type=CheckType.VOLUME_DATA, passed=True,
+                       started_at=t0 - timedelta(seconds=20), duration_seconds=5)
+    assert checks_stage([restore, data, *results]) == stage
     assert declarations_check([]) is None
     errors = [f"Deployment shop/web: annotation verify.kubekeep.io/check.x{i}: bad" for i in range(5)]
     check = declarations_check(errors)
