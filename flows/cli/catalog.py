@@ -25,7 +25,7 @@ def restore_points_cmd(
 ) -> None:
     """List restore points from the location's catalog (newest first)."""
     with session("restore-points", verbose=verbose):
-        from kubekeep.catalog import acknowledged_points, list_restore_points, list_signals
+        from kubekeep.catalog import acknowledged_points, list_restore_points, list_signals, verified_points
         from kubekeep.signals import point_marks
 
         statuses = None if all_statuses else ("succeeded",)
@@ -35,15 +35,17 @@ def restore_points_cmd(
                                          newest_first=True)
             verdicts = list_signals(catalog, app=app_name, volumes=False)
             marks = point_marks(verdicts, acknowledged_points(catalog, app_name))
+            verified = verified_points(catalog, app_name)
     scores = {v.restore_point_id: v.score for v in verdicts}
     table = Table("id", "app", "finished", "status", "objects", "volumes", "stored bytes", "retain until", "score",
-                  "signals")
+                  "signals", "verified")
     for p in points:
         mark = marks.get(p.id, "-")
         table.add_row(p.id, p.app, p.finished_at.isoformat(timespec="seconds"), p.status, str(p.object_count),
                       str(p.volume_count), str(p.stored_bytes),
                       p.retain_until.isoformat(timespec="seconds") if p.retain_until else "-",
-                      f"{scores[p.id]:.1f}" if p.id in scores else "-", mark.upper() if mark == "suspect" else mark)
+                      f"{scores[p.id]:.1f}" if p.id in scores else "-", mark.upper() if mark == "suspect" else mark,
+                      {True: "passed", False: "FAILED"}.get(verified.get(p.id), "-"))  # type: ignore[arg-type]
     out.print(table)
 
 
@@ -109,21 +111,24 @@ def restores_cmd(
 @app.command("catalog-rebuild")
 def catalog_rebuild_cmd(location: LocationOpt, password_file: PasswordFileOpt = None,
                         verbose: VerboseOpt = False) -> None:
-    """Rebuild the location's catalog from its repository (restore points, restore reports, signals and their
-    acknowledgements; adds what is missing)."""
+    """Rebuild the location's catalog from its repository (restore points, restore reports, verifications,
+    signals and their acknowledgements; adds what is missing)."""
     with session("catalog-rebuild", verbose=verbose):
         from blocks import repository
         from kubekeep.catalog import Catalog
         from kubekeep.restore.record import rebuild_restores
         from kubekeep.restorepoint import rebuild_repository_catalog
         from kubekeep.signals import rebuild_signals
+        from kubekeep.verify import rebuild_verifications
 
         with repository(location_profile(location, must_exist=True), encryption_key(password_file)) as repo:
             result = rebuild_repository_catalog(repo)
             restores_written, restores_present = rebuild_restores(repo)
             signals = rebuild_signals(repo, Catalog(repo.storage, codec=repo.catalog_codec()))
+            verifications_written, verifications_present = rebuild_verifications(repo)
     typer.echo(f"restore points written: {result.points_written}, already present: {result.points_skipped}; "
                f"restores written: {restores_written}, already present: {restores_present}; "
+               f"verifications written: {verifications_written}, already present: {verifications_present}; "
                f"signals written: {signals.points_written}, acknowledgements written: {signals.acks_written}")
     for problem in signals.problems:
         typer.echo(f"signals: {problem}", err=True)

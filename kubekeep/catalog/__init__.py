@@ -4,9 +4,12 @@ from .query import (
     DEFAULT_STATUSES,
     POINT_SUBJECT,
     RESTORE_DETAIL_COLUMNS,
+    VERIFICATION_DETAIL_COLUMNS,
     ObjectOccurrence,
+    VerificationStats,
     acknowledged_points,
     get_restore,
+    get_verification,
     last_clean_point,
     latest_restore_point,
     list_restore_points,
@@ -14,11 +17,16 @@ from .query import (
     list_restores,
     list_signal_acks,
     list_signals,
+    list_verifications,
+    newest_verified_point,
+    percentile,
+    protected_apps,
     restore_points_before,
     restore_points_containing,
     restore_points_containing_table,
     restore_points_filter,
     suspect_points,
+    verification_stats,
     verified_points,
 )
 from .rebuild import RebuildResult, RestorePointSummary, catalog_ids, rebuild_catalog
@@ -33,6 +41,7 @@ from .records import (
     RestoreRecord,
     SignalAck,
     SignalRow,
+    VerificationRecord,
 )
 from .schema import (
     SCHEMA_VERSION,
@@ -40,6 +49,7 @@ from .schema import (
     RestorePointStatus,
     RestoreStatus,
     TableName,
+    VerificationResult,
     VolumeMethod,
 )
 from .store import (
@@ -52,6 +62,17 @@ from .store import (
 )
 
 __all__ = [
+    "VERIFICATION_DETAIL_COLUMNS",
+    "VerificationRecord",
+    "VerificationResult",
+    "VerificationStats",
+    "get_verification",
+    "list_verifications",
+    "newest_verified_point",
+    "percentile",
+    "protected_apps",
+    "verification_stats",
+    "verified_points",
     "CATALOG_PREFIX",
     "DEFAULT_STATUSES",
     "POINT_SUBJECT",

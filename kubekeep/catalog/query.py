@@ -8,6 +8,7 @@ that want columns; the others return typed records.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,10 +24,12 @@ from .records import (
     RestoreRecord,
     SignalAck,
     SignalRow,
+    VerificationRecord,
     restore_points_from_table,
     restores_from_table,
+    verifications_from_table,
 )
-from .schema import TABLES, RestorePointStatus, TableName
+from .schema import TABLES, RestorePointStatus, TableName, VerificationResult
 from .store import Catalog
 
 #: what "a usable restore point" means unless the caller says otherwise
@@ -373,25 +376,6 @@ def suspect_points(catalog: Catalog, app: str | None = None) -> set[str]:
     return set(table["restore_point_id"].to_pylist()) - acknowledged_points(catalog, app)
 
 
-def verified_points(catalog: Catalog, app: str | None = None) -> dict[str, bool]:
-    """Restore point id -> passed, the newest verdict per point (the ``verifications`` table).
-
-    The verification feature owns that table; until this catalog knows it, no point is verified.
-    """
-    try:
-        table_name = TableName("verifications")
-    except ValueError:
-        return {}
-    # the agreed columns: restore_point_id, passed, finished_at (newest verdict wins)
-    table = catalog.read(table_name, columns=["restore_point_id", "passed", "finished_at"])
-    table = table.sort_by([("finished_at", "ascending")])
-    verdicts = dict(zip(table["restore_point_id"].to_pylist(), map(bool, table["passed"].to_pylist()), strict=True))
-    if app is not None:
-        ids = set(catalog.read(TableName.RESTORE_POINTS, filter=pc.field("app") == app, columns=["id"])["id"]
-                  .to_pylist())
-        verdicts = {k: v for k, v in verdicts.items() if k in ids}
-    return verdicts
-
 
 def last_clean_point(catalog: Catalog, app: str) -> str | None:
     """The newest clean restore point of ``app``; verified points are preferred.
@@ -416,3 +400,145 @@ def last_clean_point(catalog: Catalog, app: str) -> str | None:
         if verified.get(point_id):
             return str(point_id)
     return str(candidates[0]) if candidates else None
+
+
+def protected_apps(catalog: Catalog) -> list[str]:
+    """The apps with at least one succeeded restore point, sorted (what ``verify-latest`` verifies)."""
+    table = catalog.read(TableName.RESTORE_POINTS, filter=pc.field("status") == RestorePointStatus.SUCCEEDED.value,
+                         columns=["app"])
+    return sorted(str(a) for a in pc.unique(table["app"]).to_pylist()) if table.num_rows else []
+
+
+# ------------------------------------------------------------- verifications
+
+#: the nested per-check and per-stage columns of ``verifications`` (read only when asked for)
+VERIFICATION_DETAIL_COLUMNS = ("checks", "stages")
+
+
+def list_verifications(
+    catalog: Catalog,
+    *,
+    app: str | None = None,
+    restore_point_id: str | None = None,
+    results: Collection[str] | None = None,
+    details: bool = False,
+    limit: int | None = None,
+) -> list[VerificationRecord]:
+    """Recorded verifications, newest first; per-check results and stage times only with ``details``."""
+    parts: list[pc.Expression] = []
+    if app is not None:
+        parts.append(pc.field("app") == app)
+    if restore_point_id is not None:
+        parts.append(pc.field("restore_point_id") == restore_point_id)
+    if results is not None:
+        parts.append(_in("result", results))
+    spec = TABLES[TableName.VERIFICATIONS]
+    columns = None if details else [n for n in spec.schema.names if n not in VERIFICATION_DETAIL_COLUMNS]
+    table = catalog.read(TableName.VERIFICATIONS, filter=_and(parts), columns=columns)
+    table = table.sort_by([("finished_at", "descending"), ("id", "descending")])
+    if limit is not None:
+        table = table.slice(0, limit)
+    return verifications_from_table(table)
+
+
+def get_verification(catalog: Catalog, verification_id: str) -> VerificationRecord | None:
+    """One verification with every check and stage (None: no such verification)."""
+    rows = verifications_from_table(catalog.read(TableName.VERIFICATIONS, filter=pc.field("id") == verification_id))
+    return rows[0] if rows else None
+
+
+def _verdicts_table(catalog: Catalog, app: str | None) -> pa.Table:
+    """(restore_point_id, passed) of the newest conclusive verdict of each point, as a table."""
+    parts = [pc.field("result") != VerificationResult.ERROR.value]
+    if app is not None:
+        parts.append(pc.field("app") == app)
+    table = catalog.read(TableName.VERIFICATIONS, filter=_and(parts),
+                         columns=["restore_point_id", "finished_at", "id", "result"])
+    if not table.num_rows:
+        return table
+    table = table.sort_by([("restore_point_id", "ascending"), ("finished_at", "descending"), ("id", "descending")])
+    points = table["restore_point_id"]
+    # the first row of each point is its newest verdict (rows are sorted by point, newest first)
+    first = pc.not_equal(points.slice(1), points.slice(0, table.num_rows - 1))
+    mask = pa.concat_arrays([pa.array([True]), pc.fill_null(first, True).combine_chunks()])
+    return table.filter(mask)
+
+
+def verified_points(catalog: Catalog, app: str | None = None) -> dict[str, bool]:
+    """Restore point id -> whether its newest conclusive verification passed (points never verified, or
+    whose verifications all ended in ``error``, are absent)."""
+    table = _verdicts_table(catalog, app)
+    return {str(point): result == VerificationResult.PASSED.value
+            for point, result in zip(table["restore_point_id"].to_pylist(), table["result"].to_pylist(), strict=True)}
+
+
+def newest_verified_point(catalog: Catalog, app: str) -> str | None:
+    """The newest restore point of ``app`` (by when the point was taken) whose newest verification passed,
+    among points still in the catalog; None if there is none."""
+    passed = [point for point, ok in verified_points(catalog, app).items() if ok]
+    if not passed:
+        return None
+    table = catalog.read(TableName.RESTORE_POINTS,
+                         filter=restore_points_filter(app=app, statuses=None, ids=passed),
+                         columns=["id", "finished_at"])
+    if not table.num_rows:
+        return None
+    table = table.sort_by([("finished_at", "descending"), ("id", "descending")])
+    return str(table["id"][0].as_py())
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0 < q <= 100) by the nearest-rank method; None for no values."""
+    if not values:
+        return None
+    if not 0 < q <= 100:
+        raise ValueError(f"percentile {q} is not in (0, 100]")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True)
+class VerificationStats:
+    """How the verifications of one app went."""
+
+    app: str
+    runs: int
+    passed: int
+    failed: int
+    #: verifications that could not reach a verdict (the sandbox failed)
+    errors: int
+    #: passed / (passed + failed); None when no verification reached a verdict
+    pass_rate: float | None
+    #: 95th percentile (nearest rank) of the RTO of the passed verifications
+    p95_rto_seconds: float | None
+    last_result: str
+    last_finished_at: datetime
+    last_restore_point_id: str
+
+
+def verification_stats(catalog: Catalog, app: str | None = None) -> list[VerificationStats]:
+    """Pass rate and p95 RTO per app (sorted by app)."""
+    filter_ = pc.field("app") == app if app is not None else None
+    table = catalog.read(TableName.VERIFICATIONS, filter=filter_,
+                         columns=["id", "app", "restore_point_id", "finished_at", "result", "rto_seconds"])
+    if not table.num_rows:
+        return []
+    table = table.sort_by([("app", "ascending"), ("finished_at", "ascending"), ("id", "ascending")])
+    per_app: dict[str, list[dict[str, object]]] = {}
+    for row in table.to_pylist():
+        per_app.setdefault(str(row["app"]), []).append(row)
+    out: list[VerificationStats] = []
+    for name, rows in per_app.items():
+        passed = [r for r in rows if r["result"] == VerificationResult.PASSED.value]
+        failed = sum(1 for r in rows if r["result"] == VerificationResult.FAILED.value)
+        conclusive = len(passed) + failed
+        rtos = [float(r["rto_seconds"]) for r in passed if isinstance(r["rto_seconds"], int | float)]
+        last = rows[-1]
+        finished = last["finished_at"]
+        assert isinstance(finished, datetime)
+        out.append(VerificationStats(
+            app=name, runs=len(rows), passed=len(passed), failed=failed, errors=len(rows) - conclusive,
+            pass_rate=len(passed) / conclusive if conclusive else None, p95_rto_seconds=percentile(rtos, 95),
+            last_result=str(last["result"]), last_finished_at=finished,
+            last_restore_point_id=str(last["restore_point_id"])))
+    return out

@@ -18,8 +18,10 @@ from .schema import (
     RESTORES_SCHEMA,
     SIGNAL_ACKS_SCHEMA,
     SIGNALS_SCHEMA,
+    VERIFICATIONS_SCHEMA,
     RestorePointStatus,
     RestoreStatus,
+    VerificationResult,
 )
 
 # Ids become parts of storage keys, so they follow the key alphabet.
@@ -469,6 +471,75 @@ def signal_acks_table(acks: Sequence[SignalAck]) -> pa.Table:
     return pa.Table.from_pylist([a.to_row() for a in acks], schema=SIGNAL_ACKS_SCHEMA)
 
 
+@dataclass(frozen=True)
+class VerificationRecord:
+    """One verification of a restore point: its verdict, per-check results and per-stage times.
+
+    ``checks`` and ``stages`` are rows of :data:`~.schema.VERIFICATION_CHECK_TYPE` and
+    :data:`~.schema.VERIFICATION_STAGE_TYPE` (plain dicts).
+    """
+
+    id: str
+    restore_point_id: str
+    app: str
+    started_at: datetime
+    finished_at: datetime
+    result: str
+    sandbox_cluster: str
+    sandbox_namespaces: tuple[str, ...] = ()
+    reason: str | None = None
+    #: seconds from the start of the verification until its checks were done (the measured RTO)
+    rto_seconds: float | None = None
+    #: seconds between the previous succeeded point of the app and this one (None: the first point)
+    rpo_seconds: float | None = None
+    point_finished_at: datetime | None = None
+    stages: tuple[Mapping[str, Any], ...] = ()
+    checks: tuple[Mapping[str, Any], ...] = ()
+    #: what teardown did ("complete", or what it left and why)
+    teardown: str | None = None
+
+    def __post_init__(self) -> None:
+        check_id(self.id, "verification id")
+        check_id(self.restore_point_id, "restore point id")
+        if self.result not in VerificationResult.__members__.values():
+            raise CatalogRecordError(
+                f"verification {self.id}: result {self.result!r} is not one of "
+                f"{sorted(r.value for r in VerificationResult)}"
+            )
+        for name in ("started_at", "finished_at", "point_finished_at"):
+            _aware(getattr(self, name), f"verification {self.id}: {name}")
+        if self.finished_at < self.started_at:
+            raise CatalogRecordError(f"verification {self.id}: finished_at is before started_at")
+        if not self.app or not self.sandbox_cluster:
+            raise CatalogRecordError(f"verification {self.id}: app and sandbox_cluster must not be empty")
+        for name in ("rto_seconds", "rpo_seconds"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise CatalogRecordError(f"verification {self.id}: {name} must be >= 0")
+        object.__setattr__(self, "sandbox_namespaces", tuple(self.sandbox_namespaces))
+        object.__setattr__(self, "stages", tuple(dict(r) for r in self.stages or ()))
+        object.__setattr__(self, "checks", tuple(dict(r) for r in self.checks or ()))
+
+    @property
+    def passed(self) -> bool:
+        return self.result == VerificationResult.PASSED.value
+
+    def to_row(self) -> dict[str, Any]:
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row["sandbox_namespaces"] = list(self.sandbox_namespaces)
+        row["stages"] = [dict(r) for r in self.stages]
+        row["checks"] = [dict(r) for r in self.checks]
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls) if f.name in row}
+        for name in ("sandbox_namespaces", "stages", "checks"):
+            if name in values:
+                values[name] = tuple(values[name] or ())
+        return cls(**values)
+
+
 def restore_points_table(points: Sequence[RestorePoint]) -> pa.Table:
     return pa.Table.from_pylist([p.to_row() for p in points], schema=RESTORE_POINTS_SCHEMA)
 
@@ -494,6 +565,14 @@ def volumes_table(volumes: Sequence[RestorePointVolume]) -> pa.Table:
 
 def restores_table(restores: Sequence[RestoreRecord]) -> pa.Table:
     return pa.Table.from_pylist([r.to_row() for r in restores], schema=RESTORES_SCHEMA)
+
+
+def verifications_table(verifications: Sequence[VerificationRecord]) -> pa.Table:
+    return pa.Table.from_pylist([v.to_row() for v in verifications], schema=VERIFICATIONS_SCHEMA)
+
+
+def verifications_from_table(table: pa.Table) -> list[VerificationRecord]:
+    return [VerificationRecord.from_row(row) for row in table.to_pylist()]
 
 
 def restore_points_from_table(table: pa.Table) -> list[RestorePoint]:

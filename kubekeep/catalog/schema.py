@@ -29,6 +29,7 @@ class TableName(StrEnum):
     DELETED_RESTORE_POINTS = "deleted_restore_points"
     SIGNALS = "signals"
     SIGNAL_ACKS = "signal_acks"
+    VERIFICATIONS = "verifications"
 
 
 class RestorePointStatus(StrEnum):
@@ -41,6 +42,16 @@ class RestoreStatus(StrEnum):
     SUCCEEDED = "succeeded"
     PARTIALLY_FAILED = "partially_failed"
     FAILED = "failed"
+
+
+class VerificationResult(StrEnum):
+    """The verdict of a verification: the restore point restored and passed every check, or not.
+    ``error``: the verification could not run to a verdict on the point (the sandbox cluster failed);
+    it says nothing about the point and is ignored by :func:`~kubekeep.catalog.verified_points`."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
 
 
 class VolumeMethod(StrEnum):
@@ -276,6 +287,51 @@ SIGNAL_ACKS_SCHEMA = pa.schema(
 )
 
 
+#: one check of a verification (kubekeep.verify.checks.CheckResult)
+VERIFICATION_CHECK_TYPE = pa.struct(
+    [
+        pa.field("name", pa.string()),
+        pa.field("type", pa.string()),
+        pa.field("passed", pa.bool_()),
+        pa.field("reason", pa.string()),
+        pa.field("started_at", _TS),
+        pa.field("duration_seconds", pa.float64()),
+        pa.field("attempts", pa.int64()),
+        pa.field("output_tail", pa.string()),
+    ]
+)
+
+#: one measured stage of a verification (plan, objects-applied, volumes-hydrated, ready, checks, teardown)
+VERIFICATION_STAGE_TYPE = pa.struct(
+    [
+        pa.field("name", pa.string()),
+        pa.field("started_at", _TS),
+        pa.field("finished_at", _TS),
+        pa.field("seconds", pa.float64()),
+    ]
+)
+
+VERIFICATIONS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("restore_point_id", pa.string(), nullable=False),
+        pa.field("app", pa.string(), nullable=False),
+        pa.field("started_at", _TS, nullable=False),
+        pa.field("finished_at", _TS, nullable=False),
+        pa.field("result", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("rto_seconds", pa.float64()),
+        pa.field("rpo_seconds", pa.float64()),
+        pa.field("point_finished_at", _TS),
+        pa.field("stages", pa.list_(VERIFICATION_STAGE_TYPE)),
+        pa.field("checks", pa.list_(VERIFICATION_CHECK_TYPE)),
+        pa.field("sandbox_cluster", pa.string(), nullable=False),
+        pa.field("sandbox_namespaces", pa.list_(pa.string()), nullable=False),
+        pa.field("teardown", pa.string()),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     name: TableName
@@ -336,6 +392,9 @@ TABLES: dict[TableName, TableSpec] = {
         ("restore_point_id",),
         ("app", "acknowledged_at", "restore_point_id"),
         "restore_point_id",
+    ),
+    TableName.VERIFICATIONS: TableSpec(
+        TableName.VERIFICATIONS, VERIFICATIONS_SCHEMA, ("id",), ("app", "finished_at", "id"), "id"
     ),
 }
 

@@ -2,7 +2,8 @@
 
 Layout (under ``catalog/v1/``, see docs/catalog-schema.md):
 
-    <table>/rp-<restore point id>.parquet     one per restore point (restores: r-<restore id>)
+    <table>/rp-<restore point id>.parquet     one per restore point (restores: r-<restore id>,
+                                              verifications: v-<verification id>)
     <table>/part-<digest>-<n>.parquet         compacted or rebuilt, sorted, many rows
 
 Storage never overwrites, so nothing is updated in place: compaction writes new
@@ -39,6 +40,7 @@ from .records import (
     RestoreRecord,
     SignalAck,
     SignalRow,
+    VerificationRecord,
     check_id,
     deletions_table,
     objects_table,
@@ -46,6 +48,7 @@ from .records import (
     restores_table,
     signal_acks_table,
     signals_table,
+    verifications_table,
     volumes_table,
 )
 from .schema import (
@@ -60,6 +63,7 @@ from .schema import (
 CATALOG_PREFIX = "catalog/v1"
 SMALL_FILE_PREFIX = "rp-"
 RESTORE_FILE_PREFIX = "r-"
+VERIFICATION_FILE_PREFIX = "v-"
 PART_FILE_PREFIX = "part-"
 
 #: row groups of this many rows keep min/max statistics selective on the sort
@@ -177,7 +181,8 @@ class Catalog:
     # ---------------------------------------------------------------- writes
 
     def _small_key(self, table: TableName, unit_id: str) -> str:
-        file_prefix = RESTORE_FILE_PREFIX if table is TableName.RESTORES else SMALL_FILE_PREFIX
+        file_prefix = {TableName.RESTORES: RESTORE_FILE_PREFIX,
+                       TableName.VERIFICATIONS: VERIFICATION_FILE_PREFIX}.get(table, SMALL_FILE_PREFIX)
         return f"{table_prefix(table, self.prefix)}{file_prefix}{unit_id}.parquet"
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
@@ -278,6 +283,13 @@ class Catalog:
         """Record an acknowledgement; False if the point was acknowledged already (files are immutable)."""
         key = self._small_key(TableName.SIGNAL_ACKS, ack.restore_point_id)
         return self._put_if_absent(key, encode_parquet(signal_acks_table([ack]), TABLES[TableName.SIGNAL_ACKS]))
+
+    def add_verification(self, verification: VerificationRecord) -> str:
+        """Record the verdict of one verification."""
+        key = self._small_key(TableName.VERIFICATIONS, verification.id)
+        spec = TABLES[TableName.VERIFICATIONS]
+        self._put_if_absent(key, encode_parquet(verifications_table([verification]), spec))
+        return key
 
     def _part_key(self, table: TableName, name: str) -> str:
         check_id(name, "part name")

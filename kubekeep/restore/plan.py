@@ -6,7 +6,8 @@
 2. sanitize  - strip server-populated fields
 3. versions  - convert to versions the target serves (CRDs restored in the same
                run count as served: they are created and re-discovered first)
-4. transforms - the run's transform chain (patches see the converted shape)
+4. transforms - the run's transform chain (patches see the converted shape; ``drop`` steps
+               leave objects out, listed in ``skipped`` with their reason)
 5. order     - priority list and readiness tiers -> phases
 """
 
@@ -156,7 +157,9 @@ def prepare_manifests(
         sanitized = report.manifests
         converted = report.converted
         skipped.extend(SkippedObject(r.ref, r.decision.reason) for r in report.not_convertible)
-    return PreparedManifests(options.transforms.apply(sanitized), skipped, converted)
+    result = options.transforms.apply_with_drops(sanitized)
+    skipped.extend(SkippedObject(d.ref, d.describe()) for d in result.dropped)
+    return PreparedManifests(result.manifests, skipped, converted)
 
 
 def take_notes(manifest: Manifest) -> tuple[str, ...]:

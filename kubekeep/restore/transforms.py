@@ -22,6 +22,17 @@ order to copies of the manifests. Spec format (docs/restore-order.md)::
         selector: {kind: Deployment.apps, name: web, labels: {tier: frontend}}
         patch:
           - {op: replace, path: /spec/replicas, value: 1}
+      - type: service-type      # NodePort/LoadBalancer -> ClusterIP (node ports and LB fields removed)
+        from: [NodePort, LoadBalancer]
+        to: ClusterIP
+      - type: replicas          # cap spec.replicas of workloads
+        max: 1
+      - type: remove-fields     # JSON pointers removed where present (absent ones are fine)
+        selector: {kind: PersistentVolumeClaim}
+        paths: [/spec/volumeName]
+      - type: drop              # leave objects out of the restore (the plan lists each, with the reason)
+        selector: {kind: [HorizontalPodAutoscaler, Ingress]}
+        reason: a sandbox neither autoscales nor takes outside traffic
 
 The registry :data:`TRANSFORM_TYPES` maps each ``type`` to its class; each
 class reads its own spec (``from_spec``) and writes it back (``to_spec``).
@@ -43,6 +54,7 @@ import yaml
 from kubekeep.manifest import (
     Manifest,
     ManifestError,
+    ObjectRef,
     containers_of,
     dig,
     metadata_of,
@@ -171,8 +183,9 @@ def _with_selector(spec: dict[str, Any], selector: Selector) -> dict[str, Any]:
 class Transform(Protocol):
     type_name: ClassVar[str]
 
-    def apply(self, manifest: Manifest) -> Manifest:
-        """Transform ``manifest`` (the chain's own copy: may be changed in place) and return it."""
+    def apply(self, manifest: Manifest) -> Manifest | None:
+        """Transform ``manifest`` (the chain's own copy: may be changed in place) and return it;
+        None leaves the object out of the restore (:class:`Drop`)."""
         ...
 
     def to_spec(self) -> dict[str, Any]: ...
@@ -598,11 +611,234 @@ class JsonPatch:
         return result
 
 
+# ------------------------------------------------------------- service type
+
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+#: on a Service whose type a transform changed: the type it had in the restore point
+ORIGINAL_SERVICE_TYPE_ANNOTATION = "kubekeep.io/original-service-type"
+#: fields the API server accepts only on NodePort or LoadBalancer Services
+_NODE_PORT_AND_LB_FIELDS = ("externalTrafficPolicy", "healthCheckNodePort", "loadBalancerIP",
+                            "loadBalancerSourceRanges", "loadBalancerClass", "allocateLoadBalancerNodePorts")
+
+
+@dataclass(frozen=True)
+class ServiceType:
+    """Turn Services of the ``from`` types into ``ClusterIP`` Services: every port's ``nodePort`` and the
+    node-port and load-balancer fields go, and the old type is kept in an annotation. Headless and
+    ExternalName Services are never changed."""
+
+    from_types: tuple[str, ...]
+    to: str = "ClusterIP"
+    selector: Selector = field(default_factory=Selector)
+    type_name: ClassVar[str] = "service-type"
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], where: str) -> ServiceType:
+        _check_keys(spec, {"from", "to", "selector"}, where)
+        from_types = _strings(spec.get("from", ()), f"{where}.from")
+        to = spec.get("to", "ClusterIP")
+        if to != "ClusterIP":
+            raise TransformSpecError(f"{where}.to: only ClusterIP is supported (got {to!r})")
+        bad = [t for t in from_types if t not in ("NodePort", "LoadBalancer")]
+        if not from_types or bad:
+            raise TransformSpecError(f"{where}.from: expected NodePort and/or LoadBalancer (got {list(from_types)!r})")
+        return cls(from_types, to, Selector.from_spec(spec.get("selector"), f"{where}.selector"))
+
+    def to_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"type": self.type_name, "from": list(self.from_types), "to": self.to}
+        if self.selector.to_spec():
+            spec["selector"] = self.selector.to_spec()
+        return spec
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        group, _ = split_api_version(str(manifest.get("apiVersion", "")))
+        if group != "" or manifest.get("kind") != "Service" or not self.selector.matches(manifest):
+            return manifest
+        spec = manifest.get("spec")
+        if not isinstance(spec, dict) or spec.get("type") not in self.from_types:
+            return manifest
+        old = spec["type"]
+        spec["type"] = self.to
+        for name in _NODE_PORT_AND_LB_FIELDS:
+            spec.pop(name, None)
+        for port in spec.get("ports") or ():
+            if isinstance(port, dict):
+                port.pop("nodePort", None)
+        manifest.pop("status", None)  # a load balancer's ingress addresses
+        annotations = metadata_of(manifest).setdefault("annotations", {})
+        if isinstance(annotations, dict):
+            annotations[ORIGINAL_SERVICE_TYPE_ANNOTATION] = str(old)
+        return manifest
+
+
+# ---------------------------------------------------------------- replicas
+
+#: workload kinds whose ``spec.replicas`` counts pods (group, kind); absent means 1
+REPLICATED_KINDS = frozenset({("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "ReplicaSet"),
+                              ("extensions", "Deployment"), ("extensions", "ReplicaSet"),
+                              ("", "ReplicationController")})
+#: on a workload whose replicas a transform capped: how many it had in the restore point
+ORIGINAL_REPLICAS_ANNOTATION = "kubekeep.io/original-replicas"
+
+
+@dataclass(frozen=True)
+class ReplicasCap:
+    """Cap ``spec.replicas`` of Deployments, StatefulSets, ReplicaSets and ReplicationControllers (and of
+    objects of other kinds the selector names explicitly, when they have an integer ``spec.replicas``)."""
+
+    maximum: int
+    selector: Selector = field(default_factory=Selector)
+    type_name: ClassVar[str] = "replicas"
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], where: str) -> ReplicasCap:
+        _check_keys(spec, {"max", "selector"}, where)
+        maximum = spec.get("max")
+        if not isinstance(maximum, int) or isinstance(maximum, bool) or maximum < 0:
+            raise TransformSpecError(f"{where}.max: expected an integer >= 0 (got {maximum!r})")
+        return cls(maximum, Selector.from_spec(spec.get("selector"), f"{where}.selector"))
+
+    def to_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"type": self.type_name, "max": self.maximum}
+        if self.selector.to_spec():
+            spec["selector"] = self.selector.to_spec()
+        return spec
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        if not self.selector.matches(manifest):
+            return manifest
+        group, _ = split_api_version(str(manifest.get("apiVersion", "")))
+        spec = manifest.get("spec")
+        if not isinstance(spec, dict):
+            return manifest
+        replicas = spec.get("replicas")
+        if (group, manifest.get("kind")) in REPLICATED_KINDS:
+            current = replicas if isinstance(replicas, int) and not isinstance(replicas, bool) else 1
+        elif self.selector.kinds and isinstance(replicas, int) and not isinstance(replicas, bool):
+            current = replicas
+        else:
+            return manifest
+        if current > self.maximum:
+            spec["replicas"] = self.maximum
+            annotations = metadata_of(manifest).setdefault("annotations", {})
+            if isinstance(annotations, dict):
+                annotations[ORIGINAL_REPLICAS_ANNOTATION] = str(current)
+        return manifest
+
+
+# ------------------------------------------------------------ remove fields
+
+
+def _pointer_parts(pointer: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+
+
+@dataclass(frozen=True)
+class RemoveFields:
+    """Remove fields (JSON pointers) where they are present; an absent field is not an error (unlike a
+    json-patch ``remove``)."""
+
+    paths: tuple[str, ...]
+    selector: Selector = field(default_factory=Selector)
+    type_name: ClassVar[str] = "remove-fields"
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], where: str) -> RemoveFields:
+        _check_keys(spec, {"paths", "selector"}, where)
+        paths = _strings(spec.get("paths", ()), f"{where}.paths")
+        if not paths:
+            raise TransformSpecError(f"{where}.paths: give at least one JSON pointer")
+        for path in paths:
+            if not path or not _POINTER_RE.match(path):
+                raise TransformSpecError(f"{where}.paths: {path!r} is not a JSON pointer to a field ('/a/b')")
+            if _pointer_parts(path)[:1] in (["apiVersion"], ["kind"]) or _pointer_parts(path)[:2] == [
+                    "metadata", "name"] or path == "/metadata":
+                raise TransformSpecError(f"{where}.paths: {path!r} would leave the object without its identity")
+        return cls(paths, Selector.from_spec(spec.get("selector"), f"{where}.selector"))
+
+    def to_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"type": self.type_name, "paths": list(self.paths)}
+        if self.selector.to_spec():
+            spec["selector"] = self.selector.to_spec()
+        return spec
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        if not self.selector.matches(manifest):
+            return manifest
+        for path in self.paths:
+            *parents, last = _pointer_parts(path)
+            holder: Any = manifest
+            for part in parents:
+                if isinstance(holder, dict):
+                    holder = holder.get(part)
+                elif isinstance(holder, list) and part.isdigit() and int(part) < len(holder):
+                    holder = holder[int(part)]
+                else:
+                    holder = None
+                    break
+            if isinstance(holder, dict):
+                holder.pop(last, None)
+            elif isinstance(holder, list) and last.isdigit() and int(last) < len(holder):
+                del holder[int(last)]
+        return manifest
+
+
+# --------------------------------------------------------------------- drop
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Leave the selected objects out of the restore; the plan lists each one with ``reason``."""
+
+    selector: Selector
+    reason: str = ""
+    type_name: ClassVar[str] = "drop"
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], where: str) -> Drop:
+        _check_keys(spec, {"selector", "reason"}, where)
+        selector = Selector.from_spec(spec.get("selector"), f"{where}.selector")
+        if selector.to_spec() is None:
+            raise TransformSpecError(f"{where}.selector: a drop needs a selector (it would drop every object)")
+        reason = spec.get("reason", "")
+        if not isinstance(reason, str):
+            raise TransformSpecError(f"{where}.reason: expected a string")
+        return cls(selector, reason)
+
+    def to_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"type": self.type_name, "selector": self.selector.to_spec()}
+        if self.reason:
+            spec["reason"] = self.reason
+        return spec
+
+    def apply(self, manifest: Manifest) -> Manifest | None:
+        return None if self.selector.matches(manifest) else manifest
+
+
 # ------------------------------------------------------------------ registry
 
 TRANSFORM_TYPES: dict[str, Any] = {
-    cls.type_name: cls for cls in (NamespaceMap, StorageClassMap, ImageRewrite, Labels, Annotations, JsonPatch)
+    cls.type_name: cls for cls in (NamespaceMap, StorageClassMap, ImageRewrite, Labels, Annotations, JsonPatch,
+                                   ServiceType, ReplicasCap, RemoveFields, Drop)
 }
+
+
+@dataclass(frozen=True)
+class DroppedObject:
+    """An object a ``drop`` step left out: its reference before the chain, the step and its reason."""
+
+    ref: ObjectRef
+    step: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"left out by transforms[{self.step}] (drop)" + (f": {self.reason}" if self.reason else "")
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    manifests: list[Manifest]
+    dropped: list[DroppedObject]
 
 
 @dataclass(frozen=True)
@@ -651,20 +887,35 @@ class TransformChain:
     def to_dict(self) -> dict[str, Any]:
         return {"version": SPEC_VERSION, "transforms": [t.to_spec() for t in self.transforms]}
 
+    def __add__(self, other: TransformChain) -> TransformChain:
+        return TransformChain((*self.transforms, *other.transforms))
+
     def apply(self, manifests: Iterable[Manifest]) -> list[Manifest]:
-        """Transformed copies of ``manifests``; every failure is collected, then raised as one error."""
+        """Transformed copies of ``manifests`` (without those a ``drop`` step left out); every failure is
+        collected, then raised as one error."""
+        return self.apply_with_drops(manifests).manifests
+
+    def apply_with_drops(self, manifests: Iterable[Manifest]) -> TransformResult:
+        """Transformed copies of ``manifests``, and the objects ``drop`` steps left out (with the reason)."""
         out: list[Manifest] = []
+        dropped: list[DroppedObject] = []
         failures: list[str] = []
         for original in manifests:
-            manifest = copy.deepcopy(original)
+            manifest: Manifest | None = copy.deepcopy(original)
             try:
-                before = str(ref_of(original))
+                source_ref = ref_of(original)
+                before = str(source_ref)
             except ManifestError as exc:
                 failures.append(str(exc))
                 continue
             for index, transform in enumerate(self.transforms):
+                assert manifest is not None
                 try:
                     manifest = transform.apply(manifest)
+                    if manifest is None:
+                        reason = transform.reason if isinstance(transform, Drop) else ""
+                        dropped.append(DroppedObject(source_ref, index, reason))
+                        break
                     ref_of(manifest)
                 except TransformError as exc:
                     failures.append(f"{before}: transforms[{index}] ({transform.type_name}): {exc.failures[0]}")
@@ -674,7 +925,8 @@ class TransformChain:
                     failures.append(f"{before}: transforms[{index}] ({transform.type_name}): {exc}")
                     break
             else:
+                assert manifest is not None
                 out.append(manifest)
         if failures:
             raise TransformError(failures)
-        return out
+        return TransformResult(out, dropped)
