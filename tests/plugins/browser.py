@@ -28,6 +28,7 @@ Without Chromium or Playwright the UI tests are skipped with the reason, except 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -145,8 +146,7 @@ def page(browser: Any, screenshots: Path, request: pytest.FixtureRequest) -> Ite
         report = _reports.get(request.node.nodeid)
         if report is not None and report.failed:
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:120]
-            try:
+            # a screenshot must never hide the test's own failure
+            with contextlib.suppress(Exception):
                 page.screenshot(path=str(screenshots / f"FAILED-{name}.png"), full_page=True)
-            except Exception:  # noqa: BLE001 - a screenshot must never hide the test's own failure
-                pass
         context.close()

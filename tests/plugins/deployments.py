@@ -69,7 +69,8 @@ def kubekeep_deployments(prefect_api: str, test_cluster: Any) -> Iterator[Kubeke
     passphrase = f"deployed-{suffix}"
     LocationProfile(kind="filesystem", path=str(location_path)).save(f"loc-{suffix}", _sync=True)
     EncryptionKey(passphrase=passphrase, cheap_kdf=True).save(f"key-{suffix}", _sync=True)
-    ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig)).save(f"cluster-{suffix}", _sync=True)
+    ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig)).save(
+        f"cluster-{suffix}", _sync=True)
     # the repository exists before the first run: the deployments' runs never pass init
     with EncryptionKey(passphrase=passphrase, cheap_kdf=True).open_repository(
             LocationProfile(kind="filesystem", path=str(location_path)).storage(), create=True):

@@ -1,9 +1,10 @@
 """A real Prefect API for the test session.
 
 A real ``prefect server start`` (API plus services, so schedules fire, and the
-web UI, so browser tests drive the same server), made fast to start: the SQLite database is migrated once per Prefect version into a
-template in the cache directory, and each session starts its server on a copy
-of it. PREFECT_HOME is a temporary directory and analytics are off.
+web UI, so browser tests drive the same server), made fast to start: the SQLite
+database is migrated once per Prefect version into a template in the cache
+directory, and each session starts its server on a copy of it. PREFECT_HOME is
+a temporary directory and analytics are off.
 """
 
 from __future__ import annotations
