@@ -45,6 +45,8 @@ def test_api_examples_run_against_the_real_server(kubekeep_deployments: Kubekeep
         out = result.stdout
         trace = "\n".join(result.stderr.splitlines()[-25:])  # bash -x: the last commands run
         assert result.returncode == 0, f"docs/api.md failed ({result.returncode}):\n{out}\n{trace}"
+        # the repeated start with the same idempotency key gave the same run
+        assert re.search(r"^same run$", out, flags=re.M), out
         # the wrong parameter was refused, with the field named
         assert re.search(r"^409$", out, flags=re.M), out
         assert "volume_concurrency" in out
