@@ -8,6 +8,7 @@ upgrade that changes it fails here first.
 
 from __future__ import annotations
 
+import contextvars
 import re
 import time
 import uuid
@@ -27,9 +28,11 @@ T = TypeVar("T")
 
 
 def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call a Prefect sync/async method in a thread without an event loop (Playwright's runs in this one)."""
+    """Call a Prefect sync/async method in a thread without an event loop (Playwright's runs in this one),
+    in a copy of this context: Prefect's settings (the harness API URL) are context variables."""
+    context = contextvars.copy_context()
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(fn, *args, **kwargs).result()
+        return pool.submit(context.run, fn, *args, **kwargs).result()
 
 
 def field(page: Any, label: str) -> Any:
@@ -148,5 +151,7 @@ def test_prefect_v2_saves_a_block_its_validators_refuse(page: Any, ui_url: str,
     page.get_by_label("Name", exact=True).fill(name)
     page.get_by_role("button", name="Save").click()
     expect(page).to_have_url(re.compile(r"/v2/blocks/block/[0-9a-f-]+$"))
-    with pytest.raises(ValueError, match="needs a passphrase, a key_file or a key_env"):
+    # ... and the run that loads it fails with Prefect's "validate=False" advice around the real reason
+    with pytest.raises(RuntimeError, match="failed validation.*validate=False") as failed:
         off_loop(EncryptionKey.load, name, _sync=True)
+    assert "needs a passphrase, a key_file or a key_env" in str(failed.value.__cause__)
