@@ -1,32 +1,51 @@
-"""Benchmark: back up 10,000 objects across 100 namespaces through the backup flow, then restore them
-through the restore flow onto a second, empty control plane (a migration).
+"""Benchmark: Kubernetes objects — Kubekeep's backup and restore flows against Velero, in the same run.
 
-Deterministic dataset on a fresh test-bed control plane: N namespaces, each
-with ConfigMaps, Secrets, Services and ServiceAccounts whose contents derive
-from their index. Times the whole flow (ephemeral Prefect API, filesystem
-location), plus the collection alone, and prints a markdown section.
+A deterministic dataset on a fresh test-bed control plane (N namespaces, each with ConfigMaps,
+Secrets, Services and ServiceAccounts whose contents derive from their index) is backed up, then
+restored onto an empty second control plane (a migration):
+
+- **Kubekeep**: the ``backup`` and ``restore`` flows, each run in a fresh worker process (this
+  file's ``worker`` mode) against a real Prefect API (``prefect server start``, a separate
+  process) and the same SeaweedFS as Velero (or ``--location fs``). The worker's peak RSS is its
+  own (GNU time), apart from the Prefect API and from creating the objects.
+- **Velero** (built from Go modules by ``benchmarks/build-peers.sh``): ``velero server`` runs as a
+  local process against the test bed with the AWS plugin, a BackupStorageLocation on the
+  SeaweedFS, its CRDs from ``velero install --crds-only --dry-run -o yaml`` and a ``velero``
+  Deployment with 0 replicas (its restore item action looks that Deployment up). Backup on the
+  source cluster; restore by a second ``velero server`` on another empty control plane that syncs
+  the backup from the bucket. Peak RSS is each server's (and plugin's) VmHWM.
 
     python benchmarks/objects.py [--namespaces 100] [--per-namespace 100] [--out docs/benchmarks.md]
+    python benchmarks/objects.py --scale 100k          # 1,000 namespaces x 100 objects
+    python benchmarks/objects.py --no-velero --profile /tmp/prof   # py-spy + tracemalloc of the worker
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import platform
-import resource
+import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="kubekeep-bench-prefect-"))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+from peers import build_seconds, fmt_bytes, loadavg, machine_info, peer_binary, replace_section, run, say  # noqa: E402
+
+SECTION = "## Kubernetes objects: Kubekeep vs Velero"
+VELERO_NS = "velero"
+PASSPHRASE = "bench"
 
 
 def objects_for(ns: str, count: int) -> list[dict[str, Any]]:
@@ -50,99 +69,455 @@ def objects_for(ns: str, count: int) -> list[dict[str, Any]]:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--namespaces", type=int, default=100)
-    ap.add_argument("--per-namespace", type=int, default=100)
-    ap.add_argument("--out", type=Path, default=None, help="Replace this benchmark's section in a markdown file.")
-    args = ap.parse_args()
+def count_bench_objects(kubeconfig: Path) -> dict[str, int]:
+    from kubekeep.cluster import Cluster
 
+    with Cluster.from_kubeconfig(str(kubeconfig)) as c:
+        return {kind: sum(1 for _ in c.list_pages(c.resource_for("v1", kind), label_selector="bench=yes"))
+                for kind in ("ConfigMap", "Secret", "Service", "ServiceAccount")}
+
+
+# ---- Kubekeep: the flows in a worker process ---------------------------------------------------------
+
+def worker_main(argv: list[str]) -> int:
+    """``objects.py worker SPEC.json``: run one flow, print its result as JSON on the last line."""
+    spec = json.loads(Path(argv[0]).read_text())
+    profile_mem = spec.get("tracemalloc")
+    sampler = None
+    if profile_mem:
+        from profiling import PeakSampler
+
+        sampler = PeakSampler(profile_mem)
+        sampler.start()
     from blocks import ClusterConnection, EncryptionKey, LocationProfile
-    from flows.backup import backup
-    from flows.restore import restore
-    from kubekeep.backup.collect import CollectReport, collect
-    from kubekeep.backup.selection import Selection
-    from kubekeep.testbed.controlplane import ControlPlane
 
-    total = args.namespaces * args.per_namespace
-    with ControlPlane(scheduler=False, kwok=False, provisioner=False) as cp, cp.cluster() as cluster:
-        names = [f"bench-{n:03d}" for n in range(args.namespaces)]
-        t0 = time.monotonic()
+    location = LocationProfile.model_validate(spec["location"])
+    key = EncryptionKey(passphrase=PASSPHRASE, cheap_kdf=True)
+    conn = ClusterConnection(name=spec["cluster_name"], kubeconfig_path=spec["kubeconfig"])
+    t0 = time.monotonic()
+    if spec["flow"] == "backup":
+        from flows.backup import backup
 
-        def populate(ns: str) -> None:
-            cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-            for obj in objects_for(ns, args.per_namespace):
-                cluster.create(obj)
+        result: Any = backup(app=spec["app"], namespaces=spec["namespaces"], location=location,
+                             encryption_key=key, cluster=conn)
+        out = {"restore_point": result}
+    else:
+        from flows.restore import restore
 
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(populate, names))
-        create_s = time.monotonic() - t0
-        print(f"created {total} objects in {create_s:.1f}s", file=sys.stderr)
-
-        selection = Selection(namespaces=("bench-*",))
-        t0 = time.monotonic()
-        report = CollectReport()
-        listed = sum(1 for _ in collect(cluster, selection, report))
-        collect_s = time.monotonic() - t0
-
-        with tempfile.TemporaryDirectory() as loc:
-            location = LocationProfile(kind="filesystem", path=loc)
-            key = EncryptionKey(passphrase="bench", cheap_kdf=True)
-            conn = ClusterConnection(name="bench", kubeconfig_path=str(cp.kubeconfig_path))
-            backup(app="warmup", namespaces=["bench-000"], location=location, encryption_key=key, cluster=conn)
-            t0 = time.monotonic()
-            rp = backup(app="bench", namespaces=["bench-*"], location=location, encryption_key=key, cluster=conn)
-            flow_s = time.monotonic() - t0
-            with ControlPlane(scheduler=False, kwok=False, provisioner=False) as target:
-                t0 = time.monotonic()
-                report = restore(location=location, encryption_key=key, restore_point=rp,
-                                 cluster=ClusterConnection(name="target", kubeconfig_path=str(target.kubeconfig_path)))
-                restore_s = time.monotonic() - t0
-                with target.cluster() as tc:
-                    restored = sum(1 for _ in tc.list_pages(tc.resource_for("v1", "ConfigMap"),
-                                                            label_selector="bench=yes"))
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    section = "\n".join([
-        "## Kubernetes objects: backup and restore of 10,000 objects across 100 namespaces",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; test-bed kube-apiserver on 127.0.0.1, filesystem location, "
-        "ephemeral Prefect API (started before the timed run by a warm-up backup).",
-        "",
-        f"Command: `python benchmarks/objects.py --namespaces {args.namespaces} "
-        f"--per-namespace {args.per_namespace}`",
-        "",
-        "| measure | value | target |",
-        "|---|---|---|",
-        f"| objects created (ConfigMaps, Secrets, Services, ServiceAccounts) | {total} | |",
-        f"| objects in the restore point (incl. namespaces, default SAs, root CA ConfigMaps) | {listed} | |",
-        f"| collection alone (discovery + paged lists) | {collect_s:.2f} s | |",
-        f"| **whole backup flow** (collect, encrypt, store, commit, catalog) | **{flow_s:.2f} s** | < 15 s |",
-        f"| **whole restore flow** onto an empty second control plane (plan, apply, report) "
-        f"| **{restore_s:.2f} s** | < 60 s |",
-        f"| restore outcome | {report['status']}: {report['counts']} | |",
-        f"| ConfigMaps found on the target afterwards | {restored} of {total // 4} | |",
-        f"| peak RSS of the benchmark process | {peak_mib:.0f} MiB | |",
-        f"| restore point | `{rp}` | |",
-        "",
-    ])
-    print(section)
-    if args.out:
-        _replace_section(args.out, section)
+        report = restore(location=location, encryption_key=key, restore_point=spec["restore_point"], cluster=conn)
+        out = {"status": report["status"], "counts": report["counts"]}
+    out["flow_seconds"] = time.monotonic() - t0
+    if sampler is not None:
+        sampler.stop()
+    _drain_prefect()
+    print(json.dumps(out))
     return 0
 
 
-def _replace_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    heading = section.splitlines()[0]
-    if heading in text:
-        start = text.index(heading)
-        nxt = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[nxt + 1:] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+def _drain_prefect() -> None:
+    """Logs and events still queued reach the API before the worker exits."""
+    try:
+        sys.path.insert(0, str(HERE.parent))
+        from tests.plugins.prefect import _drain_workers
+
+        _drain_workers()
+    except Exception:  # noqa: BLE001 - best effort at exit
+        pass
+
+
+class KubekeepWorker:
+    def __init__(self, scratch: Path, api_url: str, location: dict[str, Any], profile_dir: Path | None) -> None:
+        self.scratch = scratch
+        self.location = location
+        self.profile_dir = profile_dir
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        self.env.update({"PREFECT_API_URL": api_url, "PREFECT_HOME": str(scratch / "prefect-home"),
+                         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                         "PREFECT_LOGGING_LEVEL": "WARNING",
+                         "PYTHONPATH": f"{HERE.parent}{os.pathsep}{HERE}"})
+
+    def _cmd(self, spec: dict[str, Any], tag: str) -> list[str]:
+        spec_path = self.scratch / f"{tag}.json"
+        spec_path.write_text(json.dumps({"location": self.location, **spec}))
+        return [sys.executable, str(HERE / "objects.py"), "worker", str(spec_path)]
+
+    def flow(self, name: str, tag: str, **spec: Any) -> dict[str, Any]:
+        """Run one flow in a fresh worker process; its result, wall time, CPU time and peak RSS."""
+        r = run(self._cmd({"flow": name, **spec}, tag), self.env)
+        result: dict[str, Any] = json.loads(r.output.strip().splitlines()[-1])
+        result.update(wall=r.seconds, peak_rss=r.peak_rss, cpu=r.cpu, load=r.load)
+        return result
+
+    def profile(self, tool: str, name: str, tag: str, **spec: Any) -> float:
+        """Run one flow under a profiler: ``py-spy`` (CPU samples, raw collapsed stacks) or ``tracemalloc``
+        (the Python heap at its peak); the output goes to the profile directory. Returns the wall time."""
+        assert self.profile_dir is not None
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        spec = {"flow": name, **spec}
+        if tool == "tracemalloc":
+            spec["tracemalloc"] = str(self.profile_dir / f"{tag}.tracemalloc.txt")
+            cmd = self._cmd(spec, tag)
+        else:
+            cmd = ["py-spy", "record", "-r", "100", "-f", "raw", "-o", str(self.profile_dir / f"{tag}.pyspy.txt"),
+                   "--", *self._cmd(spec, tag)]
+        return run(cmd, self.env).seconds
+
+
+# ---- Velero ----------------------------------------------------------------------------------------
+
+class Velero:
+    """``velero server`` as a local process against one test-bed control plane."""
+
+    def __init__(self, kubeconfig: Path, workdir: Path, s3: Any, bucket: str, qps: int) -> None:
+        from kubekeep.process import free_port
+
+        self.binary = peer_binary("velero")
+        self.plugin = peer_binary("velero-plugin-for-aws")
+        self.kubeconfig = kubeconfig
+        self.workdir = workdir
+        self.s3 = s3
+        self.bucket = bucket
+        self.qps = qps
+        self.ports = (free_port(), free_port())
+        self.process: Any = None
+        self._plugin_peak = 0
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.plugin_dir = self.workdir / "plugins"
+        self.plugin_dir.mkdir(exist_ok=True)
+        link = self.plugin_dir / "velero-plugin-for-aws"
+        if not link.exists():
+            link.symlink_to(self.plugin)
+        self.env = {**os.environ, "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                    "AWS_REGION": s3.region, "VELERO_NAMESPACE": VELERO_NS, "HOME": str(self.workdir)}
+
+    def version(self) -> str:
+        out = subprocess.run([str(self.binary), "version", "--client-only"], capture_output=True, text=True,
+                             check=False).stdout
+        v = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Version" in ln), "?")
+        return (f"Velero {v} (built in {build_seconds(self.binary)}), velero-plugin-for-aws "
+                f"(built in {build_seconds(self.plugin)}), --client-qps {self.qps} --client-burst {2 * self.qps}")
+
+    def install(self) -> None:
+        """CRDs, the namespace, the 0-replica Deployment and the BackupStorageLocation."""
+        import yaml
+
+        from kubekeep.cluster import ApiError, Cluster
+        from kubekeep.testbed import crds
+
+        text = subprocess.run([str(self.binary), "install", "--crds-only", "--dry-run", "-o", "yaml"],
+                              capture_output=True, text=True, check=True, env=self.env).stdout
+        docs: list[dict[str, Any]] = []
+        for doc in yaml.safe_load_all(text):
+            if not doc:
+                continue
+            docs += doc.get("items", []) if doc.get("kind") == "List" else [doc]
+        crd_docs = [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
+        with Cluster.from_kubeconfig(str(self.kubeconfig)) as c:
+            crds.install(c, crd_docs, timeout=120)
+            for obj in (
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": VELERO_NS}},
+                {"apiVersion": "apps/v1", "kind": "Deployment",
+                 "metadata": {"name": "velero", "namespace": VELERO_NS},
+                 "spec": {"replicas": 0, "selector": {"matchLabels": {"deploy": "velero"}},
+                          "template": {"metadata": {"labels": {"deploy": "velero"}},
+                                       "spec": {"containers": [{"name": "velero",
+                                                                "image": "velero/velero:v1.18.3"}]}}}},
+                {"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
+                 "metadata": {"name": "default", "namespace": VELERO_NS},
+                 "spec": {"provider": "aws", "default": True,
+                          "objectStorage": {"bucket": self.bucket, "prefix": "velero"},
+                          "config": {"region": self.s3.region, "s3ForcePathStyle": "true",
+                                     "s3Url": self.s3.endpoint}}},
+            ):
+                try:
+                    c.create(obj)
+                except ApiError as exc:
+                    if exc.status != 409:
+                        raise
+
+    def start(self) -> None:
+        from kubekeep.process import ManagedProcess
+
+        metrics, profiler = self.ports
+        self.process = ManagedProcess("velero-server", [
+            str(self.binary), "server", f"--kubeconfig={self.kubeconfig}", f"--namespace={VELERO_NS}",
+            f"--plugin-dir={self.plugin_dir}", f"--metrics-address=127.0.0.1:{metrics}",
+            f"--profiler-address=127.0.0.1:{profiler}", "--uploader-type=kopia",
+            "--backup-sync-period=5s", "--store-validation-frequency=10s",
+            f"--client-qps={self.qps}", f"--client-burst={2 * self.qps}", "--log-level=info",
+        ], self.workdir, env=self.env, cwd=self.workdir)
+        self.wait(lambda c: (c.get_or_none("velero.io/v1", "BackupStorageLocation", "default", namespace=VELERO_NS)
+                             or {}).get("status", {}).get("phase") == "Available", 120, "BackupStorageLocation")
+
+    def wait(self, check: Any, timeout: float, what: str) -> None:
+        from kubekeep.cluster import Cluster
+
+        deadline = time.monotonic() + timeout
+        with Cluster.from_kubeconfig(str(self.kubeconfig)) as c:
+            while not check(c):
+                if self.process is not None and not self.process.alive():
+                    raise RuntimeError(f"velero server exited:\n{self.process.log_tail(40)}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"velero: {what} not ready within {timeout:.0f}s\n"
+                                       f"{self.process.log_tail(40) if self.process else ''}")
+                time.sleep(0.5)
+
+    def run_cr(self, kind: str, name: str, spec: dict[str, Any], timeout: float) -> tuple[float, dict[str, Any]]:
+        """Create a Backup or Restore and wait for its final phase; its wall time and status."""
+        from kubekeep.cluster import Cluster
+
+        final = {"Completed", "PartiallyFailed", "Failed", "FailedValidation"}
+        with Cluster.from_kubeconfig(str(self.kubeconfig)) as c:
+            t0 = time.monotonic()
+            c.create({"apiVersion": "velero.io/v1", "kind": kind,
+                      "metadata": {"name": name, "namespace": VELERO_NS}, "spec": spec})
+            while True:
+                obj = c.get_or_none("velero.io/v1", kind, name, namespace=VELERO_NS) or {}
+                status = obj.get("status", {})
+                if status.get("phase") in final:
+                    return time.monotonic() - t0, status
+                if time.monotonic() - t0 > timeout:
+                    raise TimeoutError(f"velero {kind} {name}: still {status.get('phase')} after {timeout:.0f}s")
+                self.process.check_alive()
+                self._track_plugins()
+                time.sleep(0.5)
+
+    def _track_plugins(self) -> None:
+        """Plugin processes live only while a backup or restore runs: read their peak while they do."""
+        assert self.process is not None
+        for pid in _children(self.process.proc.pid):
+            self._plugin_peak = max(self._plugin_peak, _vmhwm(pid))
+
+    def peak_rss(self) -> dict[str, int]:
+        """VmHWM (peak RSS) of the server, and the largest of its plugin processes (sampled), in bytes."""
+        assert self.process is not None
+        self._track_plugins()
+        return {"server": _vmhwm(self.process.proc.pid), "plugins": self._plugin_peak}
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+def _vmhwm(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+# ---- the run -----------------------------------------------------------------------------------------
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        return worker_main(sys.argv[2:])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--namespaces", type=int, default=100)
+    ap.add_argument("--per-namespace", type=int, default=100)
+    ap.add_argument("--scale", choices=["10k", "30k", "100k"], default=None,
+                    help="shorthand: 100/300/1000 namespaces x 100 objects")
+    ap.add_argument("--no-velero", action="store_true", help="Kubekeep only")
+    ap.add_argument("--no-kubekeep", action="store_true", help="Velero only")
+    ap.add_argument("--velero-qps", type=int, default=1000, help="velero server --client-qps (burst: twice)")
+    ap.add_argument("--location", choices=["s3", "fs"], default="s3", help="Kubekeep's location kind")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="also profile Kubekeep's worker: py-spy (CPU) and tracemalloc (memory) into this dir")
+    ap.add_argument("--out", type=Path, default=None, help="Replace this benchmark's section in a markdown file.")
+    args = ap.parse_args()
+    if args.scale:
+        args.namespaces, args.per_namespace = {"10k": 100, "30k": 300, "100k": 1000}[args.scale], 100
+
+    from peers import S3Server
+
+    from kubekeep.testbed.controlplane import ControlPlane
+    from kubekeep.testbed.seaweedfs import SeaweedFS
+    from tests.plugins.prefect import prefect_server
+
+    total = args.namespaces * args.per_namespace
+    names = [f"bench-{n:04d}" for n in range(args.namespaces)]
+    res: dict[str, Any] = {"loads": []}
+    with ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubekeep-objbench-")))
+        weed = stack.enter_context(SeaweedFS(data_dir=scratch / "seaweedfs"))
+        s3 = S3Server(weed.endpoint_url, weed.access_key, weed.secret_key, weed.region)
+        kk_bucket = weed.create_bucket("kubekeep-objects")
+        if args.location == "s3":
+            location: dict[str, Any] = {"kind": "s3", "bucket": kk_bucket, "prefix": "bench/",
+                                        "endpoint_url": s3.endpoint, "region": s3.region,
+                                        "access_key_id": s3.access_key, "secret_access_key": s3.secret_key}
+        else:
+            (scratch / "location").mkdir()
+            location = {"kind": "filesystem", "path": str(scratch / "location")}
+        api_url = stack.enter_context(prefect_server())
+        worker = KubekeepWorker(scratch, api_url, location, args.profile)
+        cp = stack.enter_context(ControlPlane(scheduler=False, kwok=False, provisioner=False))
+        with cp.cluster() as cluster:
+            t0 = time.monotonic()
+
+            def populate(ns: str) -> None:
+                cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+                for obj in objects_for(ns, args.per_namespace):
+                    cluster.create(obj)
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(populate, names))
+            res["create_s"] = time.monotonic() - t0
+            say(f"created {total} objects in {res['create_s']:.1f}s")
+
+            from kubekeep.backup.collect import CollectReport, collect
+            from kubekeep.backup.scope import BackupScope
+
+            t0 = time.monotonic()
+            res["listed"] = sum(1 for _ in collect(cluster, BackupScope(namespaces=("bench-*",)), CollectReport()))
+            res["collect_s"] = time.monotonic() - t0
+
+        conn = {"kubeconfig": str(cp.kubeconfig_path), "cluster_name": "source"}
+        if not args.no_kubekeep:
+            # Kubekeep: a warm-up flow run (first registration of flows/blocks with the API), then the timed ones
+            worker.flow("backup", "warmup", app="warmup", namespaces=[names[0]], **conn)
+            res["loads"].append(loadavg())
+            kb = worker.flow("backup", "kubekeep-backup", app="bench", namespaces=["bench-*"], **conn)
+            say(f"Kubekeep backup: flow {kb['flow_seconds']:.1f}s, worker {kb['wall']:.1f}s, "
+                f"rss {fmt_bytes(kb['peak_rss'])}")
+            res["kubekeep_backup"] = kb
+            with ControlPlane(scheduler=False, kwok=False, provisioner=False) as target:
+                tconn = {"kubeconfig": str(target.kubeconfig_path), "cluster_name": "target"}
+                res["loads"].append(loadavg())
+                kr = worker.flow("restore", "kubekeep-restore", restore_point=kb["restore_point"], **tconn)
+                kr["found"] = count_bench_objects(target.kubeconfig_path)
+                say(f"Kubekeep restore: flow {kr['flow_seconds']:.1f}s, worker {kr['wall']:.1f}s, "
+                    f"rss {fmt_bytes(kr['peak_rss'])}, found {kr['found']}")
+                res["kubekeep_restore"] = kr
+            if args.profile is not None:
+                # profiled runs come after the timed ones; each restore goes onto its own empty control plane
+                for tool in ("tracemalloc", "py-spy"):
+                    s = worker.profile(tool, "backup", f"kubekeep-backup-{total}", app="bench-prof",
+                                       namespaces=["bench-*"], **conn)
+                    say(f"  {tool} run of the backup: {s:.1f}s")
+                    with ControlPlane(scheduler=False, kwok=False, provisioner=False) as target:
+                        s = worker.profile(tool, "restore", f"kubekeep-restore-{total}",
+                                           restore_point=kb["restore_point"], kubeconfig=str(target.kubeconfig_path),
+                                           cluster_name="target")
+                        say(f"  {tool} run of the restore: {s:.1f}s")
+
+        if not args.no_velero:
+            v_bucket = weed.create_bucket("velero")
+            velero = Velero(cp.kubeconfig_path, scratch / "velero-source", s3, v_bucket, args.velero_qps)
+            res["velero_version"] = velero.version()
+            velero.install()
+            velero.start()
+            try:
+                res["loads"].append(loadavg())
+                secs, status = velero.run_cr("Backup", "bench", {
+                    "includedNamespaces": names, "snapshotVolumes": False, "defaultVolumesToFsBackup": False,
+                    "storageLocation": "default", "ttl": "720h0m0s"}, timeout=3600)
+                res["velero_backup"] = {"seconds": secs, "status": status, "rss": velero.peak_rss()}
+                say(f"Velero backup: {secs:.1f}s {status.get('phase')} {status.get('progress')} "
+                    f"rss {res['velero_backup']['rss']}")
+            finally:
+                velero.stop()
+            with ControlPlane(scheduler=False, kwok=False, provisioner=False) as target:
+                vt = Velero(target.kubeconfig_path, scratch / "velero-target", s3, v_bucket, args.velero_qps)
+                vt.install()
+                vt.start()
+                try:
+                    vt.wait(lambda c: (c.get_or_none("velero.io/v1", "Backup", "bench", namespace=VELERO_NS)
+                                       or {}).get("status", {}).get("phase") == "Completed", 300, "backup sync")
+                    res["loads"].append(loadavg())
+                    secs, status = vt.run_cr("Restore", "bench", {"backupName": "bench"}, timeout=7200)
+                    rss = vt.peak_rss()
+                    found = count_bench_objects(target.kubeconfig_path)
+                    res["velero_restore"] = {"seconds": secs, "status": status, "rss": rss, "found": found}
+                    say(f"Velero restore: {secs:.1f}s {status.get('phase')} rss {rss} found {found}")
+                finally:
+                    vt.stop()
+
+    section = render(args, total, res)
+    print(section)
+    if args.out:
+        replace_section(args.out, section)
+    return 0
+
+
+def render(args: argparse.Namespace, total: int, res: dict[str, Any]) -> str:
+    kb, kr = res.get("kubekeep_backup"), res.get("kubekeep_restore")
+    vb, vr = res.get("velero_backup"), res.get("velero_restore")
+    loads = res["loads"]
+    mib = 2**20
+
+    def v(cell: Any) -> str:
+        return "—" if cell is None else str(cell)
+
+    vel_backup = f"{vb['seconds']:.1f} s ({vb['status'].get('phase')})" if vb else None
+    vel_restore = f"{vr['seconds']:.1f} s ({vr['status'].get('phase')})" if vr else None
+
+    def rss(run: dict[str, Any] | None) -> str | None:
+        if run is None:
+            return None
+        return f"server {run['rss']['server'] / mib:.0f} MiB, plugin {run['rss']['plugins'] / mib:.0f} MiB"
+
+    vel_rss_b, vel_rss_r = rss(vb), rss(vr)
+    found_k = sum(kr["found"].values()) if kr else None
+    k_backup = f"**{kb['flow_seconds']:.1f} s** flow ({kb['wall']:.1f} s worker process)" if kb else "—"
+    k_restore = f"**{kr['flow_seconds']:.1f} s** flow ({kr['wall']:.1f} s worker process)" if kr else "—"
+    k_rss_b = f"{kb['peak_rss'] / mib:.0f} MiB (worker)" if kb else "—"
+    k_rss_r = f"{kr['peak_rss'] / mib:.0f} MiB (worker)" if kr else "—"
+    k_cpu = f"{kb['cpu']:.1f} s / {kr['cpu']:.1f} s" if kb and kr else "—"
+    k_outcome = f"{kr['status']}: {kr['counts']}" if kr else "—"
+    found_v = sum(vr["found"].values()) if vr else None
+    heading = f"{SECTION} ({total:,} objects)"
+    lines = [
+        heading, "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')}: {machine_info()}; load average (1 min) at the start "
+        f"of the timed steps {', '.join(f'{x:.1f}' for x in loads)} (other helpers' tests ran at the same time). "
+        "One run each.", "",
+        f"Command: `python benchmarks/objects.py --namespaces {args.namespaces} --per-namespace "
+        f"{args.per_namespace}{' --no-velero' if args.no_velero else ''}` — Kubekeep location: {args.location} "
+        "(S3 = the same SeaweedFS as Velero's BackupStorageLocation).", "",
+        *([f"- {res['velero_version']}"] if "velero_version" in res else []),
+        f"- dataset: {total} objects (ConfigMaps, Secrets, Services, ServiceAccounts) in {args.namespaces} "
+        f"namespaces, created in {res['create_s']:.1f} s; {res['listed']} objects in scope with namespaces, "
+        f"default ServiceAccounts and root CA ConfigMaps; collection alone (discovery + paged lists) "
+        f"{res['collect_s']:.2f} s",
+        "- Kubekeep: each flow in a fresh worker process against a real Prefect API (a separate process); "
+        "'flow' is the flow call inside the worker, 'worker process' adds interpreter start, imports and "
+        "Prefect client start-up; peak RSS is the worker's alone",
+        "- Velero: time from creating the Backup/Restore to its final phase (polled every 0.5 s); the restore "
+        "runs on another empty control plane with its own velero server, after the backup synced from the "
+        "bucket; peak RSS is the server's VmHWM and the largest plugin process's (sampled every 0.5 s while "
+        "it lives)", "",
+        "| measure | Kubekeep | Velero |",
+        "|---|---|---|",
+        f"| backup | {k_backup} | {v(vel_backup)} |",
+        f"| restore onto an empty control plane | {k_restore} | {v(vel_restore)} |",
+        f"| peak RSS, backup | {k_rss_b} | {v(vel_rss_b)} |",
+        f"| peak RSS, restore | {k_rss_r} | {v(vel_rss_r)} |",
+        f"| CPU time of the worker (user + sys), backup / restore | {k_cpu} | |",
+        f"| restore outcome | {k_outcome} | "
+        f"{v(vr and {k: vr['status'].get(k) for k in ('phase', 'warnings', 'errors')})} |",
+        f"| bench objects on the target afterwards (of {total}) | {found_k} | {v(found_v)} |",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

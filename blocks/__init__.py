@@ -5,6 +5,7 @@ from typing import Any
 from .cluster import ClusterConnection
 from .encryption import EncryptionKey
 from .location import LocationProfile
+from .repositories import keep_open, open_catalog, repository
 
 
 def load_blocks(location: str | LocationProfile, encryption_key: str | EncryptionKey,
@@ -19,4 +20,5 @@ def load_blocks(location: str | LocationProfile, encryption_key: str | Encryptio
     return loc, key, conn
 
 
-__all__ = ["ClusterConnection", "EncryptionKey", "LocationProfile", "load_blocks"]
+__all__ = ["ClusterConnection", "EncryptionKey", "LocationProfile", "keep_open", "load_blocks", "open_catalog",
+           "repository"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
@@ -40,14 +41,18 @@ class EncryptionKey(Block):
             return LocalKeyWrapper.from_env(self.key_env)
         return None
 
-    def catalog(self, location: LocationProfile, *, cache_dir: str | os.PathLike[str] | None = None) -> Catalog:
-        """The location's catalog, its files sealed and opened with the repository's key."""
-        repo = self.open_repository(location.storage())
-        return Catalog(repo.storage, cache_dir=cache_dir, codec=repo.catalog_codec())
+    def catalog(self, location: LocationProfile, *, cache_dir: str | os.PathLike[str] | None = None
+                ) -> AbstractContextManager[Catalog]:
+        """``with key.catalog(location) as catalog:`` the location's catalog, its files sealed and opened
+        with the repository's key; the repository is closed when the block ends (blocks.repositories)."""
+        from .repositories import open_catalog
+
+        return open_catalog(location, self, cache_dir=cache_dir)
 
     def open_repository(self, storage: Storage, *, create: bool = False, workers: int = 2,
                         object_lock: bool = False) -> Repository:
-        """Open the repository of a location.
+        """Open the repository of a location (a new one: the caller closes it; tasks share one per run
+        through :func:`blocks.repositories.repository`).
 
         Only ``create`` (a first backup with ``init``, or a test) initialises one, creating
         the directory or bucket if needed (a bucket with Object Lock when ``object_lock``):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
 
+from kubekeep.location import parse_location
 from kubekeep.repo.storage import FilesystemStorage, RetentionMode, Storage
 from kubekeep.repo.storage.s3 import S3Config, S3Storage
 
@@ -25,8 +28,11 @@ class LocationProfile(Block):
     prefix: str = Field(default="", description="Key prefix inside the bucket, ending with '/'.")
     endpoint_url: str | None = Field(default=None, description="S3 endpoint (empty for AWS).")
     region: str | None = Field(default=None)
-    access_key_id: SecretStr | None = Field(default=None)
-    secret_access_key: SecretStr | None = Field(default=None)
+    access_key_id: SecretStr | None = Field(default=None, description="S3 access key (empty: boto3's chain).")
+    secret_access_key: SecretStr | None = Field(default=None, description="S3 secret key.")
+    session_token: SecretStr | None = Field(default=None, description="S3 session token (temporary credentials).")
+    addressing_style: Literal["auto", "virtual", "path"] = Field(
+        default="auto", description="S3 addressing: path style for most self-hosted servers.")
     object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] | None = Field(
         default=None, description="Require Object Lock retention of this mode on every object.")
     object_lock_days: int = Field(default=0, ge=0, description="Retention in days when object_lock_mode is set.")
@@ -46,6 +52,22 @@ class LocationProfile(Block):
             raise ValueError("object_lock_days must be at least 1 when object_lock_mode is set")
         return self
 
+    @classmethod
+    def from_location(cls, location: str, *, object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] | None = None,
+                      object_lock_days: int = 0, env: Mapping[str, str] | None = None) -> LocationProfile:
+        """A profile from a location string, parsed by the one parser (kubekeep.location; S3 settings from
+        the environment). Raises ValueError (LocationError, or pydantic's) with a one-line reason."""
+        parsed = parse_location(location, env)
+        lock = {"object_lock_mode": object_lock_mode, "object_lock_days": object_lock_days}
+        if isinstance(parsed, Path):
+            return cls.model_validate({"kind": "filesystem", "path": str(parsed), **lock})
+        return cls.model_validate({
+            "kind": "s3", "bucket": parsed.bucket, "prefix": parsed.prefix, "endpoint_url": parsed.endpoint_url,
+            "region": parsed.region, "access_key_id": parsed.access_key, "secret_access_key": parsed.secret_key,
+            "session_token": parsed.session_token, "addressing_style": parsed.addressing_style,
+            "connect_timeout": parsed.connect_timeout, "read_timeout": parsed.read_timeout,
+            "deadline": parsed.deadline, **lock})
+
     def storage(self) -> Storage:
         if self.kind == "filesystem":
             assert self.path is not None
@@ -55,7 +77,9 @@ class LocationProfile(Block):
             bucket=self.bucket, prefix=self.prefix, endpoint_url=self.endpoint_url, region=self.region,
             access_key=self.access_key_id.get_secret_value() if self.access_key_id else None,
             secret_key=self.secret_access_key.get_secret_value() if self.secret_access_key else None,
-            connect_timeout=self.connect_timeout, read_timeout=self.read_timeout, deadline=self.deadline))
+            session_token=self.session_token.get_secret_value() if self.session_token else None,
+            addressing_style=self.addressing_style, connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout, deadline=self.deadline))
 
     def retention(self, now: datetime | None = None) -> tuple[RetentionMode, datetime] | None:
         if not self.object_lock_mode:

@@ -13,26 +13,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
-from prefect.futures import as_completed
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from blocks import ClusterConnection, EncryptionKey, LocationProfile, load_blocks
-from kubekeep.backup.hooks import HookError, HookRule, HookRun
-from kubekeep.backup.quiesce import QuiesceRecord
-from kubekeep.backup.restore_point import RestorePointRecord, VolumeRecord
-from kubekeep.backup.selection import Selection
-from kubekeep.catalog import RestorePointStatus
+from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open, load_blocks
+from kubekeep.backup.hooks import HookError, HookRule
+from kubekeep.backup.scope import BackupScope
+from kubekeep.restorepoint import RestorePointRecord, VolumeRecord
 from tasks.backup import (
     ManifestResult,
     commit_restore_point,
-    export_volume,
+    export_volumes,
     lock_restore_point,
     new_restore_point_id,
     record_catalog,
+    restore_point_record,
     snapshot_manifests,
 )
-from tasks.consistency import post_hooks, pre_hooks, quiesce_workloads, resolve_selection, unquiesce_workloads
+from tasks.consistency import hooks_around, quiesced, resolve_namespaces
+from tasks.parameters import MoverOptions
 
 
 class BackupFailed(RuntimeError):
@@ -53,7 +52,7 @@ def backup(
     nfs_mounts: dict[str, str] | None = None,
     hooks: list[dict[str, Any]] | None = None,
     quiesce: list[str] | None = None,
-    mover: dict[str, Any] | None = None,
+    mover: MoverOptions | None = None,
     policy: str | None = None,
     include_crds: list[str] | None = None,
     init: bool = False,
@@ -74,8 +73,8 @@ def backup(
         hooks: Hook rules (kubekeep.backup.hooks; pod annotations add more).
         quiesce: Workloads scaled to zero while volumes are exported (``*``, ``Kind/name`` or
             ``namespace/Kind/name``).
-        mover: ``{image, repository, env_from_secrets, service_account}``: the CSI snapshot path for volumes the
-            worker cannot read directly (tasks.backup.export_volume).
+        mover: A mover Job (image, location as the cluster sees it, env_from_secrets, service_account): the CSI
+            snapshot path for volumes the worker cannot read directly (tasks.backup.export_volume).
         policy: Name of the backup policy recorded with the restore point.
         include_crds: CustomResourceDefinitions to back up even without custom resources: API groups or CRD
             names (shell patterns). CRDs installed by the application's Helm release or labelled ``part-of``
@@ -87,97 +86,45 @@ def backup(
     logger = get_run_logger()
     started = datetime.now(UTC)
     loc, key, conn = load_blocks(location, encryption_key, cluster)
-    selection = Selection(namespaces=tuple(namespaces), label_selector=label_selector,
-                          include_kinds=tuple(include_kinds or ()), exclude_kinds=tuple(exclude_kinds or ()),
-                          include_crds=tuple(include_crds or ()))
+    scope = BackupScope(namespaces=tuple(namespaces), label_selector=label_selector,
+                        include_kinds=tuple(include_kinds or ()), exclude_kinds=tuple(exclude_kinds or ()),
+                        include_crds=tuple(include_crds or ()))
     rules = [HookRule.from_dict(h) for h in hooks or ()]
     rp_id = new_restore_point_id(app, started)
     logger.info("restore point %s: app %s, namespaces %s -> %s", rp_id, app, namespaces, loc.describe())
-    resolved = resolve_selection(conn, selection)
 
     failures: list[str] = []
-    hook_run = HookRun()
     manifests: ManifestResult | None = None
     volumes: list[VolumeRecord] = []
-    try:
+    with keep_open(loc, key):
+        resolved = resolve_namespaces(conn, scope)
         try:
-            hook_run = pre_hooks(conn, resolved, rules, HookRun())
+            with hooks_around(conn, resolved, rules) as hook_run:
+                manifests = snapshot_manifests(loc, key, conn, scope, rp_id, app, init)
+                with quiesced(conn, resolved, quiesce):
+                    volumes = export_volumes(loc, key, conn, manifests.pvcs, rp_id, nfs_mounts=nfs_mounts,
+                                             mover=mover, concurrency=volume_concurrency)
         except HookError as exc:
-            hook_run = exc.run or HookRun(pre_started=True)
-            raise
-        manifests = snapshot_manifests(loc, key, conn, selection, rp_id, app, init)
-        record_q: QuiesceRecord | None = quiesce_workloads(conn, resolved, quiesce) if quiesce else None
-        try:
-            volumes = _export_volumes(loc, key, conn, manifests, rp_id, nfs_mounts, mover, volume_concurrency)
-        finally:
-            if record_q is not None:
-                unquiesce_workloads(conn, record_q.refs)
-    except HookError as exc:
-        failures.append(f"hooks: {exc}")
-    finally:
-        if hook_run.pre_started:
-            try:
-                post_hooks(conn, resolved, rules, hook_run)
-            except HookError as exc:
-                failures.append(f"post hooks: {exc}")
-    if manifests is None:
-        raise BackupFailed(f"no restore point written: {'; '.join(failures) or 'the manifests were not stored'}")
+            failures.append(f"{'post hooks' if manifests else 'hooks'}: {exc}")
+        if manifests is None:
+            raise BackupFailed(f"no restore point written: {'; '.join(failures)}")
 
-    failures += list(manifests.type_errors)
-    failures += [f"volume {v.namespace}/{v.pvc}: {v.error}" for v in volumes if v.error]
-    status = RestorePointStatus.PARTIALLY_FAILED if failures else RestorePointStatus.SUCCEEDED
-    retention = loc.retention(started)
-    record = RestorePointRecord(
-        id=rp_id, app=app, cluster=conn.cluster_name(), namespaces=manifests.namespaces,
-        started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(), status=status.value,
-        location=loc.describe(), manifest_snapshot=manifests.snapshot_id, policy=policy,
-        status_reason="; ".join(failures)[:4000] or None, object_count=manifests.object_count,
-        kind_counts=manifests.kind_counts, volumes=volumes, type_errors=manifests.type_errors,
-        selection=selection.to_dict(), retain_until=retention[1].isoformat() if retention else None,
-        hooks=[e.to_dict() for e in hook_run.executions], crds=manifests.crds)
-    rp_snapshot = commit_restore_point(loc, key, record)
-    snapshot_ids = [manifests.snapshot_id, rp_snapshot] + [v.snapshot_id for v in volumes if v.snapshot_id]
-    lock_restore_point(loc, key, snapshot_ids)
-    object_rows = record_catalog(loc, key, rp_snapshot)
+        failures += manifests.type_errors + [f"volume {v.namespace}/{v.pvc}: {v.error}" for v in volumes if v.error]
+        retention = loc.retention(started)
+        record = restore_point_record(
+            restore_point_id=rp_id, app=app, cluster=conn.cluster_name(), location=loc.describe(), started=started,
+            manifests=manifests, volumes=volumes, hooks=hook_run, scope=scope, failures=failures, policy=policy,
+            retain_until=retention[1] if retention else None)
+        rp_snapshot = commit_restore_point(loc, key, record)
+        lock_restore_point(loc, key, [manifests.snapshot_id, rp_snapshot, *(v.snapshot_id for v in volumes
+                                                                             if v.snapshot_id)])
+        object_rows = record_catalog(loc, key, rp_snapshot)
 
     _publish(record, object_rows, failures)
     if failures:
         raise BackupFailed(f"restore point {rp_id} is incomplete ({len(failures)} failure(s)): "
                            + "; ".join(failures))
     return rp_id
-
-
-def _export_volumes(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, manifests: ManifestResult,
-                    rp_id: str, nfs_mounts: dict[str, str] | None, mover: dict[str, Any] | None,
-                    concurrency: int) -> list[VolumeRecord]:
-    pvcs = manifests.pvcs
-    if not pvcs:
-        return []
-    progress = create_progress_artifact(progress=0.0, key=None, description=f"volumes of {rp_id}")
-    results: list[VolumeRecord] = []
-    pending = list(pvcs)
-    running: dict[Any, Any] = {}
-    limit = max(1, concurrency)
-    # keep at most `limit` exports in flight: each one reads a whole volume
-    while pending or running:
-        while pending and len(running) < limit:
-            pvc = pending.pop(0)
-            running[export_volume.submit(loc, key, conn, pvc, rp_id, nfs_mounts, mover)] = pvc
-        done = next(as_completed(list(running)))
-        pvc = running.pop(done)
-        try:
-            results.append(done.result())
-        except Exception as exc:  # noqa: BLE001 - retries are exhausted: record, never drop
-            results.append(VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, 0, "direct", None,
-                                        error=f"{type(exc).__name__}: {exc}"))
-        _update_progress(progress, len(results) / len(pvcs) * 100)
-    return results
-
-
-def _update_progress(artifact_id: Any, value: float) -> None:
-    from prefect.artifacts import update_progress_artifact
-
-    update_progress_artifact(artifact_id=artifact_id, progress=value)
 
 
 def _publish(record: RestorePointRecord, object_rows: int, failures: list[str]) -> None:

@@ -35,7 +35,8 @@ def run_demo(*, keep: bool = False) -> int:
         conn = ClusterConnection(name="testbed", kubeconfig_path=str(cp.kubeconfig_path))
         rp_id = backup(app="shop", namespaces=["shop"], location=location, encryption_key=key, cluster=conn,
                        init=True)
-        point = latest_restore_point(key.catalog(location), "shop")
+        with key.catalog(location) as catalog:
+            point = latest_restore_point(catalog, "shop")
         assert point is not None and point.id == rp_id
         print(f"\nRestore point {point.id}: {point.status}, {point.object_count} objects, "
               f"{point.volume_count} volumes, {point.logical_bytes} bytes of volume data "

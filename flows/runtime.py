@@ -147,7 +147,7 @@ class TemporaryServer:
     the two start-ups overlap."""
 
     def __init__(self, log_file: Path) -> None:
-        from kubekeep.testbed.process import ManagedProcess, free_port
+        from kubekeep.process import ManagedProcess, free_port
 
         self.log_file = log_file
         self.home = Path(tempfile.mkdtemp(prefix="kubekeep-prefect-"))

@@ -1,4 +1,4 @@
-"""Collect the objects of a selection, page by page, with the cluster-scoped objects they need.
+"""Collect the objects of a backup scope, page by page, with the cluster-scoped objects they need.
 
 Objects stream out as they are listed (memory stays bounded by one page plus
 the small set of references needed to find dependencies). Failing resource
@@ -13,9 +13,9 @@ from typing import Any
 
 from kubekeep.cluster import ApiError, ApiResource, Cluster
 from kubekeep.cluster.collect import listable
-from kubekeep.restore.manifest import POD_SPEC_PATHS, dig
+from kubekeep.manifest import POD_SPEC_PATHS, dig
 
-from .selection import HELM_RELEASE_NAME, HELM_RELEASE_NAMESPACE, PART_OF_LABEL, Selection, namespace_names
+from .scope import HELM_RELEASE_NAME, HELM_RELEASE_NAMESPACE, PART_OF_LABEL, BackupScope, namespace_names
 
 JSON = dict[str, Any]
 
@@ -92,10 +92,10 @@ class _Dependencies:
     ingress_classes: set[str] = field(default_factory=set)
 
 
-def collect(cluster: Cluster, selection: Selection, report: CollectReport, *,
+def collect(cluster: Cluster, scope: BackupScope, report: CollectReport, *,
             page_size: int = 500) -> Iterator[JSON]:
     """Yield every selected object (as served), then the cluster-scoped objects they depend on."""
-    namespaces = selection.resolve_namespaces(namespace_names(cluster))
+    namespaces = scope.resolve_namespaces(namespace_names(cluster))
     report.namespaces = namespaces
     wanted_ns = set(namespaces)
     resources = cluster.preferred_resources(refresh=True)
@@ -111,9 +111,9 @@ def collect(cluster: Cluster, selection: Selection, report: CollectReport, *,
             yield obj
 
     for resource in listable(resources, namespaced=True):
-        if not selection.wants(resource):
+        if not scope.wants(resource):
             continue
-        for obj in _list_type(cluster, resource, namespaces, wanted_ns, selection.label_selector, page_size,
+        for obj in _list_type(cluster, resource, namespaces, wanted_ns, scope.label_selector, page_size,
                               report):
             _note_dependencies(obj, resource, deps, crd_plurals)
             if resource.group == "" and resource.kind == "PersistentVolumeClaim":
@@ -121,8 +121,8 @@ def collect(cluster: Cluster, selection: Selection, report: CollectReport, *,
             report.count(obj)
             yield obj
 
-    if selection.include_cluster_dependencies:
-        _crds_of_the_app(installed_crds, selection, deps)
+    if scope.include_cluster_dependencies:
+        _crds_of_the_app(installed_crds, scope, deps)
         report.crds = {name: reasons for name, reasons in sorted(deps.crds.items())}
         yield from _cluster_dependencies(cluster, deps, report)
 
@@ -167,7 +167,7 @@ def _crds(cluster: Cluster, report: CollectReport) -> list[_Crd]:
     return out
 
 
-def _crds_of_the_app(installed: list[_Crd], selection: Selection, deps: _Dependencies) -> None:
+def _crds_of_the_app(installed: list[_Crd], scope: BackupScope, deps: _Dependencies) -> None:
     """CRDs that belong to the application although no custom resource of them is in it (yet): installed by
     the same Helm release, labelled ``part-of`` the same application, or asked for by group or name."""
     for crd in installed:
@@ -178,7 +178,7 @@ def _crds_of_the_app(installed: list[_Crd], selection: Selection, deps: _Depende
         part_of = crd.labels.get(PART_OF_LABEL)
         if part_of and part_of in deps.part_of:
             reasons.append(f"labelled {PART_OF_LABEL}={part_of} like the application")
-        asked = selection.wants_crd(crd.name, crd.group)
+        asked = scope.wants_crd(crd.name, crd.group)
         if asked:
             reasons.append(f"asked for (include_crds {asked})")
         if reasons:

@@ -29,8 +29,9 @@ Semantics:
 - Every execution is recorded (``HookExecution``): pod, container, command, exit
   code, stdout/stderr tails, start/finish timestamps and duration.
 
-Use ``hooks_around(...)`` as a context manager, or ``run_pre_hooks`` and
-``run_post_hooks`` from separate tasks (the pre result tells post what ran).
+``run_pre_hooks`` and ``run_post_hooks`` are the two steps (the pre result tells
+post what ran); the bracket that always runs post after pre is
+``tasks.consistency.hooks_around`` (each step a task of the flow).
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ import fnmatch
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -430,27 +430,3 @@ def run_post_hooks(plan: HookPlan, runner: HookRunner, run: HookRun, *, raise_on
     if failed and raise_on_failure:
         raise HookError("; ".join(failure_message(ex) for ex in failed), run.executions, run)
     return run
-
-
-@contextmanager
-def hooks_around(plan: HookPlan, runner: HookRunner) -> Iterator[HookRun]:
-    """Pre hooks on entry, post hooks on exit — always, even when a pre hook or the body fails.
-
-    A failing pre hook raises HookError (after post hooks ran). When the body
-    raises, post-hook failures are attached to that exception as a note
-    instead of replacing it.
-    """
-    run = HookRun()
-    try:
-        run_pre_hooks(plan, runner, run)
-        yield run
-    except BaseException as exc:
-        try:
-            run_post_hooks(plan, runner, run, raise_on_failure=False)
-        finally:
-            post_failures = [e for e in run.phase("post") if e.status == "failed"]
-            if post_failures:
-                exc.add_note("post hooks failed too: " + "; ".join(failure_message(e) for e in post_failures))
-        raise
-    else:
-        run_post_hooks(plan, runner, run)

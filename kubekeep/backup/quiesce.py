@@ -10,8 +10,8 @@ The annotation makes the operation crash-safe and idempotent: a second
 quiesce of an already quiesced workload keeps the original count (never the
 current 0), ``unquiesce`` after a restore finds nothing to do, and
 ``find_quiesced`` lets a later run (or an operator) undo what a crashed run left
-behind. Use ``quiesced(...)`` as a context manager, or ``quiesce`` and
-``unquiesce`` from separate tasks.
+behind. ``quiesce`` and ``unquiesce`` are the two steps; the bracket that always
+unquiesces is ``tasks.consistency.quiesced`` (each step a task of the flow).
 
 A HorizontalPodAutoscaler would scale a quiesced Deployment back up; workloads
 under an HPA are refused unless ``allow_hpa`` is set.
@@ -20,8 +20,7 @@ under an HPA are refused unless ``allow_hpa`` is set.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,27 +142,6 @@ def unquiesce(cluster: Cluster, record: QuiesceRecord | Sequence[WorkloadRef], *
                            + f" (the original counts stay in the {ORIGINAL_REPLICAS_ANNOTATION} annotation; "
                            "run unquiesce again or scale by hand)")
     return restored
-
-
-@contextmanager
-def quiesced(cluster: Cluster, workloads: Sequence[WorkloadRef], *, timeout: float = 120.0,
-             allow_hpa: bool = False) -> Iterator[QuiesceRecord]:
-    """Workloads scaled to zero inside the block, restored on exit — also when the block raises.
-
-    When the block raised and restoring fails too, the restore failure is added
-    to the original exception as a note.
-    """
-    record = quiesce(cluster, workloads, timeout=timeout, allow_hpa=allow_hpa)
-    try:
-        yield record
-    except BaseException as exc:
-        try:
-            unquiesce(cluster, record)
-        except QuiesceError as undo_exc:
-            exc.add_note(str(undo_exc))
-        raise
-    else:
-        unquiesce(cluster, record)
 
 
 def find_quiesced(cluster: Cluster, namespace: str | None = None) -> list[QuiescedWorkload]:

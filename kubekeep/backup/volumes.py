@@ -13,10 +13,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from kubekeep.repo.repository import ProgressFn, Repository, Retention
+from kubekeep.repo.protocols import ProgressFn
+from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import Retention
+from kubekeep.restorepoint import VOLUME_TAG, VolumeRecord
 
 from .csi import VolumeMethod
-from .restore_point import VOLUME_TAG, VolumeRecord
 
 _UNITS = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50,
           "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Required, TypedDict, Unpack
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,6 +19,7 @@ import pyarrow.compute as pc
 from .records import (
     CatalogRecordError,
     RestorePoint,
+    RestorePointObject,
     RestoreRecord,
     restore_points_from_table,
     restores_from_table,
@@ -138,28 +140,24 @@ def list_restore_points_table(
     return table
 
 
-def list_restore_points(
-    catalog: Catalog,
-    *,
-    app: str | None = None,
-    cluster: str | None = None,
-    namespace: str | None = None,
-    statuses: Collection[str] | None = DEFAULT_STATUSES,
-    policy: str | None = None,
-    finished_after: datetime | None = None,
-    finished_before: datetime | None = None,
-    tags: Mapping[str, str] | None = None,
-    newest_first: bool = True,
-    limit: int | None = None,
-) -> list[RestorePoint]:
+class RestorePointFilters(TypedDict, total=False):
+    """The keyword filters of :func:`list_restore_points_table` (see there)."""
+
+    app: str | None
+    cluster: str | None
+    namespace: str | None
+    statuses: Collection[str] | None
+    policy: str | None
+    finished_after: datetime | None
+    finished_before: datetime | None
+    tags: Mapping[str, str] | None
+    newest_first: bool
+    limit: int | None
+
+
+def list_restore_points(catalog: Catalog, **filters: Unpack[RestorePointFilters]) -> list[RestorePoint]:
     """:func:`list_restore_points_table` as records."""
-    return restore_points_from_table(
-        list_restore_points_table(
-            catalog, app=app, cluster=cluster, namespace=namespace, statuses=statuses, policy=policy,
-            finished_after=finished_after, finished_before=finished_before, tags=tags,
-            newest_first=newest_first, limit=limit,
-        )
-    )
+    return restore_points_from_table(list_restore_points_table(catalog, **filters))
 
 
 def latest_restore_point(
@@ -195,23 +193,15 @@ def restore_points_before(
     )
 
 
-@dataclass(frozen=True)
-class ObjectOccurrence:
-    """One restore point holding the object asked about, with that copy's identity."""
+@dataclass(frozen=True, kw_only=True)
+class ObjectOccurrence(RestorePointObject):
+    """One restore point holding the object asked about: the object's row (that copy's identity) and the
+    restore point's app, cluster, time and status."""
 
-    restore_point_id: str
     app: str
     cluster: str
     finished_at: datetime
     status: str
-    group: str
-    version: str
-    kind: str
-    namespace: str
-    name: str
-    content_hash: str
-    size: int
-    uid: str | None
 
 
 def restore_points_containing_table(
@@ -246,21 +236,20 @@ def restore_points_containing_table(
     return joined.sort_by([("finished_at", "descending"), ("restore_point_id", "descending")])
 
 
-def restore_points_containing(
-    catalog: Catalog,
-    *,
-    kind: str,
-    name: str,
-    namespace: str = "",
-    group: str | None = None,
-    app: str | None = None,
-    statuses: Collection[str] | None = None,
-) -> list[ObjectOccurrence]:
+class ContainingFilters(TypedDict, total=False):
+    """The keyword arguments of :func:`restore_points_containing_table` (see there)."""
+
+    kind: Required[str]
+    name: Required[str]
+    namespace: str
+    group: str | None
+    app: str | None
+    statuses: Collection[str] | None
+
+
+def restore_points_containing(catalog: Catalog, **which: Unpack[ContainingFilters]) -> list[ObjectOccurrence]:
     """Which restore points contain the object; see :func:`restore_points_containing_table`."""
-    table = restore_points_containing_table(
-        catalog, kind=kind, name=name, namespace=namespace, group=group, app=app, statuses=statuses
-    )
-    return [ObjectOccurrence(**row) for row in table.to_pylist()]
+    return [ObjectOccurrence(**row) for row in restore_points_containing_table(catalog, **which).to_pylist()]
 
 
 #: the nested per-object, per-volume and per-phase columns of ``restores`` (read only when asked for)

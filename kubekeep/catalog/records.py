@@ -105,8 +105,20 @@ class RestorePoint:
         return cls(**kwargs)
 
 
+class _FlatRow:
+    """A record whose catalog row is exactly its fields."""
+
+    def to_row(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**values)
+
+
 @dataclass(frozen=True)
-class RestorePointObject:
+class RestorePointObject(_FlatRow):
     restore_point_id: str
     group: str
     version: str
@@ -125,17 +137,10 @@ class RestorePointObject:
             )
         _non_negative(self, ("size",))
 
-    def to_row(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Self:
-        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
-        return cls(**values)
 
 
 @dataclass(frozen=True)
-class RestorePointVolume:
+class RestorePointVolume(_FlatRow):
     restore_point_id: str
     namespace: str
     pvc: str
@@ -153,13 +158,6 @@ class RestorePointVolume:
             raise CatalogRecordError(f"volume {self.namespace}/{self.pvc}: method is required")
         _non_negative(self, ("size_bytes", "files", "logical_bytes", "stored_bytes"))
 
-    def to_row(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Self:
-        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The repository: chunking, keyed ids, compression, encryption, packs, index, snapshots.
 
-The format is specified in docs/repository-format.md.
+The format is specified in docs/repository-format.md, the modules in docs/repository-api.md.
+(The archiver's BackupResult/BackupStats are in kubekeep.repo.archiver: importing the package
+does not load the chunker.)
 """
 
 from .crypto import KdfParams, KeyWrapper, LocalKeyWrapper
@@ -15,11 +17,10 @@ from .errors import (
     UnsupportedFormatError,
     WrongKeyError,
 )
-from .repository import BackupResult, BackupStats, Repository, RepoStats, SnapshotInfo
+from .repository import Repository, RepoStats
+from .snapshots import SnapshotInfo
 
 __all__ = [
-    "BackupResult",
-    "BackupStats",
     "IntegrityError",
     "KdfParams",
     "KeySlotError",

@@ -18,33 +18,68 @@ import secrets
 import socket
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
 import pyfastcdc
 
-from .crypto import FLAG_RAW, BlobType
+from .crypto import BlobType
 from .errors import RepositoryError
-from .format import (
-    CHUNKS_PER_LIST,
-    CONFIG_KEY,
-    INLINE_CHUNKS,
-    KEYS_PREFIX,
-    PACK_MAGIC,
-    PACK_TRAILER,
-    BlobEntry,
-    encode_pack_header,
-    pack_key,
-)
-from .repository import BackupResult, BackupStats, ProgressFn, Repository, Retention, StreamSource
-from .storage import StorageError
+from .format import CHUNKS_PER_LIST, CONFIG_KEY, INLINE_CHUNKS, KEYS_PREFIX, BlobEntry, pack_key
+from .protocols import BackupTarget, ProgressFn, Saver, StreamSource
+from .storage import Retention, StorageError
 
 INDEX_FLUSH_PACKS = 64
 READ_BLOCK = 4 * 1024 * 1024
 READ_BLOCKS = 3
+
+
+@dataclass
+class BackupStats:
+    files: int = 0
+    dirs: int = 0
+    bytes: int = 0
+    unchanged_files: int = 0
+    chunks: int = 0
+    new_chunks: int = 0
+    new_bytes: int = 0
+    new_stored_bytes: int = 0
+    packs: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class BackupResult:
+    snapshot_id: str
+    stats: BackupStats
+    #: per-item problems (unreadable files, ...) that did not stop the backup
+    errors: list[str] = field(default_factory=list)
+
+
+def backup(target: BackupTarget, path: str | os.PathLike[str] | None = None, *,
+           streams: Mapping[str, StreamSource] | None = None, parent: str | None = None,
+           tags: Iterable[str] = (), metadata: Mapping[str, str] | None = None,
+           retention: Retention | None = None, progress: ProgressFn | None = None) -> BackupResult:
+    """Back up a directory tree and/or named byte streams into one new snapshot (see Repository.backup)."""
+    if path is None and not streams:
+        raise RepositoryError("nothing to back up: give a path and/or streams")
+    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise RepositoryError("snapshot metadata must map strings to strings")
+    if retention is not None and not target.storage.supports_retention:
+        raise RepositoryError(f"{target.storage.url} cannot lock objects; retention is not available here")
+    source = None
+    if path is not None:
+        source = Path(path)
+        if not source.is_dir():
+            raise RepositoryError(f"backup source {source} is not a directory")
+    return Archiver(target, retention=retention, progress=progress).run(
+        source, dict(streams or {}), parent=parent, tags=list(tags), metadata=dict(metadata or {}))
 
 
 class _PackBuffer:
@@ -78,9 +113,10 @@ class _PackBuffer:
 class BlobSaver:
     """Deduplicates and stores blobs into packs; writes index objects as packs land."""
 
-    def __init__(self, repo: Repository, *, retention: Retention | None, stats: BackupStats) -> None:
+    def __init__(self, repo: Saver, *, retention: Retention | None, stats: BackupStats) -> None:
         self.repo = repo
-        self.index = repo.load_index(reload=True)
+        #: what this backup deduplicates against: the index storage holds after the lock was taken
+        self.index = repo.index_for_backup()
         self.retention = retention
         self.stats = stats
         self.workers = ThreadPoolExecutor(repo.workers, thread_name_prefix="kubekeep-chunk")
@@ -196,10 +232,7 @@ class BlobSaver:
     def _upload_job(self, buf: _PackBuffer) -> None:
         try:
             pack_id = secrets.token_bytes(32)
-            header = self.repo.envelope.seal(BlobType.PACK_HEADER, pack_id, FLAG_RAW,
-                                             encode_pack_header(buf.entries))
-            buf.append(header)
-            buf.append(PACK_TRAILER.pack(len(header), PACK_MAGIC))
+            buf.append(self.repo.pack_tail(pack_id, buf.entries))
             with buf.view() as view:
                 self.repo.storage.put(pack_key(pack_id), view, retention=self.retention)
             entries = buf.entries
@@ -219,9 +252,7 @@ class BlobSaver:
             self.upload_slots.release()
 
     def _write_index(self, packs: dict[bytes, list[BlobEntry]]) -> None:
-        key = self.repo.write_index_object(packs, retention=self.retention)
-        for pack_id, entries in packs.items():
-            self.index.add_pack(pack_id, entries, source=key)
+        self.repo.write_index_object(packs, retention=self.retention)
 
     def finish(self) -> None:
         """Upload partial packs, wait for every upload, write the last index object."""
@@ -315,7 +346,7 @@ def _stat_fields(st: os.stat_result) -> dict[str, Any]:
 
 
 class Archiver:
-    def __init__(self, repo: Repository, *, retention: Retention | None, progress: ProgressFn | None) -> None:
+    def __init__(self, repo: BackupTarget, *, retention: Retention | None, progress: ProgressFn | None) -> None:
         self.repo = repo
         self.retention = retention
         self.progress = progress

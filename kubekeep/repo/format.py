@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,24 +47,21 @@ def pack_key(pack_id: bytes) -> str:
     return f"{DATA_PREFIX}{h[:2]}/{h}"
 
 
-def pack_id_from_key(key: str) -> bytes | None:
-    name = key.rsplit("/", 1)[-1]
-    if len(name) != 64:
-        return None
-    try:
-        return bytes.fromhex(name)
-    except ValueError:
-        return None
-
-
 def id_from_key(key: str, prefix: str) -> bytes | None:
-    name = key[len(prefix):]
+    """The id named by ``<prefix><64 hex digits>``, or None for any other key."""
+    name = key[len(prefix):] if key.startswith(prefix) else ""
     if len(name) != 64:
         return None
     try:
         return bytes.fromhex(name)
     except ValueError:
         return None
+
+
+def pack_id_from_key(key: str) -> bytes | None:
+    """The pack id named by ``data/<xx>/<id>`` (``xx`` its first two hex digits), or None."""
+    pack_id = id_from_key(key, key[:len(DATA_PREFIX) + 3])
+    return pack_id if pack_id is not None and pack_key(pack_id) == key else None
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -101,7 +98,7 @@ class BlobEntry:
     raw_length: int
 
 
-def encode_pack_header(entries: list[BlobEntry]) -> bytes:
+def encode_pack_header(entries: Sequence[BlobEntry]) -> bytes:
     return b"".join(HEADER_RECORD.pack(e.blob_type, e.blob_id, e.length, e.raw_length) for e in entries)
 
 

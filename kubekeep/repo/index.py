@@ -1,16 +1,24 @@
-"""The in-memory repository index: blob id -> (pack, offset, length).
+"""The repository index: blob id -> (pack, offset, length), in memory and as index objects.
 
-Entries are packed into one int per blob to keep memory near 150 bytes per blob
-(a tuple of five fields would cost twice that).
+``Index`` packs its entries into one int per blob to keep memory near 150 bytes
+per blob (a tuple of five fields would cost twice that). ``IndexStore`` reads and
+writes the ``index/`` objects and keeps the one current Index that the readers of
+an open repository share.
 """
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from .format import BlobEntry
+from .crypto import BlobType
+from .errors import RepositoryError
+from .format import INDEX_PREFIX, BlobEntry, decode_index, encode_index, id_from_key
+from .keys import RepositoryKeys
+from .storage import ObjectNotFoundError, Retention, Storage
 
 _M32 = (1 << 32) - 1
 
@@ -70,5 +78,119 @@ class Index:
         return list(self._packs)
 
     def __iter__(self) -> Iterator[Location]:
+        """Every blob; not while another thread adds packs (iterate an Index of your own)."""
         for blob_id, value in self._blobs.items():
             yield self._decode(blob_id, value)
+
+
+class PackLimitedIndex:
+    """An Index seen through the packs it had when it was read from storage.
+
+    A backup deduplicates only against what it read after taking its lock (docs/repository-format.md,
+    "Concurrency"); packs that other writers of the same process add to the shared Index later are
+    invisible here, as they would be in another process.
+    """
+
+    def __init__(self, index: Index, packs: frozenset[bytes]) -> None:
+        self.index = index
+        self.packs = packs
+
+    @property
+    def sources(self) -> dict[bytes, set[str]]:
+        return self.index.sources
+
+    def lookup(self, blob_id: bytes) -> Location | None:
+        loc = self.index.lookup(blob_id)
+        return loc if loc is not None and loc.pack_id in self.packs else None
+
+    def __contains__(self, blob_id: object) -> bool:
+        return isinstance(blob_id, bytes) and self.lookup(blob_id) is not None
+
+
+class IndexStore:
+    """Reads and writes index objects; holds the current Index of an open repository.
+
+    Thread-safe. ``current()`` is shared by readers (restore, read_blob); a reload
+    builds a new Index from storage and then swaps it in, and index objects this
+    process writes meanwhile are added to it as well, so a blob stored by any
+    thread stays readable whichever reload wins.
+    """
+
+    def __init__(self, storage: Storage, keys: RepositoryKeys) -> None:
+        self.storage = storage
+        self.keys = keys
+        self._lock = threading.Lock()
+        self._current: Index | None = None
+        #: packs this process indexed while a reload was reading storage, per reload in progress
+        self._pending: dict[int, list[tuple[bytes, list[BlobEntry], str]]] = {}
+        self._reload_ids = itertools.count()
+        self._published = -1
+
+    def current(self) -> Index:
+        index = self._current
+        return index if index is not None else self.reload()
+
+    def reload(self) -> Index:
+        return self._reload()[0]
+
+    def reload_limited(self) -> PackLimitedIndex:
+        """Reload, and see the result limited to the packs storage named (what a backup dedups against)."""
+        index, packs = self._reload()
+        return PackLimitedIndex(index, packs)
+
+    def _reload(self) -> tuple[Index, frozenset[bytes]]:
+        with self._lock:
+            token = next(self._reload_ids)
+            self._pending[token] = []
+        try:
+            index = self.read_all()
+        except BaseException:
+            with self._lock:
+                del self._pending[token]
+            raise
+        with self._lock:
+            packs = frozenset(index.pack_ids())
+            for pack_id, entries, source in self._pending.pop(token):
+                index.add_pack(pack_id, entries, source=source)
+            if token > self._published:  # a reload that started earlier never replaces a later one
+                self._current, self._published = index, token
+        return index, packs
+
+    def read_all(self) -> Index:
+        """Every index object, read into a new Index. An object that vanishes mid-read (a concurrent
+        prune replaced it) restarts the read, so the result always covers a consistent set."""
+        for _attempt in range(10):
+            index = Index()
+            try:
+                for info in self.storage.list(INDEX_PREFIX):
+                    ident = id_from_key(info.key, INDEX_PREFIX)
+                    if ident is not None:
+                        self.read_object(info.key, ident, index)
+            except ObjectNotFoundError:
+                continue
+            return index
+        raise RepositoryError("the index kept changing while it was read; try again")
+
+    def read_object(self, key: str, ident: bytes, index: Index) -> None:
+        """Add the packs of index object ``key`` to ``index``; IntegrityError when it fails authentication."""
+        payload = self.keys.open_object(BlobType.INDEX, ident, self.storage.get(key), what=f"index object {key}")
+        for pack_id, entries in decode_index(payload, what=key):
+            index.add_pack(pack_id, entries, source=key)
+
+    def write_object(self, packs: Mapping[bytes, list[BlobEntry]], *, retention: Retention | None = None) -> str:
+        """Write an index object naming ``packs`` (already stored) and add them to the current Index."""
+        ident = secrets.token_bytes(32)
+        key = INDEX_PREFIX + ident.hex()
+        self.storage.put(key, self.keys.seal_object(BlobType.INDEX, ident, encode_index(dict(packs))),
+                         retention=retention)
+        with self._lock:
+            for pending in self._pending.values():
+                pending.extend((pack_id, entries, key) for pack_id, entries in packs.items())
+            if self._current is not None:
+                for pack_id, entries in packs.items():
+                    self._current.add_pack(pack_id, entries, source=key)
+        return key
+
+    def forget(self) -> None:
+        with self._lock:
+            self._current = None

@@ -29,7 +29,7 @@ from typing import Any, TypeGuard
 
 from .errors import IntegrityError, MissingObjectError, RepositoryError, RestoreError
 from .format import BlobEntry
-from .repository import ProgressFn, Repository
+from .protocols import ProgressFn, RestoreSource
 from .storage import StorageError
 from .storage.wrappers import BlockCachingReader
 from .targetfs import (
@@ -131,7 +131,7 @@ _DIR, _DIR_DONE, _FILE, _CHUNK, _FILE_DONE, _LINK, _SPECIAL = range(7)
 
 
 class Restorer:
-    def __init__(self, repo: Repository, *, progress: ProgressFn | None = None) -> None:
+    def __init__(self, repo: RestoreSource, *, progress: ProgressFn | None = None) -> None:
         self.repo = repo
         self.progress = progress
         self.is_root = hasattr(os, "geteuid") and os.geteuid() == 0

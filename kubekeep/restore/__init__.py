@@ -1,11 +1,12 @@
 """Restore planning on plain-dict manifests: owners, sanitize, versions, transforms, order."""
 
+from kubekeep.manifest import Manifest, ManifestError, ObjectRef, ref_of
+
 from .actions import DEFAULT_ACTIONS, ActionResult, RestoreAction, RestoreContext, RestoredPvc, RestoreItem
 from .apply import apply as apply_plan
 from .apply import dry_run as dry_run_plan
 from .apply import served_by_cluster
 from .errors import (
-    ManifestError,
     PrioritySpecError,
     RestorePlanError,
     TierCycleError,
@@ -14,7 +15,6 @@ from .errors import (
     TransformSpecError,
     UnknownTierReferenceError,
 )
-from .manifest import Manifest, ObjectRef, ref_of
 from .order import (
     AFTER_ANNOTATION,
     DEFAULT_PRIORITIES,

@@ -17,9 +17,8 @@ changes nothing. :func:`apply` sends the plan phase by phase:
    restored claims are Bound, then the ``before_workloads`` hook (volume
    data); after each tier, until its workloads are Ready. A gate that does
    not pass stops the restore with a message naming what was not ready;
-4. volume data that failed or was not verified (returned by the hook, or
-   passed in as ``volumes`` by a caller that applies phase by phase) holds
-   back every object whose pods mount the claim; the restore stops after the
+4. volume data that failed or was not verified (as the hook returned it)
+   holds back every object whose pods mount the claim; the restore stops after the
    phase that held something back, or - when no restored workload mounts the
    claim - before the first phase after the workloads (an operator's custom
    resources may mount it). Nothing that follows a failed volume in tier
@@ -43,11 +42,11 @@ from functools import partial
 from typing import Any, TypeVar
 
 from kubekeep.cluster import ApiError, Cluster
+from kubekeep.manifest import ObjectRef, dig, mounts_claim
 
 from .actions import DEFAULT_ACTIONS, BeforeWorkloads, RestoreAction, RestoreContext, RestoredPvc, RestoreItem
 from .actions import actions_for as _actions_for
 from .actions.namespace import terminating_reason
-from .manifest import ObjectRef, dig, mounts_claim
 from .order import OrderedObject, RestorePhase, Wait
 from .plan import RestorePlan
 from .policy import ConflictPolicy, RestorePolicy
@@ -95,8 +94,6 @@ def apply(
     wait: bool = True,
     before_workloads: BeforeWorkloads | None = None,
     actions: Sequence[RestoreAction] = DEFAULT_ACTIONS,
-    fresh_namespaces: Collection[str] = (),
-    volumes: Sequence[VolumeOutcome] = (),
 ) -> RestoreReport:
     """Restore ``plan`` onto ``cluster``; return what happened to every object.
 
@@ -107,14 +104,11 @@ def apply(
     Bound (``ctx.pvcs``) and before the first workload tier is created; it
     fills the claims and returns what happened to their data
     (:class:`~kubekeep.restore.report.VolumeOutcome`); raising holds back every
-    workload. ``volumes`` are the outcomes of volume data restored before this
-    call (a caller applying phase by phase passes them to each later phase).
-    ``fresh_namespaces`` are namespaces known not to have existed before this
-    restore (a caller applying phase by phase passes them on): objects there are
-    created without looking them up first.
+    workload. This is the one restore engine: the restore flow runs it in one
+    task (tasks.restore.apply_plan), its hook filling the claims.
     """
     run = _Run(cluster, plan, policy or RestorePolicy(), dry_run=False, actions=actions, on_phase=on_phase,
-               wait=wait, before_workloads=before_workloads, fresh_namespaces=fresh_namespaces, volumes=volumes)
+               wait=wait, before_workloads=before_workloads)
     return run.run()
 
 
@@ -164,8 +158,7 @@ def _problem(exc: ApiError) -> Action:
 class _Run:
     def __init__(self, cluster: Cluster, plan: RestorePlan, policy: RestorePolicy, *, dry_run: bool,
                  actions: Sequence[RestoreAction], on_phase: OnPhase | None = None, wait: bool = True,
-                 before_workloads: BeforeWorkloads | None = None, fresh_namespaces: Collection[str] = (),
-                 volumes: Sequence[VolumeOutcome] = ()) -> None:
+                 before_workloads: BeforeWorkloads | None = None) -> None:
         self.cluster = cluster
         self.plan = plan
         self.policy = policy
@@ -181,11 +174,11 @@ class _Run:
         self.missing: set[str] = set()
         #: namespaces that exist only once this restore has created them (dry runs cannot validate inside)
         self.created_by_restore: set[str] = set()
-        #: namespaces that did not exist when the restore started: their objects are created without a
-        #: look-up first (a 409 from a controller-made object falls back to the look-up)
-        self.fresh_namespaces = frozenset(fresh_namespaces)
-        #: volume data restored so far (passed in, or returned by the before_workloads hook)
-        self.volumes: list[VolumeOutcome] = list(volumes)
+        #: namespaces that did not exist when the restore started (found by the preflight): their objects
+        #: are created without a look-up first (a 409 from a controller-made object falls back to the look-up)
+        self.fresh_namespaces: frozenset[str] = frozenset()
+        #: volume data restored so far (returned by the before_workloads hook)
+        self.volumes: list[VolumeOutcome] = []
 
     # ---- bookkeeping ----------------------------------------------------
     def _record(self, outcome: ObjectOutcome) -> None:
@@ -250,6 +243,7 @@ class _Run:
                     self.missing.add(ns)
             elif dig(existing, "status", "phase") == "Terminating":
                 self.terminating.add(ns)
+        self.fresh_namespaces = frozenset(self.created_by_restore)
         if self.terminating and not self.dry:
             names = ", ".join(sorted(self.terminating))
             self._abort(f"target namespace(s) {names} Terminating: nothing was restored; wait until deleted, "

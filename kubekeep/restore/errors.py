@@ -7,10 +7,6 @@ class RestorePlanError(Exception):
     """The restore cannot be planned from these manifests and options."""
 
 
-class ManifestError(RestorePlanError, ValueError):
-    """A manifest lacks what every Kubernetes object has (apiVersion, kind, metadata.name)."""
-
-
 class PrioritySpecError(RestorePlanError, ValueError):
     """A custom restore priority list is malformed."""
 

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from kubekeep.manifest import Manifest, ObjectRef, annotations_of, ref_of
+
 from .errors import PrioritySpecError, TierCycleError, TierError, UnknownTierReferenceError
-from .manifest import Manifest, ObjectRef, annotations_of, ref_of
 
 TIER_ANNOTATION = "kubekeep.io/restore-tier"
 AFTER_ANNOTATION = "kubekeep.io/restore-after"

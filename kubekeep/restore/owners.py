@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .manifest import Manifest, ObjectRef, annotations_of, dig, labels_of, ref_of, split_api_version
+from kubekeep.manifest import Manifest, ObjectRef, annotations_of, dig, labels_of, ref_of, split_api_version
 
 
 @dataclass(frozen=True)

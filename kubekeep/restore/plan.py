@@ -16,7 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .manifest import Manifest, dig, ref_of, split_api_version
+from kubekeep.manifest import Manifest, dig, ref_of, split_api_version
+
 from .order import (
     BUILTIN_GROUPS,
     DEFAULT_PRIORITIES,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .manifest import ObjectRef
+from kubekeep.manifest import ObjectRef
 
 
 class ConflictPolicy(StrEnum):

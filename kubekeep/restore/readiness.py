@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubekeep.cluster import ApiError, Cluster
-
-from .manifest import ObjectRef, dig, split_api_version
+from kubekeep.manifest import ObjectRef, dig, split_api_version
 
 JSON = dict[str, Any]
 
@@ -85,7 +84,8 @@ def _deployment(obj: JSON) -> Readiness:
     return Readiness(available >= want and updated >= want, detail)
 
 
-def _statefulset(obj: JSON) -> Readiness:
+def _ready_replicas(obj: JSON) -> Readiness:
+    """StatefulSet, ReplicaSet, ReplicationController: every wanted replica ready."""
     if stale := _stale(obj):
         return Readiness(False, stale)
     want = _int(dig(obj, "spec", "replicas"), 1)
@@ -99,14 +99,6 @@ def _daemonset(obj: JSON) -> Readiness:
     desired = _int(dig(obj, "status", "desiredNumberScheduled"))
     ready = _int(dig(obj, "status", "numberReady"))
     return Readiness(ready == desired, f"{ready}/{desired} scheduled pods ready")
-
-
-def _replicaset(obj: JSON) -> Readiness:
-    if stale := _stale(obj):
-        return Readiness(False, stale)
-    want = _int(dig(obj, "spec", "replicas"), 1)
-    ready = _int(dig(obj, "status", "readyReplicas"))
-    return Readiness(ready == want, f"{ready}/{want} ready")
 
 
 def _job(obj: JSON) -> Readiness:
@@ -162,10 +154,10 @@ def _generic(obj: JSON) -> Readiness:
 
 _RULES: dict[tuple[str, str], Callable[[JSON], Readiness]] = {
     ("apps", "Deployment"): _deployment,
-    ("apps", "StatefulSet"): _statefulset,
+    ("apps", "StatefulSet"): _ready_replicas,
     ("apps", "DaemonSet"): _daemonset,
-    ("apps", "ReplicaSet"): _replicaset,
-    ("", "ReplicationController"): _replicaset,
+    ("apps", "ReplicaSet"): _ready_replicas,
+    ("", "ReplicationController"): _ready_replicas,
     ("batch", "Job"): _job,
     ("batch", "CronJob"): lambda obj: Readiness(True, "a CronJob has nothing to wait for"),
     ("", "Pod"): _pod,

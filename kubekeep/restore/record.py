@@ -9,17 +9,25 @@ is derived from it and can be rebuilt (:func:`rebuild_restores`).
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from kubekeep.catalog import Catalog, RestoreRecord, TableName
-from kubekeep.repo.repository import Repository, Retention
+from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import Retention
 
 from .report import RestoreReport, catalog_record
 
 RESTORE_REPORT_STREAM = "restore-report.json"
 RESTORE_TAG = "kubekeep:restore"
 FORMAT = 1
+
+
+def new_restore_id(now: datetime | None = None) -> str:
+    """``r-<UTC time>-<random>``: the id of a restore (or dry run) in reports and the catalog."""
+    return f"r-{(now or datetime.now(UTC)).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
 def record_restore(repo: Repository, report: RestoreReport, *, restore_id: str, restore_point_id: str,

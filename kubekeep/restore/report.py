@@ -20,8 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from kubekeep.catalog import RestoreRecord
-
-from .manifest import ObjectRef
+from kubekeep.manifest import ObjectRef
 
 
 class Action(StrEnum):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .manifest import Manifest, dig, metadata_of, split_api_version
+from kubekeep.manifest import Manifest, dig, metadata_of, split_api_version
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 

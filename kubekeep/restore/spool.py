@@ -1,6 +1,7 @@
-"""A restore plan spooled to a private local file, so that each phase's task loads only its phase.
+"""A restore plan spooled to private local files, so that tasks pass the spool's path, never the manifests.
 
-Prefect tasks pass the spool's path (a reference), never the manifests. The
+One JSON-lines file per phase and one for what the plan left out. Prefect tasks pass the spool's path (a
+reference), never the manifests. The
 file holds decrypted manifests (Secrets included): it is created 0600 in a
 0700 directory and the restore flow deletes it when the run ends.
 """
@@ -14,9 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .manifest import ref_of
+from kubekeep.manifest import ObjectRef, ref_of
+
 from .order import OrderedObject, RestorePhase, Wait
+from .owners import SkippedObject
 from .plan import RestorePlan
+
+SKIPPED_FILE = "skipped.jsonl"
 
 
 @dataclass(frozen=True)
@@ -48,12 +53,29 @@ def write_plan(plan: RestorePlan, directory: Path) -> list[PhaseSummary]:
                                     separators=(",", ":")) + "\n")
         kinds = sorted({o.ref.kind for o in phase.objects})
         summaries.append(PhaseSummary(i, phase.name, str(phase.wait), phase.tier, len(phase.objects), tuple(kinds)))
+    fd = os.open(directory / SKIPPED_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        for skipped in plan.skipped:
+            ref = skipped.ref
+            fh.write(json.dumps({"ref": [ref.group, ref.kind, ref.namespace, ref.name, ref.version],
+                                 "reason": skipped.reason}) + "\n")
     return summaries
 
 
-def read_phase(directory: Path, index: int) -> RestorePlan:
-    """A plan holding just phase ``index`` (what one apply task sends)."""
-    with open(directory / f"phase-{index:03d}.jsonl") as fh:
+def read_plan(directory: Path) -> RestorePlan:
+    """The whole plan back from the spool: every phase, and what the plan left out."""
+    files = sorted(directory.glob("phase-*.jsonl"), key=lambda p: int(p.stem.removeprefix("phase-")))
+    phases = [_read_phase(path) for path in files]
+    skipped = []
+    with open(directory / SKIPPED_FILE) as fh:
+        for line in fh:
+            rec = json.loads(line)
+            skipped.append(SkippedObject(ObjectRef(*rec["ref"]), rec["reason"]))
+    return RestorePlan(phases, skipped, [])
+
+
+def _read_phase(path: Path) -> RestorePhase:
+    with open(path) as fh:
         header = json.loads(fh.readline())
         objects = []
         for line in fh:
@@ -61,5 +83,4 @@ def read_phase(directory: Path, index: int) -> RestorePlan:
             manifest = rec["manifest"]
             objects.append(OrderedObject(manifest, ref_of(manifest), rec["match"], rec["reason"], rec["tier"],
                                          tuple(rec.get("notes") or ())))
-    phase = RestorePhase(header["name"], tuple(objects), Wait(header["wait"]), header["tier"])
-    return RestorePlan([phase], [], [])
+    return RestorePhase(header["name"], tuple(objects), Wait(header["wait"]), header["tier"])

@@ -40,9 +40,9 @@ from typing import Any, ClassVar, Protocol
 import jsonpatch
 import yaml
 
-from .errors import ManifestError, TransformError, TransformSpecError
-from .manifest import (
+from kubekeep.manifest import (
     Manifest,
+    ManifestError,
     containers_of,
     dig,
     metadata_of,
@@ -50,6 +50,8 @@ from .manifest import (
     ref_of,
     split_api_version,
 )
+
+from .errors import TransformError, TransformSpecError
 
 SPEC_VERSION = 1
 STORAGE_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
@@ -78,6 +80,13 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     raise TransformSpecError(f"{where}: expected a string or a list of strings, got {value!r}")
 
 
+def _non_empty_list(spec: Mapping[str, Any], key: str, where: str, of: str) -> Sequence[Any]:
+    raw = spec.get(key)
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
+        raise TransformSpecError(f"{where}.{key}: expected a non-empty list of {of}")
+    return raw
+
+
 def _check_keys(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = set(spec) - allowed - {"type"}
     if unknown:
@@ -86,10 +95,13 @@ def _check_keys(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 @dataclass(frozen=True)
 class Selector:
-    """Which manifests a transform touches. Empty fields match everything.
+    """Which manifests: the objects a restore takes from a restore point, and those a transform touches.
+    Empty fields match everything.
 
-    ``kinds``: ``Kind`` (any group) or ``Kind.group``; ``names`` and
+    ``kinds``: ``Kind`` (any group) or ``Kind.group``, in any case; ``names`` and
     ``namespaces``: shell-style patterns (``shop-*``); ``labels``: equality.
+    (What a *backup* takes from a live cluster is a different thing:
+    :class:`kubekeep.backup.scope.BackupScope`.)
     """
 
     kinds: tuple[str, ...] = ()
@@ -123,10 +135,23 @@ class Selector:
             spec["labels"] = dict(self.labels)
         return spec or None
 
+    @staticmethod
+    def parse_labels(selector: str | None) -> dict[str, str]:
+        """``key=value,key2=value2`` (equality terms only) as a mapping."""
+        out: dict[str, str] = {}
+        for part in (selector or "").split(","):
+            if not part.strip():
+                continue
+            if "=" not in part or "!=" in part:
+                raise ValueError(f"label selector {selector!r}: only key=value terms are supported here")
+            k, v = part.split("=", 1)
+            out[k.strip().rstrip("=")] = v.strip().lstrip("=")
+        return out
+
     def matches(self, manifest: Manifest) -> bool:
         ref = ref_of(manifest)
         if self.kinds and not any(
-            k == ref.kind or k == f"{ref.kind}.{ref.group}" for k in self.kinds
+            k.lower() in (ref.kind.lower(), f"{ref.kind}.{ref.group}".lower()) for k in self.kinds
         ):
             return False
         if self.names and not any(fnmatch.fnmatchcase(ref.name, p) for p in self.names):
@@ -135,6 +160,12 @@ class Selector:
             return False
         labels = dig(manifest, "metadata", "labels") or {}
         return all(labels.get(k) == v for k, v in self.labels.items())
+
+
+def _with_selector(spec: dict[str, Any], selector: Selector) -> dict[str, Any]:
+    """A transform's spec with its selector, when it has one."""
+    selected = selector.to_spec()
+    return {**spec, "selector": selected} if selected else spec
 
 
 class Transform(Protocol):
@@ -308,9 +339,7 @@ class StorageClassMap:
 
     def to_spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"type": self.type_name, "map": dict(self.mapping)}
-        if self.selector.to_spec():
-            spec["selector"] = self.selector.to_spec()
-        return spec
+        return _with_selector(spec, self.selector)
 
     def _map_claim(self, claim: Any) -> None:
         """``claim`` is an object with metadata and spec (a PVC or a claim template)."""
@@ -389,9 +418,7 @@ class ImageRewrite:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], where: str) -> ImageRewrite:
         _check_keys(spec, {"rules", "selector"}, where)
-        raw = spec.get("rules")
-        if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
-            raise TransformSpecError(f"{where}.rules: expected a non-empty list of {{from, to}}")
+        raw = _non_empty_list(spec, "rules", where, "{from, to}")
         rules: list[ImageRule] = []
         for i, rule in enumerate(raw):
             rule_where = f"{where}.rules[{i}]"
@@ -414,9 +441,7 @@ class ImageRewrite:
         spec: dict[str, Any] = {
             "type": self.type_name, "rules": [{"from": r.from_, "to": r.to} for r in self.rules]
         }
-        if self.selector.to_spec():
-            spec["selector"] = self.selector.to_spec()
-        return spec
+        return _with_selector(spec, self.selector)
 
     def rewrite(self, image: str) -> str:
         normalised, suffix = split_image(image)
@@ -471,9 +496,7 @@ class _MetadataMap:
             spec["add"] = dict(self.add)
         if self.remove:
             spec["remove"] = list(self.remove)
-        if self.selector.to_spec():
-            spec["selector"] = self.selector.to_spec()
-        return spec
+        return _with_selector(spec, self.selector)
 
     def apply(self, manifest: Manifest) -> Manifest:
         if not self.selector.matches(manifest):
@@ -531,9 +554,7 @@ class JsonPatch:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], where: str) -> JsonPatch:
         _check_keys(spec, {"patch", "selector"}, where)
-        raw = spec.get("patch")
-        if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
-            raise TransformSpecError(f"{where}.patch: expected a non-empty list of RFC 6902 operations")
+        raw = _non_empty_list(spec, "patch", where, "RFC 6902 operations")
         for i, op in enumerate(raw):
             op_where = f"{where}.patch[{i}]"
             if not isinstance(op, Mapping):
@@ -564,9 +585,7 @@ class JsonPatch:
 
     def to_spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"type": self.type_name, "patch": [dict(op) for op in self.operations]}
-        if self.selector.to_spec():
-            spec["selector"] = self.selector.to_spec()
-        return spec
+        return _with_selector(spec, self.selector)
 
     def apply(self, manifest: Manifest) -> Manifest:
         if not self.selector.matches(manifest):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .manifest import Manifest, ObjectRef, dig, ref_of, split_api_version
+from kubekeep.manifest import Manifest, ObjectRef, dig, ref_of, split_api_version
 
 ServedVersions = Mapping[str, Mapping[str, Sequence[str]]]
 

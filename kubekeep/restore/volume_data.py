@@ -7,7 +7,6 @@ ones the snapshot recorded; a file that differs in any byte is named.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from collections.abc import Iterator
@@ -116,7 +115,3 @@ def restore_volume(repo: Repository, snapshot_id: str, target: Path, *, path: st
                 f"{len(check.mismatches)} restored file(s) differ from snapshot {snapshot_id[:12]}: "
                 + "; ".join(check.mismatches[:5]), check.mismatches)
     return summary
-
-
-def summary_json(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, sort_keys=True)

@@ -27,7 +27,7 @@ else they are built from Go modules into that cache by
 Any number of control planes may run at once, in one process or several: each
 has its own work directory (etcd data, certificates, logs, volumes), its own
 kwok and hostPath provisioner, and ports reserved through
-:func:`~kubekeep.testbed.process.reserve_ports` until it stops.
+:func:`~kubekeep.process.reserve_ports` until it stops.
 
 kwok keeps its node's Lease in ``kube-node-lease`` renewed every 10 s
 (``--node-lease-duration-seconds=40``) and then also posts the node status every
@@ -52,9 +52,9 @@ from pathlib import Path
 from typing import Any
 
 from kubekeep.cluster import ApiError, Cluster, has_condition
+from kubekeep.process import ManagedProcess, PortReservation, reserve_ports, wait_until
 
 from . import certs, crds
-from .process import ManagedProcess, PortReservation, reserve_ports, wait_until
 
 BUILD_SCRIPT = Path(__file__).with_name("build-control-plane.sh")
 VERSIONS_FILE = Path(__file__).with_name("versions.sh")

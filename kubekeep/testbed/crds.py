@@ -24,28 +24,47 @@ KWOK_GROUP = "kwok.x-k8s.io"
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
 
 
-def _crd(group: str, kind: str, plural: str, *, namespaced: bool, status: bool = False,
-         short_names: tuple[str, ...] = ()) -> JSON:
-    version: JSON = {
-        "name": "v1alpha1" if group == KWOK_GROUP else "v1", "served": True, "storage": True,
-        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-    }
+def crd_manifest(group: str, kind: str, *, plural: str | None = None, namespaced: bool = True,
+                 version: str = "v1", spec_properties: JSON | None = None, status: bool = False,
+                 short_names: tuple[str, ...] = (), labels: dict[str, str] | None = None,
+                 annotations: dict[str, str] | None = None) -> JSON:
+    """A CustomResourceDefinition serving one version of ``kind`` (the one builder of the test bed and the tests).
+
+    ``spec_properties``: the schema of ``spec`` (None: an open schema that keeps any field); ``status``:
+    a status subresource (and an open ``status`` in the schema).
+    """
+    plural = plural or kind.lower() + "s"
+    schema: JSON = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    if spec_properties is not None:
+        schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": spec_properties}}}
+        if status:
+            schema["properties"]["status"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    served: JSON = {"name": version, "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
     if status:
-        version["subresources"] = {"status": {}}
-    names: JSON = {"plural": plural, "singular": kind.lower(), "kind": kind, "listKind": f"{kind}List"}
+        served["subresources"] = {"status": {}}
+    names: JSON = {"plural": plural, "singular": kind.lower(), "kind": kind}
     if short_names:
         names["shortNames"] = list(short_names)
-    metadata: JSON = {"name": f"{plural}.{group}", "labels": {"testbed.kubekeep.io/crd": "true"}}
+    annotations = dict(annotations or {})
     if group.endswith(".k8s.io"):
         # *.k8s.io groups are protected: the API server insists on an approval annotation
-        metadata["annotations"] = {"api-approved.kubernetes.io": "unapproved, test bed stand-in for the "
-                                   "kubernetes-csi/external-snapshotter CRDs"}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": metadata,
-        "spec": {"group": group, "scope": "Namespaced" if namespaced else "Cluster", "names": names,
-                 "versions": [version]},
-    }
+        annotations.setdefault("api-approved.kubernetes.io", "unapproved, test bed stand-in for the "
+                               "kubernetes-csi/external-snapshotter CRDs")
+    metadata: JSON = {"name": f"{plural}.{group}"}
+    if labels:
+        metadata["labels"] = dict(labels)
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": metadata,
+            "spec": {"group": group, "scope": "Namespaced" if namespaced else "Cluster", "names": names,
+                     "versions": [served]}}
+
+
+def _crd(group: str, kind: str, plural: str, *, namespaced: bool, status: bool = False,
+         short_names: tuple[str, ...] = ()) -> JSON:
+    return crd_manifest(group, kind, plural=plural, namespaced=namespaced, status=status, short_names=short_names,
+                        version="v1alpha1" if group == KWOK_GROUP else "v1",
+                        labels={"testbed.kubekeep.io/crd": "true"})
 
 
 def kwok_exec_crds() -> list[JSON]:

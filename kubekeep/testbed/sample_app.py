@@ -15,6 +15,8 @@ from typing import Any
 
 from kubekeep.cluster import ApiError, Cluster, has_condition
 
+from .crds import crd_manifest
+
 CRD_GROUP = "demo.kubekeep.io"
 SECRET_VALUE = "s3cr3t-pa55w0rd-do-not-leak"  # tests scan the backup location for it
 
@@ -72,15 +74,7 @@ def manifests(namespace: str) -> list[dict[str, Any]]:
 
 
 def crd() -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"coupons.{CRD_GROUP}"},
-        "spec": {"group": CRD_GROUP, "scope": "Namespaced",
-                 "names": {"plural": "coupons", "singular": "coupon", "kind": "Coupon"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                     "type": "object", "properties": {"spec": {"type": "object", "properties": {
-                         "percent": {"type": "integer"}}}}}}}]},
-    }
+    return crd_manifest(CRD_GROUP, "Coupon", spec_properties={"percent": {"type": "integer"}})
 
 
 def create(cluster: Cluster, namespace: str, *, timeout: float = 120) -> list[dict[str, Any]]:

@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from kubekeep.process import ManagedProcess, PortReservation, reserve_ports
 from kubekeep.repo.storage.base import StorageError
 from kubekeep.repo.storage.s3 import S3Config, create_bucket, list_buckets
-
-from .process import ManagedProcess, PortReservation, reserve_ports
 
 BINARY_ENV = "KUBEKEEP_WEED_BINARY"
 

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from kubekeep.repo.cli import repo_app, s3_config_from_env
+from flows.cli.repo import repo_app
+from kubekeep.location import s3_config as s3_config_from_env
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import (
     DeadlineExceededError,

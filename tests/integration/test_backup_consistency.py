@@ -11,8 +11,8 @@ import pytest
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.backup import BackupFailed, backup
-from kubekeep.backup.restore_point import find_restore_point
 from kubekeep.cluster import Cluster
+from kubekeep.restorepoint import find_restore_point
 from kubekeep.testbed import sample_app
 
 

@@ -32,9 +32,9 @@ def test_csi_volume_without_mover_is_reported(prefect_api: str, test_cluster, cl
     bound_pvc(cluster, namespace, "data", {"csi": {"driver": DRIVER, "volumeHandle": "h1"}})
     error = _run(test_cluster, namespace, tmp_path, None)
     assert f"volume {namespace}/data: the CSI snapshot path needs a mover" in str(error)
-    catalog = EncryptionKey(passphrase="pw", cheap_kdf=True).catalog(
-        LocationProfile(kind="filesystem", path=str(tmp_path / "loc")), cache_dir=tmp_path / "c")
-    point = latest_restore_point(catalog, "csi-app", statuses=("partially_failed",))
+    with EncryptionKey(passphrase="pw", cheap_kdf=True).catalog(
+            LocationProfile(kind="filesystem", path=str(tmp_path / "loc")), cache_dir=tmp_path / "c") as catalog:
+        point = latest_restore_point(catalog, "csi-app", statuses=("partially_failed",))
     assert point is not None and point.volume_count == 1
 
 
@@ -52,7 +52,7 @@ def test_csi_volume_runs_the_mover_job(prefect_api: str, test_cluster, cluster: 
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == mover["image"] and container["command"] == ["python", "-m", "kubekeep.mover"]
     args = container["args"]
-    assert args[:3] == ["backup", "--repo", "s3://backups/prod/"] and f"{namespace}/data" in args
+    assert args[:3] == ["backup", "--location", "s3://backups/prod/"] and f"{namespace}/data" in args
     assert container["envFrom"] == [{"secretRef": {"name": "kubekeep-repo-credentials"}}]
     # kwok ran no container, so the repository got no snapshot: reported, never silently "succeeded"
     assert "the mover Job completed but wrote no snapshot" in str(error)

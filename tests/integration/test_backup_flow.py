@@ -11,10 +11,9 @@ import pytest
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.backup import BackupFailed, backup
-from kubekeep.backup.manifests import read_manifests
-from kubekeep.backup.restore_point import find_restore_point, rebuild_repository_catalog
 from kubekeep.catalog import latest_restore_point, restore_points_containing
 from kubekeep.cluster import Cluster
+from kubekeep.restorepoint import find_restore_point, read_manifests, rebuild_repository_catalog
 from kubekeep.testbed import sample_app
 
 PASSPHRASE = "correct horse battery staple"
@@ -49,8 +48,8 @@ def _key() -> EncryptionKey:
 def _check_restore_point(location: LocationProfile, rp_id: str, namespace: str, shop: dict[str, dict[str, str]],
                          tmp_path: Path) -> None:
     storage = location.storage()
-    catalog = _key().catalog(location, cache_dir=tmp_path / "catalog-cache")
-    point = latest_restore_point(catalog, "shop")
+    with _key().catalog(location, cache_dir=tmp_path / "catalog-cache") as catalog:
+        point = latest_restore_point(catalog, "shop")
     assert point is not None and point.id == rp_id and point.status == "succeeded"
     assert point.namespaces == (namespace,) and point.volume_count == 2 and point.object_count > 20
 
@@ -104,8 +103,8 @@ def test_backup_to_filesystem(prefect_api: str, test_cluster, cluster: Cluster, 
     # incremental: a second run stores little new data for unchanged volumes
     rp2 = backup(app="shop", namespaces=[namespace], location=location, encryption_key=_key(),
                  cluster=_conn(test_cluster))
-    catalog = _key().catalog(location, cache_dir=tmp_path / "catalog-cache")
-    point2 = latest_restore_point(catalog, "shop")
+    with _key().catalog(location, cache_dir=tmp_path / "catalog-cache") as catalog:
+        point2 = latest_restore_point(catalog, "shop")
     assert point2 is not None and point2.id == rp2 != rp_id
     assert point2.stored_bytes < 4096  # unchanged files were skipped, nothing new stored
 
@@ -116,11 +115,11 @@ def test_backup_to_filesystem(prefect_api: str, test_cluster, cluster: Cluster, 
     with _key().open_repository(storage) as repo:
         result = rebuild_repository_catalog(repo)
     assert result.points_written == 2
-    rebuilt = _key().catalog(location, cache_dir=tmp_path / "rebuilt-cache")
-    latest = latest_restore_point(rebuilt, "shop")
-    assert latest is not None and latest.id == rp2 and latest.object_count == point2.object_count
-    assert sorted(r.restore_point_id for r in restore_points_containing(
-        rebuilt, kind="Secret", namespace=namespace, name="db-credentials")) == sorted([rp_id, rp2])
+    with _key().catalog(location, cache_dir=tmp_path / "rebuilt-cache") as rebuilt:
+        latest = latest_restore_point(rebuilt, "shop")
+        assert latest is not None and latest.id == rp2 and latest.object_count == point2.object_count
+        assert sorted(r.restore_point_id for r in restore_points_containing(
+            rebuilt, kind="Secret", namespace=namespace, name="db-credentials")) == sorted([rp_id, rp2])
 
 
 def test_backup_to_s3_with_object_lock(prefect_api: str, test_cluster, cluster: Cluster,  # type: ignore[no-untyped-def]
@@ -152,10 +151,10 @@ def test_forbidden_type_is_reported_and_fails_the_run(prefect_api: str, test_clu
         backup(app="restricted", namespaces=[namespace], location=location, encryption_key=_key(),
                cluster=ClusterConnection(name="testbed", kubeconfig_path=str(kubeconfig)), init=True)
     assert "secrets" in str(err.value) and "403" in str(err.value)
-    catalog = _key().catalog(location, cache_dir=tmp_path / "cache")
-    point = latest_restore_point(catalog, "restricted", statuses=("partially_failed",))
-    assert point is not None and "secrets" in (point.status_reason or "")
-    assert restore_points_containing(catalog, kind="ConfigMap", namespace=namespace, name="cfg")
+    with _key().catalog(location, cache_dir=tmp_path / "cache") as catalog:
+        point = latest_restore_point(catalog, "restricted", statuses=("partially_failed",))
+        assert point is not None and "secrets" in (point.status_reason or "")
+        assert restore_points_containing(catalog, kind="ConfigMap", namespace=namespace, name="cfg")
 
 
 def _restricted_kubeconfig(cluster: Cluster, test_cluster, namespace: str, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kubekeep.backup.selection import Selection, SelectionError, discover_applications, namespace_names
+from kubekeep.backup.scope import BackupScope, ScopeError, discover_applications, namespace_names
 from kubekeep.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,9 +81,9 @@ def test_discovery_finds_namespaces_helm_releases_and_label_groups(cluster: Clus
 
 def test_selection_patterns_pick_up_new_namespaces(cluster: Cluster, namespace: str) -> None:
     prefix = namespace[:-7]
-    selection = Selection(namespaces=(f"{prefix}-*",))
+    selection = BackupScope(namespaces=(f"{prefix}-*",))
     assert selection.resolve_namespaces(namespace_names(cluster)) == [namespace]
-    with pytest.raises(SelectionError, match="not found"):
-        Selection(namespaces=("definitely-missing",)).resolve_namespaces(namespace_names(cluster))
-    with pytest.raises(SelectionError, match="at least one namespace"):
-        Selection(namespaces=())
+    with pytest.raises(ScopeError, match="not found"):
+        BackupScope(namespaces=("definitely-missing",)).resolve_namespaces(namespace_names(cluster))
+    with pytest.raises(ScopeError, match="at least one namespace"):
+        BackupScope(namespaces=())

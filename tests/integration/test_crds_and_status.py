@@ -12,24 +12,15 @@ import pytest
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.backup import backup
 from flows.restore import restore
-from kubekeep.backup.manifests import read_manifests
-from kubekeep.backup.restore_point import find_restore_point
 from kubekeep.cluster import Cluster, has_condition
+from kubekeep.restorepoint import find_restore_point, read_manifests
+from kubekeep.testbed.crds import crd_manifest
 
 
 def _crd(group: str, kind: str, *, labels: dict[str, str] | None = None,
          annotations: dict[str, str] | None = None, status: bool = False) -> dict[str, Any]:
-    plural = kind.lower() + "s"
-    schema: dict[str, Any] = {"type": "object", "properties": {
-        "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}
-    version: dict[str, Any] = {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
-    if status:
-        schema["properties"]["status"] = {"type": "object", "properties": {"state": {"type": "string"}}}
-        version["subresources"] = {"status": {}}
-    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.{group}", "labels": labels or {}, "annotations": annotations or {}},
-            "spec": {"group": group, "scope": "Namespaced",
-                     "names": {"plural": plural, "singular": kind.lower(), "kind": kind}, "versions": [version]}}
+    return crd_manifest(group, kind, spec_properties={"size": {"type": "integer"}}, status=status, labels=labels,
+                        annotations=annotations)
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def test_scheduled_backup_deployment_runs(prefect_api: str, test_cluster, cluste
 
     state = asyncio.run(final_state())
     assert state.startswith("COMPLETED"), state
-    catalog = EncryptionKey(passphrase="scheduled", cheap_kdf=True).catalog(
-        LocationProfile(kind="filesystem", path=str(location)), cache_dir=tmp_path / "cache")
-    point = latest_restore_point(catalog, f"sched-{suffix}")
+    with EncryptionKey(passphrase="scheduled", cheap_kdf=True).catalog(
+            LocationProfile(kind="filesystem", path=str(location)), cache_dir=tmp_path / "cache") as catalog:
+        point = latest_restore_point(catalog, f"sched-{suffix}")
     assert point is not None and point.status == "succeeded" and point.object_count >= 3

@@ -1,5 +1,6 @@
 """Hooks exec'd for real: kube-apiserver proxies pods/exec to kwok, which runs the command locally
-in a per-pod working directory (the test bed's kwok Exec configuration)."""
+in a per-pod working directory (the test bed's kwok Exec configuration). The bracket is the one the
+backup flow runs (tasks.consistency.hooks_around: pre and post hooks are tasks of the Prefect API)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from blocks import ClusterConnection
 from kubekeep.backup.hooks import (
     ExecHook,
     HookError,
@@ -17,12 +19,12 @@ from kubekeep.backup.hooks import (
     HookRun,
     OnError,
     api_runner,
-    hooks_around,
     plan_hooks,
     run_post_hooks,
     run_pre_hooks,
 )
 from kubekeep.cluster import ApiError, Cluster, exec_in_pod
+from tasks.consistency import hooks_around
 
 PRE = "pre.hook.backup.kubekeep.io"
 POST = "post.hook.backup.kubekeep.io"
@@ -33,6 +35,11 @@ def control_plane(test_cluster: Any) -> Any:
     if test_cluster.control_plane is None:
         pytest.skip("needs the test bed's kwok exec configuration")
     return test_cluster.control_plane
+
+
+@pytest.fixture
+def conn(test_cluster: Any, prefect_api: str) -> ClusterConnection:
+    return ClusterConnection(kubeconfig_path=str(test_cluster.kubeconfig))
 
 
 def make_pod(cluster: Cluster, control_plane: Any, namespace: str, name: str, *,
@@ -87,7 +94,7 @@ def _log_cmd(tag: str) -> list[str]:
 
 
 def test_annotation_and_policy_hooks_run_in_order_and_post_hooks_survive_a_failed_backup(
-        cluster: Cluster, namespace: str, control_plane: Any) -> None:
+        cluster: Cluster, namespace: str, control_plane: Any, conn: ClusterConnection) -> None:
     db_dir = make_pod(cluster, control_plane, namespace, "db-0", labels={"app": "db"}, annotations={
         f"{PRE}/command": json.dumps(_log_cmd("freeze")), f"{PRE}/container": "db",
         f"{POST}/command": json.dumps(_log_cmd("thaw")), f"{POST}/container": "db", f"{POST}/timeout": "10s"})
@@ -103,7 +110,7 @@ def test_annotation_and_policy_hooks_run_in_order_and_post_hooks_survive_a_faile
     assert [(t.pod, t.container) for t in plan.post] == [("db-0", "db"), ("web-0", "db")]
 
     with pytest.raises(RuntimeError, match="volume export failed"), \
-            hooks_around(plan, api_runner(cluster)) as run:
+            hooks_around(conn, [namespace], rules) as run:
         assert (db_dir / "hooks.log").read_text().startswith("freeze ")
         assert not (db_dir / "hooks.log").read_text().count("thaw")
         raise RuntimeError("volume export failed")
@@ -150,14 +157,25 @@ def test_failing_pre_hook_aborts_the_backup_and_still_thaws_from_a_separate_task
 
 
 def test_hook_timeout_and_missing_container_follow_on_error(
-        cluster: Cluster, namespace: str, control_plane: Any) -> None:
+        cluster: Cluster, namespace: str, control_plane: Any, conn: ClusterConnection) -> None:
     make_pod(cluster, control_plane, namespace, "db-0", annotations={
         f"{PRE}/command": '["sleep", "20"]', f"{PRE}/timeout": "1s", f"{PRE}/on-error": "continue",
         f"{POST}/command": '["true"]', f"{POST}/container": "nope"})
-    plan = plan_hooks(cluster, [namespace])
+    assert len(plan_hooks(cluster, [namespace]).pre) == 1
     with pytest.raises(HookError, match="container 'nope' is not in the pod"), \
-            hooks_around(plan, api_runner(cluster)) as run:
+            hooks_around(conn, [namespace], []) as run:
         pass
     pre, post = run.executions
     assert pre.status == "failed" and pre.error == "timed out" and pre.duration_seconds < 10
     assert post.status == "failed" and post.exit_code is None
+
+
+def test_a_failing_body_keeps_its_error_and_post_hook_failures_become_a_note(
+        cluster: Cluster, namespace: str, control_plane: Any, conn: ClusterConnection) -> None:
+    db_dir = make_pod(cluster, control_plane, namespace, "db-0", annotations={
+        f"{PRE}/command": json.dumps(_log_cmd("freeze")), f"{PRE}/container": "db",
+        f"{POST}/command": '["sh", "-c", "echo thaw >> hooks.log; exit 9"]', f"{POST}/container": "db"})
+    with pytest.raises(KeyError) as info, hooks_around(conn, [namespace], []):
+        raise KeyError("body")
+    assert any("post hooks failed too" in n and "exit code 9" in n for n in info.value.__notes__)
+    assert [line.split()[0] for line in (db_dir / "hooks.log").read_text().splitlines()] == ["freeze", "thaw"]

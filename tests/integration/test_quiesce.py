@@ -1,4 +1,7 @@
-"""Quiesce by scale-down on the real control plane: Deployment/ReplicaSet/StatefulSet controllers and kwok pods."""
+"""Quiesce by scale-down on the real control plane: Deployment/ReplicaSet/StatefulSet controllers and kwok pods.
+
+The bracket is the one flows use (tasks.consistency.quiesced: quiesce and unquiesce are tasks of the Prefect API).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from blocks import ClusterConnection
 from kubekeep.backup.quiesce import (
     ORIGINAL_REPLICAS_ANNOTATION,
     QuiesceError,
@@ -14,11 +18,16 @@ from kubekeep.backup.quiesce import (
     find_quiesced,
     pods_of,
     quiesce,
-    quiesced,
     select_workloads,
     unquiesce,
 )
 from kubekeep.cluster import ApiError, Cluster
+from tasks.consistency import quiesced
+
+
+@pytest.fixture
+def conn(test_cluster: Any, prefect_api: str) -> ClusterConnection:
+    return ClusterConnection(kubeconfig_path=str(test_cluster.kubeconfig))
 
 
 def _template(app: str) -> dict[str, Any]:
@@ -50,12 +59,14 @@ def _replicas(cluster: Cluster, ref: WorkloadRef) -> tuple[int, str | None]:
     return obj["spec"]["replicas"], (obj["metadata"].get("annotations") or {}).get(ORIGINAL_REPLICAS_ANNOTATION)
 
 
-def test_quiesced_scales_to_zero_and_restores_even_when_the_body_raises(cluster: Cluster, namespace: str) -> None:
+def test_quiesced_scales_to_zero_and_restores_even_when_the_body_raises(cluster: Cluster, namespace: str,
+                                                                       conn: ClusterConnection) -> None:
     web, db = make_app(cluster, namespace)
     assert select_workloads(cluster, namespace) == [web, db]  # the Deployment's ReplicaSet is not listed
 
-    with pytest.raises(RuntimeError, match="export failed"), quiesced(cluster, [web, db], timeout=60) as record:
-        assert [(w.ref, w.original_replicas) for w in record.workloads] == [(web, 2), (db, 1)]
+    with pytest.raises(RuntimeError, match="export failed"), \
+            quiesced(conn, [namespace], ["Deployment/web", f"{namespace}/StatefulSet/d*"], timeout=60) as record:
+        assert record is not None and [(w.ref, w.original_replicas) for w in record.workloads] == [(web, 2), (db, 1)]
         assert _replicas(cluster, web) == (0, "2") and _replicas(cluster, db) == (0, "1")
         assert pods_of(cluster, web) == [] and pods_of(cluster, db) == []
         raise RuntimeError("export failed")
@@ -79,12 +90,12 @@ def test_separate_tasks_crash_resume_and_idempotence(cluster: Cluster, namespace
     assert _replicas(cluster, web) == (3, None) and find_quiesced(cluster, namespace) == []
 
 
-def test_replicaset_and_zero_replicas(cluster: Cluster, namespace: str) -> None:
+def test_replicaset_and_zero_replicas(cluster: Cluster, namespace: str, conn: ClusterConnection) -> None:
     cluster.create({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs", "namespace": namespace},
                     "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "rs"}}, "template": _template("rs")}})
     rs = WorkloadRef("ReplicaSet", namespace, "rs")
     _wait(lambda: len(pods_of(cluster, rs)) == 1, "rs pod")
-    with quiesced(cluster, [rs], timeout=60):
+    with quiesced(conn, [namespace], ["ReplicaSet/rs"], timeout=60):
         assert pods_of(cluster, rs) == []
     assert _replicas(cluster, rs) == (1, None)
 
@@ -117,13 +128,14 @@ def _deny_pod_deletion(cluster: Cluster, namespace: str, pod: str) -> list[tuple
     return [("ValidatingAdmissionPolicyBinding", name), ("ValidatingAdmissionPolicy", name)]
 
 
-def test_pods_that_do_not_stop_fail_the_quiesce_and_everything_is_restored(cluster: Cluster, namespace: str) -> None:
+def test_pods_that_do_not_stop_fail_the_quiesce_and_everything_is_restored(cluster: Cluster, namespace: str,
+                                                                           conn: ClusterConnection) -> None:
     web, db = make_app(cluster, namespace)
     stuck = pods_of(cluster, db)[0]
     policy = _deny_pod_deletion(cluster, namespace, stuck)
     try:
         with pytest.raises(QuiesceError, match=rf"StatefulSet {namespace}/db: 1 pod\(s\) still present .*{stuck}"), \
-                quiesced(cluster, [web, db], timeout=3):
+                quiesced(conn, [namespace], ["*"], timeout=3):
             pytest.fail("the body must not run when quiesce failed")
         assert _replicas(cluster, web) == (2, None) and _replicas(cluster, db) == (1, None)
     finally:

@@ -14,9 +14,14 @@ import yaml
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.restore import RestoreFailed, restore
-from kubekeep.backup.manifests import MANIFESTS_STREAM, manifest_stream
-from kubekeep.backup.restore_point import MANIFESTS_TAG, RestorePointRecord, write_restore_point
 from kubekeep.cluster import Cluster
+from kubekeep.restorepoint import (
+    MANIFESTS_STREAM,
+    MANIFESTS_TAG,
+    RestorePointRecord,
+    manifest_stream,
+    write_restore_point,
+)
 from tests.plugins.paths import shared_dir
 
 FIXTURES = shared_dir() / "fixtures" / "real-world" / "kubernetes-examples"

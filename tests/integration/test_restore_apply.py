@@ -25,6 +25,7 @@ from kubekeep.restore.apply import apply, dry_run, served_by_cluster
 from kubekeep.restore.policy import ConflictPolicy, NodePortConflicts, RestorePolicy
 from kubekeep.restore.report import Action, RestoreFailedError, RestoreReport, VolumeOutcome, VolumeStatus
 from kubekeep.testbed import sample_app
+from kubekeep.testbed.crds import crd_manifest
 
 Manifest = dict[str, Any]
 
@@ -327,15 +328,7 @@ def test_node_ports_kept_only_when_asked(cluster: Cluster, namespace: str) -> No
 
 
 def _crd(group: str) -> Manifest:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gizmos.{group}"},
-        "spec": {"group": group, "scope": "Namespaced",
-                 "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                     "type": "object", "properties": {"spec": {"type": "object", "properties": {
-                         "size": {"type": "integer"}}}}}}}]},
-    }
+    return crd_manifest(group, "Gizmo", spec_properties={"size": {"type": "integer"}})
 
 
 def test_custom_resource_restored_after_its_crd(cluster: Cluster, namespace: str) -> None:

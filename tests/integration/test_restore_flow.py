@@ -15,7 +15,7 @@ from flows.restore import RestoreFailed, restore
 from kubekeep.catalog import list_restores
 from kubekeep.cluster import ApiError, Cluster
 from kubekeep.repo.errors import WrongKeyError
-from kubekeep.restore.source import RestorePointNotFoundError
+from kubekeep.restorepoint import RestorePointNotFoundError
 from kubekeep.testbed import sample_app
 from kubekeep.testbed.controlplane import PROVISIONER
 
@@ -76,7 +76,8 @@ def test_restore_into_new_namespace_with_transforms(backed_up, cluster: Cluster,
             owners = pod["metadata"].get("ownerReferences") or []
             if owners and owners[0]["kind"] == "ReplicaSet":
                 assert owners[0]["uid"] in restored_rs
-        rows = list_restores(backed_up["key"].catalog(backed_up["location"], cache_dir=tmp_path / "cache"))
+        with backed_up["key"].catalog(backed_up["location"], cache_dir=tmp_path / "cache") as catalog:
+            rows = list_restores(catalog)
         assert [r.status for r in rows] == ["succeeded"] and rows[0].restore_point_id == backed_up["rp"]
     finally:
         cluster.delete("v1", "Namespace", dst)
@@ -181,8 +182,8 @@ def _damage_volume_data(location: LocationProfile, key: EncryptionKey, rp_id: st
                         pvc: str) -> str:
     """Flip one byte inside one data chunk of a volume's snapshot (nothing else in the location changes);
     return the path of the damaged file inside the volume."""
-    from kubekeep.backup.restore_point import find_restore_point
     from kubekeep.repo.format import pack_key
+    from kubekeep.restorepoint import find_restore_point
 
     with key.open_repository(location.storage()) as repo:
         _, record = find_restore_point(repo, rp_id)

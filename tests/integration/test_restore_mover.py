@@ -11,15 +11,16 @@ from pathlib import Path
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.restore import restore
-from kubekeep.backup.manifests import MANIFESTS_STREAM, manifest_stream
-from kubekeep.backup.restore_point import (
+from kubekeep.cluster import Cluster
+from kubekeep.restorepoint import (
+    MANIFESTS_STREAM,
     MANIFESTS_TAG,
     VOLUME_TAG,
     RestorePointRecord,
     VolumeRecord,
+    manifest_stream,
     write_restore_point,
 )
-from kubekeep.cluster import Cluster
 from kubekeep.testbed.sample_app import fill_volume
 from tests.integration.test_csi import (
     CLASS,
@@ -61,7 +62,8 @@ def test_volume_restored_by_a_mover_job(prefect_api: str, test_cluster, cluster:
         job = next(iter(ctl.jobs.values()))
         pod = job["spec"]["template"]["spec"]
         args = pod["containers"][0]["args"]
-        assert args == ["restore", "--repo", "s3://backups/prod/", "--snapshot", vol.snapshot_id, "--target", "/data"]
+        assert args == ["restore", "--location", "s3://backups/prod/", "--snapshot", vol.snapshot_id,
+                        "--target", "/data"]
         # mounted writable (the API server omits readOnly: false)
         assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "data"
         assert not pod["volumes"][0]["persistentVolumeClaim"].get("readOnly", False)

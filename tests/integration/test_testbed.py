@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from kubekeep.cluster import ApiError, Cluster, has_condition
+from kubekeep.testbed.crds import crd_manifest
 
 
 def _wait(cond, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
@@ -35,15 +36,7 @@ def test_discovery_lists_builtin_groups(cluster: Cluster) -> None:
 
 def test_crd_becomes_established_and_crs_list_by_label(cluster: Cluster, namespace: str) -> None:
     group = f"g{uuid.uuid4().hex[:8]}.testbed.kubekeep.io"
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"widgets.{group}"},
-        "spec": {"group": group, "scope": "Namespaced",
-                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                     "type": "object", "properties": {"spec": {"type": "object", "properties": {
-                         "size": {"type": "integer"}}}}}}}]},
-    }
+    crd = crd_manifest(group, "Widget", spec_properties={"size": {"type": "integer"}})
     cluster.create(crd)
     try:
         cluster.wait_for("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"widgets.{group}",

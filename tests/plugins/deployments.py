@@ -96,7 +96,7 @@ def kubekeep_deployments(prefect_api: str, test_cluster: Any) -> Iterator[Kubeke
 @pytest.fixture(scope="session")
 def kubekeep_worker(kubekeep_deployments: KubekeepDeployments) -> Iterator[str]:
     """A process worker on the deployments' pool, polling every second; yields the pool name."""
-    from kubekeep.testbed.process import ManagedProcess
+    from kubekeep.process import ManagedProcess
 
     logs = Path(tempfile.mkdtemp(prefix="kubekeep-worker-"))
     env = {"PREFECT_API_URL": kubekeep_deployments.api, "PREFECT_WORKER_QUERY_SECONDS": "1",

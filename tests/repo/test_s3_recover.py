@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from kubekeep.repo.cli import repo_app
+from flows.cli.repo import repo_app
 from kubekeep.repo.crypto import KdfParams
 from kubekeep.repo.format import SNAPSHOTS_PREFIX
 from kubekeep.repo.repository import Repository

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kubekeep.repo.cli import repo_app
+from flows.cli.repo import repo_app
 from kubekeep.repo.crypto import KdfParams
 from kubekeep.repo.format import INDEX_PREFIX, SNAPSHOTS_PREFIX, pack_key
 from kubekeep.repo.repository import Repository

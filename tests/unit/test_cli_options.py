@@ -13,7 +13,8 @@ from typer.core import TyperOption
 from typer.testing import CliRunner
 
 from flows.backup import backup
-from flows.cli import app, load_transforms_file
+from flows.cli import app
+from flows.cli.restore import load_transforms_file
 from flows.restore import restore
 
 #: flow parameter -> the CLI option(s) that set it (blocks are built from --location, --password-file, ...)

@@ -47,7 +47,9 @@ def test_mover_backs_up_and_restores_a_volume(tmp_path: Path) -> None:
     assert code == 0 and out2["volume"]["stored_bytes"] < 4096
 
     target = tmp_path / "restored"
-    code, res = _mover("restore", "--repo", str(location), "--snapshot", vol["snapshot_id"], "--target", str(target))
+    # --location is the option's name (what mover Jobs get); --repo above is its older name
+    code, res = _mover("restore", "--location", str(location), "--snapshot", vol["snapshot_id"], "--target",
+                       str(target))
     assert code == 0 and res["ok"] and res["files"] == len(expected) + 1  # + the symlink
     assert res["verified_files"] == len(expected)
     assert _digests(target) == expected
@@ -71,7 +73,8 @@ def test_mover_restore_never_follows_links_already_in_the_volume(tmp_path: Path)
     """The mover restores through the same core as `kubekeep repo restore`: a symlink or hard
     link already in the volume is replaced, never followed or written through."""
     location = tmp_path / "repo"
-    repo = Repository.init(FilesystemStorage(location, create=True), passphrase="pw", kdf=KdfParams.cheap())
+    repo = Repository.init(FilesystemStorage(location), passphrase="pw", kdf=KdfParams.cheap(),
+                           create_location=True)
     source = tmp_path / "source"
     (source / "d").mkdir(parents=True)
     (source / "d" / "payload.txt").write_text("payload\n")
@@ -99,7 +102,7 @@ def test_mover_restore_never_follows_links_already_in_the_volume(tmp_path: Path)
 
 def test_mover_restore_into_a_file_is_a_clear_error(tmp_path: Path) -> None:
     location = tmp_path / "repo"
-    repo = Repository.init(FilesystemStorage(location, create=True), passphrase="pw", kdf=KdfParams.cheap())
+    repo = Repository.init(FilesystemStorage(location), passphrase="pw", kdf=KdfParams.cheap(), create_location=True)
     source = tmp_path / "source"
     source.mkdir()
     (source / "f.txt").write_text("f\n")
@@ -114,7 +117,7 @@ def test_mover_restore_into_a_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_mover_names_a_failed_file_and_counts_what_it_restored(tmp_path: Path) -> None:
     location = tmp_path / "repo"
-    repo = Repository.init(FilesystemStorage(location, create=True), passphrase="pw", kdf=KdfParams.cheap())
+    repo = Repository.init(FilesystemStorage(location), passphrase="pw", kdf=KdfParams.cheap(), create_location=True)
     source = tmp_path / "source"
     source.mkdir()
     (source / "bad.bin").write_bytes(os.urandom(5000))

@@ -1,20 +1,7 @@
 """Storage backends behind one interface (see base.py for the contract)."""
 
-from .base import (
-    DeadlineExceededError,
-    InvalidKeyError,
-    ObjectExistsError,
-    ObjectInfo,
-    ObjectLockedError,
-    ObjectNotFoundError,
-    ObjectVersion,
-    RetentionMode,
-    RetentionNotSupportedError,
-    Storage,
-    StorageError,
-    TransientStorageError,
-    VersionsNotSupportedError,
-)
+from . import base
+from .base import *  # noqa: F403 - the interface, listed once in base.__all__
 from .filesystem import FilesystemStorage
 from .s3 import S3Config, S3Storage, create_bucket
 from .wrappers import (
@@ -26,26 +13,14 @@ from .wrappers import (
 )
 
 __all__ = [
-    "DeadlineExceededError",
+    *base.__all__,
     "FaultInjectingStorage",
     "FaultPlan",
     "FilesystemStorage",
-    "InvalidKeyError",
-    "ObjectExistsError",
-    "ObjectInfo",
-    "ObjectLockedError",
-    "ObjectNotFoundError",
-    "ObjectVersion",
     "ReadOnlyStorage",
     "ReadOnlyStorageError",
-    "RetentionMode",
-    "RetentionNotSupportedError",
     "RetryingStorage",
     "S3Config",
     "S3Storage",
-    "Storage",
-    "StorageError",
-    "TransientStorageError",
-    "VersionsNotSupportedError",
     "create_bucket",
 ]

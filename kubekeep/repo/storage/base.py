@@ -34,6 +34,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+__all__ = [
+    "DeadlineExceededError",
+    "InvalidKeyError",
+    "ObjectExistsError",
+    "ObjectInfo",
+    "ObjectLockedError",
+    "ObjectNotFoundError",
+    "ObjectVersion",
+    "Retention",
+    "RetentionMode",
+    "RetentionNotSupportedError",
+    "Storage",
+    "StorageError",
+    "TransientStorageError",
+    "VersionsNotSupportedError",
+    "check_key",
+]
+
 _KEY_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
 
@@ -89,6 +107,10 @@ class RetentionMode(StrEnum):
     GOVERNANCE = "GOVERNANCE"
 
 
+#: an Object Lock retention: its mode and the date it holds until
+Retention = tuple[RetentionMode, datetime]
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -129,7 +151,7 @@ class Storage(ABC):
 
     @abstractmethod
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
-            retention: tuple[RetentionMode, datetime] | None = None) -> None:
+            retention: Retention | None = None) -> None:
         """Store ``data`` under ``key`` unless the key exists (then ObjectExistsError)."""
 
     @abstractmethod

@@ -22,7 +22,7 @@ from .base import (
     ObjectExistsError,
     ObjectInfo,
     ObjectNotFoundError,
-    RetentionMode,
+    Retention,
     Storage,
     StorageError,
     TransientStorageError,
@@ -91,7 +91,7 @@ class FilesystemStorage(Storage):
         return self.root / check_key(key)
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
-            retention: tuple[RetentionMode, datetime] | None = None) -> None:
+            retention: Retention | None = None) -> None:
         if retention is not None:
             from .base import RetentionNotSupportedError
 

@@ -44,6 +44,7 @@ from .base import (
     ObjectLockedError,
     ObjectNotFoundError,
     ObjectVersion,
+    Retention,
     RetentionMode,
     RetentionNotSupportedError,
     Storage,
@@ -334,7 +335,7 @@ class S3Storage(Storage):
     # -- writes -------------------------------------------------------------------------
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
-            retention: tuple[RetentionMode, datetime] | None = None) -> None:
+            retention: Retention | None = None) -> None:
         full = self._full(key)
         extra: dict[str, Any] = {}
         if retention is not None:
@@ -534,7 +535,7 @@ class S3Storage(Storage):
             return until
         return None
 
-    def _current_retention(self, key: str) -> tuple[RetentionMode, datetime] | None:
+    def _current_retention(self, key: str) -> Retention | None:
         try:
             response = self._client.get_object_retention(Bucket=self.bucket, Key=self._full(key))
         except botocore.exceptions.ClientError as exc:

@@ -22,6 +22,7 @@ from .base import (
     ObjectExistsError,
     ObjectInfo,
     ObjectVersion,
+    Retention,
     RetentionMode,
     Storage,
     StorageError,
@@ -92,7 +93,7 @@ class _Wrapper(Storage):
         self.inner.restore_version(key, version_id)
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
-            retention: tuple[RetentionMode, datetime] | None = None) -> None:
+            retention: Retention | None = None) -> None:
         self.inner.put(key, data, retention=retention)
 
     def get(self, key: str) -> bytes:
@@ -176,7 +177,7 @@ class RetryingStorage(_Wrapper):
                 self._sleep(delay)
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
-            retention: tuple[RetentionMode, datetime] | None = None) -> None:
+            retention: Retention | None = None) -> None:
         failed_before = False
 
         def attempt() -> None:
@@ -355,7 +356,7 @@ class FaultInjectingStorage(_Wrapper):
         return data
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
-            retention: tuple[RetentionMode, datetime] | None = None) -> None:
+            retention: Retention | None = None) -> None:
         late = self._before("put")
         self.inner.put(key, data, retention=retention)
         if late is not None:
@@ -409,7 +410,7 @@ class ReadOnlyStorage(_Wrapper):
         return ReadOnlyStorageError(f"{self.url}: refusing to {what}: this location is opened read-only")
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *,
-            retention: tuple[RetentionMode, datetime] | None = None) -> None:
+            retention: Retention | None = None) -> None:
         raise self._refuse(f"write {key}")
 
     def delete(self, key: str) -> None:

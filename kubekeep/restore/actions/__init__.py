@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..manifest import ObjectRef
+from kubekeep.manifest import ObjectRef
+
 from .base import PROCEED, ActionResult, BeforeWorkloads, RestoreAction, RestoreContext, RestoredPvc, RestoreItem
 from .clusterrolebinding import ClusterRoleBindingAction
 from .configmap import ConfigMapAction

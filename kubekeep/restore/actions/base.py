@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kubekeep.cluster import ApiResource, Cluster
+from kubekeep.manifest import Manifest, ObjectRef, dig
 
-from ..manifest import Manifest, ObjectRef, dig
 from ..plan import RestorePlan
 from ..policy import ConflictPolicy, RestorePolicy
 from ..report import Action, RestoreReport, VolumeOutcome

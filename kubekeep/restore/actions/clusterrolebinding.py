@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..manifest import annotations_of
+from kubekeep.manifest import annotations_of
+
 from ..transforms import COPIED_FROM_ANNOTATION, SUBJECTS_NOT_COPIED_ANNOTATION
 from .base import PROCEED, ActionResult, RestoreContext, RestoreItem
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..manifest import dig
+from kubekeep.manifest import dig
+
 from ..policy import ConflictPolicy
 from .base import PROCEED, ActionResult, RestoreContext, RestoreItem
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..manifest import dig
+from kubekeep.manifest import dig
+
 from ..policy import ConflictPolicy
 from ..report import Action
 from .base import PROCEED, ActionResult, RestoreContext, RestoreItem

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 
-from ..manifest import ObjectRef
+from kubekeep.manifest import ObjectRef
+
 from ..policy import NodePortConflicts
 from ..report import Action
 from .base import PROCEED, ActionResult, RestoreContext, RestoreItem

@@ -1,4 +1,8 @@
-"""Hook declarations, planning and the always-post semantics, with a runner injected at the hooks layer."""
+"""Hook declarations, planning and the pre/post steps, with a runner injected at the hooks layer.
+
+The bracket that always runs post after pre (tasks.consistency.hooks_around) is tested on the real test bed
+(tests/integration/test_hooks.py).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ from kubekeep.backup.hooks import (
     HookRun,
     HookTarget,
     OnError,
-    hooks_around,
     hooks_from_annotations,
     parse_timeout,
     plan_for_pods,
@@ -110,13 +113,13 @@ def test_plan_annotation_overrides_rule_and_defaults_to_first_container() -> Non
 
 
 # ---- execution semantics -----------------------------------------------------------
-def test_post_hooks_run_after_body_failure_with_ordered_timestamps() -> None:
+def test_pre_then_post_in_order_with_ordered_timestamps() -> None:
     plan = HookPlan(pre=(target("pre", "a", "freeze"), target("pre", "b", "freeze")),
                     post=(target("post", "a", "thaw"), target("post", "b", "thaw")))
     runner = ScriptedRunner()
-    with pytest.raises(RuntimeError, match="backup broke"), hooks_around(plan, runner) as run:
-        assert [e.status for e in run.executions] == ["succeeded", "succeeded"]
-        raise RuntimeError("backup broke")
+    run = run_pre_hooks(plan, runner)
+    assert [e.status for e in run.executions] == ["succeeded", "succeeded"]
+    run = run_post_hooks(plan, runner, run)
     assert [(c[0], c[1]) for c in runner.calls] == [("pre", "a"), ("pre", "b"), ("post", "a"), ("post", "b")]
     ex = run.executions
     assert all(e.started_at <= e.finished_at for e in ex)
@@ -129,9 +132,11 @@ def test_failing_pre_hook_aborts_but_post_runs_for_pods_reached() -> None:
                     post=(target("post", "a", "thaw"), target("post", "b", "thaw"), target("post", "c", "thaw"),
                           target("post", "d", "notify")))
     runner = ScriptedRunner({"bad": ExecResult(3, b"", b"disk full\n", failure="exit status 3")})
-    with pytest.raises(HookError, match=r"pre hook \['bad'\].*app/b container main failed: exit code 3.*disk full"), \
-            hooks_around(plan, runner):
-        pytest.fail("body must not run after a failing pre hook")
+    with pytest.raises(HookError, match=r"pre hook \['bad'\].*app/b container main failed: exit code 3.*disk full"
+                       ) as info:
+        run_pre_hooks(plan, runner)
+    assert info.value.run is not None and info.value.run.pre_aborted
+    run_post_hooks(plan, runner, info.value.run)
     # c never got its pre hook, so no post for c; d has post hooks only, so it runs
     assert [(c[0], c[1]) for c in runner.calls] == [
         ("pre", "a"), ("pre", "b"), ("post", "a"), ("post", "b"), ("post", "d")]
@@ -141,8 +146,7 @@ def test_continue_hooks_record_failures_and_go_on() -> None:
     plan = HookPlan(pre=(target("pre", "a", "bad", OnError.CONTINUE), target("pre", "b", "freeze")),
                     post=(target("post", "a", "thaw"),))
     runner = ScriptedRunner({"bad": ExecResult(1, b"", b"nope")})
-    with hooks_around(plan, runner) as run:
-        pass
+    run = run_post_hooks(plan, runner, run_pre_hooks(plan, runner))
     assert [e.status for e in run.executions] == ["failed", "succeeded", "succeeded"]
     assert run.failures[0].error == "exit code 1" and run.failures[0].stderr_tail == "nope"
 
@@ -177,13 +181,6 @@ def test_post_failures_raise_after_all_post_hooks_ran_and_run_round_trips() -> N
 def test_post_without_pre_is_refused() -> None:
     with pytest.raises(HookError, match="before the pre phase"):
         run_post_hooks(HookPlan(), ScriptedRunner(), HookRun())
-
-
-def test_body_error_keeps_priority_over_post_failures() -> None:
-    plan = HookPlan(pre=(target("pre", "a", "freeze"),), post=(target("post", "a", "bad"),))
-    with pytest.raises(KeyError) as info, hooks_around(plan, ScriptedRunner({"bad": ExecResult(9, b"", b"")})):
-        raise KeyError("body")
-    assert any("post hooks failed too" in n for n in info.value.__notes__)
 
 
 # ---- the exec status channel ---------------------------------------------------------

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kubekeep.repo.cli import open_location, repo_app
+from flows.cli.repo import repo_app
+from kubekeep.location import open_location
 
 from .conftest import snapshot_of
 

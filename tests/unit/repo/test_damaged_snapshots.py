@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kubekeep.repo.cli import repo_app
+from flows.cli.repo import repo_app
 from kubekeep.repo.format import SNAPSHOTS_PREFIX
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kubekeep.repo.errors import RepositoryError, RestoreError
-from kubekeep.repo.format import INDEX_PREFIX, pack_key
+from kubekeep.repo.format import pack_key
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FaultInjectingStorage, FaultPlan, FilesystemStorage, RetentionMode
 from kubekeep.repo.storage.wrappers import InjectedPermanentError
@@ -59,42 +59,6 @@ def test_flipped_byte_is_named_and_fails_only_its_file(repo: Repository, storage
     for rel, meta in expected.items():
         if meta[0] == "file":
             assert got[rel][1] == meta[1], rel
-
-
-def test_truncated_pack(repo: Repository, storage: FilesystemStorage, source: Path) -> None:
-    repo.backup(source)
-    key = next(i.key for i in storage.list("data/"))
-    path = storage.root / key
-    path.write_bytes(path.read_bytes()[:100])
-    result = repo.check()
-    assert any("truncated" in e for e in result.errors)
-    assert not repo.check(read_data=True).ok
-
-
-def test_missing_pack(repo: Repository, storage: FilesystemStorage, source: Path, tmp_path: Path) -> None:
-    sid = repo.backup(source).snapshot_id
-    key = next(i.key for i in storage.list("data/"))
-    os.unlink(storage.root / key)
-    assert any("missing" in e for e in repo.check().errors)
-    with pytest.raises(RepositoryError):
-        repo.restore(sid, tmp_path / "o")
-
-
-def test_lost_index_is_reported_and_repaired(storage: FilesystemStorage, source: Path, tmp_path: Path) -> None:
-    repo = make_repo(storage)
-    sid = repo.backup(source).snapshot_id
-    for info in list(storage.list(INDEX_PREFIX)):
-        os.unlink(storage.root / info.key)
-    repo = open_repo(storage)
-    result = repo.check()
-    assert any("index is missing" in e for e in result.errors)
-    with pytest.raises(RepositoryError, match="not in the index"):
-        repo.restore(sid, tmp_path / "o")
-    repaired = repo.repair_index()
-    assert repaired.packs_indexed >= 1 and not repaired.unreadable_packs
-    assert repo.check(read_data=True).ok
-    repo.restore(sid, tmp_path / "o2")
-    assert snapshot_of(tmp_path / "o2") == snapshot_of(source)
 
 
 def test_transient_errors_are_retried(tmp_path: Path, source: Path) -> None:

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kubekeep.repo import locks as locks_module
-from kubekeep.repo.cli import repo_app
-from kubekeep.repo.format import DATA_PREFIX, INDEX_PREFIX, SNAPSHOTS_PREFIX
-from kubekeep.repo.locks import read_locks
+from flows.cli.repo import repo_app
+from kubekeep.repo import repository_lock
+from kubekeep.repo.format import DATA_PREFIX, INDEX_PREFIX, SNAPSHOTS_PREFIX, pack_key
 from kubekeep.repo.repository import Repository
-from kubekeep.repo.storage import FilesystemStorage
+from kubekeep.repo.repository_lock import read_locks
+from kubekeep.repo.storage import FilesystemStorage, ObjectInfo
 
 from .conftest import PASSWORD, make_repo, open_repo
 
@@ -123,7 +123,7 @@ def test_a_killed_prune_does_not_refuse_the_next(storage: FilesystemStorage) -> 
 
 def test_a_lock_of_another_host_is_trusted_until_it_expires(repo: Repository,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(locks_module.socket, "gethostname", lambda: "other-host")
+    monkeypatch.setattr(repository_lock.socket, "gethostname", lambda: "other-host")
     lock = repo.lock("backup")
     monkeypatch.undo()
     lock._stop.set()  # the other host does not refresh it here
@@ -213,8 +213,18 @@ def test_old_orphans_are_reclaimed_while_another_backup_runs(
     new_orphans = _orphan_old_backup(repo, storage)  # written minutes (here: now) before the live backup
     live_backup["thread"].start()  # type: ignore[attr-defined]
     _wait_for(lambda: live_backup.get("streaming") is True)
-    live_packs = _packs(storage) - old_orphans - new_orphans
+    # the live backup's workers may still be uploading packs: count those prune saw when it listed
+    listed: set[str] = set()
+    list_packs = repo.list_packs
+
+    def recording_list_packs() -> dict[bytes, ObjectInfo]:
+        packs = list_packs()
+        listed.update(pack_key(p) for p in packs)
+        return packs
+
+    repo.list_packs = recording_list_packs  # type: ignore[method-assign]
     result = repo.prune([], wait_timeout=0.2, poll=0.05, leftover_age=3600)
+    live_packs = listed - old_orphans - new_orphans
     assert not old_orphans & _packs(storage), "old unindexed packs were reclaimed"
     assert new_orphans <= _packs(storage), "packs younger than the age threshold were kept"
     assert live_packs <= _packs(storage)

@@ -74,7 +74,7 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 
 def test_cli_init_location_errors_are_one_line(runner: CliRunner, tmp_path: Path) -> None:
-    from kubekeep.repo.cli import repo_app
+    from flows.cli.repo import repo_app
 
     a_file = tmp_path / "file.txt"
     a_file.write_text("not a directory")
@@ -98,7 +98,7 @@ def test_cli_init_location_errors_are_one_line(runner: CliRunner, tmp_path: Path
 
 
 def test_cli_backup_into_a_path_that_is_no_repository(runner: CliRunner, tmp_path: Path) -> None:
-    from kubekeep.repo.cli import repo_app
+    from flows.cli.repo import repo_app
 
     src = tmp_path / "src"
     src.mkdir()

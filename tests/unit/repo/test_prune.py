@@ -84,7 +84,7 @@ def test_prune_waits_for_a_running_backup_and_keeps_what_it_needs(storage: Files
     doomed = repo.backup(source).snapshot_id
     backup_repo = open_repo(storage)
     lock = backup_repo.lock("backup")  # the backup has started and read the index
-    backup_repo.load_index(reload=True)
+    seen_by_backup = backup_repo.index_for_backup()
     pruner = open_repo(storage)
     outcome: dict[str, object] = {}
     done = threading.Event()
@@ -100,7 +100,7 @@ def test_prune_waits_for_a_running_backup_and_keeps_what_it_needs(storage: Files
     from kubekeep.repo.archiver import Archiver
 
     archiver = Archiver(backup_repo, retention=None, progress=None)
-    backup_repo.load_index = lambda reload=False: backup_repo._index  # type: ignore[assignment, method-assign]
+    backup_repo.index_for_backup = lambda: seen_by_backup  # type: ignore[method-assign]
     sid = archiver.run(source, {}, parent=None, tags=[], metadata={}).snapshot_id
     assert not done.is_set()
     lock.release()

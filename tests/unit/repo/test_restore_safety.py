@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from flows.cli.repo import repo_app
 from kubekeep.repo import targetfs
-from kubekeep.repo.archiver import BlobSaver
-from kubekeep.repo.cli import repo_app
+from kubekeep.repo.archiver import BackupStats, BlobSaver
 from kubekeep.repo.crypto import BlobType
 from kubekeep.repo.errors import RepositoryError, RestoreError
 from kubekeep.repo.format import pack_key
-from kubekeep.repo.repository import BackupStats, Repository
+from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
 
 from .conftest import PASSWORD

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubekeep.manifest import mounts_claim
 from kubekeep.restore import order_manifests
 from kubekeep.restore.apply import held_back, not_attempted
-from kubekeep.restore.manifest import mounts_claim
 from kubekeep.restore.plan import RestorePlan
 from kubekeep.restore.report import Action, RestoreReport, VolumeOutcome, VolumeStatus
 

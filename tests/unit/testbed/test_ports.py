@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kubekeep.testbed import process
-from kubekeep.testbed.process import PortError, reserve_ports
+from kubekeep import process
+from kubekeep.process import PortError, reserve_ports
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -44,7 +44,7 @@ def test_reservations_in_threads_are_disjoint_and_cover_the_range(small_range: t
 
 def test_ports_held_by_another_process_are_skipped_until_it_dies(small_range: tuple[int, int]) -> None:
     low, high = small_range
-    code = ("import sys; from kubekeep.testbed.process import reserve_ports\n"
+    code = ("import sys; from kubekeep.process import reserve_ports\n"
             "r = reserve_ports(6); print(' '.join(map(str, r.ports)), flush=True); sys.stdin.read()\n")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True, env=dict(os.environ))

@@ -1,8 +1,13 @@
-"""Child processes of the test bed: started in their own process group, logged to a file,
-always stopped (terminate, then kill) — also when the parent is interrupted.
+"""Child processes (the test bed's servers, the CLI's temporary Prefect server): started in their own
+process group, logged to a file, always stopped (terminate, then kill) — also when the parent is interrupted.
 
 Ports come from :func:`reserve_ports`: any number of test beds may run at once, in
 one process and in several, without two of them ever being handed the same port.
+
+A test session killed with kill -9 cannot stop its children, and they would run on
+for hours (etcd, apiservers, SeaweedFS). Every child is therefore registered with
+its owner's pid and start time; whenever a test bed starts a process it first stops
+the process groups of registered children whose owner is gone.
 """
 
 from __future__ import annotations
@@ -166,6 +171,45 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+#: where children are registered with their owner (shared by every process of this user)
+REGISTRY_DIR_ENV = "KUBEKEEP_TESTBED_REGISTRY"
+
+
+def _registry_dir() -> Path:
+    explicit = os.environ.get(REGISTRY_DIR_ENV)
+    directory = Path(explicit) if explicit else Path(tempfile.gettempdir()) / f"kubekeep-procs-{os.getuid()}"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return directory
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of a live process (None when it is gone or a zombie): pid plus start
+    time names one process, whatever pid reuse happens later."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def reap_orphans() -> int:
+    """Stop the process groups of registered children whose owner is gone; return how many."""
+    reaped = 0
+    for record in _registry_dir().glob("*.child"):
+        try:
+            owner, owner_start, child, child_start = record.read_text().split()
+        except (OSError, ValueError):
+            continue
+        if _start_time(int(owner)) == owner_start:
+            continue  # the owner lives and stops its children itself
+        if _start_time(int(child)) == child_start:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(child), signal.SIGKILL)
+            reaped += 1
+        record.unlink(missing_ok=True)
+    return reaped
+
+
 class ManagedProcess:
     def __init__(self, name: str, argv: Sequence[str], log_dir: Path, *,
                  env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
@@ -173,10 +217,14 @@ class ManagedProcess:
         self.argv = list(argv)
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        reap_orphans()
         self.proc = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
         )
+        self._record = _registry_dir() / f"{self.proc.pid}.child"
+        me = os.getpid()
+        self._record.write_text(f"{me} {_start_time(me)} {self.proc.pid} {_start_time(self.proc.pid)}\n")
         self._stop_lock = threading.Lock()
         _live.add(self)
 
@@ -225,6 +273,7 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pgid, signal.SIGKILL)
             self._log.close()
+            self._record.unlink(missing_ok=True)
             _live.discard(self)
 
 

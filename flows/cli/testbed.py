@@ -1,9 +1,4 @@
-"""The `kubekeep` command line: the Prefect-free commands.
-
-Commands that run Prefect flows (demo, backup, restore) are added on top of
-this app by ``flows/cli.py``, which is what the ``kubekeep`` console script
-runs; the core stays importable without Prefect.
-"""
+"""`kubekeep testbed ...`: the local test bed (a real control plane on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -13,14 +8,11 @@ import threading
 
 import typer
 
-app = typer.Typer(name="kubekeep", no_args_is_help=True, add_completion=False,
-                  help="Back up, restore, copy and verify Kubernetes applications.")
+from .app import app
+from .common import fail
+
 testbed_app = typer.Typer(no_args_is_help=True, help="The local test bed: a real control plane on 127.0.0.1.")
 app.add_typer(testbed_app, name="testbed")
-
-from kubekeep.repo.cli import repo_app  # noqa: E402 - after the app it extends
-
-app.add_typer(repo_app, name="repo")
 
 
 _VERSION_HELP = ("Kubernetes version: vX.Y.Z, or 'older' for the test bed's older minor "
@@ -33,8 +25,7 @@ def _testbed_version(version: str | None) -> str:
     try:
         return resolve_version(version)
     except VersionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc), 2)
 
 
 @testbed_app.command("build")

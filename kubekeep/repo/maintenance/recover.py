@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .crypto import BlobType
-from .errors import RepositoryError
-from .format import (
+from ..crypto import BlobType
+from ..errors import RepositoryError
+from ..format import (
     CATALOG_PREFIX,
     CONFIG_KEY,
     DATA_PREFIX,
@@ -33,8 +33,8 @@ from .format import (
     id_from_key,
     pack_id_from_key,
 )
-from .repository import Repository
-from .storage import ObjectLockedError, ObjectVersion, Storage, StorageError, VersionsNotSupportedError
+from ..protocols import RecoverTarget
+from ..storage import ObjectLockedError, ObjectVersion, Storage, StorageError, VersionsNotSupportedError
 
 
 @dataclass(frozen=True)
@@ -107,13 +107,13 @@ class RecoverResult:
     problems: list[str] = field(default_factory=list)
 
 
-def authentic(repo: Repository, key: str, raw: bytes) -> bool:
+def authentic(repo: RecoverTarget, key: str, raw: bytes) -> bool:
     """Whether ``raw`` is an object Kubekeep wrote under ``key`` in this repository (by its authentication)."""
     try:
         if key == CONFIG_KEY:
             repo.verify_config(raw)
         elif key.startswith(SNAPSHOTS_PREFIX):
-            repo._decode_snapshot(key[len(SNAPSHOTS_PREFIX):], raw, what=key)
+            repo.decode_snapshot(key[len(SNAPSHOTS_PREFIX):], raw, what=key)
         elif key.startswith(INDEX_PREFIX):
             ident = id_from_key(key, INDEX_PREFIX)
             if ident is None:
@@ -142,7 +142,7 @@ def authentic(repo: Repository, key: str, raw: bytes) -> bool:
     return True
 
 
-def _choose(repo: Repository, hidden: HiddenObject) -> ObjectVersion | None:
+def _choose(repo: RecoverTarget, hidden: HiddenObject) -> ObjectVersion | None:
     """The newest version that authenticates; for key slots and unknown keys (which cannot be
     authenticated without their passphrase) the original, since Kubekeep writes a key once."""
     real = [v for v in hidden.versions if not v.delete_marker]
@@ -159,7 +159,7 @@ def authenticable(key: str) -> bool:
                                                 CATALOG_PREFIX))
 
 
-def recover(repo: Repository) -> RecoverResult:
+def recover(repo: RecoverTarget) -> RecoverResult:
     """Make the authentic version of every hidden or overwritten key current again."""
     result = RecoverResult()
     storage = repo.storage

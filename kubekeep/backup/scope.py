@@ -1,4 +1,4 @@
-"""What to protect: applications, selections, and auto-discovery of the cluster's applications."""
+"""What a backup takes from a live cluster (its scope), and auto-discovery of the cluster's applications."""
 
 from __future__ import annotations
 
@@ -19,13 +19,15 @@ HELM_RELEASE_NAME = "meta.helm.sh/release-name"
 HELM_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
 
 
-class SelectionError(ValueError):
-    """A selection that cannot be resolved (no namespace matches, bad kind filter, ...)."""
+class ScopeError(ValueError):
+    """A backup scope that cannot be resolved (no namespace matches, bad kind filter, ...)."""
 
 
 @dataclass(frozen=True)
-class Selection:
-    """Which objects a backup takes.
+class BackupScope:
+    """Which objects a backup takes from a live cluster, resolved against what the API serves
+    (namespaces that exist, resource types). Stored with each restore point as ``selection``.
+    Not to be confused with :class:`kubekeep.restore.Selector`, which matches manifests already backed up.
 
     ``namespaces`` are names or shell patterns (``shop-*``); new namespaces
     that match a pattern are protected automatically on the next run.
@@ -45,22 +47,22 @@ class Selection:
 
     def __post_init__(self) -> None:
         if not self.namespaces:
-            raise SelectionError("a selection needs at least one namespace name or pattern")
+            raise ScopeError("a backup scope needs at least one namespace name or pattern")
         for crd in self.include_crds:
             if not crd or " " in crd or "/" in crd:
-                raise SelectionError(f"invalid CRD filter {crd!r}: use an API group (argoproj.io) or a CRD name "
+                raise ScopeError(f"invalid CRD filter {crd!r}: use an API group (argoproj.io) or a CRD name "
                                      "(applications.argoproj.io), shell patterns allowed")
         for kind in (*self.include_kinds, *self.exclude_kinds):
             if not kind or " " in kind or kind.count(".") > 8:
-                raise SelectionError(f"invalid kind filter {kind!r}: use Kind, Kind.group or a plural resource name")
+                raise ScopeError(f"invalid kind filter {kind!r}: use Kind, Kind.group or a plural resource name")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Selection:
+    def from_dict(cls, data: dict[str, Any]) -> BackupScope:
         known = {"namespaces", "label_selector", "include_kinds", "exclude_kinds", "exclude_namespaces",
                  "include_cluster_dependencies", "include_crds"}
         unknown = set(data) - known
         if unknown:
-            raise SelectionError(f"unknown selection field(s): {', '.join(sorted(unknown))}")
+            raise ScopeError(f"unknown backup scope field(s): {', '.join(sorted(unknown))}")
         args: dict[str, Any] = {}
         for key, value in data.items():
             if key in ("namespaces", "include_kinds", "exclude_kinds", "exclude_namespaces", "include_crds"):
@@ -102,15 +104,15 @@ class Selection:
                          and not any(fnmatch.fnmatchcase(ns, p) for p in self.exclude_namespaces)})
         missing = [p for p in self.namespaces if not any(ch in p for ch in "*?[") and p not in existing]
         if missing:
-            raise SelectionError(f"namespace(s) not found: {', '.join(missing)}")
+            raise ScopeError(f"namespace(s) not found: {', '.join(missing)}")
         if not chosen:
-            raise SelectionError(f"no namespace matches {list(self.namespaces)}")
+            raise ScopeError(f"no namespace matches {list(self.namespaces)}")
         return chosen
 
 
 @dataclass(frozen=True)
 class Application:
-    """An application found on the cluster, with the selection that backs it up."""
+    """An application found on the cluster, with the scope that backs it up."""
 
     name: str
     source: str  # "namespace" | "helm" | "label"
@@ -118,8 +120,8 @@ class Application:
     label_selector: str | None = None
     details: dict[str, str] = field(default_factory=dict)
 
-    def selection(self) -> Selection:
-        return Selection(namespaces=self.namespaces, label_selector=self.label_selector)
+    def scope(self) -> BackupScope:
+        return BackupScope(namespaces=self.namespaces, label_selector=self.label_selector)
 
 
 def namespace_names(cluster: Cluster) -> list[str]:

@@ -1,4 +1,4 @@
-"""Plain-dict Kubernetes manifests and how to name them."""
+"""Plain-dict Kubernetes manifests and how to name them: shared by backup, restore and every later step."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ManifestError
-
 Manifest = dict[str, Any]
+
+
+class ManifestError(ValueError):
+    """A manifest lacks what every Kubernetes object has (apiVersion, kind, metadata.name)."""
 
 #: kinds whose objects (or templates) hold a pod spec, and where
 POD_SPEC_PATHS: dict[tuple[str, str], tuple[str, ...]] = {

@@ -3,7 +3,8 @@
 Packs written by the run already carry it (written with retention); packs it
 reuses through deduplication were written earlier with an earlier date, so
 they are extended here. The config and key slots are locked too: without
-them nothing in the location can be decrypted.
+them nothing in the location can be decrypted. Which objects a restore point
+needs is the repository's reachability API (kubekeep.repo.reachability).
 """
 
 from __future__ import annotations
@@ -12,13 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kubekeep.repo.format import pack_key
-from kubekeep.repo.maintenance import _walk_snapshot
-from kubekeep.repo.repository import Repository, Retention
-from kubekeep.repo.storage import ObjectNotFoundError, StorageError
-
-CONFIG_AND_KEYS = ("config", "keys/")
-SNAPSHOTS_PREFIX = "snapshots/"
+from kubekeep.repo.reachability import object_keys
+from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import ObjectNotFoundError, Retention, StorageError
 
 
 @dataclass
@@ -29,29 +26,9 @@ class LockReport:
     errors: list[str] = field(default_factory=list)
 
 
-def restore_point_keys(repo: Repository, snapshot_ids: Iterable[str]) -> tuple[set[str], list[str]]:
-    """Storage keys of every object the snapshots need (snapshot docs, packs, config, key slots)."""
-    index = repo.load_index(reload=True)
-    keys: set[str] = {"config"} | {i.key for i in repo.storage.list("keys/")}
-    errors: list[str] = []
-    seen: set[bytes] = set()
-
-    def visit(blob_id: bytes, _blob_type: int) -> None:
-        loc = index.lookup(blob_id)
-        if loc is None:
-            errors.append(f"blob {blob_id.hex()[:12]} is not in the index")
-        else:
-            keys.add(pack_key(loc.pack_id))
-
-    for sid in snapshot_ids:
-        keys.add(SNAPSHOTS_PREFIX + sid)
-        _walk_snapshot(repo, repo.load_snapshot(sid), index, visit, seen, errors)
-    return keys, errors
-
-
 def apply_retention(repo: Repository, snapshot_ids: Iterable[str], retention: Retention) -> LockReport:
     mode, until = retention
-    keys, errors = restore_point_keys(repo, list(snapshot_ids))
+    keys, errors = object_keys(repo, list(snapshot_ids))
     report = LockReport(retain_until=until, mode=mode.value, errors=errors)
     for key in sorted(keys):
         try:

@@ -1,139 +1,48 @@
-"""`kubekeep repo ...`: the repository on the command line (mounted by kubekeep/cli.py)."""
+"""`kubekeep repo ...`: the repository underneath a location (init, snapshots, check, prune, keys, ...)."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from .crypto import KdfParams, KeyWrapper, LocalKeyWrapper
-from .errors import RepositoryError, RestoreError
-from .repository import Repository
-from .storage import FilesystemStorage, RetentionMode, S3Config, S3Storage, Storage, StorageError
+from kubekeep.location import LocationError
+from kubekeep.location import open_location as parse_and_open
+from kubekeep.repo.crypto import KdfParams, KeyWrapper, LocalKeyWrapper
+from kubekeep.repo.errors import RepositoryError, RestoreError
+from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import RetentionMode, S3Storage, Storage, StorageError
 
-repo_app = typer.Typer(help="Manage a kubekeep repository (init, backup, restore, check, prune, keys).",
+from .app import app, console
+from .common import LocationOpt, fail, out, read_password
+
+repo_app = typer.Typer(help="Manage the repository of a location (init, backup, restore, check, prune, keys).",
                        no_args_is_help=True)
 key_app = typer.Typer(help="Add and remove key slots.", no_args_is_help=True)
 repo_app.add_typer(key_app, name="key")
+app.add_typer(repo_app, name="repo")
 
-console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
-
-PASSWORD_ENV = "KUBEKEEP_PASSWORD"
 NEW_PASSWORD_ENV = "KUBEKEEP_NEW_PASSWORD"
 
-Location = Annotated[str, typer.Option("--repo", "-r", envvar="KUBEKEEP_REPOSITORY",
-                                       help="Repository location: a directory path, file://path or "
-                                            "s3://bucket/prefix (endpoint, region and keys from "
-                                            "KUBEKEEP_S3_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, "
-                                            "AWS_SECRET_ACCESS_KEY; timeouts from KUBEKEEP_S3_CONNECT_TIMEOUT, "
-                                            "KUBEKEEP_S3_READ_TIMEOUT, KUBEKEEP_S3_DEADLINE in seconds).")]
+Location = LocationOpt
 PasswordFile = Annotated[Path | None, typer.Option("--password-file", help="Read the passphrase from this file.")]
 KeyFile = Annotated[Path | None, typer.Option("--key-file", help="Open with an external key file instead.")]
 
 
-S3_ENDPOINT_ENV = "KUBEKEEP_S3_ENDPOINT"
-S3_ADDRESSING_ENV = "KUBEKEEP_S3_ADDRESSING_STYLE"
-S3_CONNECT_TIMEOUT_ENV = "KUBEKEEP_S3_CONNECT_TIMEOUT"
-S3_READ_TIMEOUT_ENV = "KUBEKEEP_S3_READ_TIMEOUT"
-S3_DEADLINE_ENV = "KUBEKEEP_S3_DEADLINE"
-_ADDRESSING_STYLES: dict[str, Literal["auto", "virtual", "path"]] = {
-    "auto": "auto", "virtual": "virtual", "path": "path"}
-
-
 def open_location(location: str) -> Storage:
-    """The one place a location string becomes a Storage: a directory, file://path or s3://bucket/prefix.
-
-    Nothing is created here: only `repo init` creates a location (a directory, or a
-    bucket with --create-bucket); opening a missing one fails in Repository.open with
-    a hint (an unmounted volume, a mistyped path).
-    """
-    if not location:
-        fail("no repository location given (--repo or KUBEKEEP_REPOSITORY)")
-    if location.startswith("s3://"):
-        return _s3_location(location)
-    if "://" in location and not location.startswith("file://"):
-        scheme = location.split("://", 1)[0]
-        fail(f"unsupported location scheme {scheme!r} (supported: a directory path, file://, s3://)")
-    return FilesystemStorage(Path(location.removeprefix("file://")).expanduser())
-
-
-def s3_config_from_env(location: str, env: Mapping[str, str] | None = None) -> S3Config:
-    """``s3://bucket/prefix`` plus endpoint, region and keys from the environment.
-
-    Keys left unset fall through to boto3's default credential chain (profiles,
-    instance roles). A custom endpoint (SeaweedFS, MinIO, Ceph) defaults to
-    path-style addressing, which such servers serve without wildcard DNS.
-    """
-    env = os.environ if env is None else env
-    bucket, _, prefix = location.removeprefix("s3://").partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {location!r} (expected s3://bucket/prefix)")
-    prefix = prefix.strip("/")
-    endpoint = env.get(S3_ENDPOINT_ENV) or None
-    raw_style = env.get(S3_ADDRESSING_ENV) or ("path" if endpoint else "auto")
-    style = _ADDRESSING_STYLES.get(raw_style)
-    if style is None:
-        raise ValueError(f"{S3_ADDRESSING_ENV} must be auto, virtual or path, not {raw_style!r}")
-    def seconds(variable: str, default: float) -> float:
-        if not env.get(variable):
-            return default
-        try:
-            return float(env[variable])
-        except ValueError:
-            raise ValueError(f"{variable} must be a number of seconds, not {env[variable]!r}") from None
-
-    defaults = S3Config(bucket=bucket)
-    return S3Config(
-        bucket=bucket, prefix=prefix + "/" if prefix else "", endpoint_url=endpoint,
-        connect_timeout=seconds(S3_CONNECT_TIMEOUT_ENV, defaults.connect_timeout),
-        read_timeout=seconds(S3_READ_TIMEOUT_ENV, defaults.read_timeout),
-        deadline=seconds(S3_DEADLINE_ENV, defaults.deadline),
-        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
-        access_key=env.get("AWS_ACCESS_KEY_ID") or None, secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        session_token=env.get("AWS_SESSION_TOKEN") or None,
-        addressing_style=style)
-
-
-def _s3_location(location: str) -> Storage:
+    """The storage of a ``--location`` (kubekeep.location, the one parser); a bad one is a one-line error."""
     try:
-        return S3Storage(s3_config_from_env(location))
-    except ValueError as exc:
+        return parse_and_open(location)
+    except (LocationError, StorageError) as exc:
         fail(str(exc))
-    except StorageError as exc:
-        fail(str(exc))
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-def read_password(password_file: Path | None, *, confirm: bool = False, env: str = PASSWORD_ENV,
-                  prompt: str = "Repository passphrase") -> str:
-    if password_file is not None:
-        try:
-            text = password_file.read_text().rstrip("\r\n")
-        except OSError as exc:
-            fail(f"cannot read password file {password_file}: {exc.strerror}")
-    elif os.environ.get(env):
-        text = os.environ[env]
-    elif sys.stdin.isatty():
-        text = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
-    else:
-        fail(f"no passphrase: set {env}, pass --password-file, or run interactively")
-    if not text:
-        fail("the passphrase is empty")
-    return text
 
 
 def _key_wrapper(key_file: Path | None) -> KeyWrapper | None:
@@ -147,6 +56,7 @@ def _kdf() -> KdfParams | None:
 
 @contextmanager
 def errors_reported() -> Iterator[None]:
+    """Around every repo command: one line per error, and the repositories it opened closed at the end."""
     try:
         yield
     except RestoreError as exc:
@@ -158,6 +68,13 @@ def errors_reported() -> Iterator[None]:
     except OSError as exc:  # local files: password files, sources, targets
         where = f": {exc.filename}" if exc.filename else ""
         fail(f"{exc.strerror or exc}{where}")
+    finally:
+        while _opened:
+            _opened.pop().close()
+
+
+#: repositories the running command opened (closed by errors_reported when it ends)
+_opened: list[Repository] = []
 
 
 def _open(location: str, password_file: Path | None, key_file: Path | None) -> Repository:
@@ -165,6 +82,7 @@ def _open(location: str, password_file: Path | None, key_file: Path | None) -> R
     wrapper = _key_wrapper(key_file)
     password = None if wrapper is not None else read_password(password_file)
     repo = Repository.open(storage, passphrase=password, key_wrapper=wrapper)
+    _opened.append(repo)
     for warning in repo.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     return repo
@@ -230,6 +148,7 @@ def init_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFi
         r = Repository.init(storage, passphrase=password, key_wrapper=wrapper, cipher=cipher,
                             compression_level=compression_level, kdf=_kdf(),
                             create_location=create_bucket if is_s3 else True, retention=retention)
+        _opened.append(r)
         out.print(f"created repository {r.repository_id.hex()[:12]} at {storage.url}")
 
 

@@ -1,0 +1,270 @@
+"""Benchmark: the Kubekeep repository against restic and kopia on the same volume, in the same run.
+
+    python benchmarks/repo_peers.py --size 1GiB --copy --out docs/benchmarks.md
+    python benchmarks/repo_peers.py --size 8GiB --repeat 1 --no-s3 --out docs/benchmarks.md   # RSS vs size
+
+Peers (built from Go modules by ``benchmarks/build-peers.sh``, cached outside the repository):
+restic v0.18.1 with ``--compression auto`` (repository version 2), and kopia v0.21.1 with the
+global policy ``--compression zstd-fastest`` (how Velero's data mover runs it); every tool keeps
+its default key derivation, chunker, pack size and uses every core.
+
+Steps, for each tool, on the same warm data (page cache; dropping caches needs
+privileges this benchmark does not assume):
+
+1. full backup of version 1 of the volume (benchmarks/volume.py) into a fresh
+   repository on the local filesystem;
+2. the volume becomes version 2 in place (~1 % of the bytes changed, scattered,
+   plus a new 10 MiB file); incremental backup against the first snapshot;
+3. restore of the latest snapshot into an empty directory (verified byte for
+   byte against the volume in the first repetition).
+
+Each step is a fresh process of the tool's own command line; its wall time, CPU time and peak
+RSS (GNU ``time``: ru_maxrss of the child) are recorded, and the repository's size after each
+backup. The sequence runs ``--repeat`` times (the tools rotate which goes first); tables show
+the best time and the spread, and the 1-minute load average when the best run started.
+
+Then a full backup and a restore run against SeaweedFS on loopback (``kubekeep.testbed.seaweedfs``)
+through each tool's S3 backend. With ``--copy``, the DR-copy benchmark (benchmarks/drcopy.py) copies
+repository A after its full and incremental backups (``restic copy``; Kubekeep's copy is pending).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import drcopy  # noqa: E402
+import volume  # noqa: E402
+from peers import (  # noqa: E402
+    TOOLS,
+    S3Server,
+    Samples,
+    Tool,
+    fmt_bytes,
+    loadavg,
+    machine_info,
+    replace_section,
+    say,
+    tree_bytes,
+    tree_digest,
+)
+
+#: text after this marker inside the section is kept when the tables are regenerated
+KEEP_MARKER = "<!-- kept by repo_peers.py: analysis below -->"
+RSS_TARGET = 200 * 2**20
+
+
+@dataclass
+class Results:
+    steps: dict[tuple[str, str], Samples] = field(default_factory=dict)
+
+    def sample(self, tool: str, step: str) -> Samples:
+        return self.steps.setdefault((tool, step), Samples())
+
+    def get(self, tool: str, step: str) -> Samples | None:
+        return self.steps.get((tool, step))
+
+
+def local_round(tools: list[Tool], vol: Path, work: Path, size: int, results: Results, verify: bool,
+                copies: drcopy.CopyBench | None) -> None:
+    repos = {t.name: str(work / f"repo-{t.name.lower()}") for t in tools}
+    for t in tools:
+        shutil.rmtree(repos[t.name], ignore_errors=True)
+        t.init(repos[t.name])
+    for t in tools:
+        r = t.backup(repos[t.name], vol, incremental=False)
+        results.sample(t.name, "full").add(r, stored=tree_bytes(Path(repos[t.name])))
+        say(f"  {t.name} full backup {r.seconds:.2f}s cpu {r.cpu:.1f}s rss {fmt_bytes(r.peak_rss)} load {r.load}")
+    if copies is not None:
+        copies.new_round()
+        copies.after_backup("full", repos)
+    volume.apply_changes(vol, size)
+    for t in tools:
+        r = t.backup(repos[t.name], vol, incremental=True)
+        results.sample(t.name, "incremental").add(r, stored=tree_bytes(Path(repos[t.name])))
+        say(f"  {t.name} incremental {r.seconds:.2f}s cpu {r.cpu:.1f}s rss {fmt_bytes(r.peak_rss)} load {r.load}")
+    if copies is not None:
+        copies.after_backup("incremental", repos)
+    expected = tree_digest(vol) if verify else None
+    for t in tools:
+        target = work / f"restore-{t.name.lower()}"
+        shutil.rmtree(target, ignore_errors=True)
+        r = t.restore(repos[t.name], target, vol)
+        results.sample(t.name, "restore").add(r, restored=tree_bytes(target))
+        say(f"  {t.name} restore {r.seconds:.2f}s cpu {r.cpu:.1f}s rss {fmt_bytes(r.peak_rss)} load {r.load}")
+        if expected is not None and tree_digest(target) != expected:
+            raise RuntimeError(f"{t.name}: restored tree differs from the volume")
+        shutil.rmtree(target)
+    volume.revert_changes(vol, size)
+    for t in tools:
+        shutil.rmtree(repos[t.name])
+
+
+def s3_round(tools: list[Tool], vol: Path, work: Path, s3: S3Server, bucket: str, rep: int,
+             results: Results) -> None:
+    for t in tools:
+        t.use_s3(s3)
+        loc = t.location("s3", f"{bucket}/{t.name.lower()}-r{rep}")
+        t.init(loc)
+        r = t.backup(loc, vol, incremental=False)
+        results.sample(t.name, "s3 full").add(r)
+        say(f"  {t.name} S3 full backup {r.seconds:.2f}s cpu {r.cpu:.1f}s rss {fmt_bytes(r.peak_rss)}")
+        target = work / f"restore-s3-{t.name.lower()}"
+        shutil.rmtree(target, ignore_errors=True)
+        r = t.restore(loc, target, vol)
+        results.sample(t.name, "s3 restore").add(r, restored=tree_bytes(target))
+        say(f"  {t.name} S3 restore {r.seconds:.2f}s cpu {r.cpu:.1f}s rss {fmt_bytes(r.peak_rss)}")
+        shutil.rmtree(target)
+
+
+def render(results: Results, tools: list[Tool], size_label: str, volume_bytes: int, file_count: int,
+           changed: int, repeat: int, s3_repeat: int, command: str, loads: list[float], notes: list[str],
+           copies: drcopy.CopyBench | None) -> str:
+    names = [t.name for t in tools]
+    peers = [n for n in names if n != "Kubekeep"]
+
+    def cell(s: Samples | None) -> str:
+        return "—" if s is None else f"{s.best:.2f} s (±{s.spread:.0%}, cpu {min(s.cpu):.1f} s)"
+
+    def ratio(step: str) -> str:
+        k = results.get("Kubekeep", step)
+        best = min((s.best for n in peers if (s := results.get(n, step)) is not None), default=None)
+        if k is None or best is None:
+            return "—"
+        return f"**{k.best / best:.2f}×**{' ✔' if k.best / best <= 0.5 else ' ✘'}"
+
+    header = "| step | " + " | ".join(names) + " | Kubekeep / best peer (target ≤ 0.5×) |"
+    sep = "|---" * (len(names) + 2) + "|"
+    lines = [f"## Volume: Kubekeep vs restic vs kopia ({size_label})", "",
+             f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by:", "", "```", command, "```", "",
+             f"- {machine_info()}",
+             *[f"- {t.version()}" for t in tools],
+             f"- load average (1 min) at the start of the steps: {min(loads):.1f}–{max(loads):.1f} on 2 cores "
+             f"(median {sorted(loads)[len(loads) // 2]:.1f}); other helpers' test suites ran at the same time",
+             f"- volume: {fmt_bytes(volume_bytes)} in {file_count} files — "
+             "`benchmarks/volume.py` (30 % JSON rows, 15 % 8 KiB database pages, 30 % random, "
+             "15 % repeated 1 MiB blocks, 10 % small config files)",
+             f"- change for the incremental: {fmt_bytes(changed)} written in place "
+             "(8 KiB page rewrites, 64 KiB overwrites, 16 KiB row runs, small files rewritten) "
+             f"+ a new {fmt_bytes(volume.NEW_FILE_SIZE)} file",
+             f"- times: best of {repeat} (local) / {s3_repeat} (S3); ± is (worst − best) / best; cpu is the "
+             "user + system time of that best run",
+             "- each step is a fresh process of the tool's CLI, key derivation included (defaults: argon2id "
+             "64 MiB for Kubekeep, scrypt for restic and kopia); caches not dropped, every tool reads the "
+             "same warm volume; the tools' own caches are emptied between repetitions",
+             "", "### Local filesystem repository", "", header, sep]
+    for label, step in (("full backup", "full"), ("incremental (1 % change)", "incremental"),
+                        ("restore (latest)", "restore"), ("full backup to S3", "s3 full"),
+                        ("restore from S3", "s3 restore")):
+        if all(results.get(n, step) is None for n in names):
+            continue
+        if step == "s3 full":
+            lines += ["", "### S3 repository (SeaweedFS `weed mini` on loopback, sharing the 2 cores)", "",
+                      header, sep]
+        lines.append(f"| {label} | " + " | ".join(cell(results.get(n, step)) for n in names) + f" | {ratio(step)} |")
+
+    def stored(n: str, step: str) -> int:
+        s = results.get(n, step)
+        return min(s.values["stored"]) if s and "stored" in s.values else 0
+
+    change = {n: stored(n, "incremental") - stored(n, "full") for n in names}
+    best_change = min((change[n] for n in peers if change[n]), default=0)
+    lines += ["", "| bytes | " + " | ".join(names) + " | Kubekeep / best peer (target ≤ 0.4×) |", sep,
+              "| repository after full backup | " + " | ".join(fmt_bytes(stored(n, "full")) for n in names) + " | |",
+              "| repository after incremental | "
+              + " | ".join(fmt_bytes(stored(n, "incremental")) for n in names) + " | |",
+              "| **stored for the change** | " + " | ".join(fmt_bytes(change[n]) for n in names) + " | "
+              + (f"**{change['Kubekeep'] / best_change:.2f}×**"
+                 f"{' ✔' if change['Kubekeep'] / best_change <= 0.4 else ' ✘'} |"
+                 if best_change and "Kubekeep" in change else "— |"),
+              "", "| peak RSS (max over repetitions) | " + " | ".join(names) + " | Kubekeep target ≤ 200 MiB |", sep]
+    for label, step in (("full backup", "full"), ("incremental", "incremental"), ("restore", "restore"),
+                        ("S3 full backup", "s3 full"), ("S3 restore", "s3 restore")):
+        if all(results.get(n, step) is None for n in names):
+            continue
+        cells = [fmt_bytes(max(s.peak_rss)) if (s := results.get(n, step)) else "—" for n in names]
+        k = results.get("Kubekeep", step)
+        ok = "" if k is None else (" ✔" if max(k.peak_rss) <= RSS_TARGET else " ✘")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" |{ok} |")
+    if copies is not None:
+        lines += ["", *copies.render()]
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="1GiB")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--s3-repeat", type=int, default=1)
+    ap.add_argument("--tools", default="kubekeep,restic,kopia", help="comma-separated: kubekeep, restic, kopia")
+    ap.add_argument("--work", type=Path, default=None, help="scratch directory (default: a new temp dir)")
+    ap.add_argument("--out", type=Path, default=None, help="write the results section into this markdown file")
+    ap.add_argument("--no-s3", action="store_true")
+    ap.add_argument("--copy", action="store_true", help="also run the DR-copy benchmark (benchmarks/drcopy.py)")
+    ap.add_argument("--note", action="append", default=[], help="a line appended under the tables")
+    args = ap.parse_args()
+    size = volume.parse_size(args.size)
+    work = args.work or Path(tempfile.mkdtemp(prefix="kubekeep-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    vol = work / "volume"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEKEEP_", "RESTIC_", "KOPIA_", "AWS_"))}
+    command = "python benchmarks/repo_peers.py " + " ".join(sys.argv[1:])
+    tools = [TOOLS[name.strip()](env, work) for name in args.tools.split(",")]
+    say(f"generating {fmt_bytes(size)} volume in {vol}")
+    volume.generate(vol, size)
+    volume_bytes = tree_bytes(vol)
+    file_count = sum(len(f) for _, _, f in os.walk(vol))
+    changed = sum(len(c.data) for c in volume.changes(size))
+    results = Results()
+    loads: list[float] = []
+    with ExitStack() as stack:
+        s3: S3Server | None = None
+        bucket = None
+        if not args.no_s3:
+            from kubekeep.testbed.seaweedfs import SeaweedFS
+
+            shutil.rmtree(work / "seaweedfs", ignore_errors=True)
+            server = stack.enter_context(SeaweedFS(data_dir=work / "seaweedfs"))
+            stack.callback(shutil.rmtree, work / "seaweedfs", True)
+            bucket = server.create_bucket(f"bench-{int(time.time() * 1000)}")
+            s3 = S3Server(server.endpoint_url, server.access_key, server.secret_key, server.region)
+        copies = drcopy.CopyBench(tools, work, s3, bucket) if args.copy else None
+        for rep in range(args.repeat):
+            order = tools[rep % len(tools):] + tools[:rep % len(tools)]
+            say(f"repetition {rep + 1}/{args.repeat} (load {loadavg():.1f})")
+            loads.append(loadavg())
+            local_round(order, vol, work, size, results, verify=rep == 0, copies=copies)
+            for t in tools:
+                t.reset_cache()
+        if s3 is not None and bucket is not None:
+            for rep in range(args.s3_repeat):
+                say(f"S3 repetition {rep + 1}/{args.s3_repeat} (load {loadavg():.1f})")
+                loads.append(loadavg())
+                s3_round(tools, vol, work, s3, bucket, rep, results)
+                for t in tools:
+                    t.reset_cache()
+    loads += [x for s in results.steps.values() for x in s.load]
+    section = render(results, tools, args.size, volume_bytes, file_count, changed, args.repeat,
+                     0 if args.no_s3 else args.s3_repeat, command, loads, args.note, copies)
+    print(section)
+    if args.out:
+        replace_section(args.out, section, KEEP_MARKER)
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

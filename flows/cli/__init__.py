@@ -1,0 +1,11 @@
+"""The `kubekeep` command line: one command tree (``kubekeep --help``), the console script ``main``.
+
+Each module below adds its commands to the root app (flows/cli/app.py) when imported; a new command
+group is a new module here plus one line below. Commands that run flows import Prefect only when they
+run; ``repo`` and ``testbed`` never do.
+"""
+
+from . import apps, backup, catalog, demo, repo, restore, testbed  # noqa: F401 - each registers its commands
+from .app import app, main
+
+__all__ = ["app", "main"]

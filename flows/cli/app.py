@@ -1,0 +1,57 @@
+"""The root of the one `kubekeep` command tree: the Typer app, the global options, the console script.
+
+Each command group lives in a module of this package that adds its commands to :data:`app` when
+imported; ``flows/cli/__init__.py`` imports them (one line per module).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+log = logging.getLogger("kubekeep.cli")
+console = Console(stderr=True, soft_wrap=True)
+
+app = typer.Typer(name="kubekeep", no_args_is_help=True, add_completion=False,
+                  help="Back up, restore, copy and verify Kubernetes applications.")
+
+
+def Flag(*names: str, **kwargs: Any) -> Any:  # noqa: N802 - reads like typer.Option in signatures
+    """A boolean option that is a flag (``--dry-run``), shown in help without a value."""
+    return typer.Option(*names, metavar="", **kwargs)
+
+
+@dataclass
+class Options:
+    verbose: bool = False
+
+
+#: what the global options asked for (``kubekeep --verbose <command>``)
+options = Options()
+
+
+@app.callback()
+def _main_options(verbose: Annotated[bool, Flag(
+        "--verbose", "-v", envvar="KUBEKEEP_VERBOSE",
+        help="Show Prefect's logs and full error details in the terminal (they always go to the log file).")]
+        = False) -> None:
+    """Back up, restore, copy and verify Kubernetes applications."""
+    options.verbose = verbose
+
+
+def main() -> None:
+    """The console script: one line per error, never a traceback (details in the log file)."""
+    from .common import describe
+
+    try:
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last guard: nothing reaches the user as a traceback
+        log.error("kubekeep failed", exc_info=True)
+        console.print(f"[bold red]kubekeep failed:[/] {describe(exc)}")
+        raise SystemExit(1) from None

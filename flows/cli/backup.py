@@ -1,0 +1,92 @@
+"""`kubekeep backup`: run the backup flow now (the same flow the deployments run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import Flag, app
+from .common import (
+    ContextOpt,
+    KubeconfigOpt,
+    LocationOpt,
+    LockMode,
+    MoverImageOpt,
+    MoverLocationOpt,
+    MoverSaOpt,
+    MoverSecretOpt,
+    PasswordFileOpt,
+    VerboseOpt,
+    cluster_connection,
+    encryption_key,
+    location_profile,
+    mover_options,
+    pairs,
+    progress,
+    session,
+    yaml_file,
+)
+
+
+@app.command("backup")
+def backup_cmd(
+    app_name: Annotated[str, typer.Option("--app", help="Application name (restore points are grouped by it).")],
+    namespaces: Annotated[list[str], typer.Option("--namespace", "-n", help="Namespace or pattern (repeatable).")],
+    location: LocationOpt,
+    password_file: PasswordFileOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    cluster_name: Annotated[str | None, typer.Option(
+        "--cluster-name", help="Cluster name in the catalog (default: the kubeconfig context).")] = None,
+    selector: Annotated[str | None, typer.Option("--selector", "-L", help="Label selector.")] = None,
+    include_kind: Annotated[list[str] | None, typer.Option(
+        "--include-kind", help="Only these kinds (Kind, Kind.group or plural; repeatable).")] = None,
+    exclude_kind: Annotated[list[str] | None, typer.Option(
+        "--exclude-kind", help="Leave these kinds out (repeatable).")] = None,
+    include_crd: Annotated[list[str] | None, typer.Option(
+        "--include-crd", help="Also back up the CustomResourceDefinitions of this API group (or CRD name, shell "
+                              "patterns allowed), even without custom resources (repeatable).")] = None,
+    lock_mode: Annotated[LockMode | None, typer.Option("--lock-mode", help="Object Lock mode (S3 only).")] = None,
+    lock_days: Annotated[int, typer.Option("--lock-days", min=0, help="Object Lock retention in days.")] = 0,
+    volume_concurrency: Annotated[int, typer.Option("--volume-concurrency", min=1,
+                                                    help="Volumes exported at once.")] = 2,
+    nfs_mount: Annotated[list[str] | None, typer.Option(
+        "--nfs-mount", help="SERVER:/EXPORT=/LOCAL/MOUNT: where an NFS export is mounted on this machine "
+                            "(repeatable).")] = None,
+    hooks: Annotated[Path | None, typer.Option(
+        "--hooks", help="YAML list of hook rules (pre/post commands in pods; see docs/backup.md).")] = None,
+    quiesce: Annotated[list[str] | None, typer.Option(
+        "--quiesce", help="Scale this workload to zero while volumes are exported: *, Kind/name or "
+                          "namespace/Kind/name (repeatable).")] = None,
+    mover_image: MoverImageOpt = None,
+    mover_location: MoverLocationOpt = None,
+    mover_env_from_secret: MoverSecretOpt = None,
+    mover_service_account: MoverSaOpt = None,
+    policy: Annotated[str | None, typer.Option("--policy", help="Name of the backup policy recorded with the "
+                                                                "restore point.")] = None,
+    init: Annotated[bool, Flag("--init", help="Create the repository if the location holds none "
+                                              "(first backup only).")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Back up an application now (the same flow the deployments run); print the restore point id."""
+    hook_rules = None
+    if hooks is not None:
+        hook_rules = yaml_file(hooks, "--hooks")
+        if not isinstance(hook_rules, list):
+            raise typer.BadParameter(f"{hooks}: expected a list of hook rules", param_hint="--hooks")
+    mover = mover_options(mover_image, mover_location, mover_env_from_secret, mover_service_account)
+    mounts = pairs(nfs_mount, "--nfs-mount")
+    with session("backup", flows=True, verbose=verbose):
+        from flows.backup import backup
+
+        loc, key = location_profile(location, lock_mode, lock_days), encryption_key(password_file)
+        conn = cluster_connection(kubeconfig, context, cluster_name)
+        with progress(f"backing up {app_name}"):
+            rp_id = backup(app=app_name, namespaces=namespaces, location=loc, encryption_key=key, cluster=conn,
+                           label_selector=selector, include_kinds=include_kind, exclude_kinds=exclude_kind,
+                           volume_concurrency=volume_concurrency, nfs_mounts=mounts, hooks=hook_rules,
+                           quiesce=quiesce, mover=mover, policy=policy, include_crds=include_crd,
+                           init=init)
+    typer.echo(rp_id)

@@ -1,0 +1,121 @@
+"""Blob I/O: reading and verifying blobs from packs, pack headers, and finishing new packs.
+
+A pack is the blobs' envelopes one after another, then the sealed header and the
+trailer (docs/repository-format.md, "Pack object"). Thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .crypto import FLAG_RAW, BlobType
+from .errors import IntegrityError, MissingObjectError, RepositoryError
+from .format import (
+    DATA_PREFIX,
+    PACK_MAGIC,
+    PACK_TRAILER,
+    BlobEntry,
+    decode_pack_header,
+    encode_pack_header,
+    pack_id_from_key,
+    pack_key,
+)
+from .index import IndexStore
+from .keys import RepositoryKeys
+from .protocols import IndexView
+from .storage import ObjectInfo, ObjectNotFoundError, Storage
+
+
+class BlobStore:
+    def __init__(self, storage: Storage, keys: RepositoryKeys, indexes: IndexStore) -> None:
+        self.storage = storage
+        self.keys = keys
+        self.indexes = indexes
+
+    # -- reading blobs ---------------------------------------------------------------------
+
+    def read_blob(self, blob_id: bytes, *, index: IndexView | None = None) -> bytes:
+        """Plaintext of a blob, verified against its id. IntegrityError/MissingObjectError otherwise."""
+        loc = (index if index is not None else self.indexes.current()).lookup(blob_id)
+        if loc is None:
+            raise MissingObjectError(f"blob {blob_id.hex()} is not in the index")
+        key = pack_key(loc.pack_id)
+        what = f"pack {loc.pack_id.hex()} blob {blob_id.hex()} ({BlobType.NAMES.get(loc.entry.blob_type, '?')})"
+        try:
+            raw = self.storage.get_range(key, loc.entry.offset, loc.entry.length)
+        except ObjectNotFoundError:
+            raise MissingObjectError(f"{what}: pack is missing") from None
+        if len(raw) != loc.entry.length:
+            raise IntegrityError(f"{what}: pack is truncated")
+        return self.decode_blob(loc.entry, raw, what=what)
+
+    def decode_blob(self, entry: BlobEntry, raw: bytes | memoryview, *, what: str) -> bytes:
+        """Decrypt, decompress and verify one blob envelope read from its pack."""
+        plain = self.keys.envelope.open_blob(entry.blob_type, entry.blob_id, raw, self.keys.compressor,
+                                             raw_length=entry.raw_length, what=what)
+        if len(plain) != entry.raw_length or self.keys.blob_id(plain) != entry.blob_id:
+            raise IntegrityError(f"{what}: content does not match its id")
+        return plain
+
+    def read_pack_blobs(self, pack_id: bytes, entries: Sequence[BlobEntry], *,
+                        storage: Storage | None = None) -> list[bytes | RepositoryError]:
+        """Several blobs of one pack with one ranged read (entries sorted by offset, close together).
+
+        A blob that fails verification is returned as its IntegrityError, so that it
+        fails only the file it belongs to; a missing pack raises MissingObjectError.
+        """
+        start = entries[0].offset
+        end = max(e.offset + e.length for e in entries)
+        try:
+            raw = (storage or self.storage).get_range(pack_key(pack_id), start, end - start)
+        except ObjectNotFoundError:
+            raise MissingObjectError(f"pack {pack_id.hex()} is missing") from None
+        out: list[bytes | RepositoryError] = []
+        with memoryview(raw) as view:
+            for e in entries:
+                what = f"pack {pack_id.hex()} blob {e.blob_id.hex()} ({BlobType.NAMES.get(e.blob_type, '?')})"
+                piece = view[e.offset - start:e.offset - start + e.length]
+                if len(piece) != e.length:
+                    out.append(IntegrityError(f"{what}: pack is truncated"))
+                    continue
+                try:
+                    out.append(self.decode_blob(e, piece, what=what))
+                except RepositoryError as exc:
+                    out.append(exc)
+        return out
+
+    # -- packs -----------------------------------------------------------------------------
+
+    def list_packs(self) -> dict[bytes, ObjectInfo]:
+        packs = {}
+        for info in self.storage.list(DATA_PREFIX):
+            pack_id = pack_id_from_key(info.key)
+            if pack_id is not None:
+                packs[pack_id] = info
+        return packs
+
+    def read_pack_header(self, pack_id: bytes, size: int | None = None) -> list[BlobEntry]:
+        """The blobs a pack says it holds. IntegrityError when the pack is truncated or damaged."""
+        key = pack_key(pack_id)
+        what = f"pack {pack_id.hex()}"
+        if size is None:
+            size = self.storage.stat(key).size
+        if size < PACK_TRAILER.size:
+            raise IntegrityError(f"{what}: truncated ({size} bytes)")
+        header_len, magic = PACK_TRAILER.unpack(self.storage.get_range(key, size - PACK_TRAILER.size,
+                                                                       PACK_TRAILER.size))
+        if magic != PACK_MAGIC or header_len > size - PACK_TRAILER.size:
+            raise IntegrityError(f"{what}: truncated or not a pack (bad trailer)")
+        start = size - PACK_TRAILER.size - header_len
+        raw = self.storage.get_range(key, start, header_len)
+        payload = self.keys.open_object(BlobType.PACK_HEADER, pack_id, raw, what=f"{what} header")
+        entries = decode_pack_header(payload, what=what)
+        if entries and entries[-1].offset + entries[-1].length != start:
+            raise IntegrityError(f"{what}: header does not match the pack's length")
+        return entries
+
+    def pack_tail(self, pack_id: bytes, entries: Sequence[BlobEntry]) -> bytes:
+        """What follows the blobs of a new pack: its sealed header and the trailer."""
+        header = self.keys.envelope.seal(BlobType.PACK_HEADER, pack_id, FLAG_RAW, encode_pack_header(entries))
+        return header + PACK_TRAILER.pack(len(header), PACK_MAGIC)
+

@@ -1,0 +1,54 @@
+"""Choosing a restore point: by id, or the latest succeeded one of an app (restore, copy, verify, retention)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from kubekeep.catalog import Catalog, latest_restore_point
+from kubekeep.repo.repository import Repository
+
+from .record import RESTORE_POINT_TAG, RestorePointRecord, read_restore_point
+
+
+class RestorePointNotFoundError(LookupError):
+    """No restore point matches (a mistyped id, an app without succeeded points, a wrong location)."""
+
+
+def find_restore_point(repo: Repository, restore_point_id: str) -> tuple[str, RestorePointRecord]:
+    """The restore point with this id: (its snapshot id, its record)."""
+    for info in repo.snapshots(tags=[RESTORE_POINT_TAG]):
+        if info.metadata.get("restore_point") == restore_point_id:
+            return info.id, read_restore_point(repo, info.id)
+    raise RestorePointNotFoundError(f"restore point {restore_point_id!r} not found in {repo.storage.url}")
+
+
+def choose_restore_point(repo: Repository, *, restore_point: str | None = None, app: str | None = None,
+                         before: datetime | None = None, catalog: Catalog | None = None
+                         ) -> tuple[str, RestorePointRecord]:
+    """By id, or the latest succeeded point of ``app`` (optionally finished before ``before``).
+
+    The catalog answers "latest"; the repository is the truth (the catalog is a
+    rebuildable index), so the chosen point is then read from the repository.
+    """
+    if restore_point:
+        return find_restore_point(repo, restore_point)
+    if not app:
+        raise ValueError("give a restore point id, or an app (for its latest restore point)")
+    if catalog is not None:
+        point = latest_restore_point(catalog, app, before=before)
+        if point is not None:
+            return point.snapshot_id, read_restore_point(repo, point.snapshot_id)
+    # no catalog (or it is behind): scan restore-point snapshots
+    best: tuple[str, RestorePointRecord] | None = None
+    for info in repo.snapshots(tags=[RESTORE_POINT_TAG, f"app:{app}"]):
+        if info.metadata.get("status") != "succeeded":
+            continue
+        record = read_restore_point(repo, info.id)
+        if before is not None and datetime.fromisoformat(record.finished_at) >= before:
+            continue
+        if best is None or record.finished_at > best[1].finished_at:
+            best = (info.id, record)
+    if best is None:
+        when = f" before {before.isoformat()}" if before else ""
+        raise RestorePointNotFoundError(f"no succeeded restore point of app {app!r}{when} in {repo.storage.url}")
+    return best
