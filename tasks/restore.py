@@ -76,6 +76,8 @@ class PlanRef:
     #: what the plan leaves out, one line each (the report has every one as an outcome)
     skipped: list[str] = field(default_factory=list)
     converted: list[str] = field(default_factory=list)
+    #: the application of the restore point
+    app: str = ""
 
     @property
     def object_count(self) -> int:
@@ -138,7 +140,8 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
             volumes.append(VolumeToRestore(f"{v.namespace}/{v.pvc}", target.namespace, target.name, v.snapshot_id))
     return PlanRef(restore_point_id=record.id, snapshot_id=snapshot_id, spool=str(spool), phases=phases,
                    volumes=volumes, skipped=reprovisioned + [f"{s.ref}: {s.reason}" for s in plan.skipped],
-                   converted=[f"{c.ref}: {'; '.join(c.notes) or 'converted'}" for c in plan.converted])
+                   converted=[f"{c.ref}: {'; '.join(c.notes) or 'converted'}" for c in plan.converted],
+                   app=record.app)
 
 
 @task(name="dry-run", **DATA_TASK)
