@@ -57,7 +57,7 @@ def _missing() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "Playwright for Python is not installed (pip install -e '.[ui]')"
+        return "Playwright for Python is not installed (pip install -e '.[test]')"
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         return f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
     return None

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: the deployments of prefect.yaml the tests deploy (nightly-backup's cron schedule is tested in
 #: tests/integration/test_deployments.py)
-AD_HOC = ("backup-now", "restore")
+AD_HOC = ("backup-now", "restore", "restore-points")
 
 
 def prefect_cli(args: list[str], api: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -82,13 +82,15 @@ def kubekeep_deployments(prefect_api: str, test_cluster: Any) -> Iterator[Kubeke
     prefect_cli(["work-pool", "create", deployed.pool, "--type", "process"], prefect_api)
     for name in AD_HOC:
         prefect_cli(["--no-prompt", "deploy", "--name", name, "--pool", deployed.pool,
-                     "--params", json.dumps(deployed.blocks())], prefect_api)
+                     "--params", json.dumps(deployed.blocks() if name != "restore-points" else
+                                            {k: v for k, v in deployed.blocks().items() if k != "cluster"})],
+                    prefect_api)
 
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
         for name in AD_HOC:
-            flow = "backup" if "backup" in name else "restore"
+            flow = "backup" if "backup" in name else name if name == "restore-points" else "restore"
             deployed.deployments[name] = str(client.read_deployment_by_name(f"{flow}/{name}").id)
     yield deployed
 
