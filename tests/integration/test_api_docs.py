@@ -27,7 +27,7 @@ def doc_script(path: Path) -> str:
 
 def test_doc_script_is_every_sh_block() -> None:
     script = doc_script(ROOT / "docs" / "api.md")
-    for call in ("/deployments/name/backup/backup-now", "/create_flow_run", "/flow_runs/$1", "/artifacts/filter",
+    for call in ("/deployments/name/backup/backup-now", "/artifacts/restore-points-$APP/latest", "/create_flow_run", "/flow_runs/$1", "/artifacts/filter",
                  "/logs/filter", "/flow_runs/filter", "/set_state"):
         assert call in script
 
@@ -55,6 +55,9 @@ def test_api_examples_run_against_the_real_server(kubekeep_deployments: Kubekeep
         # the backup's summary names its restore point; the restore table lists the ConfigMap as created
         assert re.search(rf"# Restore point `{re.escape(app)}-\d{{8}}T\d{{6}}Z-[0-9a-f]{{6}}`", out), out
         assert re.search(rf"ConfigMap\t{re.escape(copy)}\tsettings\tcreated", out), out
+        # the keyed index lists the restore point
+        assert re.search(rf"^{re.escape(app)}-\d{{8}}T\d{{6}}Z-[0-9a-f]{{6}}\t[^\t]+ UTC\tsucceeded\t", out,
+                         flags=re.M), out
         # the recent-runs listing shows both restores; cancelling a finished run is refused
         assert "\tCOMPLETED\ttrue" in out and "\tCOMPLETED\tfalse" in out, out
         assert out.rstrip().endswith("ABORT"), out
