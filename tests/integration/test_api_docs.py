@@ -27,7 +27,8 @@ def doc_script(path: Path) -> str:
 
 def test_doc_script_is_every_sh_block() -> None:
     script = doc_script(ROOT / "docs" / "api.md")
-    for call in ("/deployments/name/backup/backup-now", "/artifacts/restore-points-$APP/latest", "/create_flow_run", "/flow_runs/$1", "/artifacts/filter",
+    for call in ("/deployments/name/backup/backup-now", "/artifacts/restore-points-$APP/latest",
+                 "/artifacts/restore-objects-$APP/latest", "/create_flow_run", "/flow_runs/$1", "/artifacts/filter",
                  "/logs/filter", "/flow_runs/filter", "/set_state"):
         assert call in script
 

@@ -16,7 +16,9 @@ Fixtures:
   its path is printed at the end of the session. Kept after the session (the
   screenshots are the test's artifacts); ``KUBEKEEP_UI_SCREENSHOTS=DIR`` chooses it.
 - ``page`` (function): a new browser context and page per test (1280x900); when the
-  test fails, a screenshot of the page is saved as ``FAILED-<test>.png``.
+  test fails, a screenshot of the page is saved as ``FAILED-<test>.png``. Actions and
+  ``expect`` assertions wait up to 30 s (Playwright's assertions default to 5 s): a UI
+  page first loads and runs its scripts, which takes seconds on a loaded 2-core machine.
 
 Playwright's sync API keeps an asyncio event loop in the main thread while the browser
 runs: test code there must call Prefect's dual sync/async methods with ``_sync=True``
@@ -48,6 +50,9 @@ CHROMIUM_ARGS = [
     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-default-apps", "--disable-extensions", "--metrics-recording-only", "--mute-audio",
 ]
+
+#: how long an action or an assertion waits for the page
+UI_TIMEOUT_MS = 30_000
 
 _reports: dict[str, pytest.TestReport] = {}
 _screenshot_dir: list[Path] = []
@@ -137,8 +142,11 @@ def ui_url(prefect_api: str) -> str:
 @pytest.fixture
 def page(browser: Any, screenshots: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh context and page; a screenshot of the page is saved when the test fails."""
+    from playwright.sync_api import expect
+
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     page = context.new_page()
     try:
         yield page

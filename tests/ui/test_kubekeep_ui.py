@@ -8,6 +8,7 @@ saved under the session's screenshot directory (KUBEKEEP_UI_SCREENSHOTS to choos
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -53,6 +54,16 @@ def visit(page: Any, url: str) -> None:
     page.goto(url, wait_until="domcontentloaded")
 
 
+def open_latest_artifact(page: Any, ui_url: str, api: str, key: str) -> dict[str, Any]:
+    """Artifacts → ``key`` (its history, newest first) → the newest version; return it (API form)."""
+    with httpx.Client(base_url=api, timeout=10) as client:
+        artifact = client.get(f"/artifacts/{key}/latest").json()
+    visit(page, f"{ui_url}/v2/artifacts/key/{key}")
+    page.get_by_role("link", name=artifact["id"][:8], exact=True).click()
+    expect(page).to_have_url(re.compile(rf"/artifacts/artifact/{artifact['id']}"))
+    return dict(artifact)
+
+
 def submit(page: Any) -> None:
     page.get_by_role("button", name="Submit").click()
     # the UI leaves the form once the server accepted the run
@@ -84,11 +95,11 @@ def test_backup_pick_and_restore_from_the_ui(page: Any, ui_url: str, prefect_api
         listed = wait_for_run(prefect_api, ids["restore-points"], lambda r: r["parameters"].get("app") == app)
         assert listed["state_type"] == "COMPLETED", listed["state"]
         assert listed["name"] == f"restore points of {app}"
-        with httpx.Client(base_url=prefect_api, timeout=10) as client:
-            artifact = client.get(f"/artifacts/restore-points-{app}/latest").json()
-        point = artifact["data"][0]["id"]
-        assert point.startswith(f"{app}-") and artifact["data"][0]["status"] == "succeeded", artifact["data"]
-        visit(page, f"{ui_url}/v2/artifacts/key/restore-points-{app}")
+        artifact = open_latest_artifact(page, ui_url, prefect_api, f"restore-points-{app}")
+        assert artifact["flow_run_id"] == listed["id"]
+        rows = json.loads(artifact["data"])  # a table artifact's data is its rows as a JSON string
+        point = rows[0]["id"]
+        assert point.startswith(f"{app}-") and rows[0]["status"] == "succeeded", rows
         expect(page.get_by_text(point, exact=True).first).to_be_visible()
         page.screenshot(path=str(screenshots / "restore-points.png"))
 
@@ -116,11 +127,11 @@ def test_backup_pick_and_restore_from_the_ui(page: Any, ui_url: str, prefect_api
         assert cluster.get("v1", "ConfigMap", "settings", namespace=copy)["data"] == {"color": "blue"}
 
         # 4. the restore's report is a keyed artifact with the object table, linked from the run
-        visit(page, f"{ui_url}/v2/artifacts/key/restore-{app}")
+        assert open_latest_artifact(page, ui_url, prefect_api, f"restore-{app}")["flow_run_id"] == restored["id"]
         expect(page.get_by_text(re.compile(rf"Restore \S+ of restore point {re.escape(point)}")).first
                ).to_be_visible()
         page.screenshot(path=str(screenshots / "restore-report.png"))
-        visit(page, f"{ui_url}/v2/artifacts/key/restore-objects-{app}")
+        open_latest_artifact(page, ui_url, prefect_api, f"restore-objects-{app}")
         expect(page.get_by_text(copy, exact=True).first).to_be_visible()
         expect(page.get_by_text("created", exact=True).first).to_be_visible()
     finally:
@@ -169,5 +180,7 @@ def test_a_failed_run_shows_its_reason_on_the_run_page(page: Any, ui_url: str, p
               "a key_env; edit it in the Prefect UI under Blocks")
     assert reason in run["state"]["message"]
     visit(page, f"{ui_url}/v2/runs/flow-run/{run_id}")
-    expect(page.get_by_text(reason).first).to_be_visible()
+    line = page.get_by_text(reason).first  # on the Logs tab, the tab the run page opens with
+    expect(line).to_be_visible()
+    line.scroll_into_view_if_needed()
     page.screenshot(path=str(screenshots / "failed-run.png"))
