@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
 
 def run_demo(*, keep: bool = False) -> int:
-    # Ephemeral Prefect in a throwaway home, no telemetry; set before Prefect is imported.
-    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="kubekeep-demo-prefect-"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-
+    """Run the demo against the Prefect API in effect (``kubekeep demo`` provides one: PREFECT_API_URL, or a
+    temporary server from the pre-migrated template, with Prefect's logs in the command's log file)."""
     from blocks import ClusterConnection, EncryptionKey, LocationProfile
     from flows.backup import backup
     from kubekeep.catalog import latest_restore_point

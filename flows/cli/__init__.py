@@ -6,6 +6,8 @@ run; ``repo`` and ``testbed`` never do.
 """
 
 from . import apps, backup, catalog, demo, repo, restore, testbed, ui  # noqa: F401 - each registers its commands
-from .app import app, main
+from .app import app, finish_tree, main
+
+finish_tree(app)
 
 __all__ = ["app", "main"]

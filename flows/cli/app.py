@@ -12,9 +12,47 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
+from typer.models import DefaultPlaceholder
 
 log = logging.getLogger("kubekeep.cli")
 console = Console(stderr=True, soft_wrap=True)
+
+class _HelpIsAFlag:
+    """``--help`` reads as a flag in every help screen (Typer shows its own help option as ``<bool>``)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Command(_HelpIsAFlag, TyperCommand):
+    """Every command of the tree (set by :func:`finish_tree`)."""
+
+
+class Group(_HelpIsAFlag, TyperGroup):
+    """Every command group of the tree (set by :func:`finish_tree`)."""
+
+
+def finish_tree(root: typer.Typer) -> typer.Typer:
+    """Give every command and group of the tree the classes above (called once all modules registered)."""
+    def unset(value: Any) -> bool:
+        return value is None or isinstance(value, DefaultPlaceholder) or value in (TyperCommand, TyperGroup)
+
+    if unset(root.info.cls):
+        root.info.cls = Group
+    for command in root.registered_commands:
+        if unset(command.cls):
+            command.cls = Command
+    for group in root.registered_groups:
+        if unset(group.cls):
+            group.cls = Group
+        if group.typer_instance is not None:
+            finish_tree(group.typer_instance)
+    return root
+
 
 app = typer.Typer(name="kubekeep", no_args_is_help=True, add_completion=False,
                   help="Back up, restore, copy and verify Kubernetes applications.")

@@ -15,4 +15,8 @@ def demo(keep: Annotated[bool, Flag("--keep", help="Keep the control plane runni
     """Start the local test bed, create a sample app and run the main job against it."""
     from flows.demo import run_demo
 
-    raise typer.Exit(run_demo(keep=keep))
+    from .common import session
+
+    with session("demo", flows=True):
+        code = run_demo(keep=keep)
+    raise typer.Exit(code)

@@ -21,7 +21,7 @@ from kubekeep.repo.errors import RepositoryError, RestoreError
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import RetentionMode, S3Storage, Storage, StorageError
 
-from .app import app, console
+from .app import Flag, app, console
 from .common import LocationOpt, fail, out, read_password
 
 repo_app = typer.Typer(help="Manage the repository of a location (init, backup, restore, check, prune, keys).",
@@ -132,7 +132,7 @@ def _retention(mode: RetentionMode | None, days: int) -> tuple[RetentionMode, da
 def init_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFile = None,
              cipher: Annotated[str, typer.Option(help="aes-256-gcm or chacha20-poly1305")] = "aes-256-gcm",
              compression_level: Annotated[int, typer.Option(min=1, max=22, help="zstd level (1-22).")] = 3,
-             create_bucket: Annotated[bool, typer.Option(
+             create_bucket: Annotated[bool, Flag(
                  "--create-bucket", help="Create a missing S3 bucket (with Object Lock when --lock-mode is "
                                          "given). Without it, a missing bucket is an error.")] = False,
              lock_mode: LockMode = None, lock_days: LockDays = 0) -> None:
@@ -223,7 +223,9 @@ def _restore_summary(result: Any, target: Path) -> None:
 
 
 @repo_app.command("snapshots")
-def snapshots_cmd(repo: Location, tag: Annotated[list[str] | None, typer.Option("--tag")] = None,
+def snapshots_cmd(repo: Location,
+                  tag: Annotated[list[str] | None, typer.Option(
+                      "--tag", help="Only snapshots with this tag (repeatable).")] = None,
                   password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
     """List snapshots, oldest first."""
     with errors_reported():
@@ -243,7 +245,8 @@ def snapshots_cmd(repo: Location, tag: Annotated[list[str] | None, typer.Option(
 
 
 @repo_app.command("check")
-def check_cmd(repo: Location, read_data: Annotated[bool, typer.Option("--read-data")] = False,
+def check_cmd(repo: Location, read_data: Annotated[bool, Flag(
+                  "--read-data", help="Also read and authenticate every blob (slow: reads all data).")] = False,
               password_file: PasswordFile = None, key_file: KeyFile = None) -> None:
     """Verify the repository's structure (and, with --read-data, every blob)."""
     with errors_reported():
@@ -290,7 +293,7 @@ def prune_cmd(repo: Location, snapshot: Annotated[list[str] | None, typer.Argume
 
 @repo_app.command("unlock")
 def unlock_cmd(repo: Location,
-               remove_all: Annotated[bool, typer.Option(
+               remove_all: Annotated[bool, Flag(
                    "--remove-all", help="Remove every lock, also of operations that may still run (only when "
                                         "you know nothing runs on this repository).")] = False,
                password_file: PasswordFile = None, key_file: KeyFile = None) -> None:

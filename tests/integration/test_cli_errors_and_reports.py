@@ -170,3 +170,17 @@ def test_without_prefect_api_url_a_quiet_temporary_server_runs_the_flow(cli_env:
     assert "temporary Prefect server" in text and "database is locked" not in text
     print(f"backup through a temporary Prefect server: {elapsed:.1f}s; "
           f"{re.search(r'ready in [0-9.]+s', text).group(0)}")  # type: ignore[union-attr]
+
+
+def test_demo_is_quiet_and_uses_the_cli_runtime(tmp_path: Path) -> None:
+    """README's first command: the demo reports through the same runtime as every command (no Prefect banner,
+    no INFO logs, a log file), on a temporary server from the pre-migrated template."""
+    env = {"KUBEKEEP_DEMO_LOCATION": str(tmp_path / "demo-loc"), "KUBEKEEP_LOG_DIR": str(tmp_path / "logs"),
+           "KUBEKEEP_TEST_CHEAP_KDF": "1", "COLUMNS": "250"}
+    result = _kubekeep(["demo"], env, api=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for noise in NOISE:
+        assert noise not in output, output[-3000:]
+    assert re.search(r"Restore point \S+: succeeded, \d+ objects", result.stdout), result.stdout
+    assert list((tmp_path / "logs").glob("*.log")), "the demo writes its log file like every command"

@@ -78,7 +78,34 @@ def test_every_option_has_help_and_booleans_are_flags(command: str) -> None:
     runner = CliRunner()
     result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert [line for line in result.output.splitlines() if "<bool>" in line and "--help" not in line] == []
+    assert [line for line in result.output.splitlines() if "<bool>" in line] == []
+
+
+def _command_paths(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = [prefix]
+    for name, sub in getattr(group, "commands", {}).items():
+        paths += _command_paths(sub, (*prefix, name))
+    return paths
+
+
+def test_no_help_screen_shows_a_flag_with_a_value() -> None:
+    """``--help`` itself, and every flag of every command in the tree, reads as a flag; every option has help."""
+    import typer.main
+
+    runner = CliRunner()
+    root = typer.main.get_command(app)
+    paths = _command_paths(root)
+    assert ("repo", "init") in paths and ("restore",) in paths
+    for path in paths:
+        command: Any = root
+        for name in path:
+            command = command.commands[name]
+        for param in command.params:
+            if isinstance(param, TyperOption) and param.name != "help":
+                assert param.help, f"{' '.join(path)} {param.opts} has no help text"
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, path
+        assert [line for line in result.output.splitlines() if "<bool>" in line] == [], path
 
 
 def test_help_lists_the_commands() -> None:
