@@ -69,6 +69,7 @@ def backup(
     policy: str | None = None,
     include_crds: Strings = [],  # noqa: B006
     init: bool = False,
+    keep_quiesced: bool = False,
 ) -> str:
     """Back up an application; return the id of the new restore point.
 
@@ -96,6 +97,8 @@ def backup(
         init: Create the repository (and its directory or bucket) when the location holds
             none; only for a first backup. Without it a location that is not a repository
             fails, so an unmounted NFS path never becomes a repository on the local disk.
+        keep_quiesced: Leave the ``quiesce`` workloads at zero after a successful backup (a migration's final
+            backup: the source stays stopped; a failed backup still restores them).
     """
     logger = get_run_logger()
     started = datetime.now(UTC)
@@ -115,7 +118,7 @@ def backup(
         try:
             with hooks_around(conn, resolved, rules) as hook_run:
                 manifests = snapshot_manifests(loc, key, conn, scope, rp_id, app, init)
-                with quiesced(conn, resolved, quiesce):
+                with quiesced(conn, resolved, quiesce, keep=keep_quiesced):
                     volumes = export_volumes(loc, key, conn, manifests.pvcs, rp_id,
                                              nfs_mounts={m.export: m.mount for m in nfs_mounts},
                                              mover=mover, concurrency=volume_concurrency)

@@ -143,10 +143,12 @@ def unquiesce_workloads(cluster: ClusterConnection, refs: list[WorkloadRef]) -> 
 
 @contextmanager
 def quiesced(cluster: ClusterConnection, namespaces: list[str], patterns: Sequence[str] | None, *,
-             timeout: float = 120.0) -> Iterator[QuiesceRecord | None]:
+             timeout: float = 120.0, keep: bool = False) -> Iterator[QuiesceRecord | None]:
     """The workloads ``patterns`` match scaled to zero inside the block, restored on exit: also when the
     block raises (a failure to restore is then added to its exception as a note). No patterns: nothing
-    is quiesced (yields None). ``timeout``: seconds to wait for the pods to stop."""
+    is quiesced (yields None). ``timeout``: seconds to wait for the pods to stop. ``keep``: a block that
+    succeeds leaves them at zero (a migration's cutover: the source stays quiesced; their annotations
+    hold the replica counts for a rollback); a block that raises still restores them."""
     if not patterns:
         yield None
         return
@@ -159,4 +161,5 @@ def quiesced(cluster: ClusterConnection, namespaces: list[str], patterns: Sequen
         except QuiesceError as undo:
             exc.add_note(str(undo))
         raise
-    unquiesce_workloads(cluster, record.refs)
+    if not keep:
+        unquiesce_workloads(cluster, record.refs)

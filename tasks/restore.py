@@ -24,9 +24,11 @@ from prefect.logging import get_run_logger
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, repository
 from kubekeep.backup.csi import CsiError, restore_with_mover
-from kubekeep.catalog import Catalog
+from kubekeep.catalog import Catalog, Downtime
 from kubekeep.cluster import Cluster
 from kubekeep.manifest import ref_of
+from kubekeep.migrate.target import MIGRATION_ANNOTATION
+from kubekeep.migrate.volumes import sync_volume
 from kubekeep.repo.repository import Repository
 from kubekeep.restore import (
     DEFAULT_PRIORITIES,
@@ -110,14 +112,18 @@ def plan_options(*, namespace_map: dict[str, str] | None = None, storage_class_m
 def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, *,
               restore_point: str | None = None, app: str | None = None, before: datetime | None = None,
               selector: Selector | None = None, pvcs: Sequence[str] = (),
-              options: PlanOptions | None = None) -> PlanRef:
+              options: PlanOptions | None = None, exclude_kinds: Sequence[str] = ()) -> PlanRef:
     """Choose the restore point (by id, or the latest succeeded one of ``app``), load the selected
-    manifests, plan them against what the target serves, and spool the plan."""
+    manifests (without the kinds ``exclude_kinds`` names: ``Kind`` or ``Kind.group``), plan them against
+    what the target serves, and spool the plan."""
     options = options or PlanOptions()
     with repository(location, key) as repo:
         snapshot_id, record = choose_restore_point(repo, restore_point=restore_point, app=app, before=before,
                                                    catalog=Catalog(repo.storage, codec=repo.catalog_codec()))
         manifests = list(load_manifests(repo, record, selector, pvcs=pvcs))
+    excluded = [f"{ref_of(m)}: kind excluded by the run" for m in manifests if _kind_in(m, exclude_kinds)]
+    if excluded:
+        manifests = [m for m in manifests if not _kind_in(m, exclude_kinds)]
     manifests, reprovisioned = drop_reprovisioned_volumes(
         manifests, {(v.namespace, v.pvc) for v in record.volumes if v.snapshot_id})
     with cluster.connect() as c:
@@ -139,9 +145,16 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
         if (target.namespace, target.name) in planned_pvcs:
             volumes.append(VolumeToRestore(f"{v.namespace}/{v.pvc}", target.namespace, target.name, v.snapshot_id))
     return PlanRef(restore_point_id=record.id, snapshot_id=snapshot_id, spool=str(spool), phases=phases,
-                   volumes=volumes, skipped=reprovisioned + [f"{s.ref}: {s.reason}" for s in plan.skipped],
+                   volumes=volumes, skipped=excluded + reprovisioned + [f"{s.ref}: {s.reason}" for s in plan.skipped],
                    converted=[f"{c.ref}: {'; '.join(c.notes) or 'converted'}" for c in plan.converted],
                    app=record.app)
+
+
+def _kind_in(manifest: dict[str, Any], kinds: Sequence[str]) -> bool:
+    if not kinds:
+        return False
+    ref = ref_of(manifest)
+    return any(k == ref.kind or k == ref.group_kind for k in kinds)
 
 
 @task(name="dry-run", **DATA_TASK)
@@ -154,12 +167,13 @@ def dry_run_plan(cluster: ClusterConnection, plan: PlanRef, policy: RestorePolic
 @task(name="apply-plan", **{**DATA_TASK, "retries": 0})
 def apply_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, plan: PlanRef,
                policy: RestorePolicy, *, wait: bool = True, restore_volumes: bool = True, verify: bool = True,
-               mover: MoverOptions | None = None) -> RestoreReport:
+               mover: MoverOptions | None = None, seeded_by: str | None = None) -> RestoreReport:
     """Restore the plan phase by phase (kubekeep.restore.apply): CRDs Established before custom resources,
     claims Bound and their data restored and verified (:func:`fill_volumes`) before the first workload,
     each readiness tier Ready before the next; a workload whose volume data failed or was not verified is
     held back and the restore stops. Per-object problems are in the report; the task fails only on
-    infrastructure errors (never retried: objects may already exist)."""
+    infrastructure errors (never retried: objects may already exist). ``seeded_by``: a migration id; claims
+    of that migration's pre-seed are brought to the snapshot incrementally (fill_volumes)."""
     logger = get_run_logger()
 
     def on_phase(phase: PhaseReport, _report: RestoreReport) -> None:
@@ -173,24 +187,32 @@ def apply_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCo
             repo = stack.enter_context(repository(location, key))
 
             def fill(ctx: RestoreContext) -> list[VolumeOutcome]:
-                return fill_volumes(repo, ctx.cluster, ctx.pvcs, plan.volumes, verify=verify, mover=mover)
+                return fill_volumes(repo, ctx.cluster, ctx.pvcs, plan.volumes, verify=verify, mover=mover,
+                                    seeded_by=seeded_by)
 
         return apply(c, read_plan(Path(plan.spool)), policy, wait=wait, on_phase=on_phase, before_workloads=fill)
 
 
 def fill_volumes(repo: Repository, cluster: Cluster, claims: Sequence[RestoredPvc],
                  volumes: Sequence[VolumeToRestore], *, verify: bool = True,
-                 mover: MoverOptions | None = None) -> list[VolumeOutcome]:
+                 mover: MoverOptions | None = None, seeded_by: str | None = None) -> list[VolumeOutcome]:
     """Fill the claims this restore created from their snapshots (a few at once); one VolumeOutcome per
     claim, in ``volumes`` order. A claim that is not Bound, or whose fill fails, is FAILED (never raised):
-    the restore engine then holds back every workload that mounts it."""
+    the restore engine then holds back every workload that mounts it.
+
+    ``seeded_by`` (a migration id): claims annotated ``kubekeep.io/migration`` with it, created now or
+    by that migration's pre-seed, are synced instead (kubekeep.migrate.volumes.sync_volume: only what
+    changed since the last sync is written, entries the snapshot lacks are removed, what was written is
+    re-read and compared). Other existing claims are never written into."""
     created = {(p.ref.namespace, p.ref.name): p for p in claims
-               if p.action in (Action.CREATED, Action.RECREATED)}
+               if p.action in (Action.CREATED, Action.RECREATED) or _seeded(p, seeded_by)}
     todo = [(v, created[(v.namespace, v.pvc)]) for v in volumes if (v.namespace, v.pvc) in created]
 
     def one(item: tuple[VolumeToRestore, RestoredPvc]) -> VolumeOutcome:
         volume, claim = item
         try:
+            if _seeded(claim, seeded_by):
+                return _sync_claim(repo, cluster, volume, claim)
             return _fill_claim(repo, cluster, volume, claim, verify, mover)
         except Exception as exc:  # noqa: BLE001 - recorded as the claim's outcome, never dropped
             return VolumeOutcome(volume.namespace, volume.pvc, VolumeStatus.FAILED, source=volume.source,
@@ -198,6 +220,28 @@ def fill_volumes(repo: Repository, cluster: Cluster, claims: Sequence[RestoredPv
 
     with ThreadPoolExecutor(max_workers=VOLUME_WORKERS, thread_name_prefix="kubekeep-volume") as pool:
         return list(pool.map(one, todo))
+
+
+def _seeded(claim: RestoredPvc, migration: str | None) -> bool:
+    annotations = (claim.claim or {}).get("metadata", {}).get("annotations") or {}
+    return migration is not None and annotations.get(MIGRATION_ANNOTATION) == migration
+
+
+def _sync_claim(repo: Repository, cluster: Cluster, volume: VolumeToRestore, claim: RestoredPvc) -> VolumeOutcome:
+    where = f"PVC {volume.namespace}/{volume.pvc}"
+    if not claim.bound or not claim.volume_name:
+        raise RuntimeError(f"{where} is not Bound ({claim.note or 'no volume'}); no volume data was synced into it")
+    pv = cluster.get("v1", "PersistentVolume", claim.volume_name)
+    spec = pv.get("spec") or {}
+    path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
+    if not path:
+        raise RuntimeError(f"{where}: volume {claim.volume_name} is not reachable from this worker; a migration's "
+                           "incremental sync needs direct access to the target volume")
+    synced = sync_volume(repo, volume.snapshot_id, Path(path),
+                         target_id=f"{cluster.name}/{claim.volume_name}/{pv['metadata']['uid']}")
+    return VolumeOutcome(volume.namespace, volume.pvc, VolumeStatus.VERIFIED, source=volume.source,
+                         snapshot_id=volume.snapshot_id, method="incremental-sync" if synced.seeded else "sync",
+                         files=synced.files, bytes=synced.written_bytes)
 
 
 def _fill_claim(repo: Repository, cluster: Cluster, volume: VolumeToRestore, claim: RestoredPvc, verify: bool,
@@ -245,13 +289,13 @@ def restore_files(location: LocationProfile, key: EncryptionKey, files: FilesToR
 
 @task(name="record-restore", **DATA_TASK)
 def record_restore(location: LocationProfile, key: EncryptionKey, report: RestoreReport, plan: PlanRef,
-                   restore_id: str) -> str:
+                   restore_id: str, downtime: Downtime | None = None) -> str:
     """Keep the report: a snapshot in the repository, then the catalog's ``restores`` row (every object's
-    outcome); return the catalog key."""
+    outcome; a migration's cutover also its measured ``downtime``); return the catalog key."""
     namespaces = sorted({o.namespace for o in report.outcomes if o.namespace})
     with repository(location, key) as repo:
         return record_report(repo, report, restore_id=restore_id, restore_point_id=plan.restore_point_id,
-                             target_namespaces=namespaces, retention=location.retention())
+                             target_namespaces=namespaces, retention=location.retention(), downtime=downtime)
 
 
 def discard_spool(plan: PlanRef) -> None:

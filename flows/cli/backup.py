@@ -68,6 +68,8 @@ def backup_cmd(
                                                                 "restore point.")] = None,
     init: Annotated[bool, Flag("--init", help="Create the repository if the location holds none "
                                               "(first backup only).")] = False,
+    keep_quiesced: Annotated[bool, Flag("--keep-quiesced", help="Leave the --quiesce workloads at zero after a "
+                                                                "successful backup (a manual cutover).")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Back up an application now (the same flow the deployments run); print the restore point id."""
@@ -100,5 +102,5 @@ def backup_cmd(
                            exclude_kinds=exclude_kind or [],
                            volume_concurrency=volume_concurrency, nfs_mounts=mounts, hooks=hook_rules,
                            quiesce=quiesce or [], mover=mover, policy=policy, include_crds=include_crd or [],
-                           init=init)
+                           init=init, keep_quiesced=keep_quiesced)
     typer.echo(rp_id)

@@ -17,6 +17,8 @@ from .query import (
 from .rebuild import RebuildResult, RestorePointSummary, catalog_ids, rebuild_catalog
 from .records import (
     CatalogRecordError,
+    Downtime,
+    DowntimeStage,
     RestorePoint,
     RestorePointObject,
     RestorePointVolume,
@@ -50,6 +52,8 @@ __all__ = [
     "CatalogFormatError",
     "CatalogRecordError",
     "CompactionResult",
+    "Downtime",
+    "DowntimeStage",
     "ObjectOccurrence",
     "RebuildResult",
     "RestorePoint",

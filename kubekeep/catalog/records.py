@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 import pyarrow as pa
@@ -161,11 +161,96 @@ class RestorePointVolume(_FlatRow):
 
 
 @dataclass(frozen=True)
+class DowntimeStage:
+    """One timed stage of a cutover (kubekeep.migrate.CutoverStage names them)."""
+
+    name: str
+    started_at: datetime
+    finished_at: datetime
+    seconds: float
+
+    def to_row(self) -> dict[str, Any]:
+        return {"name": self.name, "started_at": self.started_at, "finished_at": self.finished_at,
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DowntimeStage:
+        return cls(str(row["name"]), _utc(row["started_at"]), _utc(row["finished_at"]), float(row["seconds"]))
+
+
+@dataclass(frozen=True)
+class Downtime:
+    """The measured downtime of one cutover."""
+
+    #: when the source stopped serving (quiesce started)
+    started_at: datetime
+    #: when the target was ready (None: it never was; the downtime has no end yet)
+    ready_at: datetime | None
+    #: seconds from ``started_at`` to ``ready_at`` on a monotonic clock (None with ``ready_at``)
+    seconds: float | None
+    stages: tuple[DowntimeStage, ...] = field(default_factory=tuple)
+
+    def stage_seconds(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in self.stages:
+            out[s.name] = out.get(s.name, 0.0) + s.seconds
+        return out
+
+    def ratio_to(self, baseline_seconds: float) -> float | None:
+        """This downtime as a share of ``baseline_seconds`` (e.g. a cold backup + restore)."""
+        if self.seconds is None or baseline_seconds <= 0:
+            return None
+        return self.seconds / baseline_seconds
+
+    def to_row(self) -> dict[str, Any]:
+        """The catalog's ``downtime`` struct (``restores`` table)."""
+        return {"started_at": self.started_at, "ready_at": self.ready_at, "seconds": self.seconds,
+                "stages": [s.to_row() for s in self.stages]}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Downtime:
+        ready = row.get("ready_at")
+        seconds = row.get("seconds")
+        return cls(_utc(row["started_at"]), _utc(ready) if ready is not None else None,
+                   float(seconds) if seconds is not None else None,
+                   tuple(DowntimeStage.from_row(s) for s in row.get("stages") or ()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the restore report kept in the repository)."""
+        return {"started_at": self.started_at.isoformat(),
+                "ready_at": self.ready_at.isoformat() if self.ready_at else None, "seconds": self.seconds,
+                "stages": [{**s.to_row(), "started_at": s.started_at.isoformat(),
+                            "finished_at": s.finished_at.isoformat()} for s in self.stages]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Downtime:
+        return cls.from_row({**data, "started_at": datetime.fromisoformat(str(data["started_at"])),
+                             "ready_at": datetime.fromisoformat(str(data["ready_at"])) if data.get("ready_at")
+                             else None,
+                             "stages": [{**s, "started_at": datetime.fromisoformat(str(s["started_at"])),
+                                         "finished_at": datetime.fromisoformat(str(s["finished_at"]))}
+                                        for s in data.get("stages") or ()]})
+
+    def summary(self) -> str:
+        if self.seconds is None:
+            return f"downtime since {self.started_at.isoformat(timespec='seconds')}: the target never became ready"
+        parts = ", ".join(f"{name} {sec:.2f}s" for name, sec in self.stage_seconds().items())
+        return f"downtime {self.seconds:.2f}s ({parts})"
+
+
+def _utc(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {value!r}")
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
 class RestoreRecord:
     """One restore (or dry run): counts, and what happened to every object, volume and phase.
 
     ``outcomes``, ``volumes`` and ``phases`` are rows of the nested struct types of
-    :mod:`.schema` (plain dicts; ``None`` in files written before the columns existed).
+    :mod:`.schema` (plain dicts; ``None`` in files written before the columns existed);
+    ``downtime`` is set for a migration's cutover.
     """
 
     id: str
@@ -186,6 +271,8 @@ class RestoreRecord:
     outcomes: tuple[Mapping[str, Any], ...] | None = None
     volumes: tuple[Mapping[str, Any], ...] | None = None
     phases: tuple[Mapping[str, Any], ...] | None = None
+    #: a migration's cutover: quiesce of the source until the target was ready (None for other restores)
+    downtime: Downtime | None = None
 
     def __post_init__(self) -> None:
         check_id(self.id, "restore id")
@@ -209,12 +296,15 @@ class RestoreRecord:
         row["target_namespaces"] = list(self.target_namespaces)
         for name in ("outcomes", "volumes", "phases"):
             row[name] = None if row[name] is None else [dict(r) for r in row[name]]
+        row["downtime"] = None if self.downtime is None else self.downtime.to_row()
         return row
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Self:
         values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
         values["target_namespaces"] = tuple(values["target_namespaces"] or ())
+        if values.get("downtime") is not None:
+            values["downtime"] = Downtime.from_row(values["downtime"])
         return cls(**values)
 
 

@@ -143,6 +143,21 @@ RESTORE_PHASE_TYPE = pa.struct(
     ]
 )
 
+#: a migration's cutover downtime (kubekeep.catalog.records.Downtime)
+RESTORE_DOWNTIME_TYPE = pa.struct(
+    [
+        pa.field("started_at", _TS),
+        pa.field("ready_at", _TS),
+        pa.field("seconds", pa.float64()),
+        pa.field("stages", pa.list_(pa.struct([
+            pa.field("name", pa.string()),
+            pa.field("started_at", _TS),
+            pa.field("finished_at", _TS),
+            pa.field("seconds", pa.float64()),
+        ]))),
+    ]
+)
+
 RESTORES_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -163,6 +178,8 @@ RESTORES_SCHEMA = pa.schema(
         pa.field("outcomes", pa.list_(RESTORE_OUTCOME_TYPE)),
         pa.field("volumes", pa.list_(RESTORE_VOLUME_TYPE)),
         pa.field("phases", pa.list_(RESTORE_PHASE_TYPE)),
+        # added as a nullable column too: null for restores that are not a migration's cutover
+        pa.field("downtime", RESTORE_DOWNTIME_TYPE),
     ]
 )
 

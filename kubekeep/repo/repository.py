@@ -55,7 +55,7 @@ from .storage import (
 if TYPE_CHECKING:  # the operations are imported when first used: opening a repository stays cheap
     from .archiver import BackupResult
     from .maintenance import CheckResult, PruneResult, RecoverResult, RepairResult
-    from .restorer import RestoreResult
+    from .restorer import Baseline, FileRecord, RestoreResult
 
 
 @dataclass
@@ -386,11 +386,14 @@ class Repository:
         return self.backup(streams={name: data}, tags=tags, metadata=metadata, retention=retention)
 
     def restore(self, snapshot_id: str, target: str | os.PathLike[str], *, path: str | None = None,
-                progress: ProgressFn | None = None) -> RestoreResult:
-        """Restore a snapshot (or the file/subtree ``path`` inside it) under ``target``."""
+                progress: ProgressFn | None = None, baseline: Baseline | None = None, prune: bool = False,
+                record: FileRecord | None = None, list_written: bool = False) -> RestoreResult:
+        """Restore a snapshot (or the file/subtree ``path`` inside it) under ``target``; into a target that
+        holds an earlier restore, ``baseline``/``prune``/``record`` move only the delta (restorer.py)."""
         from .restorer import Restorer
 
-        return Restorer(self, progress=progress).restore(snapshot_id, Path(target), path)
+        return Restorer(self, progress=progress).restore(snapshot_id, Path(target), path, baseline=baseline,
+                                                         prune=prune, record=record, list_written=list_written)
 
     def read_stream(self, snapshot_id: str, name: str) -> Iterator[bytes]:
         """A named stream's bytes; an unknown snapshot or stream raises here, before any byte is read."""

@@ -18,14 +18,15 @@ RestoreError at the end lists every failed path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, Protocol, TypeGuard
 
 from .errors import IntegrityError, MissingObjectError, RepositoryError, RestoreError
 from .format import BlobEntry
@@ -39,6 +40,7 @@ from .targetfs import (
     make_dir_at,
     name_problem,
     new_file_at,
+    open_dir_at,
     open_dir_below,
     open_target,
     place_file_at,
@@ -124,10 +126,31 @@ class RestoreResult:
     failures: dict[str, str] = field(default_factory=dict)
     #: metadata that could not be applied (e.g. chown without privileges)
     warnings: list[str] = field(default_factory=list)
+    #: regular files whose data was written (all of them without a baseline), and their bytes
+    written: int = 0
+    written_bytes: int = 0
+    #: regular files kept as they were: the baseline vouched for their content
+    kept: int = 0
+    #: entries removed from the target because the snapshot does not hold them (``prune``)
+    deleted: int = 0
+    #: paths (below the target) of the regular files written, when the caller asks for them
+    written_paths: list[str] | None = None
+
+
+class Baseline(Protocol):
+    """What a target already holds: kubekeep.migrate.seed.SeedCursor answers in walk order."""
+
+    def may_keep(self, parts: tuple[str, ...], st: os.stat_result, content: Mapping[str, Any]) -> bool: ...
+
+
+class FileRecord(Protocol):
+    """Told of every regular file in place after the restore (kubekeep.migrate.seed.SeedWriter)."""
+
+    def add(self, parts: tuple[str, ...], st: os.stat_result, content: Mapping[str, Any]) -> None: ...
 
 
 # events the tree walk produces, consumed in order by the writer
-_DIR, _DIR_DONE, _FILE, _CHUNK, _FILE_DONE, _LINK, _SPECIAL = range(7)
+_DIR, _DIR_DONE, _FILE, _CHUNK, _FILE_DONE, _LINK, _SPECIAL, _KEEP = range(8)
 
 
 class Restorer:
@@ -325,22 +348,39 @@ class Restorer:
         assert node is not None
         return node
 
-    def _events(self, top: _Dir, entries: list[Any], result: RestoreResult) -> Iterator[tuple[int, Any, Any]]:
+    def _events(self, top: _Dir, entries: list[Any], result: RestoreResult,
+                baseline: Baseline | None = None) -> Iterator[tuple[int, Any, Any]]:
         """Events for ``entries`` placed in ``top``, depth first, in tree order.
 
         Runs ahead of the writer (inside the prefetch window). Entries that cannot be
         restored — invalid or repeated names, unreadable trees or chunk lists — are
-        reported here and skipped; nothing here touches the filesystem.
+        reported here and skipped. Nothing here changes the filesystem; with a
+        ``baseline`` the walk looks at what the target holds through its own read-only
+        directory fds (``probe``, never following a link) and yields a file the baseline
+        vouches for as _KEEP, without its chunks (they are never fetched).
         """
         links_seen: set[str] = set()
         # (directory, its entries still to walk, names seen in it)
         stack: list[tuple[_Dir, Iterator[Any], set[str]]] = [(top, iter(entries), set())]
+        try:
+            yield from self._walk(stack, top, result, baseline, links_seen)
+        finally:  # a walk stopped early leaves no probe open
+            for d, _, _ in stack:
+                if d.probe >= 0 and d is not top:
+                    os.close(d.probe)
+                    d.probe = -1
+
+    def _walk(self, stack: list[tuple[_Dir, Iterator[Any], set[str]]], top: _Dir, result: RestoreResult,
+              baseline: Baseline | None, links_seen: set[str]) -> Iterator[tuple[int, Any, Any]]:
         while stack:
             parent, todo, seen = stack[-1]
             entry = next(todo, None)
             if entry is None:
                 stack.pop()
-                yield _DIR_DONE, parent, None
+                if parent.probe >= 0 and parent is not top:
+                    os.close(parent.probe)
+                    parent.probe = -1
+                yield _DIR_DONE, parent, seen
                 continue
             name = entry.get("name") if isinstance(entry, dict) else None
             problem = name_problem(name) if isinstance(entry, dict) else "not an entry"
@@ -361,6 +401,9 @@ class Restorer:
                     result.failures[shown] = f"cannot read its tree: {exc}; not restored"
                     continue
                 sub = _Dir(parent, name, entry, shown)
+                if parent.probe >= 0:
+                    with contextlib.suppress(OSError):
+                        sub.probe = open_dir_at(parent.probe, name)
                 yield _DIR, sub, None
                 stack.append((sub, iter(children), set()))
             elif kind == "file":
@@ -372,6 +415,11 @@ class Restorer:
                 if isinstance(link, str):
                     links_seen.add(link)
                     item.link = link
+                elif baseline is not None and parent.probe >= 0:
+                    kept = self._may_keep(baseline, parent, name, entry)
+                    if kept is not None:
+                        yield _KEEP, item, kept
+                        continue
                 yield _FILE, item, None
                 chunks = self.repo.content_chunks(entry.get("content"))
                 while item.error is None:
@@ -387,15 +435,42 @@ class Restorer:
             else:
                 yield _SPECIAL, _File(parent, name, entry, shown), None
 
+    @staticmethod
+    def _may_keep(baseline: Baseline, parent: _Dir, name: str, entry: dict[str, Any]) -> os.stat_result | None:
+        """The state of the target's file ``name`` if the baseline vouches that it holds the entry's content."""
+        content = entry.get("content")
+        if not isinstance(content, Mapping):
+            return None
+        try:
+            st = os.stat(name, dir_fd=parent.probe, follow_symlinks=False)
+        except OSError:
+            return None
+        try:
+            return st if baseline.may_keep((*parent.parts, name), st, content) else None
+        except Exception:  # noqa: BLE001 - a baseline that fails vouches for nothing: the file is written
+            return None
+
     # -- restore ---------------------------------------------------------------------------
 
-    def restore(self, snapshot_id: str, target: Path, path: str | None) -> RestoreResult:
+    def restore(self, snapshot_id: str, target: Path, path: str | None, *, baseline: Baseline | None = None,
+                prune: bool = False, record: FileRecord | None = None,
+                list_written: bool = False) -> RestoreResult:
         """Restore a snapshot (or the entry ``path`` of it) below ``target``.
 
         Everything is checked that can be before the target is touched. Only
         RestoreError (some entries failed; ``failures`` names them) or a
         RepositoryError that stopped the whole restore leaves here.
+
+        Into a target that holds an earlier restore (a migration's pre-seed): ``baseline``
+        vouches for files that already hold the snapshot's content (they are kept, their
+        data is never fetched; their mode, owner and times are put right), ``prune``
+        removes every entry the snapshot does not hold (a link is removed, never followed;
+        no other file system is entered), ``record`` is told of every regular file in
+        place. All three apply to whole-snapshot restores only. ``list_written``: the
+        result names the files whose data was written.
         """
+        if path is not None and (baseline is not None or prune or record is not None):
+            raise RepositoryError("baseline, prune and record apply to restores of a whole snapshot, not of a path")
         doc = self.repo.load_snapshot(snapshot_id)
         if doc.get("tree") is None:
             raise RepositoryError(f"snapshot {doc['id'][:12]} holds no file tree (streams only)")
@@ -421,9 +496,11 @@ class Restorer:
             root_fd = open_target(target)
         except TargetError as exc:
             raise RepositoryError(exc.strerror) from None
-        result = RestoreResult()
+        result = RestoreResult(written_paths=[] if list_written else None)
         root = _Dir(None, "", (doc.get("root") or {}) if path is None else None, str(target))
         root.fd, root.keep_open = root_fd, True
+        if baseline is not None:
+            root.probe = os.dup(root_fd)
         top = root
         opened: list[int] = []
         try:
@@ -435,12 +512,15 @@ class Restorer:
                 opened.append(fd)
                 top = _Dir(top, part, None, f"{top.shown}/{part}")
                 top.fd, top.keep_open = fd, True
-            self._write(root_fd, self._events(top, entries, result), result)
+            writer = _Writer(self, root_fd, result, prune=prune, record=record)
+            self._write(writer, self._events(top, entries, result, baseline))
         except StorageError as exc:
             raise self.repo.storage_error(exc) from exc
         finally:
             for fd in opened:
                 os.close(fd)
+            if root.probe >= 0:
+                os.close(root.probe)
             os.close(root_fd)
         if result.failures:
             listing = "; ".join(f"{p}: {r}" for p, r in sorted(result.failures.items()))
@@ -450,9 +530,8 @@ class Restorer:
 
     # -- restore: the writer ---------------------------------------------------------------
 
-    def _write(self, root_fd: int, events: Iterator[tuple[int, Any, Any]], result: RestoreResult) -> None:
+    def _write(self, writer: _Writer, events: Iterator[tuple[int, Any, Any]]) -> None:
         """Apply the events in order (see _Writer)."""
-        writer = _Writer(self, root_fd, result)
         try:
             for kind, a, b, fut in self._prefetch(events):
                 if kind == _CHUNK:
@@ -465,9 +544,11 @@ class Restorer:
                 elif kind == _DIR:
                     writer.directory(a)
                 elif kind == _DIR_DONE:
-                    writer.directory_done(a)
+                    writer.directory_done(a, b)
                 elif a.parent.fd < 0:
                     continue  # its directory failed (and is reported)
+                elif kind == _KEEP:
+                    writer.keep(a, b)
                 elif kind == _LINK:
                     writer.link(a, b)
                 elif kind == _SPECIAL:
@@ -487,7 +568,12 @@ class _Writer:
     directory's failure is reported).
     """
 
-    def __init__(self, restorer: Restorer, root_fd: int, result: RestoreResult) -> None:
+    def __init__(self, restorer: Restorer, root_fd: int, result: RestoreResult, *, prune: bool = False,
+                 record: FileRecord | None = None) -> None:
+        self.restorer = restorer
+        self.prune = prune
+        self.record = record
+        self.root_dev = os.fstat(root_fd).st_dev
         self.progress = restorer.progress
         self.is_root = restorer.is_root
         self.root_fd = root_fd
@@ -549,6 +635,7 @@ class _Writer:
                 tmp = None
                 self.result.files += 1
                 self.result.bytes += self.written
+                self._written(item)
                 if item.link is not None and st is not None:
                     self.links[item.link] = ((*item.parent.parts, item.name), st.st_dev, st.st_ino)
                 return
@@ -562,6 +649,90 @@ class _Writer:
         self.fail(item, str(item.error))
         if item.link is not None:
             self.links[item.link] = None
+
+    def _written(self, item: _File) -> None:
+        self.result.written += 1
+        self.result.written_bytes += self.written
+        if self.result.written_paths is not None:
+            self.result.written_paths.append("/".join((*item.parent.parts, item.name)))
+        if self.record is not None:
+            content = item.node.get("content")
+            try:
+                st = os.stat(item.name, dir_fd=item.parent.fd, follow_symlinks=False)
+            except OSError:
+                return
+            if isinstance(content, Mapping):
+                self.record.add((*item.parent.parts, item.name), st, content)
+
+    def keep(self, item: _File, walked: os.stat_result) -> None:
+        """A file the baseline vouched for: still the very file the walk looked at? Then keep its data, put
+        its metadata right, and record it; else write it after all."""
+        dir_fd = item.parent.fd
+        try:
+            fd = os.open(item.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError:
+            fd = -1
+        try:
+            st = os.fstat(fd) if fd >= 0 else None
+            if st is None or not stat.S_ISREG(st.st_mode) or _state(st) != _state(walked):
+                self._write_now(item)
+                return
+            if _meta_differs(item.node, st, self.is_root):
+                self._meta(item, fd=fd)
+                st = os.fstat(fd)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        self.result.kept += 1
+        self.result.files += 1
+        self.result.bytes += st.st_size
+        content = item.node.get("content")
+        if self.record is not None and isinstance(content, Mapping):
+            self.record.add((*item.parent.parts, item.name), st, content)
+
+    def _write_now(self, item: _File) -> None:
+        """Write a file whose chunks were not fetched ahead (it changed after the walk vouched for it)."""
+        self.file(item)
+        if self.out >= 0 and item.error is None:
+            try:
+                for data in self.restorer._stream_parts(item.node.get("content")):
+                    write_all(self.out, data)
+                    self.written += len(data)
+            except RepositoryError as exc:
+                item.error = str(exc)
+            except OSError as exc:
+                item.error = f"cannot write: {exc.strerror}"
+        self.file_done(item)
+
+    def _prune(self, item: _Dir, names: set[str]) -> None:
+        """Remove what directory ``item`` holds and the snapshot does not."""
+        for name in sorted(os.listdir(item.fd)):
+            if name in names:
+                continue
+            try:
+                self._remove_at(item.fd, name)
+                self.result.deleted += 1
+            except OSError as exc:
+                self.fail(item, f"cannot remove {name!r}, which the snapshot does not hold: {exc.strerror or exc}")
+
+    def _remove_at(self, dir_fd: int, name: str) -> None:
+        """Remove ``name`` of ``dir_fd``: a link itself (never what it points to), a directory depth first by
+        fds, never entering another file system."""
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=dir_fd)
+            return
+        if st.st_dev != self.root_dev:
+            raise OSError(errno.EXDEV, "another file system is mounted there")
+        fd = open_dir_at(dir_fd, name)
+        try:
+            if not self.is_root:
+                self._make_writable(fd)
+            for child in os.listdir(fd):
+                self._remove_at(fd, child)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=dir_fd)
 
     def link(self, item: _File, key: str) -> None:
         """Hard-link ``item`` to the file this restore created for the same key, found again
@@ -645,9 +816,11 @@ class _Writer:
         except OSError as exc:
             self.fail(item, f"cannot create directory: {exc.strerror or exc}; its contents were skipped")
 
-    def directory_done(self, item: _Dir) -> None:
+    def directory_done(self, item: _Dir, names: set[str] | None = None) -> None:
         if item.fd < 0:
             return
+        if self.prune and names is not None:
+            self._prune(item, names)
         if item.node is not None:
             self.result.dirs += 1
             self._meta(item, fd=item.fd)
@@ -707,6 +880,21 @@ class _Writer:
                 discard_at(self.current.parent.fd, self.tmp)
 
 
+def _state(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _meta_differs(node: Mapping[str, Any], st: os.stat_result, is_root: bool) -> bool:
+    """Whether a kept file's mode, times or (as root) owner differ from the snapshot's."""
+    mode, mtime = node.get("mode"), node.get("mtime_ns")
+    if _is_int(mode) and stat.S_IMODE(mode) != stat.S_IMODE(st.st_mode):
+        return True
+    if _is_int(mtime) and mtime != st.st_mtime_ns:
+        return True
+    uid, gid = node.get("uid"), node.get("gid")
+    return is_root and _is_int(uid) and _is_int(gid) and (uid, gid) != (st.st_uid, st.st_gid)
+
+
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -714,7 +902,7 @@ def _is_int(value: object) -> TypeGuard[int]:
 class _Dir:
     """A directory of the restore: created and opened (``fd``) by the writer at its _DIR event."""
 
-    __slots__ = ("fd", "keep_open", "name", "node", "parent", "parts", "shown")
+    __slots__ = ("fd", "keep_open", "name", "node", "parent", "parts", "probe", "shown")
 
     def __init__(self, parent: _Dir | None, name: str, node: dict[str, Any] | None, shown: str) -> None:
         self.parent, self.name, self.node, self.shown = parent, name, node, shown
@@ -722,6 +910,8 @@ class _Dir:
         self.parts: tuple[str, ...] = (*parent.parts, name) if parent is not None else ()
         self.fd = -1
         self.keep_open = False
+        #: the walk's own read-only fd of this directory in the target (with a baseline), else -1
+        self.probe = -1
 
 
 class _File:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from kubekeep.catalog import Catalog, RestoreRecord, TableName
+from kubekeep.catalog import Catalog, Downtime, RestoreRecord, TableName
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import Retention
 
@@ -31,15 +32,21 @@ def new_restore_id(now: datetime | None = None) -> str:
 
 
 def record_restore(repo: Repository, report: RestoreReport, *, restore_id: str, restore_point_id: str,
-                   target_namespaces: Sequence[str], retention: Retention | None = None) -> str:
-    """Commit the report to the repository, then add its catalog row; return the catalog key."""
-    doc = {"format": FORMAT, "restore_id": restore_id, "restore_point_id": restore_point_id,
-           "target_namespaces": list(target_namespaces), "report": report.to_dict()}
+                   target_namespaces: Sequence[str], retention: Retention | None = None,
+                   downtime: Downtime | None = None) -> str:
+    """Commit the report to the repository, then add its catalog row; return the catalog key.
+
+    ``downtime``: the measured downtime when the restore was a migration's cutover.
+    """
+    doc: dict[str, Any] = {"format": FORMAT, "restore_id": restore_id, "restore_point_id": restore_point_id,
+                           "target_namespaces": list(target_namespaces), "report": report.to_dict()}
+    if downtime is not None:
+        doc["downtime"] = downtime.to_dict()
     repo.backup(streams={RESTORE_REPORT_STREAM: [json.dumps(doc, sort_keys=True).encode()]},
                 tags=[RESTORE_TAG], metadata={"restore": restore_id, "restore_point": restore_point_id},
                 retention=retention)
-    record = catalog_record(report, restore_id=restore_id, restore_point_id=restore_point_id,
-                            target_namespaces=target_namespaces)
+    record = replace(catalog_record(report, restore_id=restore_id, restore_point_id=restore_point_id,
+                                    target_namespaces=target_namespaces), downtime=downtime)
     return Catalog(repo.storage, codec=repo.catalog_codec()).add_restore(record)
 
 
@@ -49,9 +56,11 @@ def restore_records(repo: Repository) -> Iterator[RestoreRecord]:
         doc: dict[str, Any] = json.loads(b"".join(repo.read_stream(info.id, RESTORE_REPORT_STREAM)))
         if doc.get("format") != FORMAT:
             raise ValueError(f"restore report {info.id}: format {doc.get('format')!r} is not supported")
-        yield catalog_record(RestoreReport.from_dict(doc["report"]), restore_id=str(doc["restore_id"]),
-                             restore_point_id=str(doc["restore_point_id"]),
-                             target_namespaces=list(doc.get("target_namespaces") or ()))
+        record = catalog_record(RestoreReport.from_dict(doc["report"]), restore_id=str(doc["restore_id"]),
+                                restore_point_id=str(doc["restore_point_id"]),
+                                target_namespaces=list(doc.get("target_namespaces") or ()))
+        downtime = doc.get("downtime")
+        yield replace(record, downtime=Downtime.from_dict(downtime)) if downtime else record
 
 
 def rebuild_restores(repo: Repository, *, cache_dir: str | None = None) -> tuple[int, int]:

@@ -193,6 +193,40 @@ def _hpa_v2beta1(manifest: Manifest) -> list[str]:
     return ["Resource metrics: targetAverage* -> target{type, ...}"]
 
 
+#: resource.k8s.io/v1beta1 DeviceRequest fields that v1beta2 and v1 hold under ``exactly``
+_EXACT_REQUEST_FIELDS = ("deviceClassName", "selectors", "allocationMode", "count", "adminAccess", "tolerations",
+                         "capacity")
+
+
+def _dra_requests_v1beta1(manifest: Manifest) -> list[str]:
+    """ResourceClaim / ResourceClaimTemplate resource.k8s.io/v1beta1 -> v1beta2 or v1: a request's
+    device fields move under ``exactly`` (``firstAvailable`` requests keep their shape)."""
+    spec = dig(manifest, "spec", "spec") if manifest.get("kind") == "ResourceClaimTemplate" else manifest.get("spec")
+    moved = 0
+    for request in dig(spec, "devices", "requests") or ():
+        if not isinstance(request, dict) or "exactly" in request:
+            continue
+        exact = {k: request.pop(k) for k in _EXACT_REQUEST_FIELDS if k in request}
+        if request.get("firstAvailable"):
+            if exact:
+                raise _NotConvertible("a request with firstAvailable also sets " + ", ".join(sorted(exact)))
+            continue
+        request["exactly"] = exact
+        moved += 1
+    return [f"{moved} device request(s): deviceClassName/selectors/allocationMode/... -> exactly"] if moved else []
+
+
+def _dra_slice_v1beta1(manifest: Manifest) -> list[str]:
+    """ResourceSlice resource.k8s.io/v1beta1 -> v1beta2 or v1: a device's ``basic`` fields move up."""
+    flattened = 0
+    for device in dig(manifest, "spec", "devices") or ():
+        if isinstance(device, dict) and isinstance(device.get("basic"), dict):
+            for key, value in device.pop("basic").items():
+                device.setdefault(key, value)
+            flattened += 1
+    return [f"{flattened} device(s): basic.* -> the device"] if flattened else []
+
+
 _WEBHOOK_OLD_DEFAULTS = {"failurePolicy": "Ignore", "matchPolicy": "Exact", "timeoutSeconds": 30}
 
 
@@ -261,6 +295,23 @@ def _conversions() -> list[KnownConversion]:
         "admissionregistration.k8s.io", "v1", _webhooks, "removed in 1.22")
     add("certificates.k8s.io", ["v1beta1"], ["CertificateSigningRequest"], "certificates.k8s.io", "v1",
         _same_shape, "removed in 1.22")
+    # Kubernetes 1.34 made these GA; 1.33 serves them only in beta (docs/testbed.md: the test bed's drift)
+    add("storage.k8s.io", ["v1beta1"], ["VolumeAttributesClass"], "storage.k8s.io", "v1", _same_shape,
+        "GA in 1.34 (v1beta1 is off by default there)")
+    add("storage.k8s.io", ["v1"], ["VolumeAttributesClass"], "storage.k8s.io", "v1beta1", _same_shape,
+        "is served from 1.34; older clusters serve storage.k8s.io/v1beta1 (same fields)")
+    dra = ["DeviceClass", "ResourceClaim", "ResourceClaimTemplate", "ResourceSlice"]
+    add("resource.k8s.io", ["v1beta2"], dra, "resource.k8s.io", "v1", _same_shape,
+        "GA in 1.34 (same fields as v1beta2)")
+    add("resource.k8s.io", ["v1"], dra, "resource.k8s.io", "v1beta2", _same_shape,
+        "is served from 1.34; 1.33 serves resource.k8s.io/v1beta2 (same fields)")
+    for version in ("v1", "v1beta2"):
+        add("resource.k8s.io", ["v1beta1"], ["DeviceClass"], "resource.k8s.io", version, _same_shape,
+            "v1beta1 is off by default from 1.34")
+        add("resource.k8s.io", ["v1beta1"], ["ResourceClaim", "ResourceClaimTemplate"], "resource.k8s.io", version,
+            _dra_requests_v1beta1, "v1beta1 is off by default from 1.34")
+        add("resource.k8s.io", ["v1beta1"], ["ResourceSlice"], "resource.k8s.io", version, _dra_slice_v1beta1,
+            "v1beta1 is off by default from 1.34")
     return table
 
 

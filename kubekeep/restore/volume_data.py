@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -54,8 +54,10 @@ def _chunk_ids(repo: Repository, fh: BinaryIO) -> Iterator[bytes]:
         yield repo.blob_id(chunk.data)
 
 
-def verify_volume(repo: Repository, snapshot_id: str, target: Path, *, path: str | None = None) -> VerifyResult:
-    """Compare every file under ``target`` with the snapshot (or with the subtree ``path`` of it).
+def verify_volume(repo: Repository, snapshot_id: str, target: Path, *, path: str | None = None,
+                  only: Collection[str] | None = None) -> VerifyResult:
+    """Compare every file under ``target`` with the snapshot (or with the subtree ``path`` of it; or
+    only the files ``only`` names, paths relative to the target).
 
     Files are opened below ``target`` without following any link (as the restore created
     them), so a link in the target is a mismatch, never a detour to data elsewhere.
@@ -66,6 +68,8 @@ def verify_volume(repo: Repository, snapshot_id: str, target: Path, *, path: str
     for parts, entry in _walk(repo, doc["tree"], ()):
         rel = "/".join(map(str, parts))
         if want_prefix and rel != want_prefix and not rel.startswith(want_prefix + "/"):
+            continue
+        if only is not None and rel not in only:
             continue
         result.files += 1
         if any(name_problem(part) is not None for part in parts):

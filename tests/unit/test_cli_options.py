@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from flows.backup import backup
 from flows.cli import app
 from flows.cli.restore import load_transforms_file
+from flows.migrate import migrate
 from flows.restore import restore
 
 #: flow parameter -> the CLI option(s) that set it (blocks are built from --location, --password-file, ...)
@@ -34,7 +35,15 @@ BACKUP_PARAMETERS = {
     "cluster": "--kubeconfig", "label_selector": "--selector", "include_kinds": "--include-kind",
     "exclude_kinds": "--exclude-kind", "volume_concurrency": "--volume-concurrency", "nfs_mounts": "--nfs-mount",
     "hooks": "--hooks", "quiesce": "--quiesce", "mover": "--mover-image", "policy": "--policy",
-    "include_crds": "--include-crd", "init": "--init",
+    "include_crds": "--include-crd", "init": "--init", "keep_quiesced": "--keep-quiesced",
+}
+MIGRATE_PARAMETERS = {
+    "app": "--app", "namespaces": "--namespace", "target_cluster": "--to-kubeconfig",
+    "source_cluster": "--from-kubeconfig", "location": "--location", "encryption_key": "--password-file",
+    "action": "--plan", "namespace_map": "--namespace-map", "storage_class_map": "--storage-class-map",
+    "image_rewrite": "--image-rewrite", "json_patches": "--json-patches", "quiesce": "--quiesce",
+    "pre_seed_rounds": "--pre-seed-rounds", "bring_crds": "--no-bring-crds", "exclude_kinds": "--exclude-kind",
+    "approval": "--yes", "approval_timeout": "--yes", "migration_id": "--migration-id", "init": "--init",
 }
 POLICY_OPTIONS = ("--recreate-pvcs", "--no-create-namespaces", "--node-port-conflicts", "--ready-timeout",
                   "--crd-timeout", "--delete-timeout")
@@ -49,7 +58,8 @@ def _options(name: str) -> dict[str, TyperOption]:
 
 
 @pytest.mark.parametrize("flow, parameters, command", [(restore, RESTORE_PARAMETERS, "restore"),
-                                                       (backup, BACKUP_PARAMETERS, "backup")])
+                                                       (backup, BACKUP_PARAMETERS, "backup"),
+                                                       (migrate, MIGRATE_PARAMETERS, "migrate")])
 def test_every_flow_parameter_has_an_option(flow: object, parameters: dict[str, str], command: str) -> None:
     signature = inspect.signature(flow.fn)  # type: ignore[attr-defined]
     assert set(signature.parameters) == set(parameters)
@@ -60,14 +70,15 @@ def test_every_flow_parameter_has_an_option(flow: object, parameters: dict[str, 
 
 
 def test_flow_docstrings_document_every_parameter() -> None:
-    for flow in (restore, backup):
+    for flow in (restore, backup, migrate):
         doc = inspect.getdoc(flow.fn) or ""
         assert "Args:" in doc
         for name in inspect.signature(flow.fn).parameters:
             assert f"    {name}:" in doc, name
 
 
-@pytest.mark.parametrize("command", ["backup", "restore", "restores", "restore-points", "catalog-rebuild", "apps"])
+@pytest.mark.parametrize("command", ["backup", "restore", "restores", "restore-points", "catalog-rebuild", "apps",
+                                     "migrate"])
 def test_every_option_has_help_and_booleans_are_flags(command: str) -> None:
     for param in _command(command).params:
         if not isinstance(param, TyperOption) or param.name == "help":
