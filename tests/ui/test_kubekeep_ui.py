@@ -57,10 +57,11 @@ def visit(page: Any, url: str) -> None:
 def open_latest_artifact(page: Any, ui_url: str, api: str, key: str) -> dict[str, Any]:
     """Artifacts → ``key`` (its history, newest first) → the newest version; return it (API form)."""
     with httpx.Client(base_url=api, timeout=10) as client:
-        artifact = client.get(f"/artifacts/{key}/latest").json()  # the key's collection; latest_id: the version
+        artifact = client.get(f"/artifacts/{key}/latest").json()
     visit(page, f"{ui_url}/v2/artifacts/key/{key}")
-    page.get_by_role("link", name=artifact["latest_id"][:8], exact=True).click()
-    expect(page).to_have_url(re.compile(rf"/artifacts/artifact/{artifact['latest_id']}"))
+    # the key's page lists its versions, newest first; each links to /artifacts/artifact/<id>
+    page.locator("a[href*='/artifacts/artifact/']").first.click()
+    expect(page).to_have_url(re.compile(r"/artifacts/artifact/[0-9a-f-]+$"))
     return dict(artifact)
 
 
