@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from .cluster import ClusterConnection
 from .encryption import EncryptionKey
 from .location import LocationProfile
+from .policy import ProtectionPolicy, load_policy
 from .repositories import keep_open, open_catalog, repository
 
 B = TypeVar("B", bound=Block)
@@ -48,5 +49,5 @@ def load_blocks(location: str | LocationProfile, encryption_key: str | Encryptio
     return loc, key, conn
 
 
-__all__ = ["BlockError", "ClusterConnection", "EncryptionKey", "LocationProfile", "keep_open", "load_block",
-           "load_blocks", "open_catalog", "repository"]
+__all__ = ["BlockError", "ClusterConnection", "EncryptionKey", "LocationProfile", "ProtectionPolicy", "keep_open",
+           "load_block", "load_blocks", "load_policy", "open_catalog", "repository"]

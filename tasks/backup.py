@@ -17,7 +17,6 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import PrefectFuture, as_completed
 from prefect.logging import get_run_logger
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, repository
@@ -39,7 +38,7 @@ from kubekeep.restorepoint import (
 )
 from kubekeep.restorepoint.object_lock import LockReport, apply_retention
 
-from .common import DATA_TASK
+from .common import DATA_TASK, run_bounded
 from .parameters import MoverOptions
 
 
@@ -144,22 +143,12 @@ def export_volumes(location: LocationProfile, key: EncryptionKey, cluster: Clust
     if not pvcs:
         return []
     progress: Any = create_progress_artifact(progress=0.0, description=f"volumes of {restore_point_id}")
-    results: list[VolumeRecord] = []
-    pending = list(pvcs)
-    running: dict[PrefectFuture[VolumeRecord], PvcRef] = {}
-    while pending or running:
-        while pending and len(running) < max(1, concurrency):
-            pvc = pending.pop(0)
-            running[export_volume.submit(location, key, cluster, pvc, restore_point_id, nfs_mounts, mover)] = pvc
-        done = next(as_completed(list(running)))
-        pvc = running.pop(done)
-        try:
-            results.append(done.result())
-        except Exception as exc:  # noqa: BLE001 - retries are exhausted: record, never drop
-            results.append(VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, 0, "direct", None,
-                                        error=f"{type(exc).__name__}: {exc}"))
-        update_progress_artifact(artifact_id=progress, progress=len(results) / len(pvcs) * 100)
-    return results
+    return run_bounded(
+        pvcs, lambda pvc: export_volume.submit(location, key, cluster, pvc, restore_point_id, nfs_mounts, mover),
+        concurrency,
+        on_error=lambda pvc, exc: VolumeRecord(pvc.namespace, pvc.name, pvc.storage_class, 0, "direct", None,
+                                               error=f"{type(exc).__name__}: {exc}"),
+        on_done=lambda n: update_progress_artifact(artifact_id=progress, progress=n / len(pvcs) * 100))
 
 
 def restore_point_record(*, restore_point_id: str, app: str, cluster: str, location: str, started: datetime,

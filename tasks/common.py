@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, as_completed
 
 from kubekeep.cluster import ApiError
 from kubekeep.repo.storage import TransientStorageError
@@ -38,3 +40,31 @@ DATA_TASK: dict[str, Any] = {
     "retry_delay_seconds": [1, 5, 15],
     "retry_condition_fn": retry_if_transient,
 }
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def run_bounded(items: Sequence[T], submit: Callable[[T], PrefectFuture[R]], concurrency: int,
+                on_error: Callable[[T, Exception], R], on_done: Callable[[int], object] | None = None) -> list[R]:
+    """Submit one task (or a task wrapping a subflow) per item, at most ``concurrency`` running at once;
+    return the results in completion order. An item whose task failed after its retries becomes
+    ``on_error(item, exc)``: recorded, never dropped. ``on_done(n)`` after each of the n results. Call it
+    from a flow."""
+    results: list[R] = []
+    pending = list(items)
+    running: dict[PrefectFuture[R], T] = {}
+    while pending or running:
+        while pending and len(running) < max(1, concurrency):
+            item = pending.pop(0)
+            running[submit(item)] = item
+        done = next(as_completed(list(running)))
+        item = running.pop(done)
+        try:
+            results.append(done.result())
+        except Exception as exc:  # noqa: BLE001 - retries are exhausted: record, never drop
+            results.append(on_error(item, exc))
+        if on_done is not None:
+            on_done(len(results))
+    return results

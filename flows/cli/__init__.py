@@ -5,7 +5,7 @@ group is a new module here plus one line below. Commands that run flows import P
 run; ``repo`` and ``testbed`` never do.
 """
 
-from . import apps, backup, catalog, demo, migrate, repo, restore, testbed, ui  # noqa: F401 - each registers its commands
+from . import apps, backup, catalog, demo, migrate, policy, repo, restore, retention, testbed, ui  # noqa: F401 - each registers its commands
 from .app import app, finish_tree, main
 
 finish_tree(app)

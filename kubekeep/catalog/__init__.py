@@ -13,10 +13,13 @@ from .query import (
     restore_points_containing,
     restore_points_containing_table,
     restore_points_filter,
+    suspect_points,
+    verified_points,
 )
 from .rebuild import RebuildResult, RestorePointSummary, catalog_ids, rebuild_catalog
 from .records import (
     CatalogRecordError,
+    DeletedRestorePoint,
     Downtime,
     DowntimeStage,
     RestorePoint,
@@ -52,6 +55,7 @@ __all__ = [
     "CatalogFormatError",
     "CatalogRecordError",
     "CompactionResult",
+    "DeletedRestorePoint",
     "Downtime",
     "DowntimeStage",
     "ObjectOccurrence",
@@ -77,4 +81,6 @@ __all__ = [
     "restore_points_containing",
     "restore_points_containing_table",
     "restore_points_filter",
+    "suspect_points",
+    "verified_points",
 ]

@@ -292,3 +292,28 @@ def get_restore(catalog: Catalog, restore_id: str) -> RestoreRecord | None:
     table = catalog.read(TableName.RESTORES, filter=pc.field("id") == restore_id)
     rows = restores_from_table(table)
     return rows[0] if rows else None
+
+
+# -- verdicts and signals of other features (placeholders until their tables land) -------------------
+#
+# The verification feature (issue 11) records verdicts in a table ``verifications`` and the signals
+# feature (issue 13) marks suspect points in ``signals``/``signal_acks``. Retention consumes both
+# through these two queries, whose names and signatures are shared between the features. Until a
+# table exists in this catalog version, the query answers "nothing known": no point is verified, no
+# point is suspect (retention then keeps what its rules keep, and never less).
+
+
+def verified_points(catalog: Catalog, app: str | None = None) -> dict[str, bool]:
+    """Restore point id -> whether its newest verification passed (points never verified are absent)."""
+    if "VERIFICATIONS" not in TableName.__members__:
+        return {}
+    raise NotImplementedError("verified_points: the verifications table exists; the verification feature "
+                              "provides this query")  # pragma: no cover - replaced when that feature merges
+
+
+def suspect_points(catalog: Catalog, app: str | None = None) -> set[str]:
+    """Ids of restore points marked suspect and not acknowledged."""
+    if "SIGNALS" not in TableName.__members__:
+        return set()
+    raise NotImplementedError("suspect_points: the signals table exists; the signals feature provides this "
+                              "query")  # pragma: no cover - replaced when that feature merges

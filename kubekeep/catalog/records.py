@@ -11,6 +11,7 @@ from typing import Any, Self
 import pyarrow as pa
 
 from .schema import (
+    DELETED_RESTORE_POINTS_SCHEMA,
     RESTORE_POINT_OBJECTS_SCHEMA,
     RESTORE_POINT_VOLUMES_SCHEMA,
     RESTORE_POINTS_SCHEMA,
@@ -306,6 +307,44 @@ class RestoreRecord:
         if values.get("downtime") is not None:
             values["downtime"] = Downtime.from_row(values["downtime"])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class DeletedRestorePoint:
+    """The tombstone of a restore point that was deleted (its record is gone from the repository)."""
+
+    restore_point_id: str
+    app: str
+    deleted_at: datetime
+    reason: str
+    #: every snapshot of the point (record, manifests, volumes) at the time of the deletion
+    snapshot_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_id(self.restore_point_id, "restore point id")
+        _aware(self.deleted_at, f"deletion of {self.restore_point_id}: deleted_at")
+        if not self.reason:
+            raise CatalogRecordError(f"deletion of {self.restore_point_id}: a reason is required")
+        object.__setattr__(self, "snapshot_ids", tuple(self.snapshot_ids))
+
+    def to_row(self) -> dict[str, Any]:
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row["snapshot_ids"] = list(self.snapshot_ids)
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
+        values["snapshot_ids"] = tuple(values["snapshot_ids"] or ())
+        return cls(**values)
+
+
+def deletions_table(deletions: Sequence[DeletedRestorePoint]) -> pa.Table:
+    return pa.Table.from_pylist([d.to_row() for d in deletions], schema=DELETED_RESTORE_POINTS_SCHEMA)
+
+
+def deletions_from_table(table: pa.Table) -> list[DeletedRestorePoint]:
+    return [DeletedRestorePoint.from_row(row) for row in table.to_pylist()]
 
 
 def restore_points_table(points: Sequence[RestorePoint]) -> pa.Table:

@@ -26,6 +26,7 @@ class TableName(StrEnum):
     RESTORE_POINT_OBJECTS = "restore_point_objects"
     RESTORE_POINT_VOLUMES = "restore_point_volumes"
     RESTORES = "restores"
+    DELETED_RESTORE_POINTS = "deleted_restore_points"
 
 
 class RestorePointStatus(StrEnum):
@@ -184,6 +185,20 @@ RESTORES_SCHEMA = pa.schema(
 )
 
 
+#: one row per deleted restore point (retention expiry, or a user's forget): the tombstone that hides
+#: the point's rows in the three restore-point tables, written right after its record left the repository
+DELETED_RESTORE_POINTS_SCHEMA = pa.schema(
+    [
+        pa.field("restore_point_id", pa.string(), nullable=False),
+        pa.field("app", pa.string(), nullable=False),
+        pa.field("deleted_at", _TS, nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        # every snapshot of the point (record, manifests, volumes): a later run finishes what a crash left
+        pa.field("snapshot_ids", pa.list_(pa.string()), nullable=False),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     name: TableName
@@ -196,11 +211,14 @@ class TableSpec:
     sort_by: tuple[str, ...]
     #: the column holding the restore point id of each row (the write unit)
     unit_column: str
+    #: rows of deleted restore points (``deleted_restore_points``) are hidden on read and dropped by
+    #: compaction
+    masked_by_deletions: bool = False
 
 
 TABLES: dict[TableName, TableSpec] = {
     TableName.RESTORE_POINTS: TableSpec(
-        TableName.RESTORE_POINTS, RESTORE_POINTS_SCHEMA, ("id",), ("app", "finished_at", "id"), "id"
+        TableName.RESTORE_POINTS, RESTORE_POINTS_SCHEMA, ("id",), ("app", "finished_at", "id"), "id", True
     ),
     TableName.RESTORE_POINT_OBJECTS: TableSpec(
         TableName.RESTORE_POINT_OBJECTS,
@@ -208,6 +226,7 @@ TABLES: dict[TableName, TableSpec] = {
         ("restore_point_id", "group", "kind", "namespace", "name"),
         ("kind", "namespace", "name", "group", "restore_point_id"),
         "restore_point_id",
+        True,
     ),
     TableName.RESTORE_POINT_VOLUMES: TableSpec(
         TableName.RESTORE_POINT_VOLUMES,
@@ -215,9 +234,17 @@ TABLES: dict[TableName, TableSpec] = {
         ("restore_point_id", "namespace", "pvc"),
         ("restore_point_id", "namespace", "pvc"),
         "restore_point_id",
+        True,
     ),
     TableName.RESTORES: TableSpec(
         TableName.RESTORES, RESTORES_SCHEMA, ("id",), ("restore_point_id", "finished_at", "id"), "id"
+    ),
+    TableName.DELETED_RESTORE_POINTS: TableSpec(
+        TableName.DELETED_RESTORE_POINTS,
+        DELETED_RESTORE_POINTS_SCHEMA,
+        ("restore_point_id",),
+        ("app", "restore_point_id"),
+        "restore_point_id",
     ),
 }
 

@@ -32,11 +32,13 @@ import pyarrow.parquet as pq
 
 from ..repo.storage.base import ObjectExistsError, ObjectInfo, ObjectLockedError, Storage
 from .records import (
+    DeletedRestorePoint,
     RestorePoint,
     RestorePointObject,
     RestorePointVolume,
     RestoreRecord,
     check_id,
+    deletions_table,
     objects_table,
     restore_points_table,
     restores_table,
@@ -227,6 +229,32 @@ class Catalog:
         self._put_if_absent(key, encode_parquet(restores_table([restore]), TABLES[TableName.RESTORES]))
         return key
 
+    def add_deletion(self, deletion: DeletedRestorePoint) -> str:
+        """Record that a restore point was deleted: from now on its rows are hidden (a retry is a no-op)."""
+        key = self._small_key(TableName.DELETED_RESTORE_POINTS, deletion.restore_point_id)
+        spec = TABLES[TableName.DELETED_RESTORE_POINTS]
+        self._put_if_absent(key, encode_parquet(deletions_table([deletion]), spec))
+        return key
+
+    def remove_point_files(self, restore_point_id: str) -> list[str]:
+        """Delete the one-point files of a deleted restore point (its tombstone must exist); return the
+        keys deleted. Rows of the point inside compacted parts stay, hidden by the tombstone, until a
+        compaction rewrites those parts; a file under retention stays too (hidden the same way)."""
+        check_id(restore_point_id, "restore point id")
+        deleted: list[str] = []
+        for table, spec in TABLES.items():
+            if not spec.masked_by_deletions:
+                continue
+            key = self._small_key(table, restore_point_id)
+            try:
+                if not self.storage.exists(key):
+                    continue
+                self.storage.delete(key)
+            except ObjectLockedError:
+                continue
+            deleted.append(key)
+        return deleted
+
     def _part_key(self, table: TableName, name: str) -> str:
         check_id(name, "part name")
         return f"{table_prefix(table, self.prefix)}{PART_FILE_PREFIX}{name}.parquet"
@@ -316,6 +344,11 @@ class Catalog:
         wanted = list(columns) if columns is not None else None
         if wanted is not None:
             wanted += [c for c in spec.key if c not in wanted]
+        if spec.masked_by_deletions:
+            deleted = self.deleted_ids()
+            if deleted:
+                hide = ~pc.field(spec.unit_column).isin(pa.array(sorted(deleted), pa.string()))
+                filter = hide if filter is None else filter & hide
         dataset = self.dataset(table)
         result = dataset.to_table(columns=wanted, filter=filter)
         if len(dataset.files) > 1:  # a single file never holds a row twice
@@ -323,6 +356,11 @@ class Catalog:
         if columns is not None:
             result = result.select(list(columns))
         return result
+
+    def deleted_ids(self) -> set[str]:
+        """Ids of every deleted restore point (rows of these are hidden by :meth:`read`)."""
+        ids = self.read(TableName.DELETED_RESTORE_POINTS, columns=["restore_point_id"])["restore_point_id"]
+        return set(pc.unique(ids).to_pylist())
 
     # ------------------------------------------------------------ compaction
 
@@ -354,6 +392,11 @@ class Catalog:
             return CompactionResult(table, (), (), (), (), 0)
         paths = [str(self._fetch(info, spec)) for info in inputs]
         merged = ds.dataset(paths, schema=spec.schema, format="parquet").to_table()
+        if spec.masked_by_deletions:  # rows of deleted restore points are not carried over
+            gone = self.deleted_ids()
+            if gone:
+                hidden = pc.is_in(merged[spec.unit_column], value_set=pa.array(sorted(gone), pa.string()))
+                merged = merged.filter(pc.invert(hidden))
         merged = _sorted(deduplicate(merged, spec.key), spec)
         digest = hashlib.sha256("\n".join(i.key for i in inputs).encode()).hexdigest()[:24]
         written: list[str] = []

@@ -199,6 +199,7 @@ def _prune(repo: PruneTarget, drop: list[str], repack_threshold: float, wait_tim
         else:
             keep[pack_id] = entries
     candidates.update(p for p in orphan_entries if p not in pack_entries)
+    _keep_locked(repo, repack, pack_entries, keep, result)
 
     # repack: copy live envelopes verbatim (aad binds blob id, not pack) into new packs
     _repack(repo, repack, pack_entries, used, keep)
@@ -339,6 +340,29 @@ class _Combined:
 
     def __contains__(self, blob_id: object) -> bool:
         return blob_id in self.first or blob_id in self.second
+
+
+def _keep_locked(repo: PruneTarget, repack: list[bytes], pack_entries: dict[bytes, list[BlobEntry]],
+                 keep: dict[bytes, list[BlobEntry]], result: PruneResult) -> None:
+    """Leave sparse packs under Object Lock as they are: the original could not be deleted, so a repacked
+    copy would store their live blobs twice until the lock ends. A later prune repacks them."""
+    if not repack or not repo.storage.supports_retention:
+        return
+    now = datetime.now(UTC)
+    locked = []
+    for pack_id in repack:
+        try:
+            until = repo.storage.stat(pack_key(pack_id)).retain_until
+        except ObjectNotFoundError:
+            continue
+        if until is not None and until > now:
+            locked.append(pack_id)
+    for pack_id in locked:
+        repack.remove(pack_id)
+        keep[pack_id] = pack_entries[pack_id]
+    if locked:
+        result.messages.append(f"{len(locked)} sparse pack(s) under Object Lock left as they are (repacking them "
+                               "would store their live blobs twice until the lock ends)")
 
 
 def _repack(repo: PruneTarget, repack: Iterable[bytes], pack_entries: dict[bytes, list[BlobEntry]],

@@ -1,0 +1,129 @@
+"""The protect flow, run on a ProtectionPolicy's schedule: discover apps -> back up each matching app (a
+``backup`` subflow each, at most ``backup_concurrency`` at once) -> DR copy -> retention.
+
+Discovery runs every time, so an app created after the policy was written is protected from the next
+run on, with no edit. The run publishes the protection table (artifact ``protection-<policy>``): every
+discovered app with its last restore point, its status and the next run, and the apps no saved policy
+protects, listed as unprotected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from blocks import ClusterConnection, EncryptionKey, LocationProfile, ProtectionPolicy, keep_open, load_blocks
+from blocks.policy import load_policy, saved_policies
+from kubekeep.policy import ProtectionPolicy as PolicySpec
+from kubekeep.policy import RunOutcome, protection_rows
+from tasks.common import run_bounded
+from tasks.protect import AppToProtect, discover_apps, last_restore_points
+
+from .backup import backup
+from .retention import RetentionOutcome, retention
+
+
+@dataclass
+class ProtectOutcome:
+    """What a protect run did: per app, its backup's outcome; the retention run; what was not done."""
+
+    policy: str
+    backups: dict[str, RunOutcome] = field(default_factory=dict)
+    unprotected: list[str] = field(default_factory=list)
+    retention: RetentionOutcome | None = None
+    #: steps the policy asks for that this run did not do, with why
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[str]:
+        return [app for app, outcome in self.backups.items() if outcome.status == "failed"]
+
+
+@task(name="backup-app", persist_result=False)
+def backup_app(app: AppToProtect, policy: str, location: LocationProfile, key: EncryptionKey,
+               cluster: ClusterConnection, init: bool) -> tuple[str, RunOutcome]:
+    """Back up one app as a ``backup`` subflow; its failure is this app's outcome, not the run's end."""
+    try:
+        point = backup.with_options(flow_run_name=f"backup {app.name} ({policy})")(
+            app=app.name, namespaces=list(app.namespaces), label_selector=app.label_selector, location=location,
+            encryption_key=key, cluster=cluster, policy=policy, init=init)
+    except Exception as exc:  # noqa: BLE001 - one app's failure is reported in the table; the others go on
+        return app.name, RunOutcome("failed", None, "; ".join(str(exc).splitlines())[:500])
+    return app.name, RunOutcome("backed up", point)
+
+
+def _run_name() -> str:
+    policy = flow_run.parameters.get("policy")
+    return f"protect {getattr(policy, 'name', policy)}"
+
+
+@flow(name="protect", flow_run_name=_run_name, log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=8))  # type: ignore[arg-type]
+def protect(
+    policy: str | ProtectionPolicy,
+    location: str | LocationProfile | None = None,
+    encryption_key: str | EncryptionKey = "default",
+    cluster: str | ClusterConnection | None = None,
+    init: bool = False,
+    apply_retention: bool = True,
+    approve_retention: bool = False,
+    on_approval: Literal["pause", "fail"] = "pause",
+) -> ProtectOutcome:
+    """Protect every app a policy selects: discover, back up each, DR copy, retention.
+
+    Args:
+        policy: The ProtectionPolicy block (name, or instance from Python).
+        location: The location block to back up to (default: the block the policy names).
+        encryption_key: The key block that opens the location's repository.
+        cluster: The cluster block (default: the worker's kubeconfig).
+        init: Create the repository when the location holds none (first run only).
+        apply_retention: Apply the policy's retention after the backups.
+        approve_retention: A retention plan over the policy's approval share is approved in advance.
+        on_approval: A retention plan over the approval share without approval: pause for the form, or fail.
+    """
+    logger = get_run_logger()
+    spec = load_policy(policy)
+    loc, key, conn = load_blocks(location or spec.location, encryption_key, cluster)
+    outcome = ProtectOutcome(spec.name)
+    with keep_open(loc, key):
+        found = discover_apps(conn, spec, _all_policies(spec))
+        logger.info("policy %s selects %d app(s): %s", spec.name, len(found.apps),
+                    ", ".join(a.name for a in found.apps) or "none")
+        results = run_bounded(found.apps, lambda app: backup_app.submit(app, spec.name, loc, key, conn, init),
+                              spec.backup_concurrency,
+                              on_error=lambda app, exc: (app.name, RunOutcome("failed", None, str(exc)[:500])))
+        outcome.backups = dict(sorted(results))
+        if spec.dr_copy is not None:
+            outcome.skipped.append(f"DR copy to {spec.dr_copy.location}: the dr_copy flow is not installed here")
+            logger.warning("policy %s asks for a DR copy, which this installation cannot run yet", spec.name)
+        if apply_retention and any(o.status == "backed up" for o in outcome.backups.values()):
+            outcome.retention = retention(location=loc, encryption_key=key, policy=ProtectionPolicy.of(spec),
+                                          approve=approve_retention, on_approval=on_approval)
+        last = last_restore_points(loc, key, [a.name for a in found.protection.apps]) if outcome.backups else {}
+    outcome.unprotected = [a.name for a in found.protection.unprotected]
+    next_run = spec.schedule.next_runs(datetime.now(UTC))[0]
+    rows = protection_rows(found.protection, last, outcome.backups,
+                           {name: (next_run if name == spec.name else None) for name in found.protection.by_policy})
+    create_table_artifact(rows, key=f"protection-{spec.name}",
+                          description=f"Protection by policy {spec.name}: {len(found.apps)} app(s) backed up, "
+                                      f"{len(outcome.unprotected)} unprotected")
+    if outcome.failed:
+        raise ProtectFailed(f"policy {spec.name}: the backup of {', '.join(outcome.failed)} failed "
+                            f"({len(outcome.failed)} of {len(found.apps)} apps)")
+    return outcome
+
+
+class ProtectFailed(RuntimeError):
+    """Raised at the end of a protect run in which some app's backup failed (the table says which and why)."""
+
+
+def _all_policies(spec: PolicySpec) -> list[PolicySpec]:
+    """The policy of this run and every other saved policy (an app one of them selects is not unprotected)."""
+    others = [p for p in saved_policies() if p.name != spec.name]
+    return [spec, *others]
