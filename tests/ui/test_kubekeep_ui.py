@@ -61,7 +61,7 @@ def open_latest_artifact(page: Any, ui_url: str, api: str, key: str) -> dict[str
     visit(page, f"{ui_url}/v2/artifacts/key/{key}")
     # the key's page lists its versions, newest first; each links to /artifacts/artifact/<id>
     page.locator("a[href*='/artifacts/artifact/']").first.click()
-    expect(page).to_have_url(re.compile(r"/artifacts/artifact/[0-9a-f-]+$"))
+    expect(page).to_have_url(re.compile(r"/artifacts/artifact/[0-9a-f-]+"))  # then ?tab=Artifact
     return dict(artifact)
 
 
