@@ -118,9 +118,9 @@ def _drain_prefect() -> None:
     """Logs and events still queued reach the API before the worker exits."""
     try:
         sys.path.insert(0, str(HERE.parent))
-        from tests.plugins.prefect import _drain_workers
+        from flows.runtime import drain_prefect_workers
 
-        _drain_workers()
+        drain_prefect_workers()
     except Exception:  # noqa: BLE001 - best effort at exit
         pass
 

@@ -19,7 +19,7 @@ class ClusterConnection(Block):
                              "catalog (empty: the kubeconfig context, else the API server URL).")
     kubeconfig: SecretStr | None = Field(default=None, description="Kubeconfig content (YAML or JSON).")
     kubeconfig_path: str | None = Field(default=None, description="Kubeconfig file on the worker.")
-    context: str | None = Field(default=None)
+    context: str | None = Field(default=None, description="Kubeconfig context (empty: the current one).")
     in_cluster: bool = Field(default=False, description="Use the pod's service account.")
 
     def connect(self) -> Cluster:

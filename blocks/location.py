@@ -27,7 +27,7 @@ class LocationProfile(Block):
     bucket: str | None = Field(default=None, description="S3 bucket for kind=s3.")
     prefix: str = Field(default="", description="Key prefix inside the bucket, ending with '/'.")
     endpoint_url: str | None = Field(default=None, description="S3 endpoint (empty for AWS).")
-    region: str | None = Field(default=None)
+    region: str | None = Field(default=None, description="S3 region (empty: the endpoint's default).")
     access_key_id: SecretStr | None = Field(default=None, description="S3 access key (empty: boto3's chain).")
     secret_access_key: SecretStr | None = Field(default=None, description="S3 secret key.")
     session_token: SecretStr | None = Field(default=None, description="S3 session token (temporary credentials).")
@@ -35,7 +35,8 @@ class LocationProfile(Block):
         default="auto", description="S3 addressing: path style for most self-hosted servers.")
     object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] | None = Field(
         default=None, description="Require Object Lock retention of this mode on every object.")
-    object_lock_days: int = Field(default=0, ge=0, description="Retention in days when object_lock_mode is set.")
+    object_lock_days: int = Field(default=0, ge=0, le=36500, description="Retention in days when object_lock_mode "
+                                  "is set (0 to 36500).")
     connect_timeout: float = Field(default=5.0, gt=0, description="S3: seconds to establish a connection.")
     read_timeout: float = Field(default=20.0, gt=0, description="S3: seconds to wait for the next bytes of an answer.")
     deadline: float = Field(default=30.0, gt=0, description="S3: seconds one request may take, retries included.")

@@ -10,17 +10,20 @@ with a message naming what failed.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open, load_blocks
 from kubekeep.backup.hooks import HookError, HookRule
 from kubekeep.backup.scope import BackupScope
 from kubekeep.drcopy import CopyMode
 from kubekeep.restorepoint import RestorePointRecord, VolumeRecord
+from kubekeep.ui import artifact_key, backup_run_name, human_bytes
 from tasks.backup import (
     ManifestResult,
     commit_restore_point,
@@ -31,8 +34,11 @@ from tasks.backup import (
     restore_point_record,
     snapshot_manifests,
 )
+from tasks.backup_parameters import HookRules, NfsMounts
 from tasks.consistency import hooks_around, quiesced, resolve_namespaces
+from tasks.index import publish_restore_points
 from tasks.parameters import CopyAfterBackup, MoverOptions, SignalOptions
+from tasks.restore_parameters import Strings
 from tasks.signals import SignalsVerdict, announce_suspect, score_restore_point
 
 
@@ -44,23 +50,30 @@ class SignalsFailed(RuntimeError):
     """Raised at the end of a run whose restore point is complete but could not be scored (no signals)."""
 
 
-@flow(name="backup", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
+def _run_name() -> str:
+    """``backup shop 2026-11-29T02:00Z``: the app and the time the run was scheduled for (docs/ui.md)."""
+    when = flow_run.scheduled_start_time or datetime.now(UTC)
+    return backup_run_name(str(flow_run.parameters.get("app", "?")), when)
+
+
+@flow(name="backup", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]
+      flow_run_name=_run_name)
 def backup(
     app: str,
-    namespaces: list[str],
+    namespaces: Strings,
     location: str | LocationProfile = "default",
     encryption_key: str | EncryptionKey = "default",
     cluster: str | ClusterConnection | None = None,
     label_selector: str | None = None,
-    include_kinds: list[str] | None = None,
-    exclude_kinds: list[str] | None = None,
-    volume_concurrency: int = 2,
-    nfs_mounts: dict[str, str] | None = None,
-    hooks: list[dict[str, Any]] | None = None,
-    quiesce: list[str] | None = None,
+    include_kinds: Strings = [],  # noqa: B006 - an empty default renders as a list in the run form (docs/ui.md)
+    exclude_kinds: Strings = [],  # noqa: B006
+    volume_concurrency: Annotated[int, Field(ge=1)] = 2,
+    nfs_mounts: NfsMounts = [],  # noqa: B006
+    hooks: HookRules = [],  # noqa: B006
+    quiesce: Strings = [],  # noqa: B006
     mover: MoverOptions | None = None,
     policy: str | None = None,
-    include_crds: list[str] | None = None,
+    include_crds: Strings = [],  # noqa: B006
     init: bool = False,
     signals: SignalOptions | None = None,
     copy_to: CopyAfterBackup | None = None,
@@ -78,8 +91,9 @@ def backup(
         include_kinds: Only these kinds (``Kind``, ``Kind.group`` or plural).
         exclude_kinds: Leave these kinds out.
         volume_concurrency: Volumes exported at once.
-        nfs_mounts: ``{"server:/export": "/local/mount"}``: where NFS exports are mounted on the worker.
-        hooks: Hook rules (kubekeep.backup.hooks; pod annotations add more).
+        nfs_mounts: Where NFS exports are mounted on the worker: one entry per export.
+        hooks: Hook rules: commands run in the selected pods before and after the volumes are read (pod
+            annotations add more; docs/backup.md).
         quiesce: Workloads scaled to zero while volumes are exported (``*``, ``Kind/name`` or
             ``namespace/Kind/name``).
         mover: A mover Job (image, location as the cluster sees it, env_from_secrets, service_account): the CSI
@@ -105,7 +119,7 @@ def backup(
     scope = BackupScope(namespaces=tuple(namespaces), label_selector=label_selector,
                         include_kinds=tuple(include_kinds or ()), exclude_kinds=tuple(exclude_kinds or ()),
                         include_crds=tuple(include_crds or ()))
-    rules = [HookRule.from_dict(h) for h in hooks or ()]
+    rules = [HookRule.from_dict(h.to_spec()) for h in hooks]
     rp_id = new_restore_point_id(app, started)
     logger.info("restore point %s: app %s, namespaces %s -> %s", rp_id, app, namespaces, loc.describe())
 
@@ -118,7 +132,8 @@ def backup(
             with hooks_around(conn, resolved, rules) as hook_run:
                 manifests = snapshot_manifests(loc, key, conn, scope, rp_id, app, init)
                 with quiesced(conn, resolved, quiesce, keep=keep_quiesced):
-                    volumes = export_volumes(loc, key, conn, manifests.pvcs, rp_id, nfs_mounts=nfs_mounts,
+                    volumes = export_volumes(loc, key, conn, manifests.pvcs, rp_id,
+                                             nfs_mounts={m.export: m.mount for m in nfs_mounts},
                                              mover=mover, concurrency=volume_concurrency)
         except HookError as exc:
             failures.append(f"{'post hooks' if manifests else 'hooks'}: {exc}")
@@ -138,6 +153,7 @@ def backup(
         verdict, signals_error = _score(loc, key, rp_id, rp_snapshot, signals or SignalOptions())
 
     _publish(record, object_rows, failures, verdict)
+    publish_restore_points(loc, key, app)
     if verdict is not None and verdict.suspect:
         logger.warning("restore point %s is SUSPECT (score %.1f): %s", rp_id, verdict.score,
                        "; ".join(verdict.reasons[:3]))
@@ -171,18 +187,20 @@ def _score(loc: LocationProfile, key: EncryptionKey, rp_id: str, rp_snapshot: st
 def _publish(record: RestorePointRecord, object_rows: int, failures: list[str], verdict: SignalsVerdict | None
              ) -> None:
     kinds = [{"kind": k, "objects": n} for k, n in sorted(record.kind_counts.items())]
-    create_table_artifact(kinds, description=f"Objects in restore point {record.id}")
+    create_table_artifact(kinds, key=artifact_key("backup-objects", record.app),
+                          description=f"Objects in restore point {record.id}")
     vols = [{"pvc": f"{v.namespace}/{v.pvc}", "method": v.method, "files": v.files,
-             "logical_bytes": v.logical_bytes, "stored_bytes": v.stored_bytes, "error": v.error or ""}
+             "size": human_bytes(v.logical_bytes), "new_stored": human_bytes(v.stored_bytes), "error": v.error or ""}
             for v in record.volumes]
     if vols:
-        create_table_artifact(vols, description=f"Volumes in restore point {record.id}")
+        create_table_artifact(vols, key=artifact_key("backup-volumes", record.app),
+                              description=f"Volumes in restore point {record.id}")
     lines = [f"# Restore point `{record.id}`", "",
              f"* app: **{record.app}**, cluster `{record.cluster}`, namespaces {', '.join(record.namespaces)}",
              f"* status: **{record.status}**",
              f"* objects: {record.object_count} ({object_rows} catalog rows), volumes: {len(record.volumes)}",
-             f"* logical bytes: {sum(v.logical_bytes for v in record.volumes)}, "
-             f"new stored bytes: {sum(v.stored_bytes for v in record.volumes)}",
+             f"* volume data: {human_bytes(sum(v.logical_bytes for v in record.volumes))}, "
+             f"new in the repository: {human_bytes(sum(v.stored_bytes for v in record.volumes))}",
              f"* retained until: {record.retain_until or 'no Object Lock'}", f"* location: {record.location}"]
     if verdict is not None:
         lines.append(f"* signals: score {verdict.score:.1f} (threshold {verdict.threshold:g})"
@@ -192,4 +210,5 @@ def _publish(record: RestorePointRecord, object_rows: int, failures: list[str], 
                   *[f"* `{name}`: {'; '.join(reasons)}" for name, reasons in record.crds.items()]]
     if failures:
         lines += ["", "## Failures", *[f"* {f}" for f in failures]]
-    create_markdown_artifact("\n".join(lines), description=f"Backup summary {record.id}")
+    create_markdown_artifact("\n".join(lines), key=artifact_key("backup", record.app),
+                             description=f"Backup summary {record.id}")

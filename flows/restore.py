@@ -7,17 +7,22 @@ blocks are named, never secrets.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+from pydantic import BeforeValidator
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open, load_blocks
 from kubekeep.restore import Selector
 from kubekeep.restore.policy import RestorePolicy
 from kubekeep.restore.record import new_restore_id
 from kubekeep.restore.report import Action, RestoreReport
+from kubekeep.ui import artifact_key, point_label, restore_run_name
+from tasks.index import publish_restore_points
 from tasks.parameters import FilesToRestore, MoverOptions
 from tasks.restore import (
     PlanRef,
@@ -28,6 +33,19 @@ from tasks.restore import (
     plan_options,
     record_restore,
     restore_files,
+)
+from tasks.restore_parameters import (
+    Existing,
+    ImageRewrites,
+    NamespaceMap,
+    Options,
+    Priorities,
+    ReadinessTiers,
+    RestoreOptions,
+    StorageClassMap,
+    Strings,
+    Tiers,
+    TransformStep,
 )
 
 #: outcomes in the flow's return value (problems first); every outcome is in the restore's record
@@ -44,7 +62,21 @@ class RestoreFailed(RuntimeError):
         self.report = report or {}
 
 
-@flow(name="restore", log_prints=True)
+def _run_name() -> str:
+    """``restore shop@2026-11-29T02:00Z→shop-copy (dry run)`` (docs/ui.md, Run names)."""
+    params = flow_run.parameters
+    pairs = []
+    for item in params.get("namespace_map") or ():
+        pairs.append((item["source"], item["target"]) if isinstance(item, dict) else (item.source, item.target))
+    if isinstance(params.get("namespace_map"), dict):
+        pairs = list(params["namespace_map"].items())
+    files = params.get("files")
+    name = restore_run_name(app=params.get("app"), restore_point=params.get("restore_point"),
+                            namespace_map=pairs, dry_run=bool(params.get("dry_run")))
+    return name + (" (files)" if files else "")
+
+
+@flow(name="restore", log_prints=True, flow_run_name=_run_name)
 def restore(
     location: str | LocationProfile = "default",
     encryption_key: str | EncryptionKey = "default",
@@ -52,18 +84,18 @@ def restore(
     restore_point: str | None = None,
     app: str | None = None,
     before: datetime | None = None,
-    kinds: list[str] | None = None,
-    names: list[str] | None = None,
+    kinds: Strings = [],  # noqa: B006 - an empty default renders as a list in the run form (docs/ui.md)
+    names: Strings = [],  # noqa: B006
     label_selector: str | None = None,
-    pvcs: list[str] | None = None,
-    namespace_map: dict[str, str] | None = None,
-    storage_class_map: dict[str, str] | None = None,
-    image_rewrite: dict[str, str] | None = None,
-    transforms: list[dict[str, Any]] | None = None,
-    priorities: list[Any] | None = None,
-    tiers: dict[str, Any] | None = None,
-    existing: Literal["skip", "update", "recreate"] = "skip",
-    policy: dict[str, Any] | None = None,
+    pvcs: Strings = [],  # noqa: B006
+    namespace_map: NamespaceMap = [],  # noqa: B006
+    storage_class_map: StorageClassMap = [],  # noqa: B006
+    image_rewrite: ImageRewrites = [],  # noqa: B006
+    transforms: Annotated[list[TransformStep], BeforeValidator(lambda v: v or [])] = [],  # noqa: B006
+    priorities: Priorities = [],  # noqa: B006
+    tiers: Tiers = ReadinessTiers(),
+    existing: Existing = "skip",
+    policy: Options = RestoreOptions(),
     preserve_node_ports: bool = False,
     include_owned: bool = False,
     dry_run: bool = False,
@@ -72,7 +104,7 @@ def restore(
     verify_volumes: bool = True,
     files: FilesToRestore | None = None,
     mover: MoverOptions | None = None,
-    restore_status: list[str] | None = None,
+    restore_status: Strings = [],  # noqa: B006
     last_clean: bool = False,
 ) -> dict[str, Any]:
     """Restore (part of) a restore point onto a cluster; return the report (every object's outcome, up to
@@ -89,16 +121,15 @@ def restore(
         names: Only objects with these names.
         label_selector: Only objects with these labels (``key=value,...``).
         pvcs: Only these claims (``namespace/name``) and their data.
-        namespace_map: Source namespace -> target namespace (bindings that grant a mapped service account are
-            restored as copies; docs/restore-order.md).
-        storage_class_map: Source StorageClass -> target StorageClass.
-        image_rewrite: Image prefix -> new prefix.
-        transforms: More transform steps (json-patch, labels, annotations, ...; docs/restore-order.md).
-        priorities: Replaces the restore order (docs/restore-order.md).
-        tiers: Readiness tiers for this run: ``{"tiers": {"StatefulSet/db": 0}, "after": {"web": ["db"]}}``.
+        namespace_map: Restore into other namespaces: one entry per source namespace (bindings that grant a
+            mapped service account are restored as copies; docs/restore-order.md).
+        storage_class_map: Give restored claims other StorageClasses: one entry per source StorageClass.
+        image_rewrite: Pull images from another registry or repository: prefix rules.
+        transforms: More transform steps after the maps (labels, annotations, json-patch; docs/restore-order.md).
+        priorities: Replaces the restore order, line by line (empty: the default order; docs/restore-order.md).
+        tiers: Readiness tiers for this run, e.g. StatefulSet/db in tier 0 before Deployment/web in tier 1.
         existing: What to do with objects that exist: skip, update or recreate.
-        policy: More of the restore policy: existing_by_kind, recreate_pvcs, create_namespaces,
-            node_port_conflicts, ready_timeout, crd_timeout, delete_timeout, workers.
+        policy: More of the restore policy: per-kind choices, claims, namespaces, nodePorts, timeouts.
         preserve_node_ports: Keep the nodePorts the source cluster assigned.
         include_owned: Also restore objects their restored owners would recreate.
         dry_run: Validate every object server-side and change nothing.
@@ -117,11 +148,13 @@ def restore(
     """
     logger = get_run_logger()
     loc, key, conn = load_blocks(location, encryption_key, cluster)
-    restore_policy = RestorePolicy.from_dict({"existing": existing, **(policy or {})})
-    options = plan_options(namespace_map=namespace_map, storage_class_map=storage_class_map,
-                           image_rewrite=image_rewrite, transforms=transforms, priorities=priorities, tiers=tiers,
-                           preserve_node_ports=preserve_node_ports, include_owned=include_owned,
-                           restore_status=restore_status)
+    restore_policy = RestorePolicy.from_dict(policy.to_policy_data(existing))
+    options = plan_options(namespace_map={m.source: m.target for m in namespace_map},
+                           storage_class_map={m.source: m.target for m in storage_class_map},
+                           image_rewrite={r.source: r.target for r in image_rewrite},
+                           transforms=[t.to_spec() for t in transforms], priorities=[p.to_spec() for p in priorities],
+                           tiers=tiers.to_spec(), preserve_node_ports=preserve_node_ports,
+                           include_owned=include_owned, restore_status=restore_status)
     selector = Selector(kinds=tuple(kinds or ()), names=tuple(names or ()),
                         labels=Selector.parse_labels(label_selector))
     with keep_open(loc, key):
@@ -143,6 +176,8 @@ def restore(
         finally:
             discard_spool(plan)
     _publish(report, plan, restore_id)
+    if plan.app:
+        publish_restore_points(loc, key, plan.app)
     result = {**report.to_dict(), "restore_id": restore_id, "restore_point_id": plan.restore_point_id}
     result["outcomes_total"] = len(result["outcomes"])
     if len(result["outcomes"]) > RETURNED_OUTCOMES:  # the whole report is in the repository and the catalog
@@ -155,18 +190,32 @@ def restore(
 
 
 def _publish(report: RestoreReport, plan: PlanRef, restore_id: str) -> None:
-    left_out = "".join(f"\n- {s}" for s in plan.skipped)
-    if plan.skipped_count > len(plan.skipped):
-        left_out += f"\n- ... and {plan.skipped_count - len(plan.skipped)} more (every one is in the report)"
-    create_markdown_artifact(report.markdown() + (
-        f"\nRestore point `{plan.restore_point_id}`; {plan.skipped_count} object(s) left out by the plan"
-        + left_out), description=f"Restore {restore_id}")
+    """The report as keyed artifacts (``restore-<app>``, ``restore-objects-<app>``): the Artifacts page keeps
+    one entry per app with the history of its restores."""
+    app = plan.app or plan.restore_point_id
+    volumes = report.volumes
+    if not volumes:
+        data = "no volume data restored" + (" (dry run)" if report.dry_run else "")
+    else:
+        done = Counter(v.status.value for v in volumes)
+        data = f"volume data of {len(volumes)} claim(s): " + ", ".join(f"{n} {s}" for s, n in sorted(done.items()))
+    head = (f"Restore `{restore_id}` of restore point `{plan.restore_point_id}` ({point_label(plan.restore_point_id)})"
+            f"; {data}; {plan.skipped_count} object(s) left out by the plan.\n\n")
+    more = plan.skipped_count - len(plan.skipped)
+    left_out = "".join(f"\n- left out: {s}" for s in plan.skipped)
+    if more > 0:
+        left_out += f"\n- ... and {more} more (every one is in the report)"
+    create_markdown_artifact(head + report.markdown() + left_out,
+                             key=artifact_key("restore", app),
+                             description=f"{'Dry run' if report.dry_run else 'Restore'} {restore_id} of "
+                                         f"{plan.restore_point_id}")
     rows = report.table_rows()
     if len(rows) > TABLE_ROWS:  # problems first; the whole report is kept with the restore (restore id)
         failed = {i for i, o in enumerate(report.outcomes) if o.action.is_failure}
         rows = ([r for i, r in enumerate(rows) if i in failed] + [r for i, r in enumerate(rows) if i not in failed]
                 )[:TABLE_ROWS]
     if rows:
-        create_table_artifact(rows, description=f"Objects of restore {restore_id}"
+        create_table_artifact(rows, key=artifact_key("restore-objects", app),
+                              description=f"Objects of restore {restore_id}"
                               + (f" (first {len(rows)} of {len(report.outcomes)}, problems first)"
                                  if len(report.outcomes) > len(rows) else ""))

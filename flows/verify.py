@@ -29,7 +29,7 @@ from kubekeep.verify import (
     teardown,
 )
 from tasks.parameters import MoverOptions
-from tasks.restore import apply_plan, load_plan, plan_options, record_restore
+from tasks.restore import apply_plan, discard_spool, load_plan, plan_options, record_restore
 from tasks.verify import (
     PointToVerify,
     builtin_checks,
@@ -123,8 +123,12 @@ def verify(
             with box.stage(StageName.PLAN):
                 plan = box.planned(load_plan(loc, key, conn, restore_point=point.restore_point_id,
                                              options=box.plan_options(mapped)))
-            report = box.restored(apply_plan(loc, key, conn, plan, box.restore_policy(), mover=mover))
-            record_restore(loc, key, report, plan, new_restore_id())
+            try:
+                done = apply_plan(loc, key, conn, plan, box.restore_policy(), mover=mover)
+                report = box.restored(done.load())
+                record_restore(loc, key, done, plan, new_restore_id())
+            finally:
+                discard_spool(plan)
             box.checks = builtin_checks(conn, report, box.namespace_map, point, policy.builtin)
             box.checks += [user_check(conn, check, box.namespace_map) for check in user_checks]
         verdict = box.verdict(point)

@@ -84,6 +84,8 @@ class PlanRef:
     skipped: list[str] = field(default_factory=list)
     converted_count: int = 0
     converted: list[str] = field(default_factory=list)
+    #: the application of the restore point
+    app: str = ""
 
     @property
     def object_count(self) -> int:
@@ -182,7 +184,7 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
     return PlanRef(restore_point_id=record.id, snapshot_id=snapshot_id, spool=str(spool), phases=spooled.phases,
                    volumes=volumes, skipped_count=excluded_count[0] + len(reprovisioned) + spooled.skipped,
                    skipped=(excluded + reprovisioned + spooled.skipped_examples)[:EXAMPLES],
-                   converted_count=spooled.converted, converted=spooled.converted_examples)
+                   converted_count=spooled.converted, converted=spooled.converted_examples, app=record.app)
 
 
 def _without_kinds(manifests: Iterator[dict[str, Any]], kinds: Sequence[str], excluded: list[str],

@@ -5,7 +5,22 @@ group is a new module here plus one line below. Commands that run flows import P
 run; ``repo`` and ``testbed`` never do.
 """
 
-from . import apps, backup, catalog, demo, drcopy, migrate, policy, repo, restore, retention, signals, testbed, verify  # noqa: F401 - each registers its commands
+from . import (  # noqa: F401 - each registers its commands
+    apps,
+    backup,
+    catalog,
+    demo,
+    drcopy,
+    migrate,
+    policy,
+    repo,
+    restore,
+    retention,
+    signals,
+    testbed,
+    ui,
+    verify,
+)
 from .app import app, finish_tree, main
 
 finish_tree(app)

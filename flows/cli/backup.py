@@ -95,13 +95,24 @@ def backup_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """Back up an application now (the same flow the deployments run); print the restore point id."""
-    hook_rules = None
+    from pydantic import ValidationError
+
+    from tasks.backup_parameters import HookRuleParameter, NfsMount
+
+    hook_rules: list[HookRuleParameter] = []
     if hooks is not None:
-        hook_rules = yaml_file(hooks, "--hooks")
-        if not isinstance(hook_rules, list):
+        data = yaml_file(hooks, "--hooks")
+        if not isinstance(data, list):
             raise typer.BadParameter(f"{hooks}: expected a list of hook rules", param_hint="--hooks")
+        try:
+            hook_rules = [HookRuleParameter.model_validate(rule) for rule in data]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise typer.BadParameter(f"{hooks}: {where}: {first['msg']}", param_hint="--hooks") from None
     mover = mover_options(mover_image, mover_location, mover_env_from_secret, mover_service_account)
-    mounts = pairs(nfs_mount, "--nfs-mount")
+    mounts = [NfsMount(export=export, mount=mount)
+              for export, mount in (pairs(nfs_mount, "--nfs-mount") or {}).items()]
     with session("backup", flows=True, verbose=verbose):
         from tasks.parameters import CopyAfterBackup
 
@@ -114,9 +125,10 @@ def backup_cmd(
         conn = cluster_connection(kubeconfig, context, cluster_name)
         with progress(f"backing up {app_name}"):
             rp_id = backup(app=app_name, namespaces=namespaces, location=loc, encryption_key=key, cluster=conn,
-                           label_selector=selector, include_kinds=include_kind, exclude_kinds=exclude_kind,
+                           label_selector=selector, include_kinds=include_kind or [],
+                           exclude_kinds=exclude_kind or [],
                            volume_concurrency=volume_concurrency, nfs_mounts=mounts, hooks=hook_rules,
-                           quiesce=quiesce, mover=mover, policy=policy, include_crds=include_crd,
+                           quiesce=quiesce or [], mover=mover, policy=policy, include_crds=include_crd or [],
                            init=init, keep_quiesced=keep_quiesced,
                            signals=SignalOptions(enabled=not no_signals, threshold=signal_threshold,
                                                  baseline_points=signal_baseline),

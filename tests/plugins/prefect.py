@@ -1,10 +1,11 @@
 """A real Prefect API for the test session.
 
-A real ``prefect server start`` (API plus services, so schedules fire), made
-fast to start: the SQLite database is migrated once per Prefect version into a
-template in the cache directory (the same template the ``kubekeep`` command's
-temporary server uses: flows/runtime.py), and each session starts its server on
-a copy of it. PREFECT_HOME is a temporary directory and analytics are off.
+A real ``prefect server start`` (API plus services, so schedules fire, and the
+web UI, so browser tests drive the same server), made fast to start: the SQLite
+database is migrated once per Prefect version into a template in the cache
+directory (the same template the ``kubekeep`` command's temporary server uses:
+flows/runtime.py), and each session starts its server on a copy of it.
+PREFECT_HOME is a temporary directory and analytics are off.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
 
 @contextmanager
 def prefect_server() -> Iterator[str]:
-    """Start ``prefect server start`` on 127.0.0.1 (API and services, the scheduler included, no UI)
-    against a copy of the template database; yield its API URL."""
+    """Start ``prefect server start`` on 127.0.0.1 (API, services with the scheduler, and the UI at the
+    server's root) against a copy of the template database; yield its API URL."""
     import prefect.settings
 
     from flows.runtime import drain_prefect_workers, healthy, template_database
@@ -45,7 +46,11 @@ def prefect_server() -> Iterator[str]:
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{db}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
+        # the UI costs nothing measurable at start (its static files are copied once per Prefect
+        # version); the browser tests (tests/ui) use it
+        "PREFECT_UI_ENABLED": "true",
+        "PREFECT_UI_API_URL": url,
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         "PREFECT_API_URL": url,
         # schedules are tested: let the scheduler look often
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
@@ -56,7 +61,7 @@ def prefect_server() -> Iterator[str]:
         stack.callback(shutil.rmtree, home, True)
         server = ManagedProcess("prefect-server", [
             sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
-            "--no-ui", "--analytics-off", "--log-level", "WARNING"], home, env=env)
+            "--analytics-off", "--log-level", "WARNING"], home, env=env)
         stack.callback(server.stop)
         wait_until(lambda: healthy(url), timeout=90, what="Prefect server", processes=[server])
         stack.enter_context(prefect.settings.temporary_settings(updates={

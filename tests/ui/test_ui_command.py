@@ -1,0 +1,65 @@
+"""`kubekeep ui`: one command from nothing to a working Prefect UI with Kubekeep deployed; Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.sync_api import expect
+
+from kubekeep.process import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_kubekeep_ui_deploys_everything_and_stops_on_ctrl_c(tmp_path: Path, test_cluster: Any, page: Any,
+                                                             screenshots: Path) -> None:
+    port = free_port()
+    (tmp_path / "pw").write_text("ui-secret\n")
+    env = {**os.environ, "KUBEKEEP_UI_HOME": str(tmp_path / "home"), "KUBEKEEP_TEST_CHEAP_KDF": "1"}
+    env.pop("PREFECT_API_URL", None)
+    command = [sys.executable, "-c", "from flows.cli import main; main()", "ui", "-l", str(tmp_path / "loc"),
+               "--password-file", str(tmp_path / "pw"), "--kubeconfig", str(test_cluster.kubeconfig),
+               "--port", str(port), "--init"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out: list[str] = []
+    try:
+        deadline = time.monotonic() + 400
+        assert proc.stdout is not None
+        while not any(line.startswith("Kubekeep UI: ") for line in out):
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "".join(out)
+            out.append(line)
+            assert time.monotonic() < deadline, "".join(out)
+        url = f"http://127.0.0.1:{port}"
+        assert f"Kubekeep UI: {url}\n" in out
+        with httpx.Client(base_url=f"{url}/api", timeout=10) as client:
+            names = {d["name"] for d in client.post("/deployments/filter", json={}).json()}
+            assert {"nightly-backup", "backup-now", "restore", "restore-points"} <= names
+            for slug in ("kubekeep-location-profile", "kubekeep-encryption-key", "kubekeep-cluster-connection"):
+                client.get(f"/block_types/slug/{slug}/block_documents/name/default").raise_for_status()
+            deadline = time.monotonic() + 120
+            while not [w for w in client.post("/work_pools/kubekeep/workers/filter", json={}).json()
+                       if w["status"] == "ONLINE"]:
+                assert time.monotonic() < deadline, "no worker came online"
+                time.sleep(1)
+        assert (tmp_path / "loc" / "config").exists()  # --init created the repository
+        page.goto(f"{url}/v2/deployments", wait_until="domcontentloaded")
+        expect(page.get_by_role("link", name="restore-points", exact=True).first).to_be_visible()
+        page.screenshot(path=str(screenshots / "kubekeep-ui-deployments.png"))
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(out) + rest
+    assert "stopped the worker and the server" in rest
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+        raise AssertionError("the server still answers after Ctrl-C")
+    except httpx.TransportError:
+        pass
