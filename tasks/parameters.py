@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from kubekeep.backup.csi import MoverSpec
+from tasks.restore_parameters import JsonPatchOperation
 
 
 class MoverOptions(BaseModel):
@@ -69,31 +70,12 @@ class CopyAfterBackup(BaseModel):
     init: bool = Field(default=False, description="Create the destination repository when it holds none.")
 
 
-class PatchOperation(BaseModel):
-    """One RFC 6902 operation."""
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-    op: Literal["add", "remove", "replace", "move", "copy", "test"] = Field(description="The operation.")
-    path: str = Field(description="JSON pointer of the field it changes (``/spec/replicas``).")
-    value: Any = Field(default=None, description="The value for add, replace and test.")
-    from_: str | None = Field(default=None, alias="from", description="Source pointer for move and copy.")
-
-    def to_spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {"op": self.op, "path": self.path}
-        if self.op in ("add", "replace", "test"):
-            spec["value"] = self.value
-        if self.op in ("move", "copy"):
-            spec["from"] = self.from_
-        return spec
-
-
 class JsonPatchRule(BaseModel):
     """JSON patch operations applied to the selected manifests before they reach the target."""
 
     model_config = ConfigDict(frozen=True)
 
-    operations: tuple[PatchOperation, ...] = Field(min_length=1, description="RFC 6902 operations, in order.")
+    operations: tuple[JsonPatchOperation, ...] = Field(min_length=1, description="RFC 6902 operations, in order.")
     kinds: tuple[str, ...] = Field(default=(), description="Only objects of these kinds (``Kind`` or "
                                                            "``Kind.group``); none: every kind.")
     names: tuple[str, ...] = Field(default=(), description="Only objects with these names (shell patterns).")
