@@ -45,6 +45,7 @@ from tasks.consistency import resolve_namespaces
 from tasks.migrate import VolumeProof, plan_migration, prove_volumes, source_back_on_failure, unquiesce_source
 from tasks.parameters import JsonPatchRule, MigrateAction
 from tasks.restore import PlanRef, apply_plan, discard_spool, load_plan, plan_options, record_restore
+from tasks.restore_parameters import ImageRewrites, NamespaceMap, StorageClassMap, as_mapping
 
 CLAIMS = Selector(kinds=("PersistentVolumeClaim",))
 #: how often a paused run asks the API whether it was approved
@@ -80,9 +81,9 @@ def migrate(
     location: str | LocationProfile = "default",
     encryption_key: str | EncryptionKey = "default",
     action: MigrateAction = MigrateAction.RUN,
-    namespace_map: dict[str, str] | None = None,
-    storage_class_map: dict[str, str] | None = None,
-    image_rewrite: dict[str, str] | None = None,
+    namespace_map: NamespaceMap = [],  # noqa: B006 - Prefect copies parameters; the form shows "Add item"
+    storage_class_map: StorageClassMap = [],  # noqa: B006
+    image_rewrite: ImageRewrites = [],  # noqa: B006
     json_patches: list[JsonPatchRule] | None = None,
     quiesce: list[str] | None = None,
     pre_seed_rounds: int = 1,
@@ -136,8 +137,8 @@ def migrate(
                                  key=f"migration-rollback-{slug}", description=f"Rollback of {mid}")
         return {"action": "rollback", "migration_id": mid, "unquiesced": back}
 
-    options = plan_options(namespace_map=namespace_map, storage_class_map=storage_class_map,
-                           image_rewrite=image_rewrite,
+    options = plan_options(namespace_map=as_mapping(namespace_map), storage_class_map=as_mapping(storage_class_map),
+                           image_rewrite=as_mapping(image_rewrite),
                            transforms=[{"type": "annotations", "add": {MIGRATION_ANNOTATION: mid}},
                                        *(p.to_spec() for p in json_patches or ())])
     plan = plan_migration(source, target, scope, MigrationOptions(

@@ -46,6 +46,7 @@ from tasks.restore_parameters import (
     Strings,
     Tiers,
     TransformStep,
+    as_mapping,
 )
 
 #: outcomes in the flow's return value (problems first); every outcome is in the restore's record
@@ -149,9 +150,8 @@ def restore(
     logger = get_run_logger()
     loc, key, conn = load_blocks(location, encryption_key, cluster)
     restore_policy = RestorePolicy.from_dict(policy.to_policy_data(existing))
-    options = plan_options(namespace_map={m.source: m.target for m in namespace_map},
-                           storage_class_map={m.source: m.target for m in storage_class_map},
-                           image_rewrite={r.source: r.target for r in image_rewrite},
+    options = plan_options(namespace_map=as_mapping(namespace_map), storage_class_map=as_mapping(storage_class_map),
+                           image_rewrite=as_mapping(image_rewrite),
                            transforms=[t.to_spec() for t in transforms], priorities=[p.to_spec() for p in priorities],
                            tiers=tiers.to_spec(), preserve_node_ports=preserve_node_ports,
                            include_owned=include_owned, restore_status=restore_status)

@@ -30,6 +30,7 @@ from kubekeep.verify import (
 )
 from tasks.parameters import MoverOptions
 from tasks.restore import apply_plan, discard_spool, load_plan, plan_options, record_restore
+from tasks.restore_parameters import ImageRewrites, StorageClassMap, as_mapping
 from tasks.verify import (
     PointToVerify,
     builtin_checks,
@@ -87,8 +88,8 @@ def verify(
     app: str | None = None,
     checks: list[UserCheck] | None = None,
     policy: VerificationPolicy | None = None,
-    storage_class_map: dict[str, str] | None = None,
-    image_rewrite: dict[str, str] | None = None,
+    storage_class_map: StorageClassMap = [],  # noqa: B006 - Prefect copies parameters; the form shows "Add item"
+    image_rewrite: ImageRewrites = [],  # noqa: B006
     mover: MoverOptions | None = None,
 ) -> dict[str, Any]:
     """Verify that a restore point restores: into an isolated sandbox, checked, timed; the verdict is recorded.
@@ -112,7 +113,8 @@ def verify(
     logger = get_run_logger()
     policy = policy or VerificationPolicy()
     loc, key, conn = load_blocks(location, encryption_key, cluster)
-    mapped = plan_options(storage_class_map=storage_class_map, image_rewrite=image_rewrite).transforms
+    mapped = plan_options(storage_class_map=as_mapping(storage_class_map), image_rewrite=as_mapping(image_rewrite)
+                          ).transforms
     with keep_open(loc, key):
         point = choose_point(loc, key, restore_point=restore_point, app=app,
                              annotation_checks=policy.annotation_checks)

@@ -9,7 +9,7 @@ transform spec as the core reads it), so Python callers and the CLI keep working
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -67,6 +67,11 @@ class ImageRewriteRule(_Model):
 class NameMapping(_Model):
     source: str = Field(min_length=1, description="Name in the restore point.")
     target: str = Field(min_length=1, description="Name on the target cluster.")
+
+
+def as_mapping(items: Sequence[NamespaceMapping | StorageClassMapping | ImageRewriteRule]) -> dict[str, str]:
+    """The ``{source: target}`` mapping the core takes, from the form's list of pairs."""
+    return {item.source: item.target for item in items}
 
 
 NamespaceMap = Annotated[list[NamespaceMapping], BeforeValidator(_pairs("source", "target"))]

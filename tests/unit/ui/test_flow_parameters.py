@@ -14,13 +14,21 @@ from prefect.exceptions import ParameterTypeError
 from prefect.utilities.callables import parameter_schema
 
 from flows.backup import backup
+from flows.dr_copy import dr_copy
+from flows.migrate import migrate
+from flows.protect import protect
 from flows.restore import restore
+from flows.restore_points import restore_points
+from flows.retention import prune_flow, retention
+from flows.verify import verify, verify_latest
 from kubekeep.backup.hooks import HookRule
 from kubekeep.restore import TierPolicy, TransformChain, parse_priorities
 from kubekeep.restore.policy import RestorePolicy
 from tasks.restore_parameters import ReadinessTiers, RestoreOptions, TransformStep
 
 FLOWS = [restore, backup]
+#: every flow a user starts from the UI: no raw JSON editor in any run form
+ALL_FLOWS = [*FLOWS, dr_copy, migrate, protect, restore_points, retention, prune_flow, verify, verify_latest]
 
 
 def _untyped(schema: dict[str, Any], definitions: dict[str, Any], where: str) -> list[str]:
@@ -32,22 +40,22 @@ def _untyped(schema: dict[str, Any], definitions: dict[str, Any], where: str) ->
         if name in ("LocationProfile", "EncryptionKey", "ClusterConnection"):
             return []  # blocks: the form offers a block picker
     found = []
-    for option in schema.get("anyOf", []) + schema.get("allOf", []):
+    for option in schema.get("anyOf", []) + schema.get("allOf", []) + schema.get("oneOf", []):
         found += _untyped(option, definitions, where)
     if schema.get("type") == "object" and not schema.get("properties") and "$ref" not in schema:
         found.append(where)
-    if not any(k in schema for k in ("type", "$ref", "anyOf", "allOf", "enum", "const")):
+    if not any(k in schema for k in ("type", "$ref", "anyOf", "allOf", "oneOf", "enum", "const")):
         found.append(where)  # Any
     if schema.get("type") == "array" and "items" in schema:
         found += _untyped(schema["items"], definitions, where + "[]")
     for name, prop in (schema.get("properties") or {}).items():
-        if name == "value" and where.endswith("patch[]"):
+        if name == "value" and where.endswith(("patch[]", "operations[]")):
             continue  # a JSON patch value is any JSON by definition
         found += _untyped(prop, definitions, f"{where}.{name}")
     return found
 
 
-@pytest.mark.parametrize("flow", FLOWS, ids=lambda f: f.name)
+@pytest.mark.parametrize("flow", ALL_FLOWS, ids=lambda f: f.name)
 def test_no_parameter_is_an_untyped_mapping(flow: Any) -> None:
     schema = parameter_schema(flow.fn).model_dump()
     definitions = schema.get("definitions", {})
