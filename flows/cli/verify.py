@@ -104,7 +104,11 @@ def verify_cmd(
         raise typer.BadParameter("give --restore-point ID or --app NAME (one of them)", param_hint="--restore-point")
     policy = load_policy(policy_file, max_replicas, ready_timeout)
     mover = mover_options(mover_image, mover_location, mover_env_from_secret, mover_service_account)
-    classes, images = pairs(storage_class_map, "--storage-class-map"), pairs(image_rewrite, "--image-rewrite")
+    from tasks.restore_parameters import ImageRewriteRule, StorageClassMapping
+
+    classes = [StorageClassMapping(source=k, target=v)
+               for k, v in (pairs(storage_class_map, "--storage-class-map") or {}).items()]
+    images = [ImageRewriteRule(source=k, target=v) for k, v in (pairs(image_rewrite, "--image-rewrite") or {}).items()]
     failed: dict[str, Any] = {}
     with session("verify", flows=True, verbose=verbose):
         from flows.verify import VerificationFailed, verify
