@@ -23,6 +23,7 @@ from blocks.policy import load_policy, saved_policies
 from kubekeep.policy import ProtectionPolicy as PolicySpec
 from kubekeep.policy import RunOutcome, protection_rows
 from tasks.common import run_bounded
+from tasks.parameters import CopyAfterBackup
 from tasks.protect import AppToProtect, discover_apps, last_restore_points
 
 from .backup import backup
@@ -47,12 +48,14 @@ class ProtectOutcome:
 
 @task(name="backup-app", persist_result=False)
 def backup_app(app: AppToProtect, policy: str, location: LocationProfile, key: EncryptionKey,
-               cluster: ClusterConnection, init: bool) -> tuple[str, RunOutcome]:
-    """Back up one app as a ``backup`` subflow; its failure is this app's outcome, not the run's end."""
+               cluster: ClusterConnection, init: bool, copy_to: CopyAfterBackup | None = None
+               ) -> tuple[str, RunOutcome]:
+    """Back up one app as a ``backup`` subflow (which runs the policy's DR copy after a successful backup);
+    its failure is this app's outcome, not the run's end."""
     try:
         point = backup.with_options(flow_run_name=f"backup {app.name} ({policy})")(
             app=app.name, namespaces=list(app.namespaces), label_selector=app.label_selector, location=location,
-            encryption_key=key, cluster=cluster, policy=policy, init=init)
+            encryption_key=key, cluster=cluster, policy=policy, init=init, copy_to=copy_to)
     except Exception as exc:  # noqa: BLE001 - one app's failure is reported in the table; the others go on
         return app.name, RunOutcome("failed", None, "; ".join(str(exc).splitlines())[:500])
     return app.name, RunOutcome("backed up", point)
@@ -95,13 +98,15 @@ def protect(
         found = discover_apps(conn, spec, _all_policies(spec))
         logger.info("policy %s selects %d app(s): %s", spec.name, len(found.apps),
                     ", ".join(a.name for a in found.apps) or "none")
-        results = run_bounded(found.apps, lambda app: backup_app.submit(app, spec.name, loc, key, conn, init),
+        copy_to = None if spec.dr_copy is None else CopyAfterBackup(
+            destination=spec.dr_copy.location, mode=spec.dr_copy.mode, init=init)
+        results = run_bounded(found.apps, lambda app: backup_app.submit(app, spec.name, loc, key, conn, init, copy_to),
                               spec.backup_concurrency,
                               on_error=lambda app, exc: (app.name, RunOutcome("failed", None, str(exc)[:500])))
         outcome.backups = dict(sorted(results))
-        if spec.dr_copy is not None:
-            outcome.skipped.append(f"DR copy to {spec.dr_copy.location}: the dr_copy flow is not installed here")
-            logger.warning("policy %s asks for a DR copy, which this installation cannot run yet", spec.name)
+        if spec.dr_copy is not None and spec.dr_copy.retention is not None:
+            outcome.skipped.append(f"retention at the DR site {spec.dr_copy.location}: not applied by protect yet")
+            logger.warning("policy %s: retention at the DR site is not applied by this flow yet", spec.name)
         if apply_retention and any(o.status == "backed up" for o in outcome.backups.values()):
             outcome.retention = retention(location=loc, encryption_key=key, policy=ProtectionPolicy.of(spec),
                                           approve=approve_retention, on_approval=on_approval)

@@ -102,3 +102,29 @@ def test_the_policy_block_validates_on_save_and_loads_back(prefect_api: str) -> 
     assert "\n" not in str(raised.value)
     with pytest.raises(ValueError):
         ProtectionPolicy.load(f"{name}-bad")
+
+
+def test_a_policy_with_a_dr_copy_copies_each_new_point_to_the_second_site(
+        prefect_api: str, test_cluster, cluster: Cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    prefix = f"pd-{uuid.uuid4().hex[:6]}"
+    LocationProfile(kind="filesystem", path=str(tmp_path / "site-a")).save(f"{prefix}-a")
+    LocationProfile(kind="filesystem", path=str(tmp_path / "site-b")).save(f"{prefix}-b")
+    EncryptionKey(passphrase="protect-pass", cheap_kdf=True).save(f"{prefix}-key")
+    ProtectionPolicy(name=prefix, apps={"namespaces": [f"{prefix}-*"]}, schedule={"cron": "0 2 * * *"},
+                     retention={"keep_last": 3}, location=f"{prefix}-a",
+                     dr_copy={"location": f"{prefix}-b", "mode": "independent"}).save(prefix)
+    conn = ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig))
+    created: list[str] = []
+    try:
+        _make_namespace(cluster, f"{prefix}-shop", created)
+        run = protect(policy=prefix, encryption_key=f"{prefix}-key", cluster=conn, init=True)
+        point = run.backups[f"{prefix}-shop"]
+        assert point.status == "backed up", run.backups
+        assert run.skipped == []  # the copy ran: nothing the policy asks for was left out
+        key = EncryptionKey.load(f"{prefix}-key")
+        with key.catalog(LocationProfile.load(f"{prefix}-b"), cache_dir=tmp_path / "cache-b") as catalog:
+            copied = [p.id for p in list_restore_points(catalog, statuses=None)]
+        assert copied == [point.restore_point]
+    finally:
+        for name in created:
+            cluster.delete("v1", "Namespace", name)
