@@ -151,9 +151,9 @@ def backup(
                                                                              if v.snapshot_id)])
         object_rows = record_catalog(loc, key, rp_snapshot)
         verdict, signals_error = _score(loc, key, rp_id, rp_snapshot, signals or SignalOptions())
+        publish_restore_points(loc, key, app)  # the index table, through the run's open repository
 
     _publish(record, object_rows, failures, verdict)
-    publish_restore_points(loc, key, app)
     if verdict is not None and verdict.suspect:
         logger.warning("restore point %s is SUSPECT (score %.1f): %s", rp_id, verdict.score,
                        "; ".join(verdict.reasons[:3]))

@@ -175,9 +175,9 @@ def restore(
             report = done.load()
         finally:
             discard_spool(plan)
+        if plan.app:
+            publish_restore_points(loc, key, plan.app)  # the index table, through the run's open repository
     _publish(report, plan, restore_id)
-    if plan.app:
-        publish_restore_points(loc, key, plan.app)
     result = {**report.to_dict(), "restore_id": restore_id, "restore_point_id": plan.restore_point_id}
     result["outcomes_total"] = len(result["outcomes"])
     if len(result["outcomes"]) > RETURNED_OUTCOMES:  # the whole report is in the repository and the catalog
