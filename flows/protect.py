@@ -1,5 +1,6 @@
 """The protect flow, run on a ProtectionPolicy's schedule: discover apps -> back up each matching app (a
-``backup`` subflow each, at most ``backup_concurrency`` at once) -> DR copy -> retention.
+``backup`` subflow each, at most ``backup_concurrency`` at once) -> DR copy -> retention (at the
+location, then at the DR site with the DR copy's own retention).
 
 Discovery runs every time, so an app created after the policy was written is protected from the next
 run on, with no edit. The run publishes the protection table (artifact ``protection-<policy>``): every
@@ -38,6 +39,8 @@ class ProtectOutcome:
     backups: dict[str, RunOutcome] = field(default_factory=dict)
     unprotected: list[str] = field(default_factory=list)
     retention: RetentionOutcome | None = None
+    #: retention of the copies at the DR site (a policy with a dr_copy)
+    dr_retention: RetentionOutcome | None = None
     #: steps the policy asks for that this run did not do, with why
     skipped: list[str] = field(default_factory=list)
 
@@ -104,12 +107,13 @@ def protect(
                               spec.backup_concurrency,
                               on_error=lambda app, exc: (app.name, RunOutcome("failed", None, str(exc)[:500])))
         outcome.backups = dict(sorted(results))
-        if spec.dr_copy is not None and spec.dr_copy.retention is not None:
-            outcome.skipped.append(f"retention at the DR site {spec.dr_copy.location}: not applied by protect yet")
-            logger.warning("policy %s: retention at the DR site is not applied by this flow yet", spec.name)
         if apply_retention and any(o.status == "backed up" for o in outcome.backups.values()):
-            outcome.retention = retention(location=loc, encryption_key=key, policy=ProtectionPolicy.of(spec),
+            block = ProtectionPolicy.of(spec)
+            outcome.retention = retention(location=loc, encryption_key=key, policy=block,
                                           approve=approve_retention, on_approval=on_approval)
+            if spec.dr_copy is not None:  # the copies at the second site, with the DR copy's own retention
+                outcome.dr_retention = retention(encryption_key=key, policy=block, site="dr",
+                                                 approve=approve_retention, on_approval=on_approval)
         last = last_restore_points(loc, key, [a.name for a in found.protection.apps]) if outcome.backups else {}
     outcome.unprotected = [a.name for a in found.protection.unprotected]
     next_run = spec.schedule.next_runs(datetime.now(UTC))[0]

@@ -104,27 +104,37 @@ def test_the_policy_block_validates_on_save_and_loads_back(prefect_api: str) -> 
         ProtectionPolicy.load(f"{name}-bad")
 
 
-def test_a_policy_with_a_dr_copy_copies_each_new_point_to_the_second_site(
+def test_a_policy_with_a_dr_copy_copies_each_new_point_and_applies_its_own_retention_at_the_second_site(
         prefect_api: str, test_cluster, cluster: Cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     prefix = f"pd-{uuid.uuid4().hex[:6]}"
     LocationProfile(kind="filesystem", path=str(tmp_path / "site-a")).save(f"{prefix}-a")
     LocationProfile(kind="filesystem", path=str(tmp_path / "site-b")).save(f"{prefix}-b")
     EncryptionKey(passphrase="protect-pass", cheap_kdf=True).save(f"{prefix}-key")
     ProtectionPolicy(name=prefix, apps={"namespaces": [f"{prefix}-*"]}, schedule={"cron": "0 2 * * *"},
-                     retention={"keep_last": 3}, location=f"{prefix}-a",
-                     dr_copy={"location": f"{prefix}-b", "mode": "independent"}).save(prefix)
+                     retention={"keep_last": 3}, location=f"{prefix}-a", verify={"frequency": "never"},
+                     dr_copy={"location": f"{prefix}-b", "mode": "independent",
+                              "retention": {"keep_last": 1}}).save(prefix)
     conn = ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig))
+    key = EncryptionKey.load(f"{prefix}-key")
+
+    def ids(site: str) -> list[str]:
+        with key.catalog(LocationProfile.load(f"{prefix}-{site}"), cache_dir=tmp_path / f"c-{uuid.uuid4().hex}") as c:
+            return sorted(p.id for p in list_restore_points(c, statuses=None))
+
     created: list[str] = []
     try:
         _make_namespace(cluster, f"{prefix}-shop", created)
-        run = protect(policy=prefix, encryption_key=f"{prefix}-key", cluster=conn, init=True)
-        point = run.backups[f"{prefix}-shop"]
-        assert point.status == "backed up", run.backups
-        assert run.skipped == []  # the copy ran: nothing the policy asks for was left out
-        key = EncryptionKey.load(f"{prefix}-key")
-        with key.catalog(LocationProfile.load(f"{prefix}-b"), cache_dir=tmp_path / "cache-b") as catalog:
-            copied = [p.id for p in list_restore_points(catalog, statuses=None)]
-        assert copied == [point.restore_point]
+        runs = [protect(policy=prefix, encryption_key=f"{prefix}-key", cluster=conn, init=n == 0) for n in range(2)]
+        first, second = (run.backups[f"{prefix}-shop"] for run in runs)
+        assert first.status == second.status == "backed up", [run.backups for run in runs]
+        assert all(run.skipped == [] for run in runs)  # nothing the policy asks for was left out
+        # the second site keeps its own retention (keep_last 1), the source its own (keep_last 3)
+        assert ids("b") == [second.restore_point]
+        assert ids("a") == sorted([first.restore_point, second.restore_point])
+        dr = runs[1].dr_retention
+        assert dr is not None and dr.expiry is not None and dr.expiry.deleted == [first.restore_point]
+        assert runs[1].retention is not None and runs[1].retention.expiry is not None
+        assert runs[1].retention.expiry.deleted == []
     finally:
         for name in created:
             cluster.delete("v1", "Namespace", name)
