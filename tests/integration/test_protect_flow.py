@@ -13,7 +13,7 @@ import pytest
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, ProtectionPolicy
 from flows.protect import protect
-from kubekeep.catalog import list_restore_points
+from kubekeep.catalog import list_restore_points, list_verifications, newest_verified_point
 from kubekeep.cluster import Cluster
 from kubekeep.policy import PolicyError
 
@@ -41,7 +41,7 @@ def test_a_namespace_created_after_the_policy_is_protected_by_the_next_run(
     EncryptionKey(passphrase="protect-pass", cheap_kdf=True).save(f"{prefix}-key")
     ProtectionPolicy(name=prefix, apps={"namespaces": [f"{prefix}-*"], "exclude": [f"{prefix}-scratch"]},
                      schedule={"cron": "0 2 * * *", "timezone": "Europe/Berlin"}, retention={"keep_last": 1},
-                     location=f"{prefix}-loc").save(prefix)
+                     location=f"{prefix}-loc", verify={"frequency": "never"}).save(prefix)
     conn = ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig))
     created: list[str] = []
     try:
@@ -135,6 +135,35 @@ def test_a_policy_with_a_dr_copy_copies_each_new_point_and_applies_its_own_reten
         assert dr is not None and dr.expiry is not None and dr.expiry.deleted == [first.restore_point]
         assert runs[1].retention is not None and runs[1].retention.expiry is not None
         assert runs[1].retention.expiry.deleted == []
+    finally:
+        for name in created:
+            cluster.delete("v1", "Namespace", name)
+
+
+def test_protect_verifies_an_app_whose_newest_verified_point_is_older_than_the_policy_frequency(
+        prefect_api: str, test_cluster, cluster: Cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    prefix = f"pv-{uuid.uuid4().hex[:6]}"
+    LocationProfile(kind="filesystem", path=str(tmp_path / "location")).save(f"{prefix}-loc")
+    EncryptionKey(passphrase="protect-pass", cheap_kdf=True).save(f"{prefix}-key")
+    ProtectionPolicy(name=prefix, apps={"namespaces": [f"{prefix}-*"]}, schedule={"cron": "0 2 * * *"},
+                     retention={"keep_last": 2}, location=f"{prefix}-loc", verify={"frequency": "daily"}).save(prefix)
+    conn = ClusterConnection(name="testbed", kubeconfig_path=str(test_cluster.kubeconfig))
+    app = f"{prefix}-shop"
+    created: list[str] = []
+    try:
+        _make_namespace(cluster, app, created)
+        # no point of the app is verified yet: due; the verify-latest flow verifies the new point
+        first = protect(policy=prefix, encryption_key=f"{prefix}-key", cluster=conn, init=True)
+        assert first.backups[app].status == "backed up", first.backups
+        assert first.verifications == {app: "passed"}
+        # the next run, minutes later: the newest verified point is younger than a day, nothing is verified
+        second = protect(policy=prefix, encryption_key=f"{prefix}-key", cluster=conn)
+        assert second.backups[app].status == "backed up" and second.verifications == {}
+        location = LocationProfile.load(f"{prefix}-loc")
+        with EncryptionKey.load(f"{prefix}-key").catalog(location, cache_dir=tmp_path / "cache") as catalog:
+            assert newest_verified_point(catalog, app) == first.backups[app].restore_point
+            assert [v.restore_point_id for v in list_verifications(catalog, app=app)] == [
+                first.backups[app].restore_point]
     finally:
         for name in created:
             cluster.delete("v1", "Namespace", name)
