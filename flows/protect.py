@@ -25,7 +25,13 @@ from kubekeep.policy import ProtectionPolicy as PolicySpec
 from kubekeep.policy import RunOutcome, protection_rows
 from tasks.common import run_bounded
 from tasks.parameters import CopyAfterBackup
-from tasks.protect import AppToProtect, apps_due_for_verification, discover_apps, last_restore_points
+from tasks.protect import (
+    AppToProtect,
+    apps_due_for_verification,
+    discover_apps,
+    last_restore_points,
+    sync_schedule,
+)
 
 from .backup import backup
 from .retention import RetentionOutcome, retention
@@ -105,6 +111,11 @@ def protect(
     """
     logger = get_run_logger()
     spec = load_policy(policy)
+    if isinstance(policy, str):  # a saved block (a deployment's run): its deployment follows the block's schedule
+        try:
+            sync_schedule(spec)
+        except Exception as exc:  # noqa: BLE001 - the schedule of later runs; this run's work goes on
+            logger.warning("policy %s: could not put its schedule on protect/%s: %s", spec.name, spec.name, exc)
     loc, key, conn = load_blocks(location or spec.location, encryption_key, cluster)
     outcome = ProtectOutcome(spec.name)
     with keep_open(loc, key):
@@ -161,6 +172,20 @@ def _verify_due(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnectio
         return {app: str(exc.verdict.get(app, exc)) for app in due}
     except Exception as exc:  # noqa: BLE001 - no verdict at all: each due app says why; backups and retention go on
         return dict.fromkeys(due, "; ".join(str(exc).splitlines())[:300] or type(exc).__name__)
+
+
+@flow(name="sync-policies", flow_run_name="sync-policies", log_prints=True)
+def sync_policies() -> dict[str, str]:
+    """Put every saved ProtectionPolicy's cron and timezone on its deployment protect/<policy>, so a policy
+    saved or edited in the UI (or from Python) reschedules its deployment; a matching schedule is left as it is.
+    Returns policy name -> "rescheduled", "unchanged" or "no deployment"."""
+    policies = saved_policies()
+    results = {policy.name: sync_schedule(policy) for policy in policies}
+    create_table_artifact([{"policy": name, "deployment": f"protect/{name}", "schedule": f"{p.schedule.cron} "
+                            f"({p.schedule.timezone})", "result": results[name]}
+                           for name, p in ((p.name, p) for p in policies)],
+                          key="policy-schedules", description="Schedules of the protect deployments")
+    return results
 
 
 class ProtectFailed(RuntimeError):

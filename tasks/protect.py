@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from prefect import task
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, open_catalog
+from blocks.policy import sync_protect_schedule
 from kubekeep.backup.scope import discover_applications
 from kubekeep.catalog import RestorePoint, list_restore_points, newest_verified_time
 from kubekeep.policy import ProtectionMap, ProtectionPolicy, Verify, match_apps, namespace_labels
@@ -73,3 +74,11 @@ def apps_due_for_verification(location: LocationProfile, key: EncryptionKey, app
     when = now or datetime.now(UTC)
     with open_catalog(location, key) as catalog:
         return [app for app in apps if verify.due(newest_verified_time(catalog, app), when)]
+
+
+@task(name="sync-schedule", retries=2, retry_delay_seconds=5)
+def sync_schedule(policy: ProtectionPolicy) -> str:
+    """Put the policy's cron and timezone on its deployment protect/<policy>: "rescheduled", "unchanged" or
+    "no deployment"."""
+    synced = sync_protect_schedule(policy)
+    return "no deployment" if synced is None else ("rescheduled" if synced[1] else "unchanged")

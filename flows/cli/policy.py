@@ -107,8 +107,8 @@ def save_cmd(policy_file: PolicyFileArg,
                                      "it)") from None
                 raise
             typer.echo(f"saved policy {policy.name}")
-            deployment = sync_protect_schedule(policy)
-            typer.echo(f"  {deployment} runs on {policy.schedule.cron} ({policy.timezone})" if deployment else
+            synced = sync_protect_schedule(policy)
+            typer.echo(f"  {synced[0]} runs on {policy.schedule.cron} ({policy.timezone})" if synced else
                        f"  no deployment protect/{policy.name} yet: add one to prefect.yaml (see protect/default) "
                        "and save again to put it on this schedule")
 
