@@ -483,6 +483,17 @@ def verified_points(catalog: Catalog, app: str | None = None) -> dict[str, bool]
 def newest_verified_point(catalog: Catalog, app: str) -> str | None:
     """The newest restore point of ``app`` (by when the point was taken) whose newest verification passed,
     among points still in the catalog; None if there is none."""
+    newest = _newest_verified(catalog, app)
+    return newest[0] if newest else None
+
+
+def newest_verified_time(catalog: Catalog, app: str) -> datetime | None:
+    """When :func:`newest_verified_point` finished (None: no point of ``app`` is verified)."""
+    newest = _newest_verified(catalog, app)
+    return newest[1] if newest else None
+
+
+def _newest_verified(catalog: Catalog, app: str) -> tuple[str, datetime] | None:
     passed = [point for point, ok in verified_points(catalog, app).items() if ok]
     if not passed:
         return None
@@ -492,7 +503,7 @@ def newest_verified_point(catalog: Catalog, app: str) -> str | None:
     if not table.num_rows:
         return None
     table = table.sort_by([("finished_at", "descending"), ("id", "descending")])
-    return str(table["id"][0].as_py())
+    return str(table["id"][0].as_py()), table["finished_at"][0].as_py()
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
