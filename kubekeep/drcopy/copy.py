@@ -33,6 +33,10 @@ from .points import PointRef, point_snapshots, restore_points
 from .replica import PackStats, copy_packs
 from .verify import verify_pack
 
+#: the kind of the lock a copy holds at its source while it reads it: shared (copies, backups and forgets
+#: run together); a prune there waits for it before deleting packs (docs/repository-format.md, Concurrency)
+SOURCE_LOCK = "copy"
+
 
 class CopyMode(StrEnum):
     """How the destination holds the copy (docs/dr-copy.md, "Two modes")."""
@@ -134,6 +138,23 @@ def copy_point(source: Repository, destination: Repository, point: PointRef, mod
     if point.restore_point in have:
         result.snapshot_id = have[point.restore_point]
         return result
+    # the source's shared lock, then its index: a prune there deletes nothing this copy can still read
+    # until the lock is released (it waits for it), and packs it took out of the index before are not seen
+    try:
+        source_lock = source.lock(SOURCE_LOCK)
+    except RepositoryError as exc:
+        raise CopyError(f"restore point {point.restore_point}: cannot take the source's shared lock at "
+                        f"{source.storage.url}: {exc}") from None
+    try:
+        source.load_index(reload=True)
+        return _copy_point(source, destination, point, mode, lock, progress, result, started)
+    finally:
+        source_lock.release()
+
+
+def _copy_point(source: Repository, destination: Repository, point: PointRef, mode: CopyMode,
+                lock: DestinationLock | None, progress: Callable[[int], None] | None, result: PointCopy,
+                started: float) -> PointCopy:
     try:
         record = read_restore_point(source, point.snapshot_id)
     except (RepositoryError, ValueError) as exc:
