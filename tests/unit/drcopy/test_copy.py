@@ -21,6 +21,7 @@ from kubekeep.drcopy import (
     copy_point,
     init_destination,
     present_points,
+    verify,
 )
 from kubekeep.drcopy.points import point_snapshots
 from kubekeep.repo.crypto import KdfParams
@@ -280,3 +281,21 @@ def test_a_prune_at_the_source_waits_for_a_running_copy_which_completes(tmp_path
     assert open_dest(tmp_path / "b").check(read_data=True).ok
     dst.restore(read_restore_point(dst, result.snapshot_id).volumes[0].snapshot_id or "", tmp_path / "out")
     assert tree_digest(tmp_path / "out") == tree_digest(vol)
+
+
+def test_a_stored_pack_is_verified_a_few_mib_at_a_time_and_damage_is_named(tmp_path: Path, src: Repository,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    vol = volume(tmp_path / "vol")
+    make_point(src, vol, "shop-1")
+    monkeypatch.setattr(verify, "READ_BACK_BYTES", 20_000)  # several reads per pack
+    packs = sorted(p for p in (tmp_path / "a" / "data").rglob("*") if p.is_file())
+    for path in packs:
+        entries, size = verify.verify_stored_pack(src, bytes.fromhex(path.name), where="A")
+        assert size == path.stat().st_size and entries
+    victim = max(packs, key=lambda p: p.stat().st_size)
+    os.chmod(victim, 0o600)
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    victim.write_bytes(bytes(raw))
+    with pytest.raises(verify.PackVerificationError, match=victim.name):
+        verify.verify_stored_pack(src, bytes.fromhex(victim.name), where="A")
