@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from .records import (
     CatalogRecordError,
+    DrCopyRecord,
     RestorePoint,
     RestorePointObject,
     RestoreRecord,
@@ -415,6 +416,20 @@ def protected_apps(catalog: Catalog) -> list[str]:
     table = catalog.read(TableName.RESTORE_POINTS, filter=pc.field("status") == RestorePointStatus.SUCCEEDED.value,
                          columns=["app"])
     return sorted(str(a) for a in pc.unique(table["app"]).to_pylist()) if table.num_rows else []
+
+
+def list_dr_copies(catalog: Catalog, *, app: str | None = None,
+                   restore_point_ids: Collection[str] | None = None) -> list[DrCopyRecord]:
+    """Where DR copies of the restore points are (recorded at the source by each copy), by point then
+    destination."""
+    parts: list[pc.Expression] = []
+    if app is not None:
+        parts.append(pc.field("app") == app)
+    if restore_point_ids is not None:
+        parts.append(_in("restore_point_id", restore_point_ids))
+    table = catalog.read(TableName.DR_COPIES, filter=_and(parts))
+    table = table.sort_by([("restore_point_id", "ascending"), ("destination", "ascending")])
+    return [DrCopyRecord.from_row(r) for r in table.to_pylist()]
 
 
 # ------------------------------------------------------------- verifications

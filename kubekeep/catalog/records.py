@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from .schema import (
     DELETED_RESTORE_POINTS_SCHEMA,
+    DR_COPIES_SCHEMA,
     RESTORE_POINT_OBJECTS_SCHEMA,
     RESTORE_POINT_VOLUMES_SCHEMA,
     RESTORE_POINTS_SCHEMA,
@@ -573,6 +574,40 @@ def verifications_table(verifications: Sequence[VerificationRecord]) -> pa.Table
 
 def verifications_from_table(table: pa.Table) -> list[VerificationRecord]:
     return [VerificationRecord.from_row(row) for row in table.to_pylist()]
+
+
+@dataclass(frozen=True)
+class DrCopyRecord:
+    """A restore point that a DR copy put at a second site, recorded in the source's catalog so the
+    source's restore-point index can say where its copies are (``destination`` is the location as
+    its block describes it, never a credential)."""
+
+    restore_point_id: str
+    app: str
+    destination: str
+    mode: str
+    copied_at: datetime
+    #: the destination's Object Lock on the copy (None: not locked)
+    retain_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        check_id(self.restore_point_id, "restore point id")
+        _aware(self.copied_at, f"DR copy of {self.restore_point_id}: copied_at")
+        _aware(self.retain_until, f"DR copy of {self.restore_point_id}: retain_until")
+        if not self.app or not self.destination or not self.mode:
+            raise CatalogRecordError(f"DR copy of {self.restore_point_id}: app, destination and mode must be given")
+
+    def to_row(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
+        return cls(**values)
+
+
+def dr_copies_table(copies: Sequence[DrCopyRecord]) -> pa.Table:
+    return pa.Table.from_pylist([c.to_row() for c in copies], schema=DR_COPIES_SCHEMA)
 
 
 def restore_points_from_table(table: pa.Table) -> list[RestorePoint]:
