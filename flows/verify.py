@@ -127,7 +127,7 @@ def verify(
                                              options=box.plan_options(mapped)))
             try:
                 done = apply_plan(loc, key, conn, plan, box.restore_policy(), mover=mover)
-                report = box.restored(done.load())
+                report = box.restored(done.load(in_memory=True))
                 record_restore(loc, key, done, plan, new_restore_id())
             finally:
                 discard_spool(plan)
