@@ -8,13 +8,13 @@ notifications fire. ``verify_latest`` verifies the newest point of every protect
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run as current_run
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open, load_blocks, open_catalog
@@ -39,8 +39,6 @@ from tasks.verify import (
     sandboxed,
     user_check,
 )
-
-log = logging.getLogger(__name__)
 
 
 class VerificationFailed(RuntimeError):
@@ -77,7 +75,8 @@ def _teardown_on_cancel(flow: Flow[..., Any], flow_run: FlowRun, state: State) -
     conn: Any = ClusterConnection.load(cluster) if isinstance(cluster, str) else ClusterConnection()
     with conn.connect() as c:
         result = teardown(c, run_id)
-    log.warning("flow run %s cancelled: sandbox %s torn down: %s", flow_run.id, run_id, result.describe())
+    # the runner calls this in its own process: the flow run's logger puts the line in the run's logs (the UI)
+    flow_run_logger(flow_run).warning("flow run cancelled: sandbox %s torn down: %s", run_id, result.describe())
 
 
 @flow(name="verify", flow_run_name=_run_name, log_prints=True, on_cancellation=[_teardown_on_cancel])
@@ -128,7 +127,7 @@ def verify(
                                              options=box.plan_options(mapped)))
             try:
                 done = apply_plan(loc, key, conn, plan, box.restore_policy(), mover=mover)
-                report = box.restored(done.load())
+                report = box.restored(done.load(in_memory=True))
                 record_restore(loc, key, done, plan, new_restore_id())
             finally:
                 discard_spool(plan)

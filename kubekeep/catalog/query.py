@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from .records import (
     CatalogRecordError,
+    DrCopyRecord,
     RestorePoint,
     RestorePointObject,
     RestoreRecord,
@@ -117,8 +118,11 @@ def list_restore_points_table(
     newest_first: bool = True,
     limit: int | None = None,
     columns: Sequence[str] | None = None,
+    units: Collection[str] | None = None,
 ) -> pa.Table:
     """Restore points matching every given filter, sorted by ``finished_at``.
+
+    ``units``: only the one-point files of these restore points are read (compacted parts always are).
 
     ``statuses=None`` means any status; ``namespace`` matches points that
     include that namespace; ``tags`` must all be present with equal values.
@@ -134,7 +138,7 @@ def list_restore_points_table(
     if columns is not None:
         wanted = list(dict.fromkeys([*columns, "id", "finished_at"]))
         wanted += [c for c, needed in (("namespaces", namespace), ("tags", tags)) if needed and c not in wanted]
-    table = catalog.read(TableName.RESTORE_POINTS, filter=expr, columns=wanted)
+    table = catalog.read(TableName.RESTORE_POINTS, filter=expr, columns=wanted, units=units)
     table = _post_filter(table, namespace, tags)
     order = "descending" if newest_first else "ascending"
     table = table.sort_by([("finished_at", order), ("id", order)])
@@ -322,11 +326,13 @@ def list_signals(
     finished_before: datetime | None = None,
     limit_points: int | None = None,
     volumes: bool = True,
+    units: Collection[str] | None = None,
 ) -> list[SignalRow]:
     """Signal rows, newest point first (its point row, then its volume rows by subject).
 
     ``limit_points`` keeps the newest points only; ``volumes=False`` returns the point rows only.
-    One scan: volume rows carry their point's app and finished_at.
+    ``units``: only the one-point files of these restore points are read (``restore_point_ids`` implies
+    them). One scan: volume rows carry their point's app and finished_at.
     """
     parts: list[pc.Expression] = []
     if not volumes:
@@ -337,7 +343,10 @@ def list_signals(
         parts.append(_in("restore_point_id", restore_point_ids))
     if finished_before is not None:
         parts.append(pc.field("finished_at") < _aware(finished_before, "finished_before"))
-    table = catalog.read(TableName.SIGNALS, filter=_and(parts))
+    if restore_point_ids is not None:
+        wanted = {restore_point_ids} if isinstance(restore_point_ids, str) else set(restore_point_ids)
+        units = wanted & set(units) if units is not None else wanted
+    table = catalog.read(TableName.SIGNALS, filter=_and(parts), units=units)
     table = table.sort_by([("finished_at", "descending"), ("restore_point_id", "descending"),
                            ("subject", "ascending")])
     rows = [SignalRow.from_row(r) for r in table.to_pylist()]
@@ -407,6 +416,20 @@ def protected_apps(catalog: Catalog) -> list[str]:
     table = catalog.read(TableName.RESTORE_POINTS, filter=pc.field("status") == RestorePointStatus.SUCCEEDED.value,
                          columns=["app"])
     return sorted(str(a) for a in pc.unique(table["app"]).to_pylist()) if table.num_rows else []
+
+
+def list_dr_copies(catalog: Catalog, *, app: str | None = None,
+                   restore_point_ids: Collection[str] | None = None) -> list[DrCopyRecord]:
+    """Where DR copies of the restore points are (recorded at the source by each copy), by point then
+    destination."""
+    parts: list[pc.Expression] = []
+    if app is not None:
+        parts.append(pc.field("app") == app)
+    if restore_point_ids is not None:
+        parts.append(_in("restore_point_id", restore_point_ids))
+    table = catalog.read(TableName.DR_COPIES, filter=_and(parts))
+    table = table.sort_by([("restore_point_id", "ascending"), ("destination", "ascending")])
+    return [DrCopyRecord.from_row(r) for r in table.to_pylist()]
 
 
 # ------------------------------------------------------------- verifications

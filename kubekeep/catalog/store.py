@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from ..repo.storage.base import ObjectExistsError, ObjectInfo, ObjectLockedError, Storage
 from .records import (
     DeletedRestorePoint,
+    DrCopyRecord,
     RestorePoint,
     RestorePointObject,
     RestorePointVolume,
@@ -43,6 +44,7 @@ from .records import (
     VerificationRecord,
     check_id,
     deletions_table,
+    dr_copies_table,
     objects_table,
     restore_points_table,
     restores_table,
@@ -64,6 +66,7 @@ CATALOG_PREFIX = "catalog/v1"
 SMALL_FILE_PREFIX = "rp-"
 RESTORE_FILE_PREFIX = "r-"
 VERIFICATION_FILE_PREFIX = "v-"
+DR_COPY_FILE_PREFIX = "c-"
 PART_FILE_PREFIX = "part-"
 
 #: row groups of this many rows keep min/max statistics selective on the sort
@@ -291,6 +294,15 @@ class Catalog:
         self._put_if_absent(key, encode_parquet(verifications_table([verification]), spec))
         return key
 
+    def add_dr_copy(self, copy: DrCopyRecord) -> str:
+        """Record that a restore point was copied to ``copy.destination`` (one file per point and
+        destination; recording the same copy again is a no-op)."""
+        digest = hashlib.sha256(copy.destination.encode()).hexdigest()[:16]
+        key = (f"{table_prefix(TableName.DR_COPIES, self.prefix)}{DR_COPY_FILE_PREFIX}"
+               f"{copy.restore_point_id}.{digest}.parquet")
+        self._put_if_absent(key, encode_parquet(dr_copies_table([copy]), TABLES[TableName.DR_COPIES]))
+        return key
+
     def _part_key(self, table: TableName, name: str) -> str:
         check_id(name, "part name")
         return f"{table_prefix(table, self.prefix)}{PART_FILE_PREFIX}{name}.parquet"
@@ -358,6 +370,12 @@ class Catalog:
         for info in self.storage.list(table_prefix(table, self.prefix)):
             if info.key.endswith(".parquet"):
                 yield info
+
+    def units(self, table: TableName) -> list[str]:
+        """The write units (restore point ids) of ``table``'s one-point files, from the listing alone (rows of
+        compacted part files are not named here)."""
+        small = f"{table_prefix(table, self.prefix)}{SMALL_FILE_PREFIX}"
+        return [info.key[len(small):-len(".parquet")] for info in self._list(table) if info.key.startswith(small)]
 
     def dataset(self, table: TableName, units: Collection[str] | None = None) -> ds.Dataset:
         """A pyarrow dataset over every catalog file of ``table`` (fetched into the cache).
