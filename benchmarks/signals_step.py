@@ -42,6 +42,7 @@ from kubekeep.restorepoint import (  # noqa: E402
     manifest_stream,
     write_restore_point,
 )
+from kubekeep.restorepoint.ids import new_restore_point_id  # noqa: E402
 from kubekeep.signals import CatalogHistory, SignalPolicy, compute_signals, record_signals  # noqa: E402
 from kubekeep.signals.points import point_ref  # noqa: E402
 
@@ -87,8 +88,9 @@ def main() -> None:
                 (revert_changes if changed else apply_changes)(volume, total)
                 changed = not changed
                 state.write_text("2" if changed else "1")
-            rp_id = f"bench-{n:04d}"
             finished = START + timedelta(days=n)
+            # named as the backup flow names its points (the signals step finds the app's newest by name)
+            rp_id = new_restore_point_id("bench", finished - timedelta(minutes=5))
             t, c = time.perf_counter(), time.process_time()
             vol = export_directory(repo, volume, namespace="bench", pvc="data", storage_class="standard",
                                    size_bytes=total, restore_point_id=rp_id)

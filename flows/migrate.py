@@ -161,7 +161,7 @@ def migrate(
                                          exclude_kinds=exclude_kinds or ())
                 try:
                     done = apply_plan(loc, key, target, restore_plan, policy, seeded_by=mid)
-                    report = done.load()
+                    report = done.load(in_memory=True)  # used after the spool is discarded
                 except BaseException:
                     discard_spool(restore_plan)
                     raise
@@ -193,7 +193,7 @@ def _pre_seed(loc: LocationProfile, key: EncryptionKey, target: ClusterConnectio
     claims = load_plan(loc, key, target, restore_point=point, selector=CLAIMS, options=options,
                        exclude_kinds=exclude_kinds)
     try:
-        report = apply_plan(loc, key, target, claims, policy, seeded_by=mid).load()
+        report = apply_plan(loc, key, target, claims, policy, seeded_by=mid).load(in_memory=True)
     finally:
         discard_spool(claims)
     if report.failed:

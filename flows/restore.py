@@ -21,7 +21,7 @@ from flows.approval import ApprovalMode, ask_approval
 from kubekeep.restore import Selector
 from kubekeep.restore.policy import RestorePolicy
 from kubekeep.restore.record import new_restore_id
-from kubekeep.restore.report import Action, RestoreReport
+from kubekeep.restore.report import RestoreReport
 from kubekeep.ui import artifact_key, point_label, restore_run_name
 from tasks.index import publish_restore_points
 from tasks.parameters import FilesToRestore, MoverOptions
@@ -184,20 +184,21 @@ def restore(
                 loc, key, conn, plan, restore_policy, wait=wait, restore_volumes=restore_volumes,
                 verify=verify_volumes, mover=mover)
             record_restore(loc, key, done, plan, restore_id)
-            report = done.load()
+            report = done.load()  # its outcomes are read from the spool: used before it is discarded
+            _publish(report, plan, restore_id)
+            result = {**report.to_dict(outcomes=False), "restore_id": restore_id,
+                      "restore_point_id": plan.restore_point_id, "outcomes_total": len(report.outcomes)}
+            if len(report.outcomes) > RETURNED_OUTCOMES:  # the whole report is in the repository and the catalog
+                result["outcomes"] = report.first_outcomes(RETURNED_OUTCOMES)  # problems first
+            else:
+                result["outcomes"] = [o.to_dict() for o in report.outcomes]
+            summary = report.failure_summary() if report.failed else ""
         finally:
             discard_spool(plan)
         if plan.app:
             publish_restore_points(loc, key, plan.app)  # the index table, through the run's open repository
-    _publish(report, plan, restore_id)
-    result = {**report.to_dict(), "restore_id": restore_id, "restore_point_id": plan.restore_point_id}
-    result["outcomes_total"] = len(result["outcomes"])
-    if len(result["outcomes"]) > RETURNED_OUTCOMES:  # the whole report is in the repository and the catalog
-        problems = [o for o in result["outcomes"] if Action(o["action"]).is_failure]
-        rest = [o for o in result["outcomes"] if not Action(o["action"]).is_failure]
-        result["outcomes"] = (problems + rest)[:RETURNED_OUTCOMES]
-    if report.failed:
-        raise RestoreFailed(f"restore {restore_id} of {plan.restore_point_id}: {report.failure_summary()}", result)
+    if summary:
+        raise RestoreFailed(f"restore {restore_id} of {plan.restore_point_id}: {summary}", result)
     return result
 
 
@@ -245,11 +246,8 @@ def _publish(report: RestoreReport, plan: PlanRef, restore_id: str) -> None:
                              key=artifact_key("restore", app),
                              description=f"{'Dry run' if report.dry_run else 'Restore'} {restore_id} of "
                                          f"{plan.restore_point_id}")
-    rows = report.table_rows()
-    if len(rows) > TABLE_ROWS:  # problems first; the whole report is kept with the restore (restore id)
-        failed = {i for i, o in enumerate(report.outcomes) if o.action.is_failure}
-        rows = ([r for i, r in enumerate(rows) if i in failed] + [r for i, r in enumerate(rows) if i not in failed]
-                )[:TABLE_ROWS]
+    # problems first when there are more than TABLE_ROWS; the whole report is kept with the restore (restore id)
+    rows = report.table_rows(TABLE_ROWS if len(report.outcomes) > TABLE_ROWS else None)
     if rows:
         create_table_artifact(rows, key=artifact_key("restore-objects", app),
                               description=f"Objects of restore {restore_id}"

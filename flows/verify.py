@@ -8,13 +8,13 @@ notifications fire. ``verify_latest`` verifies the newest point of every protect
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run as current_run
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open, load_blocks, open_catalog
@@ -41,12 +41,11 @@ from tasks.verify import (
     user_check,
 )
 
-log = logging.getLogger(__name__)
-
 
 class VerificationFailed(RuntimeError):
     """The restore point did not pass its verification (or could not be judged); the message says why."""
 
+    #: ``verify``: the verdict; ``verify_latest``: app -> its result ("passed" or why not)
     def __init__(self, message: str, verdict: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.verdict = verdict or {}
@@ -77,7 +76,8 @@ def _teardown_on_cancel(flow: Flow[..., Any], flow_run: FlowRun, state: State) -
     conn: Any = ClusterConnection.load(cluster) if isinstance(cluster, str) else ClusterConnection()
     with conn.connect() as c:
         result = teardown(c, run_id)
-    log.warning("flow run %s cancelled: sandbox %s torn down: %s", flow_run.id, run_id, result.describe())
+    # the runner calls this in its own process: the flow run's logger puts the line in the run's logs (the UI)
+    flow_run_logger(flow_run).warning("flow run cancelled: sandbox %s torn down: %s", run_id, result.describe())
 
 
 @flow(name="verify", flow_run_name=_run_name, log_prints=True, on_cancellation=[_teardown_on_cancel])
@@ -128,7 +128,7 @@ def verify(
                                              options=box.plan_options(mapped)))
             try:
                 done = apply_plan(loc, key, conn, plan, box.restore_policy(), mover=mover)
-                report = box.restored(done.load())
+                report = box.restored(done.load(in_memory=True))
                 record_restore(loc, key, done, plan, new_restore_id())
             finally:
                 discard_spool(plan)
@@ -183,7 +183,8 @@ def verify_latest(
                           key="verify-latest", description="Newest restore point of each protected app")
     failed = [f"{name}: {result}" for name, result in results.items() if result != "passed"]
     if failed:
-        raise VerificationFailed(f"{len(failed)} of {len(results)} app(s) did not pass: " + "; ".join(failed))
+        raise VerificationFailed(f"{len(failed)} of {len(results)} app(s) did not pass: " + "; ".join(failed),
+                                 dict(results))
     return results
 
 

@@ -9,7 +9,6 @@ retries safe). Every task shares the run's open repository (blocks.repositories)
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from kubekeep.restorepoint import (
     manifest_stream,
     write_restore_point,
 )
+from kubekeep.restorepoint.ids import new_restore_point_id  # noqa: F401 - flows.backup imports it from here
 from kubekeep.restorepoint.object_lock import LockReport, apply_retention
 
 from .common import DATA_TASK, run_bounded
@@ -195,7 +195,3 @@ def record_catalog(location: LocationProfile, key: EncryptionKey, snapshot_id: s
         return add_to_catalog(repo, snapshot_id).object_count
 
 
-def new_restore_point_id(app: str, now: datetime | None = None) -> str:
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    safe_app = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in app)[:80].strip("-.") or "app"
-    return f"{safe_app}-{stamp}-{secrets.token_hex(3)}"

@@ -118,8 +118,11 @@ def list_restore_points_table(
     newest_first: bool = True,
     limit: int | None = None,
     columns: Sequence[str] | None = None,
+    units: Collection[str] | None = None,
 ) -> pa.Table:
     """Restore points matching every given filter, sorted by ``finished_at``.
+
+    ``units``: only the one-point files of these restore points are read (compacted parts always are).
 
     ``statuses=None`` means any status; ``namespace`` matches points that
     include that namespace; ``tags`` must all be present with equal values.
@@ -135,7 +138,7 @@ def list_restore_points_table(
     if columns is not None:
         wanted = list(dict.fromkeys([*columns, "id", "finished_at"]))
         wanted += [c for c, needed in (("namespaces", namespace), ("tags", tags)) if needed and c not in wanted]
-    table = catalog.read(TableName.RESTORE_POINTS, filter=expr, columns=wanted)
+    table = catalog.read(TableName.RESTORE_POINTS, filter=expr, columns=wanted, units=units)
     table = _post_filter(table, namespace, tags)
     order = "descending" if newest_first else "ascending"
     table = table.sort_by([("finished_at", order), ("id", order)])
@@ -323,11 +326,13 @@ def list_signals(
     finished_before: datetime | None = None,
     limit_points: int | None = None,
     volumes: bool = True,
+    units: Collection[str] | None = None,
 ) -> list[SignalRow]:
     """Signal rows, newest point first (its point row, then its volume rows by subject).
 
     ``limit_points`` keeps the newest points only; ``volumes=False`` returns the point rows only.
-    One scan: volume rows carry their point's app and finished_at.
+    ``units``: only the one-point files of these restore points are read (``restore_point_ids`` implies
+    them). One scan: volume rows carry their point's app and finished_at.
     """
     parts: list[pc.Expression] = []
     if not volumes:
@@ -338,7 +343,10 @@ def list_signals(
         parts.append(_in("restore_point_id", restore_point_ids))
     if finished_before is not None:
         parts.append(pc.field("finished_at") < _aware(finished_before, "finished_before"))
-    table = catalog.read(TableName.SIGNALS, filter=_and(parts))
+    if restore_point_ids is not None:
+        wanted = {restore_point_ids} if isinstance(restore_point_ids, str) else set(restore_point_ids)
+        units = wanted & set(units) if units is not None else wanted
+    table = catalog.read(TableName.SIGNALS, filter=_and(parts), units=units)
     table = table.sort_by([("finished_at", "descending"), ("restore_point_id", "descending"),
                            ("subject", "ascending")])
     rows = [SignalRow.from_row(r) for r in table.to_pylist()]
@@ -490,6 +498,17 @@ def verified_points(catalog: Catalog, app: str | None = None) -> dict[str, bool]
 def newest_verified_point(catalog: Catalog, app: str) -> str | None:
     """The newest restore point of ``app`` (by when the point was taken) whose newest verification passed,
     among points still in the catalog; None if there is none."""
+    newest = _newest_verified(catalog, app)
+    return newest[0] if newest else None
+
+
+def newest_verified_time(catalog: Catalog, app: str) -> datetime | None:
+    """When :func:`newest_verified_point` finished (None: no point of ``app`` is verified)."""
+    newest = _newest_verified(catalog, app)
+    return newest[1] if newest else None
+
+
+def _newest_verified(catalog: Catalog, app: str) -> tuple[str, datetime] | None:
     passed = [point for point, ok in verified_points(catalog, app).items() if ok]
     if not passed:
         return None
@@ -499,7 +518,7 @@ def newest_verified_point(catalog: Catalog, app: str) -> str | None:
     if not table.num_rows:
         return None
     table = table.sort_by([("finished_at", "descending"), ("id", "descending")])
-    return str(table["id"][0].as_py())
+    return str(table["id"][0].as_py()), table["finished_at"][0].as_py()
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

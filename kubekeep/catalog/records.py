@@ -274,7 +274,7 @@ class RestoreRecord:
     failed: int = 0
     #: why the restore stopped before the end (None: it ran every phase)
     aborted: str | None = None
-    outcomes: tuple[Mapping[str, Any], ...] | None = None
+    outcomes: Sequence[Mapping[str, Any]] | None = None
     volumes: tuple[Mapping[str, Any], ...] | None = None
     phases: tuple[Mapping[str, Any], ...] | None = None
     #: a migration's cutover: quiesce of the source until the target was ready (None for other restores)
@@ -294,14 +294,18 @@ class RestoreRecord:
         object.__setattr__(self, "target_namespaces", tuple(self.target_namespaces))
         for name in ("outcomes", "volumes", "phases"):
             rows = getattr(self, name)
-            if rows is not None:
+            if rows is not None and (name != "outcomes" or isinstance(rows, list | tuple)):
                 object.__setattr__(self, name, tuple(dict(r) for r in rows))
+            # other outcome sequences are kept as given: a report's spooled outcomes, read one by one when
+            # the table is built (restores_table)
 
-    def to_row(self) -> dict[str, Any]:
+    def to_row(self, *, outcomes: bool = True) -> dict[str, Any]:
+        """The table row (``outcomes=False``: without the outcomes, which restores_table adds as columns)."""
         row = {f.name: getattr(self, f.name) for f in fields(self)}
         row["target_namespaces"] = list(self.target_namespaces)
         for name in ("outcomes", "volumes", "phases"):
-            row[name] = None if row[name] is None else [dict(r) for r in row[name]]
+            row[name] = None if row[name] is None or (name == "outcomes" and not outcomes) else [
+                dict(r) for r in row[name]]
         row["downtime"] = None if self.downtime is None else self.downtime.to_row()
         return row
 
@@ -564,8 +568,30 @@ def volumes_table(volumes: Sequence[RestorePointVolume]) -> pa.Table:
     return pa.Table.from_pylist([v.to_row() for v in volumes], schema=RESTORE_POINT_VOLUMES_SCHEMA)
 
 
-def restores_table(restores: Sequence[RestoreRecord]) -> pa.Table:
-    return pa.Table.from_pylist([r.to_row() for r in restores], schema=RESTORES_SCHEMA)
+def restores_table(restores: Sequence[RestoreRecord], *, batch_rows: int = 20_000) -> pa.Table:
+    """Restore rows as a table; each restore's outcomes (100k for a big restore) become columns a batch of
+    rows at a time, never all as Python dicts at once."""
+    rows = [r.to_row(outcomes=False) for r in restores]
+    table = pa.Table.from_pylist(rows, schema=RESTORES_SCHEMA)
+    outcome_type = RESTORES_SCHEMA.field("outcomes").type
+    chunks: list[pa.Array] = []
+    offsets = [0]
+    for r in restores:
+        batch: list[dict[str, Any]] = []
+        for o in r.outcomes or ():
+            batch.append(dict(o))
+            if len(batch) >= batch_rows:
+                chunks.append(pa.array(batch, type=outcome_type.value_type))
+                batch = []
+        if batch:
+            chunks.append(pa.array(batch, type=outcome_type.value_type))
+        offsets.append(offsets[-1] + len(r.outcomes or ()))
+    values = pa.concat_arrays(chunks) if chunks else pa.array([], type=outcome_type.value_type)
+    if len(values) != offsets[-1]:
+        raise CatalogRecordError(f"restore outcomes changed while the table was built ({len(values)} != {offsets[-1]})")
+    mask = pa.array([r.outcomes is None for r in restores], type=pa.bool_())
+    column = pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values, type=outcome_type, mask=mask)
+    return table.set_column(table.schema.get_field_index("outcomes"), RESTORES_SCHEMA.field("outcomes"), column)
 
 
 def verifications_table(verifications: Sequence[VerificationRecord]) -> pa.Table:

@@ -371,6 +371,12 @@ class Catalog:
             if info.key.endswith(".parquet"):
                 yield info
 
+    def units(self, table: TableName) -> list[str]:
+        """The write units (restore point ids) of ``table``'s one-point files, from the listing alone (rows of
+        compacted part files are not named here)."""
+        small = f"{table_prefix(table, self.prefix)}{SMALL_FILE_PREFIX}"
+        return [info.key[len(small):-len(".parquet")] for info in self._list(table) if info.key.startswith(small)]
+
     def dataset(self, table: TableName, units: Collection[str] | None = None) -> ds.Dataset:
         """A pyarrow dataset over every catalog file of ``table`` (fetched into the cache).
 

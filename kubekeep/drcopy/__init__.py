@@ -7,7 +7,7 @@
 - :mod:`.replica`: replica mode, packs byte for byte; :mod:`.independent`: independent mode,
   blobs re-encrypted under the destination's own key; :mod:`.verify`: authenticating a pack.
 
-One-way: nothing at the destination is ever deleted, and the source is only read.
+One-way: nothing at the destination is ever deleted, and the source is only read (its shared lock object apart).
 """
 
 from .copy import (

@@ -9,7 +9,7 @@ is committed and its catalog rows are written.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +25,7 @@ from kubekeep.catalog import (
     list_restore_points_table,
     list_signals,
 )
+from kubekeep.restorepoint.ids import id_app, parse_point_id
 
 from .objects import ObjectKey, ObjectSignals, catalog_object_keys, object_signals
 from .record import PointSignals
@@ -82,16 +83,27 @@ class PointHistory(Protocol):
 
 
 class CatalogHistory:
-    """:class:`PointHistory` answered by the catalog of the location.
+    """:class:`PointHistory` answered by the catalog of the location, reading only the app's newest points.
 
-    Each table is read once per app and kept for the life of the object (one signals
-    step): the restore points of the app, their volumes, their signals, the acknowledgements.
-    :meth:`prefetch` reads them two stages of a few at once: each read lists and fetches catalog
-    files, mostly waiting on storage, so overlapping them cuts the step's wall-clock time.
+    The catalog keeps one file per restore point and table until it is compacted. Reading a whole table
+    would make the step grow with every point of every app, so :meth:`prefetch` first picks the app's
+    newest points from the restore-point files' *names* (ids in the backup's ``<app>-<stamp>-<hex>`` form,
+    kubekeep.restorepoint.ids): the judged point and the ``limit`` newest of its app before it (for the
+    baseline's signals; :attr:`RECENT` of them for the point and volume rows), plus every file whose id is
+    in another form (its app cannot be told from its name; compacted parts are always read). Every read
+    after that opens only those points' files (objects: the two points compared). A previous point or
+    PVC snapshot older than the recent ones is looked up in all of the app's points (rare).
+    A point whose own id is not in the backup's form reads the tables whole, as before.
+
+    Each answer is kept for the life of the object (one signals step). :meth:`prefetch` reads in two
+    stages of a few reads at once: each read lists and fetches catalog files, mostly waiting on storage.
     """
 
     #: catalog reads at once in :meth:`prefetch`
     READERS = 4
+    #: the app's newest points whose point and volume rows are read (the previous point, and the previous
+    #: snapshot of each PVC, are almost always among them; else all of the app's points are read)
+    RECENT = 8
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -100,8 +112,37 @@ class CatalogHistory:
         self._signals: dict[tuple[str, datetime, int], list[PointSignals]] = {}
         self._acks: dict[str, set[str]] = {}
         self._objects: dict[str, list[ObjectKey]] = {}
+        #: app -> the restore points whose signals are read (None: all) ...
+        self._window: dict[str, list[str] | None] = {}
+        #: ... and the fewer whose point and volume rows are read; True when older points were left out
+        self._recent: dict[str, list[str] | None] = {}
+        #: app -> the oldest of its recent points when older ones were left out
+        self._cutoff: dict[str, str | None] = {}
+
+    def window(self, point: PointRef, limit: int) -> list[str] | None:
+        """The restore point ids whose one-point files judging ``point`` reads (None: every file)."""
+        if point.app in self._window:
+            return self._window[point.app]
+        me = parse_point_id(point.id)
+        if me is None or me.app != id_app(point.app):
+            self._window[point.app] = self._recent[point.app] = self._cutoff[point.app] = None
+            return None
+        mine: list[tuple[str, str]] = []
+        other: list[str] = []
+        for unit in self.catalog.units(TableName.RESTORE_POINTS):
+            parts = parse_point_id(unit)
+            if parts is None:
+                other.append(unit)
+            elif parts.app == me.app and parts.stamp <= me.stamp and unit != point.id:
+                mine.append((parts.stamp, unit))
+        mine.sort(reverse=True)
+        self._cutoff[point.app] = mine[self.RECENT - 1][1] if len(mine) > self.RECENT else None
+        self._window[point.app] = [point.id, *(unit for _, unit in mine[:limit]), *other]
+        self._recent[point.app] = [point.id, *(unit for _, unit in mine[:self.RECENT]), *other]
+        return self._window[point.app]
 
     def prefetch(self, point: PointRef, limit: int) -> None:
+        self.window(point, limit)
         with ThreadPoolExecutor(self.READERS, thread_name_prefix="signals-catalog") as pool:
             first: list[Future[Any]] = [pool.submit(self._app_points, point.app),
                      pool.submit(self.signals_before, point.app, point.finished_at, limit),
@@ -117,49 +158,74 @@ class CatalogHistory:
             for future in second:
                 future.result()
 
-    def _app_points(self, app: str) -> list[tuple[str, datetime, str]]:
-        """(id, finished_at, status) of every point of ``app``, newest first."""
-        if app not in self._points:
+    def _app_points(self, app: str, *, whole: bool = False) -> list[tuple[str, datetime, str]]:
+        """(id, finished_at, status) of the app's points in the window (``whole``: all of them), newest first."""
+        key = f"\0{app}" if whole else app
+        if key not in self._points:
             table = list_restore_points_table(self.catalog, app=app, statuses=None,
-                                              columns=["id", "finished_at", "status"])
-            self._points[app] = list(zip(table["id"].to_pylist(), table["finished_at"].to_pylist(),
+                                              columns=["id", "finished_at", "status"],
+                                              units=None if whole else self._recent.get(app))
+            self._points[key] = list(zip(table["id"].to_pylist(), table["finished_at"].to_pylist(),
                                          table["status"].to_pylist(), strict=True))
-        return self._points[app]
+        return self._points[key]
 
-    def _app_volumes(self, app: str) -> dict[tuple[str, str, str], str]:
+    def _app_volumes(self, app: str, *, whole: bool = False) -> dict[tuple[str, str, str], str]:
         """(restore point id, namespace, pvc) -> snapshot id, for the volumes with data of ``app``'s points."""
-        if app not in self._volumes:
-            ids = [p[0] for p in self._app_points(app)]
+        key = f"\0{app}" if whole else app
+        if key not in self._volumes:
+            ids = [p[0] for p in self._app_points(app, whole=whole)]
             rows = self.catalog.read(TableName.RESTORE_POINT_VOLUMES,
                                      filter=pc.field("restore_point_id").isin(ids),
-                                     columns=["restore_point_id", "namespace", "pvc", "snapshot_id"]) if ids else None
+                                     columns=["restore_point_id", "namespace", "pvc", "snapshot_id"],
+                                     units=ids) if ids else None
             found: dict[tuple[str, str, str], str] = {}
             if rows is not None:
                 for point_id, ns, pvc, sid in zip(*(rows[c].to_pylist() for c in rows.column_names), strict=True):
                     if sid:
                         found[(point_id, ns, pvc)] = sid
-            self._volumes[app] = found
-        return self._volumes[app]
+            self._volumes[key] = found
+        return self._volumes[key]
 
-    def previous_point(self, app: str, before: datetime) -> str | None:
-        for point_id, finished, status in self._app_points(app):
-            if finished < before and status == RestorePointStatus.SUCCEEDED:
+    def _newest_before(self, app: str, before: datetime, match: Callable[[str, str, bool], bool]) -> str | None:
+        """The newest point of ``app`` finished before ``before`` that ``match(id, status, whole)`` accepts.
+
+        Among the recent points first; an answer older than the oldest recent point of the app (a point
+        with an id in another form) could hide a newer one outside them, so then all points are read."""
+        cutoff = self._cutoff.get(app)
+        rows = self._app_points(app)
+        if cutoff is not None:
+            cutoff_time = next((finished for point_id, finished, _ in rows if point_id == cutoff), None)
+        for point_id, finished, status in rows:
+            if finished < before and match(point_id, status, False):
+                if cutoff is None or cutoff_time is None or finished >= cutoff_time:
+                    return point_id
+                break
+        if cutoff is None:
+            return None
+        for point_id, finished, status in self._app_points(app, whole=True):
+            if finished < before and match(point_id, status, True):
                 return point_id
         return None
 
+    def previous_point(self, app: str, before: datetime) -> str | None:
+        return self._newest_before(app, before, lambda _id, status, _whole: status == RestorePointStatus.SUCCEEDED)
+
     def previous_volume_snapshot(self, app: str, volume: VolumeRef, before: datetime) -> str | None:
-        volumes = self._app_volumes(app)
-        for point_id, finished, _status in self._app_points(app):
-            if finished < before:
-                sid = volumes.get((point_id, volume.namespace, volume.pvc))
-                if sid:
-                    return sid
-        return None
+        def has(point_id: str, _status: str, whole: bool) -> bool:
+            return (point_id, volume.namespace, volume.pvc) in self._app_volumes(app, whole=whole)
+
+        found = self._newest_before(app, before, has)
+        if found is None:
+            return None
+        whole = (found, volume.namespace, volume.pvc) not in self._app_volumes(app)
+        return self._app_volumes(app, whole=whole)[(found, volume.namespace, volume.pvc)]
 
     def signals_before(self, app: str, before: datetime, limit: int) -> list[PointSignals]:
+        """The newest ``limit`` scored points of ``app`` before ``before`` (among the window's points)."""
         if (app, before, limit) not in self._signals:
             self._signals[(app, before, limit)] = points_from_rows(
-                list_signals(self.catalog, app=app, finished_before=before, limit_points=limit))
+                list_signals(self.catalog, app=app, finished_before=before, limit_points=limit,
+                             units=self._window.get(app)))
         return self._signals[(app, before, limit)]
 
     def acknowledged(self, app: str) -> set[str]:

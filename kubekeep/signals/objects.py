@@ -109,7 +109,7 @@ def catalog_object_keys(catalog: Catalog, restore_point_id: str, *, batch_rows: 
                         ) -> Iterator[ObjectKey]:
     """The object keys of one restore point from the catalog's ``restore_point_objects`` rows."""
     table = catalog.read(TableName.RESTORE_POINT_OBJECTS, filter=pc.field("restore_point_id") == restore_point_id,
-                         columns=["group", "kind", "namespace", "name"])
+                         columns=["group", "kind", "namespace", "name"], units=[restore_point_id])
     for batch in table.to_batches(max_chunksize=batch_rows):
         cols = [batch.column(i).to_pylist() for i in range(4)]
         for group, kind, namespace, name in zip(*cols, strict=True):
