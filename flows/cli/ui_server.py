@@ -91,7 +91,7 @@ class RefuseInvalidBlocks:
             return None  # Prefect answers malformed requests itself
         if not isinstance(request, dict) or not isinstance(request.get("data", {}), dict):
             return None
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
                                      base_url="http://prefect") as inner:
             data: dict[str, Any] = dict(request.get("data") or {})
             type_id = request.get("block_type_id")
