@@ -383,6 +383,13 @@ def record_restore(location: LocationProfile, key: EncryptionKey, report_ref: Re
                              target_namespaces=namespaces, retention=location.retention(), downtime=downtime)
 
 
+def discard_report(report: ReportRef) -> None:
+    """Delete a kept report (its head and its spooled outcomes) once it is recorded and published, so the
+    same plan can be applied after its dry run (the restore flow's approval)."""
+    for path in (report.path, report.outcomes_path):
+        Path(path).unlink(missing_ok=True)
+
+
 def discard_spool(plan: PlanRef) -> None:
     """Delete the plan's spool (decrypted manifests, and the report beside them): at the end of every run
     that loaded a plan."""
