@@ -151,7 +151,9 @@ class KubekeepWorker:
             cmd = ["py-spy", "record", "-r", str(pyspy), "-f", "raw", "-o",
                    str(self.profile_dir / f"{tag}.pyspy.txt"), "--", *cmd]
         r = run(cmd, self.env)
-        result: dict[str, Any] = json.loads(r.output.strip().splitlines()[-1])
+        # the worker's result is its last JSON line (py-spy, when it wraps the worker, prints after it)
+        last = next(ln for ln in reversed(r.output.strip().splitlines()) if ln.startswith("{"))
+        result: dict[str, Any] = json.loads(last)
         result.update(wall=r.seconds, peak_rss=r.peak_rss, cpu=r.cpu, load=r.load)
         return result
 

@@ -28,6 +28,7 @@ from tasks.parameters import FilesToRestore, MoverOptions
 from tasks.restore import (
     PlanRef,
     apply_plan,
+    discard_report,
     discard_spool,
     dry_run_plan,
     load_plan,
@@ -214,6 +215,7 @@ def _approve_after_dry_run(loc: LocationProfile, key: EncryptionKey, conn: Clust
         raise RestoreFailed(f"dry run {dry_id} of {plan.restore_point_id} found problems, nothing was changed and "
                             f"no approval asked: {report.failure_summary()}", report.to_dict())
     counts = ", ".join(f"{n} {action}" for action, n in sorted(report.counts.items())) or "no object"
+    discard_report(checked)  # recorded and published: the apply spools its own outcomes beside the plan
     description = (f"**Restore `{plan.restore_point_id}`?** Its dry run `{dry_id}` passed: {counts} "
                    f"({len(plan.volumes)} volume(s) to fill). The dry run's report is the run's artifact "
                    f"`{artifact_key('restore', plan.app or plan.restore_point_id)}`. Approve to restore for real; "

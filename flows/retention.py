@@ -24,6 +24,7 @@ from pydantic import Field
 
 from blocks import EncryptionKey, LocationProfile, ProtectionPolicy, keep_open, load_blocks, load_policy
 from kubekeep.retention import ExpiryReport, RenewReport, RetentionError, RetentionPlan, RetentionRules
+from tasks.index import publish_restore_points
 from tasks.retention import PruneSummary, expire_points, plan_retention, prune_location, renew_point_locks
 
 
@@ -144,6 +145,8 @@ def retention(
             approval = "given"
         expiry = expire_points(loc, key, plan, approved=approval != "not needed", only=only,
                                reason=f"retention: {what}")
+        for dropped_app in sorted({d.point.app for d in plan.drops}):
+            publish_restore_points(loc, key, dropped_app)  # the index without the expired points
         pruned = prune_location(loc, key) if prune else None
         renewed = renew_point_locks(loc, key, plan) if renew_locks else None
     outcome = RetentionOutcome(plan, approval, expiry, pruned, renewed)

@@ -28,6 +28,7 @@ from kubekeep.verify import (
     merge_checks,
     teardown,
 )
+from tasks.index import publish_restore_points
 from tasks.parameters import MoverOptions
 from tasks.restore import apply_plan, discard_spool, load_plan, plan_options, record_restore
 from tasks.restore_parameters import ImageRewrites, StorageClassMap, as_mapping
@@ -135,6 +136,7 @@ def verify(
             box.checks += [user_check(conn, check, box.namespace_map) for check in user_checks]
         verdict = box.verdict(point)
         record_verification(loc, key, verdict)
+        publish_restore_points(loc, key, verdict.app)  # the index shows the new verdict
     _publish(verdict)
     result = verdict.model_dump(mode="json")
     if not verdict.passed:

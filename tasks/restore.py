@@ -10,6 +10,7 @@ gates, volumes before workloads, held-back workloads) and fills the restored cla
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -120,22 +121,30 @@ class ReportRef:
 
 
 def outcomes_file(plan: PlanRef) -> Path:
-    """Where the apply (or dry-run) task spools the outcomes of ``plan``'s restore."""
-    return Path(plan.spool) / OUTCOMES_FILE
+    """A new file where an apply (or dry-run) task spools the outcomes of ``plan``'s restore (one plan may
+    be dry-run, then applied: each run has its own)."""
+    stem, suffix = OUTCOMES_FILE.rsplit(".", 1)
+    for n in itertools.count():
+        path = Path(plan.spool) / f"{stem}-{n}.{suffix}"
+        if not path.exists():
+            return path
+    raise AssertionError("unreachable")
 
 
 def keep_report(report: RestoreReport, plan: PlanRef) -> ReportRef:
     """Write ``report``'s head beside the plan's spool (0600), its outcomes spooled there (or written now
     if they were held in memory), and return a reference to both."""
     report.outcomes.seal()
-    outcomes = outcomes_file(plan)
-    if report.outcomes.path != outcomes:
+    outcomes = report.outcomes.path
+    if outcomes is None or outcomes.parent != Path(plan.spool):
+        outcomes = outcomes_file(plan)
         spooled = Outcomes.spooled(outcomes)
         for outcome in report.outcomes:
             spooled.append(outcome)
         spooled.seal()
-    path = Path(plan.spool) / REPORT_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    stem, suffix = REPORT_FILE.rsplit(".", 1)
+    path = Path(plan.spool) / f"{stem}-{outcomes.stem.rsplit('-', 1)[-1]}.{suffix}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(report.to_dict(outcomes=False), fh, sort_keys=True)
     return ReportRef(path=str(path), outcomes_path=str(outcomes), status=report.status, failed=report.failed,
@@ -372,6 +381,13 @@ def record_restore(location: LocationProfile, key: EncryptionKey, report_ref: Re
     with repository(location, key) as repo:
         return record_report(repo, report, restore_id=restore_id, restore_point_id=plan.restore_point_id,
                              target_namespaces=namespaces, retention=location.retention(), downtime=downtime)
+
+
+def discard_report(report: ReportRef) -> None:
+    """Delete a kept report (its head and its spooled outcomes) once it is recorded and published, so the
+    same plan can be applied after its dry run (the restore flow's approval)."""
+    for path in (report.path, report.outcomes_path):
+        Path(path).unlink(missing_ok=True)
 
 
 def discard_spool(plan: PlanRef) -> None:

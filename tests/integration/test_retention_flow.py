@@ -5,6 +5,7 @@ approval deletes exactly what the plan dropped; the plan and the report are arti
 from __future__ import annotations
 
 import contextvars
+import json
 import threading
 import time
 import uuid
@@ -104,3 +105,8 @@ def test_a_plan_over_the_approval_share_pauses_for_the_form_refused_then_approve
     assert outcome.prune is not None and outcome.prune.bytes_freed > 0
     report = Artifact.get(f"retention-report-policy-{name}")
     assert report is not None and "approved in the UI" in str(report.data)
+    # the restore-point index is refreshed without the expired points
+    index = Artifact.get("restore-points-shop")
+    assert index is not None
+    rows = json.loads(index.data) if isinstance(index.data, str) else index.data
+    assert {r["id"] for r in rows} == {points[3].id, manual.id}, rows

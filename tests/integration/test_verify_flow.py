@@ -212,6 +212,13 @@ def test_a_verification_that_passes(shop: dict[str, Any], cluster: Cluster, test
     # artifacts under stable keys
     for prefix in ("verification", "verification-checks"):
         assert _artifacts(artifact_key(prefix, shop["app"])), prefix
+    # the restore-point index is refreshed with the verdict
+    from prefect.artifacts import Artifact
+
+    index = Artifact.get(artifact_key("restore-points", shop["app"]))
+    assert index is not None
+    rows = json.loads(index.data) if isinstance(index.data, str) else index.data
+    assert {r["id"]: r["verified"] for r in rows}[shop["rp"]] == "passed", rows
 
 
 def test_a_failing_exec_check(shop: dict[str, Any], cluster: Cluster) -> None:

@@ -23,7 +23,7 @@ from playwright.sync_api import expect
 from kubekeep.cluster import Cluster
 from kubekeep.ui import point_label
 from tests.plugins.deployments import KubekeepDeployments
-from tests.ui.forms import save_block
+from tests.ui.forms import save_block, submit
 
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
@@ -64,21 +64,6 @@ def open_latest_artifact(page: Any, ui_url: str, api: str, key: str) -> dict[str
     page.locator("a[href*='/artifacts/artifact/']").first.click()
     expect(page).to_have_url(re.compile(r"/artifacts/artifact/[0-9a-f-]+"))  # then ?tab=Artifact
     return dict(artifact)
-
-
-def submit(page: Any, attempts: int = 3) -> None:
-    """Submit the run form and wait for the server's answer (the new run) before the page goes anywhere.
-
-    A 503 is SQLite's "database is locked" on a busy server: nothing was created and the request
-    may be repeated (Prefect's own client repeats it; docs/api.md), so the test clicks Submit again,
-    as a user would after the UI's error toast."""
-    for attempt in range(attempts):
-        with page.expect_response(lambda r: r.request.method == "POST" and "/create_flow_run" in r.url) as answer:
-            page.get_by_role("button", name="Submit").click()
-        if answer.value.status != 503 or attempt == attempts - 1:
-            break
-        time.sleep(2)
-    assert answer.value.ok, f"{answer.value.status}: {answer.value.text()}"
 
 
 def test_backup_pick_and_restore_from_the_ui(page: Any, ui_url: str, prefect_api: str, cluster: Cluster,

@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.plugins.deployments import KubekeepDeployments
-from tests.ui.forms import save_block
+from tests.ui.forms import save_block, submit
 
 PROBES = Path(__file__).resolve().parent / "probe"
 T = TypeVar("T")
@@ -92,7 +92,7 @@ def test_run_form_renders_literals_models_and_docstrings(page: Any, ui_url: str,
     page.get_by_label("Source", exact=True).fill("shop")
     page.get_by_label("Target", exact=True).fill("shop-copy")
     page.screenshot(path=str(screenshots / "probe-run-form.png"), full_page=True)
-    page.get_by_role("button", name="Submit").click()
+    submit(page)
 
     run = final_run(prefect_api, deployment=deployment)
     assert run["state_type"] == "COMPLETED", run["state"]

@@ -30,6 +30,8 @@ RESTORE_PARAMETERS = {
     "dry_run": "--dry-run", "wait": "--no-wait", "restore_volumes": "--no-volumes",
     "verify_volumes": "--no-verify-volumes", "files": "--files", "mover": "--mover-image",
     "restore_status": "--restore-status", "last_clean": "--last-clean",
+    # the UI's pause for an approval after the dry run: at the terminal, --dry-run first, then the restore
+    "approval": "--dry-run", "approval_timeout": "--dry-run",
 }
 BACKUP_PARAMETERS = {
     "app": "--app", "namespaces": "--namespace", "location": "--location", "encryption_key": "--password-file",

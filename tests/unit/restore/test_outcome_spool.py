@@ -107,3 +107,21 @@ def test_a_spooled_log_holds_counts_not_outcomes(tmp_path: Path) -> None:
     spooled = growth(Outcomes.spooled(tmp_path / "o.jsonl"), n)
     assert held > 4 * 2**20  # every outcome (five strings each) in memory
     assert spooled < 512 * 1024, f"{spooled} B for {n} spooled outcomes"  # counts, namespaces, a file buffer
+
+
+def test_a_dry_run_then_a_restore_of_one_plan_keep_two_reports(tmp_path: Path) -> None:
+    """The approval path dry-runs a plan, then applies it: each run spools its own outcomes and report."""
+    from tasks.restore import PlanRef, keep_report, outcomes_file
+
+    plan = PlanRef(restore_point_id="p-1", snapshot_id="s", spool=str(tmp_path), phases=[], volumes=[])
+    refs = []
+    for dry in (True, False):
+        outcomes = Outcomes.spooled(outcomes_file(plan))
+        report = _report(outcomes, _outcomes(8 if dry else 5))
+        report.dry_run = dry
+        refs.append(keep_report(report, plan))
+    memory = keep_report(RestoreReport(dry_run=False, outcomes=_outcomes(3)), plan)  # written out now
+    assert len({r.path for r in [*refs, memory]}) == 3 and len({r.outcomes_path for r in [*refs, memory]}) == 3
+    assert [len(r.load().outcomes) for r in [*refs, memory]] == [8, 5, 3]
+    assert refs[0].load().dry_run and not refs[1].load().dry_run
+    assert list(memory.load(in_memory=True).outcomes) == _outcomes(3)
