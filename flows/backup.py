@@ -23,13 +23,13 @@ from kubekeep.backup.hooks import HookError, HookRule
 from kubekeep.backup.scope import BackupScope
 from kubekeep.drcopy import CopyMode
 from kubekeep.restorepoint import RestorePointRecord, VolumeRecord
+from kubekeep.restorepoint.ids import new_restore_point_id
 from kubekeep.ui import artifact_key, backup_run_name, human_bytes
 from tasks.backup import (
     ManifestResult,
     commit_restore_point,
     export_volumes,
     lock_restore_point,
-    new_restore_point_id,
     record_catalog,
     restore_point_record,
     snapshot_manifests,

@@ -35,7 +35,6 @@ from kubekeep.restorepoint import (
     manifest_stream,
     write_restore_point,
 )
-from kubekeep.restorepoint.ids import new_restore_point_id  # noqa: F401 - flows.backup imports it from here
 from kubekeep.restorepoint.object_lock import LockReport, apply_retention
 
 from .common import DATA_TASK, run_bounded
