@@ -194,7 +194,8 @@ class CopyBench:
                 extra = {"dest_bytes": tree_bytes(Path(dst)) - before} if dest == "fs" else {}
                 self.results.sample(copier.name, dest, stage).add(r, **extra)
                 if log:
-                    print(f"  {copier.name} {dest} {stage}: {r.seconds:.2f}s rss {fmt_bytes(r.peak_rss)}",
+                    print(f"  {copier.name} {dest} {stage}: {r.seconds:.2f}s cpu {r.cpu:.2f}s rss "
+                          f"{fmt_bytes(r.peak_rss)} load {r.load:.1f} moved {extra.get('dest_bytes', '-')}",
                           flush=True)
 
     def render(self) -> list[str]:

@@ -141,9 +141,16 @@ class KubekeepWorker:
         spec_path.write_text(json.dumps({"location": self.location, **spec}))
         return [sys.executable, str(HERE / "objects.py"), "worker", str(spec_path)]
 
-    def flow(self, name: str, tag: str, **spec: Any) -> dict[str, Any]:
-        """Run one flow in a fresh worker process; its result, wall time, CPU time and peak RSS."""
-        r = run(self._cmd({"flow": name, **spec}, tag), self.env)
+    def flow(self, name: str, tag: str, *, pyspy: int = 0, **spec: Any) -> dict[str, Any]:
+        """Run one flow in a fresh worker process; its result, wall time, CPU time and peak RSS. ``pyspy``: a
+        sampling rate (Hz): the timed run itself runs under ``py-spy record`` (raw stacks into the profile
+        directory; the peak RSS stays the worker's, the largest process of the tree)."""
+        cmd = self._cmd({"flow": name, **spec}, tag)
+        if pyspy and self.profile_dir is not None:
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            cmd = ["py-spy", "record", "-r", str(pyspy), "-f", "raw", "-o",
+                   str(self.profile_dir / f"{tag}.pyspy.txt"), "--", *cmd]
+        r = run(cmd, self.env)
         result: dict[str, Any] = json.loads(r.output.strip().splitlines()[-1])
         result.update(wall=r.seconds, peak_rss=r.peak_rss, cpu=r.cpu, load=r.load)
         return result
@@ -346,7 +353,18 @@ def main() -> int:
     ap.add_argument("--profile-flows", default="backup,restore",
                     help="with --profile: which flows are profiled (comma-separated: backup, restore)")
     ap.add_argument("--out", type=Path, default=None, help="Replace this benchmark's section in a markdown file.")
+    ap.add_argument("--scales", default=None,
+                    help="growth mode, Kubekeep only: e.g. 10k,100k — each scale's namespaces are added to the same "
+                         "source, backed up and restored onto a new empty control plane, in one run")
+    ap.add_argument("--workers", type=int, default=8, help="threads creating the dataset (bounded concurrency)")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="growth mode: the results as JSON, rewritten after every step (a partial run keeps them)")
+    ap.add_argument("--pyspy-rate", type=int, default=0,
+                    help="growth mode with --profile: run the timed flows of the largest scale under py-spy at this "
+                         "rate (Hz)")
     args = ap.parse_args()
+    if args.scales:
+        return scales_main(args)
     if args.scale:
         args.namespaces, args.per_namespace = {"10k": 100, "30k": 300, "100k": 1000}[args.scale], 100
 
@@ -466,6 +484,127 @@ def main() -> int:
     return 0
 
 
+SCALES = {"1k": 10, "10k": 100, "30k": 300, "100k": 1000}
+
+
+def _pattern(count: int) -> list[str]:
+    """Namespace patterns selecting bench-0000 .. bench-{count-1}: a glob when it matches exactly."""
+    if count == 1000:
+        return ["bench-*"]
+    if count % 100 == 0 and count < 1000:
+        return [f"bench-0{h}*" for h in range(count // 100)]
+    return [f"bench-{n:04d}" for n in range(count)]
+
+
+def scales_main(args: argparse.Namespace) -> int:
+    """Kubekeep at several object counts in one run: the growth of time and of the worker's peak RSS."""
+    from peers import S3Server
+
+    from kubekeep.testbed.controlplane import ControlPlane
+    from kubekeep.testbed.seaweedfs import SeaweedFS
+    from tests.plugins.prefect import prefect_server
+
+    scales = sorted(args.scales.split(","), key=lambda s: SCALES[s])
+    res: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
+                           "location": args.location, "workers": args.workers, "scales": {}}
+
+    def save() -> None:
+        if args.results:
+            args.results.write_text(json.dumps(res, indent=1, default=str))
+
+    with ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubekeep-objbench-")))
+        if args.location == "s3":
+            weed = stack.enter_context(SeaweedFS(data_dir=scratch / "seaweedfs"))
+            s3 = S3Server(weed.endpoint_url, weed.access_key, weed.secret_key, weed.region)
+            location: dict[str, Any] = {"kind": "s3", "bucket": weed.create_bucket("kubekeep-objects"),
+                                        "prefix": "bench/", "endpoint_url": s3.endpoint, "region": s3.region,
+                                        "access_key_id": s3.access_key, "secret_access_key": s3.secret_key}
+        else:
+            (scratch / "location").mkdir()
+            location = {"kind": "filesystem", "path": str(scratch / "location")}
+        api_url = stack.enter_context(prefect_server())
+        worker = KubekeepWorker(scratch, api_url, location, args.profile)
+        cp = stack.enter_context(ControlPlane(scheduler=False, kwok=False, provisioner=False))
+        conn = {"kubeconfig": str(cp.kubeconfig_path), "cluster_name": "source"}
+        created = 0
+        for n, scale in enumerate(scales):
+            count = SCALES[scale]
+            total = count * args.per_namespace
+            row: dict[str, Any] = res["scales"].setdefault(scale, {"namespaces": count, "objects": total})
+            names = [f"bench-{i:04d}" for i in range(created, count)]
+            with cp.cluster() as cluster:
+                row["create_load"] = loadavg()
+                t0 = time.monotonic()
+
+                def populate(ns: str, cluster: Any = cluster) -> None:
+                    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+                    for obj in objects_for(ns, args.per_namespace):
+                        cluster.create(obj)
+
+                with ThreadPoolExecutor(args.workers) as pool:
+                    list(pool.map(populate, names))
+                row["created"] = len(names) * (args.per_namespace + 1)
+                row["create_s"] = time.monotonic() - t0
+                row["create_rate"] = row["created"] / row["create_s"]
+            created = count
+            say(f"{scale}: created {row['created']} objects (with namespaces) in {row['create_s']:.1f}s "
+                f"({row['create_rate']:.0f}/s, {args.workers} threads, load {row['create_load']:.1f})")
+            save()
+            if n == 0:
+                worker.flow("backup", "warmup", app="warmup", namespaces=["bench-0000"], init=True, **conn)
+            last = n == len(scales) - 1
+            rate = args.pyspy_rate if last else 0
+            kb = worker.flow("backup", f"backup-{scale}", pyspy=rate, app=f"bench-{scale}",
+                             namespaces=_pattern(count), **conn)
+            row["backup"] = kb
+            say(f"{scale}: backup flow {kb['flow_seconds']:.1f}s, worker {kb['wall']:.1f}s, cpu {kb['cpu']:.1f}s, "
+                f"rss {fmt_bytes(kb['peak_rss'])}, load {kb['load']:.1f}")
+            save()
+            with ControlPlane(scheduler=False, kwok=False, provisioner=False) as target:
+                tconn = {"kubeconfig": str(target.kubeconfig_path), "cluster_name": "target"}
+                kr = worker.flow("restore", f"restore-{scale}", pyspy=rate, restore_point=kb["restore_point"],
+                                 **tconn)
+                kr["found"] = count_bench_objects(target.kubeconfig_path)
+            row["restore"] = kr
+            say(f"{scale}: restore flow {kr['flow_seconds']:.1f}s, worker {kr['wall']:.1f}s, cpu {kr['cpu']:.1f}s, "
+                f"rss {fmt_bytes(kr['peak_rss'])}, load {kr['load']:.1f}, {kr['status']} {kr['counts']}, "
+                f"found {sum(kr['found'].values())}")
+            save()
+    res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    save()
+    print(render_scales(res))
+    return 0
+
+
+def render_scales(res: dict[str, Any]) -> str:
+    """The growth table of a ``--scales`` run (from its results JSON)."""
+    mib = 2**20
+    rows = res["scales"]
+    lines = ["| objects | create (rate, load) | backup flow (worker) | restore flow (worker) | worker CPU b / r | "
+             "peak RSS backup / restore | restore outcome |", "|---|---|---|---|---|---|---|"]
+    for r in rows.values():
+        b, t = r.get("backup"), r.get("restore")
+        lines.append(
+            f"| {r['objects']:,} in {r['namespaces']:,} ns | {r.get('create_s', 0):.0f} s "
+            f"({r.get('create_rate', 0):.0f}/s, load {r.get('create_load', 0):.1f}) | "
+            + (f"{b['flow_seconds']:.1f} s ({b['wall']:.1f} s, load {b['load']:.1f})" if b else "—") + " | "
+            + (f"{t['flow_seconds']:.1f} s ({t['wall']:.1f} s, load {t['load']:.1f})" if t else "—") + " | "
+            + (f"{b['cpu']:.1f} / {t['cpu']:.1f} s" if b and t else "—") + " | "
+            + (f"{b['peak_rss'] / mib:.0f} / {t['peak_rss'] / mib:.0f} MiB" if b and t else "—") + " | "
+            + (f"{t['status']}: {t['counts']}; {sum(t['found'].values())} bench objects found" if t else "—") + " |")
+    done = [r for r in rows.values() if r.get("restore")]
+    if len(done) >= 2:
+        a, z = done[0], done[-1]
+        k = z["objects"] / a["objects"]
+        lines += ["", f"Growth {a['objects']:,} → {z['objects']:,} objects ({k:.0f}×): restore flow "
+                  f"{z['restore']['flow_seconds'] / a['restore']['flow_seconds']:.2f}×, backup flow "
+                  f"{z['backup']['flow_seconds'] / a['backup']['flow_seconds']:.2f}×, worker peak RSS backup "
+                  f"{z['backup']['peak_rss'] / a['backup']['peak_rss']:.2f}×, restore "
+                  f"{z['restore']['peak_rss'] / a['restore']['peak_rss']:.2f}×."]
+    return "\n".join(lines)
+
+
 def render(args: argparse.Namespace, total: int, res: dict[str, Any]) -> str:
     kb, kr = res.get("kubekeep_backup"), res.get("kubekeep_restore")
     vb, vr = res.get("velero_backup"), res.get("velero_restore")
@@ -529,4 +668,7 @@ def render(args: argparse.Namespace, total: int, res: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "render-scales":
+        print(render_scales(json.loads(Path(sys.argv[2]).read_text())))
+        raise SystemExit(0)
     raise SystemExit(main())

@@ -18,6 +18,11 @@ class BlockError(ValueError):
     """A block named by a run is missing or invalid; the message is one sentence with the fix."""
 
 
+def validation_reasons(error: ValidationError) -> str:
+    """The reasons of a block's refusal, one clause each: ``an encryption key needs a passphrase, ...``."""
+    return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+
+
 def load_block(cls: type[B], name: str, what: str) -> B:
     """``cls.load(name)`` with a one-sentence error (BlockError) for a missing block and for one whose
     validators refuse it: the Prefect UI saves blocks without running them (docs/ui.md, Blocks)."""
@@ -31,7 +36,7 @@ def load_block(cls: type[B], name: str, what: str) -> B:
     except RuntimeError as exc:
         if not isinstance(exc.__cause__, ValidationError):
             raise
-        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.__cause__.errors())
+        reasons = validation_reasons(exc.__cause__)
         raise BlockError(f"the {what} block {name!r} is invalid: {reasons}; edit it in the Prefect UI under "
                          "Blocks") from None
 

@@ -82,10 +82,11 @@ def saved_policies() -> list[PolicySpec]:
     return out
 
 
-def sync_protect_schedule(policy: PolicySpec) -> str | None:
+def sync_protect_schedule(policy: PolicySpec) -> tuple[str, bool] | None:
     """Put the policy's cron and timezone on its deployment ``protect/<policy name>`` (replacing that
-    deployment's schedules), so the deployment runs on the policy's schedule. Returns the deployment's
-    name, or None when no such deployment exists (nothing is created: deployments come from prefect.yaml)."""
+    deployment's schedules), so the deployment runs on the policy's schedule. Returns the deployment's name
+    and whether its schedule changed (a schedule that already matches is left as it is, with the runs it
+    planned), or None when no such deployment exists (nothing is created: deployments come from prefect.yaml)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.client.schemas.schedules import CronSchedule
@@ -98,7 +99,11 @@ def sync_protect_schedule(policy: PolicySpec) -> str | None:
         except ObjectNotFound:
             return None
         wanted = CronSchedule(cron=policy.schedule.cron, timezone=policy.schedule.timezone)
-        for existing in client.read_deployment_schedules(deployment.id):
-            client.delete_deployment_schedule(deployment.id, existing.id)
+        existing = client.read_deployment_schedules(deployment.id)
+        if [(getattr(s.schedule, "cron", None), getattr(s.schedule, "timezone", None), s.active)
+                for s in existing] == [(wanted.cron, wanted.timezone, True)]:
+            return name, False
+        for schedule in existing:
+            client.delete_deployment_schedule(deployment.id, schedule.id)
         client.create_deployment_schedules(deployment.id, [DeploymentScheduleCreate(schedule=wanted, active=True)])
-    return name
+    return name, True

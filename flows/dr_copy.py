@@ -1,6 +1,7 @@
 """The DR-copy flow: restore points from one location to a second site (docs/dr-copy.md).
 
-prepare-destination -> plan-copy -> copy-restore-point x N -> catalog-destination -> artifact.
+prepare-destination -> plan-copy -> copy-restore-point x N -> catalog-destination -> record-copies (the
+source's catalog) -> the restore-point index of each app -> artifact.
 
 Each point is copied on its own: one that fails (a corrupted source pack, ...) is
 named in the run's failure and commits nothing at the destination; the others are
@@ -17,7 +18,8 @@ from prefect.runtime import flow_run
 
 from blocks import EncryptionKey, LocationProfile, keep_open
 from kubekeep.drcopy import CopyMode, PointCopy
-from tasks.dr_copy import catalog_destination, copy_restore_point, plan_copy, prepare_destination
+from tasks.dr_copy import catalog_destination, copy_restore_point, plan_copy, prepare_destination, record_copies
+from tasks.index import publish_restore_points
 
 ARTIFACT_KEY = "dr-copy"
 
@@ -79,7 +81,7 @@ def dr_copy(
         plan = plan_copy(src, src_key, dst, dst_key, restore_point, app, all_points)
         logger.info("%d restore point(s) to copy %s -> %s, %d already there", len(plan.points), src.describe(),
                     dst.describe(), len(plan.present))
-        results += [PointCopy(rp, "", "skipped") for rp in plan.present]
+        results += [PointCopy(p.restore_point, p.app, "skipped") for p in plan.present]
         for point in plan.points:
             state = copy_restore_point(src, src_key, dst, dst_key, point, mode, limit_upload_mib,
                                        return_state=True)
@@ -91,6 +93,8 @@ def dr_copy(
                 failures.append(f"{point.restore_point}: {error}")
                 results.append(PointCopy(point.restore_point, point.app, "failed", error=error))
         catalog_destination(dst, dst_key)
+        for copied_app in record_copies(src, src_key, dst, mode, results):
+            publish_restore_points(src, src_key, copied_app)  # the index shows the new copies
     _publish(results, src.describe(), dst.describe(), mode)
     if failures:
         raise CopyFailed(f"{len(failures)} restore point(s) not copied: " + "; ".join(failures))

@@ -16,16 +16,14 @@ The source is never deleted; ``action=rollback`` un-quiesces it.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import Field
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open, load_blocks
+from flows.approval import ApprovalMode, ask_approval
 from flows.backup import backup
 from kubekeep.backup.scope import BackupScope
 from kubekeep.catalog import Downtime
@@ -48,8 +46,6 @@ from tasks.restore import PlanRef, apply_plan, discard_spool, load_plan, plan_op
 from tasks.restore_parameters import ImageRewrites, NamespaceMap, StorageClassMap, as_mapping
 
 CLAIMS = Selector(kinds=("PersistentVolumeClaim",))
-#: how often a paused run asks the API whether it was approved
-APPROVAL_POLL_SECONDS = 3
 
 
 class MigrationFailed(RuntimeError):
@@ -62,13 +58,6 @@ class MigrationFailed(RuntimeError):
 
 class MigrationAborted(RuntimeError):
     """The cutover was not approved; the source kept running, the pre-seeded claims stay on the target."""
-
-
-class CutoverApproval(RunInput):
-    """Approve the cutover: the source is quiesced and stays at zero; the app then runs on the target."""
-
-    approve: bool = Field(default=False, description="Cut over now (false: abort, the source keeps running).")
-    reason: str = Field(default="", description="Why (kept in the run's logs).")
 
 
 @flow(name="migrate", flow_run_name="migrate-{app}-{action}", log_prints=True,
@@ -89,7 +78,7 @@ def migrate(
     pre_seed_rounds: int = 1,
     bring_crds: bool = True,
     exclude_kinds: list[str] | None = None,
-    approval: Literal["none", "pause"] = "none",
+    approval: ApprovalMode = "none",
     approval_timeout: int = 3600,
     migration_id: str | None = None,
     init: bool = False,
@@ -172,7 +161,7 @@ def migrate(
                                          exclude_kinds=exclude_kinds or ())
                 try:
                     done = apply_plan(loc, key, target, restore_plan, policy, seeded_by=mid)
-                    report = done.load()
+                    report = done.load(in_memory=True)  # used after the spool is discarded
                 except BaseException:
                     discard_spool(restore_plan)
                     raise
@@ -204,7 +193,7 @@ def _pre_seed(loc: LocationProfile, key: EncryptionKey, target: ClusterConnectio
     claims = load_plan(loc, key, target, restore_point=point, selector=CLAIMS, options=options,
                        exclude_kinds=exclude_kinds)
     try:
-        report = apply_plan(loc, key, target, claims, policy, seeded_by=mid).load()
+        report = apply_plan(loc, key, target, claims, policy, seeded_by=mid).load(in_memory=True)
     finally:
         discard_spool(claims)
     if report.failed:
@@ -214,10 +203,9 @@ def _pre_seed(loc: LocationProfile, key: EncryptionKey, target: ClusterConnectio
 
 
 def _wait_for_approval(plan: MigrationPlan, mid: str, timeout: int) -> None:
-    form = CutoverApproval.with_initial_data(description=plan.markdown(max_objects=50), approve=False)
-    answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=APPROVAL_POLL_SECONDS,
-                            key=f"approve-cutover-{_slug(mid)}")
-    get_run_logger().info("cutover %s: %s", "approved" if answer.approve else "not approved", answer.reason or "-")
+    description = ("Approve the cutover: the source is quiesced and stays at zero; the app then runs on the "
+                   "target. Abort: the source keeps running.\n\n" + plan.markdown(max_objects=50))
+    answer = ask_approval(f"cutover of {mid}", description, key=f"approve-cutover-{mid}", timeout=timeout)
     if not answer.approve:
         raise MigrationAborted(f"cutover of {mid} not approved{': ' + answer.reason if answer.reason else ''}; "
                                "the source kept running")

@@ -14,13 +14,14 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open, load_blocks
+from flows.approval import ApprovalMode, ask_approval
 from kubekeep.restore import Selector
 from kubekeep.restore.policy import RestorePolicy
 from kubekeep.restore.record import new_restore_id
-from kubekeep.restore.report import Action, RestoreReport
+from kubekeep.restore.report import RestoreReport
 from kubekeep.ui import artifact_key, point_label, restore_run_name
 from tasks.index import publish_restore_points
 from tasks.parameters import FilesToRestore, MoverOptions
@@ -53,6 +54,10 @@ from tasks.restore_parameters import (
 RETURNED_OUTCOMES = 1000
 #: rows of the objects table artifact (problems first)
 TABLE_ROWS = 1000
+
+
+class RestoreAborted(RuntimeError):
+    """The restore was not approved after its dry run: nothing was changed on the cluster."""
 
 
 class RestoreFailed(RuntimeError):
@@ -107,6 +112,8 @@ def restore(
     mover: MoverOptions | None = None,
     restore_status: Strings = [],  # noqa: B006
     last_clean: bool = False,
+    approval: ApprovalMode = "none",
+    approval_timeout: Annotated[int, Field(ge=10, le=7 * 24 * 3600)] = 3600,
 ) -> dict[str, Any]:
     """Restore (part of) a restore point onto a cluster; return the report (every object's outcome, up to
     1,000: problems first; ``outcomes_total`` counts them all, and the restore's record keeps every one).
@@ -146,6 +153,9 @@ def restore(
             subresource (otherwise status is left to their controllers, and the report says so).
         last_clean: Restore ``app``'s last clean point instead of its latest: the newest point that is not
             suspect and follows no unacknowledged suspect point, verified points preferred (docs/signals.md).
+        approval: pause: run a dry run first (its report is the restore-<app> artifact), then wait for an
+            approval in the Prefect UI before changing anything (abort: nothing is changed).
+        approval_timeout: Seconds to wait for the approval (then the run fails and nothing is changed).
     """
     logger = get_run_logger()
     loc, key, conn = load_blocks(location, encryption_key, cluster)
@@ -168,25 +178,52 @@ def restore(
                     plan.restore_point_id, plan.object_count, len(plan.phases), len(plan.volumes),
                     plan.skipped_count)
         try:
+            if approval == "pause" and not dry_run:
+                _approve_after_dry_run(loc, key, conn, plan, restore_policy, approval_timeout)
             done = dry_run_plan(conn, plan, restore_policy) if dry_run else apply_plan(
                 loc, key, conn, plan, restore_policy, wait=wait, restore_volumes=restore_volumes,
                 verify=verify_volumes, mover=mover)
             record_restore(loc, key, done, plan, restore_id)
-            report = done.load()
+            report = done.load()  # its outcomes are read from the spool: used before it is discarded
+            _publish(report, plan, restore_id)
+            result = {**report.to_dict(outcomes=False), "restore_id": restore_id,
+                      "restore_point_id": plan.restore_point_id, "outcomes_total": len(report.outcomes)}
+            if len(report.outcomes) > RETURNED_OUTCOMES:  # the whole report is in the repository and the catalog
+                result["outcomes"] = report.first_outcomes(RETURNED_OUTCOMES)  # problems first
+            else:
+                result["outcomes"] = [o.to_dict() for o in report.outcomes]
+            summary = report.failure_summary() if report.failed else ""
         finally:
             discard_spool(plan)
         if plan.app:
             publish_restore_points(loc, key, plan.app)  # the index table, through the run's open repository
-    _publish(report, plan, restore_id)
-    result = {**report.to_dict(), "restore_id": restore_id, "restore_point_id": plan.restore_point_id}
-    result["outcomes_total"] = len(result["outcomes"])
-    if len(result["outcomes"]) > RETURNED_OUTCOMES:  # the whole report is in the repository and the catalog
-        problems = [o for o in result["outcomes"] if Action(o["action"]).is_failure]
-        rest = [o for o in result["outcomes"] if not Action(o["action"]).is_failure]
-        result["outcomes"] = (problems + rest)[:RETURNED_OUTCOMES]
-    if report.failed:
-        raise RestoreFailed(f"restore {restore_id} of {plan.restore_point_id}: {report.failure_summary()}", result)
+    if summary:
+        raise RestoreFailed(f"restore {restore_id} of {plan.restore_point_id}: {summary}", result)
     return result
+
+
+def _approve_after_dry_run(loc: LocationProfile, key: EncryptionKey, conn: ClusterConnection, plan: PlanRef,
+                           restore_policy: RestorePolicy, timeout: int) -> None:
+    """The dry run (recorded and published like any), then the approval form; raise unless approved."""
+    checked = dry_run_plan(conn, plan, restore_policy)
+    dry_id = new_restore_id()
+    record_restore(loc, key, checked, plan, dry_id)
+    report = checked.load()
+    _publish(report, plan, dry_id)
+    if report.failed:
+        raise RestoreFailed(f"dry run {dry_id} of {plan.restore_point_id} found problems, nothing was changed and "
+                            f"no approval asked: {report.failure_summary()}", report.to_dict())
+    counts = ", ".join(f"{n} {action}" for action, n in sorted(report.counts.items())) or "no object"
+    description = (f"**Restore `{plan.restore_point_id}`?** Its dry run `{dry_id}` passed: {counts} "
+                   f"({len(plan.volumes)} volume(s) to fill). The dry run's report is the run's artifact "
+                   f"`{artifact_key('restore', plan.app or plan.restore_point_id)}`. Approve to restore for real; "
+                   "abort to change nothing.")
+    answer = ask_approval(f"restore of {plan.restore_point_id}", description, key=f"approve-restore-{dry_id}",
+                          timeout=timeout)
+    if not answer.approve:
+        raise RestoreAborted(f"restore of {plan.restore_point_id} not approved"
+                             f"{': ' + answer.reason if answer.reason else ''}; nothing was changed "
+                             f"(dry run {dry_id})")
 
 
 def _publish(report: RestoreReport, plan: PlanRef, restore_id: str) -> None:
@@ -209,11 +246,8 @@ def _publish(report: RestoreReport, plan: PlanRef, restore_id: str) -> None:
                              key=artifact_key("restore", app),
                              description=f"{'Dry run' if report.dry_run else 'Restore'} {restore_id} of "
                                          f"{plan.restore_point_id}")
-    rows = report.table_rows()
-    if len(rows) > TABLE_ROWS:  # problems first; the whole report is kept with the restore (restore id)
-        failed = {i for i, o in enumerate(report.outcomes) if o.action.is_failure}
-        rows = ([r for i, r in enumerate(rows) if i in failed] + [r for i, r in enumerate(rows) if i not in failed]
-                )[:TABLE_ROWS]
+    # problems first when there are more than TABLE_ROWS; the whole report is kept with the restore (restore id)
+    rows = report.table_rows(TABLE_ROWS if len(report.outcomes) > TABLE_ROWS else None)
     if rows:
         create_table_artifact(rows, key=artifact_key("restore-objects", app),
                               description=f"Objects of restore {restore_id}"

@@ -54,7 +54,8 @@ def _run_name() -> str:
     params = flow_run.parameters
     policy = params.get("policy")
     what = getattr(policy, "name", policy) or params.get("app") or "every app"
-    return f"retention {what}{' (dry run)' if params.get('dry_run') else ''}"
+    site = " at the DR site" if params.get("site") == "dr" else ""
+    return f"retention {what}{site}{' (dry run)' if params.get('dry_run') else ''}"
 
 
 @flow(name="retention", flow_run_name=_run_name, log_prints=True)
@@ -72,6 +73,7 @@ def retention(
     approval_timeout: int = 86400,
     prune: bool = True,
     renew_locks: bool = True,
+    site: Literal["primary", "dr"] = "primary",
 ) -> RetentionOutcome:
     """Apply GFS retention to the restore points of a location: plan, approve, expire, prune, renew locks.
 
@@ -92,19 +94,28 @@ def retention(
         approval_timeout: Seconds a paused run waits for the approval form before it fails.
         prune: Reclaim the packs no remaining restore point needs after expiry.
         renew_locks: Extend the Object Lock of points the rules keep before it lapses.
+        site: With a policy: "primary" keeps the points at the policy's location with its retention; "dr" keeps
+            the copies at its DR copy's location with the DR copy's retention (default: the policy's own).
     """
     logger = get_run_logger()
     if (policy is None) == (rules is None):
         raise RetentionError("give a policy or keep rules (not both)")
     spec = load_policy(policy) if policy is not None else None
-    loc, key, _ = load_blocks(location or (spec.location if spec else "default"), encryption_key, None)
-    keep = spec.retention if spec else rules
+    if site == "dr" and (spec is None or spec.dr_copy is None):
+        raise RetentionError("site dr needs a policy with a dr_copy (its location and retention)")
+    if spec is not None and spec.dr_copy is not None and site == "dr":
+        home, keep = spec.dr_copy.location, spec.dr_retention()
+    else:
+        home, keep = (spec.location, spec.retention) if spec else ("default", rules)
+    loc, key, _ = load_blocks(location or home, encryption_key, None)
     assert keep is not None
     if keep.is_empty():
         raise RetentionError("no keep rule given: that would drop every point (give at least one --keep-* rule)")
     zone_name = spec.timezone if spec else timezone
     share = approval_share if approval_share is not None else (spec.approval_share if spec else 0.5)
     what = f"policy {spec.name}" if spec else (f"app {app}" if app else "every app")
+    if site == "dr":
+        what += " at the DR site"
 
     def make_plan() -> RetentionPlan:
         return plan_retention(loc, key, keep, app=app, policy=spec.name if spec else None,

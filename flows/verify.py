@@ -44,6 +44,7 @@ from tasks.verify import (
 class VerificationFailed(RuntimeError):
     """The restore point did not pass its verification (or could not be judged); the message says why."""
 
+    #: ``verify``: the verdict; ``verify_latest``: app -> its result ("passed" or why not)
     def __init__(self, message: str, verdict: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.verdict = verdict or {}
@@ -126,7 +127,7 @@ def verify(
                                              options=box.plan_options(mapped)))
             try:
                 done = apply_plan(loc, key, conn, plan, box.restore_policy(), mover=mover)
-                report = box.restored(done.load())
+                report = box.restored(done.load(in_memory=True))
                 record_restore(loc, key, done, plan, new_restore_id())
             finally:
                 discard_spool(plan)
@@ -180,7 +181,8 @@ def verify_latest(
                           key="verify-latest", description="Newest restore point of each protected app")
     failed = [f"{name}: {result}" for name, result in results.items() if result != "passed"]
     if failed:
-        raise VerificationFailed(f"{len(failed)} of {len(results)} app(s) did not pass: " + "; ".join(failed))
+        raise VerificationFailed(f"{len(failed)} of {len(results)} app(s) did not pass: " + "; ".join(failed),
+                                 dict(results))
     return results
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from prefect import task
 
 from blocks import EncryptionKey, LocationProfile, repository
+from kubekeep.catalog import Catalog
 from kubekeep.drcopy import (
     CopyMode,
     DestinationLock,
@@ -16,6 +17,7 @@ from kubekeep.drcopy import (
     check_destination,
     choose_points,
     copy_point,
+    copy_records,
     init_destination,
     present_points,
 )
@@ -33,7 +35,7 @@ class CopyPlan:
     """The points to copy (oldest first) and those the destination already holds."""
 
     points: list[PointRef]
-    present: list[str]
+    present: list[PointRef]
 
 
 @task(name="prepare-destination", **DATA_TASK)
@@ -67,7 +69,7 @@ def plan_copy(source: LocationProfile, source_key: EncryptionKey, destination: L
         chosen = choose_points(src, restore_point=restore_point, app=app, all_points=all_points)
         have = present_points(dst)
     return CopyPlan(points=[p for p in chosen if p.restore_point not in have],
-                    present=[p.restore_point for p in chosen if p.restore_point in have])
+                    present=[p for p in chosen if p.restore_point in have])
 
 
 @task(name="copy-restore-point", task_run_name="copy-{point.restore_point}", **DATA_TASK)
@@ -88,3 +90,16 @@ def catalog_destination(destination: LocationProfile, destination_key: Encryptio
     """Write the catalog rows the destination lacks (derived from its restore-point records); how many."""
     with repository(destination, destination_key) as dst:
         return rebuild_repository_catalog(dst).points_written
+
+
+@task(name="record-copies", **DATA_TASK)
+def record_copies(source: LocationProfile, source_key: EncryptionKey, destination: LocationProfile,
+                  mode: CopyMode, results: list[PointCopy]) -> list[str]:
+    """Record in the source's catalog where its points were copied (``dr_copies``); return the apps whose
+    points the destination now holds."""
+    records = copy_records(results, destination.describe(), mode)
+    with repository(source, source_key) as src:
+        catalog = Catalog(src.storage, codec=src.catalog_codec())
+        for record in records:
+            catalog.add_dr_copy(record)
+    return sorted({r.app for r in records})

@@ -2,7 +2,7 @@
 that changes what a location holds (backup, restore, and the flows of copies, verification, expiry).
 
 The key is stable (``restore-points-<app>``), so the Artifacts page lists it and keeps its history;
-the rows come from the catalog (kubekeep.ui.restore_point_rows).
+the rows come from the catalog (kubekeep.ui.index_rows).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from prefect.artifacts import create_table_artifact
 
 from blocks import EncryptionKey, LocationProfile, repository
 from kubekeep.catalog import Catalog
-from kubekeep.catalog.query import list_restore_points
-from kubekeep.ui import RestorePointRow, artifact_key, restore_point_rows
+from kubekeep.ui import RestorePointRow, artifact_key, index_rows
 
 from .common import DATA_TASK
 
@@ -29,12 +28,11 @@ def index_key(app: str) -> str:
 @task(name="publish-restore-points", **DATA_TASK)
 def publish_restore_points(location: LocationProfile, key: EncryptionKey, app: str, *,
                            limit: int = INDEX_ROWS) -> list[RestorePointRow]:
-    """Read the app's newest restore points (any status) from the location's catalog and publish them as
-    the table artifact ``restore-points-<app>``; return the rows."""
+    """Read the app's newest restore points (any status) with their verdicts (verified, suspect, DR
+    copies) from the location's catalog and publish them as the table artifact ``restore-points-<app>``;
+    return the rows."""
     with repository(location, key) as repo:
-        points = list_restore_points(Catalog(repo.storage, codec=repo.catalog_codec()), app=app, statuses=None,
-                                     limit=limit)
-    rows = restore_point_rows(points)
+        rows = index_rows(Catalog(repo.storage, codec=repo.catalog_codec()), app, limit=limit)
     create_table_artifact(
         [r.to_dict() for r in rows] or [{"id": "—", "time": "no restore point yet"}], key=index_key(app),
         description=f"Restore points of **{app}** at `{location.describe()}`, newest first "

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prefect import task
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, open_catalog
+from blocks.policy import sync_protect_schedule
 from kubekeep.backup.scope import discover_applications
-from kubekeep.catalog import RestorePoint, list_restore_points
-from kubekeep.policy import ProtectionMap, ProtectionPolicy, match_apps, namespace_labels
+from kubekeep.catalog import RestorePoint, list_restore_points, newest_verified_time
+from kubekeep.policy import ProtectionMap, ProtectionPolicy, Verify, match_apps, namespace_labels
 
 from .common import DATA_TASK
 
@@ -60,3 +62,23 @@ def last_restore_points(location: LocationProfile, key: EncryptionKey, apps: Seq
             newest = list_restore_points(catalog, app=app, statuses=None, newest_first=True, limit=1)
             out[app] = newest[0] if newest else None
     return out
+
+
+@task(name="apps-due-for-verification", **DATA_TASK)
+def apps_due_for_verification(location: LocationProfile, key: EncryptionKey, apps: Sequence[str], verify: Verify,
+                              now: datetime | None = None) -> list[str]:
+    """The apps (of ``apps``) whose newest verified point is older than the policy's verify frequency (or
+    that have none)."""
+    if verify.interval() is None or not apps:
+        return []
+    when = now or datetime.now(UTC)
+    with open_catalog(location, key) as catalog:
+        return [app for app in apps if verify.due(newest_verified_time(catalog, app), when)]
+
+
+@task(name="sync-schedule", retries=2, retry_delay_seconds=5)
+def sync_schedule(policy: ProtectionPolicy) -> str:
+    """Put the policy's cron and timezone on its deployment protect/<policy>: "rescheduled", "unchanged" or
+    "no deployment"."""
+    synced = sync_protect_schedule(policy)
+    return "no deployment" if synced is None else ("rescheduled" if synced[1] else "unchanged")

@@ -46,7 +46,7 @@ from kubekeep.restore import (
 from kubekeep.restore.apply import apply, dry_run, served_by_cluster
 from kubekeep.restore.policy import RestorePolicy
 from kubekeep.restore.record import record_restore as record_report
-from kubekeep.restore.report import Action, PhaseReport, RestoreReport, VolumeOutcome, VolumeStatus
+from kubekeep.restore.report import Action, Outcomes, PhaseReport, RestoreReport, VolumeOutcome, VolumeStatus
 from kubekeep.restore.source import keep_provisioned, load_manifests
 from kubekeep.restore.spool import EXAMPLES, PhaseSummary, read_plan, spool_dir, spool_plan
 from kubekeep.restore.volume_data import restore_volume as restore_volume_data
@@ -55,8 +55,10 @@ from kubekeep.restorepoint import choose_restore_point
 from .common import DATA_TASK
 from .parameters import FilesToRestore, MoverOptions
 
-#: the report of the run, beside the plan's spool (deleted with it)
+#: the report of the run, beside the plan's spool (deleted with it): its head (counts, phases, volumes)
+#: and its outcomes, one JSON line per object (spooled while the restore runs, never all in memory)
 REPORT_FILE = "report.json"
+OUTCOMES_FILE = "outcomes.jsonl"
 #: volumes filled at once by one restore (each reads its snapshot and writes a whole volume)
 VOLUME_WORKERS = 2
 
@@ -94,10 +96,11 @@ class PlanRef:
 
 @dataclass
 class ReportRef:
-    """What the apply (or dry-run) task hands on: where the whole report is (a private file beside the
-    spool) and its summary."""
+    """What the apply (or dry-run) task hands on: where the whole report is (private files beside the
+    spool: the head, and the outcomes as JSON lines) and its summary."""
 
     path: str
+    outcomes_path: str
     status: str
     failed: bool
     counts: dict[str, int]
@@ -105,19 +108,38 @@ class ReportRef:
     aborted: str | None = None
     failure_summary: str = ""
 
-    def load(self) -> RestoreReport:
+    def load(self, *, in_memory: bool = False) -> RestoreReport:
+        """The report; its outcomes are read back from their file (beside the spool: use the report before
+        :func:`discard_spool`) as they are iterated, or, ``in_memory``, all read now (a report that outlives
+        the spool)."""
         with open(self.path) as fh:
-            return RestoreReport.from_dict(json.load(fh))
+            report = RestoreReport.from_dict(json.load(fh))
+        spooled = Outcomes.reopen(Path(self.outcomes_path))
+        report.outcomes = Outcomes(spooled) if in_memory else spooled
+        return report
+
+
+def outcomes_file(plan: PlanRef) -> Path:
+    """Where the apply (or dry-run) task spools the outcomes of ``plan``'s restore."""
+    return Path(plan.spool) / OUTCOMES_FILE
 
 
 def keep_report(report: RestoreReport, plan: PlanRef) -> ReportRef:
-    """Write ``report`` beside the plan's spool (0600) and return a reference to it."""
+    """Write ``report``'s head beside the plan's spool (0600), its outcomes spooled there (or written now
+    if they were held in memory), and return a reference to both."""
+    report.outcomes.seal()
+    outcomes = outcomes_file(plan)
+    if report.outcomes.path != outcomes:
+        spooled = Outcomes.spooled(outcomes)
+        for outcome in report.outcomes:
+            spooled.append(outcome)
+        spooled.seal()
     path = Path(plan.spool) / REPORT_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.writelines(report.json_chunks())
-    return ReportRef(path=str(path), status=report.status, failed=report.failed, counts=report.counts,
-                     objects=len(report.outcomes), aborted=report.aborted,
+        json.dump(report.to_dict(outcomes=False), fh, sort_keys=True)
+    return ReportRef(path=str(path), outcomes_path=str(outcomes), status=report.status, failed=report.failed,
+                     counts=report.counts, objects=len(report.outcomes), aborted=report.aborted,
                      failure_summary=report.failure_summary() if report.failed else "")
 
 
@@ -211,7 +233,7 @@ def _kind_in(manifest: dict[str, Any], kinds: Sequence[str]) -> bool:
 def dry_run_plan(cluster: ClusterConnection, plan: PlanRef, policy: RestorePolicy) -> ReportRef:
     """Server-side dry run of every object plus a diff against what exists; changes nothing."""
     with cluster.connect() as c:
-        return keep_report(dry_run(c, read_plan(Path(plan.spool)), policy), plan)
+        return keep_report(dry_run(c, read_plan(Path(plan.spool)), policy, outcomes=outcomes_file(plan)), plan)
 
 
 @task(name="apply-plan", **{**DATA_TASK, "retries": 0})
@@ -240,7 +262,8 @@ def apply_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCo
                 return fill_volumes(repo, ctx.cluster, ctx.pvcs, plan.volumes, verify=verify, mover=mover,
                                     seeded_by=seeded_by)
 
-        report = apply(c, read_plan(Path(plan.spool)), policy, wait=wait, on_phase=on_phase, before_workloads=fill)
+        report = apply(c, read_plan(Path(plan.spool)), policy, wait=wait, on_phase=on_phase, before_workloads=fill,
+                       outcomes=outcomes_file(plan))
         return keep_report(report, plan)
 
 
@@ -345,7 +368,7 @@ def record_restore(location: LocationProfile, key: EncryptionKey, report_ref: Re
     """Keep the report: a snapshot in the repository, then the catalog's ``restores`` row (every object's
     outcome; a migration's cutover also its measured ``downtime``); return the catalog key."""
     report = report_ref.load()
-    namespaces = sorted({o.namespace for o in report.outcomes if o.namespace})
+    namespaces = sorted(report.outcomes.namespaces)
     with repository(location, key) as repo:
         return record_report(repo, report, restore_id=restore_id, restore_point_id=plan.restore_point_id,
                              target_namespaces=namespaces, retention=location.retention(), downtime=downtime)

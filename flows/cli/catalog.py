@@ -13,17 +13,30 @@ from .app import Flag, app
 from .common import LocationOpt, PasswordFileOpt, VerboseOpt, encryption_key, location_profile, out, session
 from .restore import write_report
 
+restore_points_app = typer.Typer(help="List restore points from the location's catalog (newest first); "
+                                      "`restore-points ack ID` acknowledges a suspect point (docs/signals.md).")
+app.add_typer(restore_points_app, name="restore-points")
+#: the group's own --location is optional: `restore-points ack ID -l LOC` gives it to the subcommand
+_GroupLocationOpt = Annotated[str | None, LocationOpt.__metadata__[0]]
 
-@app.command("restore-points")
+
+@restore_points_app.callback(invoke_without_command=True)
 def restore_points_cmd(
-    location: LocationOpt,
+    ctx: typer.Context,
+    location: _GroupLocationOpt = None,
     app_name: Annotated[str | None, typer.Option("--app", help="Only this application's points.")] = None,
     before: Annotated[datetime | None, typer.Option("--before", help="Only points finished before this time.")] = None,
     all_statuses: Annotated[bool, Flag("--all", help="Include failed and partial points.")] = False,
     password_file: PasswordFileOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """List restore points from the location's catalog (newest first)."""
+    """List restore points from the location's catalog (newest first): status, size, lock, signals score and
+    mark, verification. Subcommand: ack ID (a suspect point is a false positive)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if location is None:
+        raise typer.BadParameter("a location is needed: -l LOCATION (or KUBEKEEP_LOCATION)",
+                                 param_hint="'--location' / '-l'")
     with session("restore-points", verbose=verbose):
         from kubekeep.catalog import acknowledged_points, list_restore_points, list_signals, verified_points
         from kubekeep.signals import point_marks

@@ -107,8 +107,8 @@ def save_cmd(policy_file: PolicyFileArg,
                                      "it)") from None
                 raise
             typer.echo(f"saved policy {policy.name}")
-            deployment = sync_protect_schedule(policy)
-            typer.echo(f"  {deployment} runs on {policy.schedule.cron} ({policy.timezone})" if deployment else
+            synced = sync_protect_schedule(policy)
+            typer.echo(f"  {synced[0]} runs on {policy.schedule.cron} ({policy.timezone})" if synced else
                        f"  no deployment protect/{policy.name} yet: add one to prefect.yaml (see protect/default) "
                        "and save again to put it on this schedule")
 
@@ -126,6 +126,8 @@ def protect_cmd(
     lock_days: Annotated[int, typer.Option("--lock-days", min=0, help="Object Lock retention in days.")] = 0,
     init: Annotated[bool, Flag("--init", help="Create the repository if the location holds none.")] = False,
     no_retention: Annotated[bool, Flag("--no-retention", help="Back up only; apply no retention.")] = False,
+    no_verify: Annotated[bool, Flag("--no-verify", help="Verify no app now, even one the policy's verify "
+                                                        "frequency says is due.")] = False,
     yes: Annotated[bool, Flag("--yes", "-y", help="Approve a retention plan over the approval share.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -142,11 +144,16 @@ def protect_cmd(
         outcome = protect(policy=ProtectionPolicy.of(chosen[0]), location=location_profile(location, lock_mode,
                                                                                            lock_days),
                           encryption_key=encryption_key(password_file), cluster=cluster_connection(kubeconfig, context),
-                          init=init, apply_retention=not no_retention, approve_retention=yes, on_approval="fail")
+                          init=init, apply_retention=not no_retention, approve_retention=yes, on_approval="fail",
+                          verify=not no_verify)
     for app_name, result in outcome.backups.items():
         typer.echo(f"{app_name}: {result.status} {result.restore_point or result.detail}")
     if outcome.retention is not None and outcome.retention.expiry is not None:
         typer.echo(f"retention: deleted {len(outcome.retention.expiry.deleted)} restore point(s)")
+    if outcome.dr_retention is not None and outcome.dr_retention.expiry is not None:
+        typer.echo(f"retention at the DR site: deleted {len(outcome.dr_retention.expiry.deleted)} restore point(s)")
+    for app_name, verdict in outcome.verifications.items():
+        typer.echo(f"{app_name}: verification {verdict}")
     for skipped in outcome.skipped:
         typer.echo(f"not done: {skipped}")
     if outcome.unprotected:

@@ -1,4 +1,5 @@
-"""`kubekeep signals list|show|ack`: ransomware and anomaly signals of restore points (docs/signals.md)."""
+"""`kubekeep signals list|show|ack` and `kubekeep restore-points ack`: ransomware and anomaly signals of restore
+points (docs/signals.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 from rich.table import Table
 
 from .app import Flag, app
+from .catalog import restore_points_app
 from .common import LocationOpt, PasswordFileOpt, VerboseOpt, encryption_key, location_profile, out, session
 
 signals_app = typer.Typer(help="Ransomware and anomaly signals of restore points: scores, suspect points, "
@@ -95,7 +97,9 @@ def show_cmd(
 
 
 @signals_app.command("ack")
+@restore_points_app.command("ack")  # the documented name (issue 13); `signals ack` stays: one implementation
 def ack_cmd(
+    ctx: typer.Context,
     restore_point: Annotated[str, typer.Argument(help="Id of the suspect restore point.")],
     location: LocationOpt,
     reason: Annotated[str | None, typer.Option("--reason", help="Why the point is not an attack (kept with "
@@ -106,7 +110,8 @@ def ack_cmd(
 ) -> None:
     """Acknowledge a suspect point as a false positive: it is no longer suspect, joins the app's baseline, and
     the points after it can be the last clean point again."""
-    with session("signals ack", verbose=verbose):
+    group = ctx.parent.info_name if ctx.parent is not None else "signals"
+    with session(f"{group} ack", verbose=verbose):
         from blocks import repository
         from kubekeep.catalog import Catalog, last_clean_point
         from kubekeep.signals import acknowledge

@@ -94,9 +94,10 @@ def ui_cmd(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    server = ManagedProcess("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host",
-                                               "127.0.0.1", "--port", str(port), "--analytics-off", "--log-level",
-                                               "WARNING"], logs, env=env)
+    # Prefect's server app, with Kubekeep's block rules checked on save (flows/cli/ui_server.py)
+    server = ManagedProcess("prefect-server", [sys.executable, "-m", "flows.cli.ui_server", str(port)], logs,
+                            env={**env, "PREFECT_UI_API_URL": api, "PREFECT_SERVER_API_HOST": "127.0.0.1",
+                                 "PREFECT_SERVER_API_PORT": str(port)}, cwd=ROOT)
     worker: ManagedProcess | None = None
     try:
         typer.echo(f"starting the Prefect server on {url} ...")

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from .records import (
     CatalogRecordError,
+    DrCopyRecord,
     RestorePoint,
     RestorePointObject,
     RestoreRecord,
@@ -447,6 +448,20 @@ def protected_apps(catalog: Catalog) -> list[str]:
     return sorted(str(a) for a in pc.unique(table["app"]).to_pylist()) if table.num_rows else []
 
 
+def list_dr_copies(catalog: Catalog, *, app: str | None = None,
+                   restore_point_ids: Collection[str] | None = None) -> list[DrCopyRecord]:
+    """Where DR copies of the restore points are (recorded at the source by each copy), by point then
+    destination."""
+    parts: list[pc.Expression] = []
+    if app is not None:
+        parts.append(pc.field("app") == app)
+    if restore_point_ids is not None:
+        parts.append(_in("restore_point_id", restore_point_ids))
+    table = catalog.read(TableName.DR_COPIES, filter=_and(parts))
+    table = table.sort_by([("restore_point_id", "ascending"), ("destination", "ascending")])
+    return [DrCopyRecord.from_row(r) for r in table.to_pylist()]
+
+
 # ------------------------------------------------------------- verifications
 
 #: the nested per-check and per-stage columns of ``verifications`` (read only when asked for)
@@ -513,6 +528,17 @@ def verified_points(catalog: Catalog, app: str | None = None) -> dict[str, bool]
 def newest_verified_point(catalog: Catalog, app: str) -> str | None:
     """The newest restore point of ``app`` (by when the point was taken) whose newest verification passed,
     among points still in the catalog; None if there is none."""
+    newest = _newest_verified(catalog, app)
+    return newest[0] if newest else None
+
+
+def newest_verified_time(catalog: Catalog, app: str) -> datetime | None:
+    """When :func:`newest_verified_point` finished (None: no point of ``app`` is verified)."""
+    newest = _newest_verified(catalog, app)
+    return newest[1] if newest else None
+
+
+def _newest_verified(catalog: Catalog, app: str) -> tuple[str, datetime] | None:
     passed = [point for point, ok in verified_points(catalog, app).items() if ok]
     if not passed:
         return None
@@ -522,7 +548,7 @@ def newest_verified_point(catalog: Catalog, app: str) -> str | None:
     if not table.num_rows:
         return None
     table = table.sort_by([("finished_at", "descending"), ("id", "descending")])
-    return str(table["id"][0].as_py())
+    return str(table["id"][0].as_py()), table["finished_at"][0].as_py()
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

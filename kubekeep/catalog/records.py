@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from .schema import (
     DELETED_RESTORE_POINTS_SCHEMA,
+    DR_COPIES_SCHEMA,
     RESTORE_POINT_OBJECTS_SCHEMA,
     RESTORE_POINT_VOLUMES_SCHEMA,
     RESTORE_POINTS_SCHEMA,
@@ -273,7 +274,7 @@ class RestoreRecord:
     failed: int = 0
     #: why the restore stopped before the end (None: it ran every phase)
     aborted: str | None = None
-    outcomes: tuple[Mapping[str, Any], ...] | None = None
+    outcomes: Sequence[Mapping[str, Any]] | None = None
     volumes: tuple[Mapping[str, Any], ...] | None = None
     phases: tuple[Mapping[str, Any], ...] | None = None
     #: a migration's cutover: quiesce of the source until the target was ready (None for other restores)
@@ -293,14 +294,18 @@ class RestoreRecord:
         object.__setattr__(self, "target_namespaces", tuple(self.target_namespaces))
         for name in ("outcomes", "volumes", "phases"):
             rows = getattr(self, name)
-            if rows is not None:
+            if rows is not None and (name != "outcomes" or isinstance(rows, list | tuple)):
                 object.__setattr__(self, name, tuple(dict(r) for r in rows))
+            # other outcome sequences are kept as given: a report's spooled outcomes, read one by one when
+            # the table is built (restores_table)
 
-    def to_row(self) -> dict[str, Any]:
+    def to_row(self, *, outcomes: bool = True) -> dict[str, Any]:
+        """The table row (``outcomes=False``: without the outcomes, which restores_table adds as columns)."""
         row = {f.name: getattr(self, f.name) for f in fields(self)}
         row["target_namespaces"] = list(self.target_namespaces)
         for name in ("outcomes", "volumes", "phases"):
-            row[name] = None if row[name] is None else [dict(r) for r in row[name]]
+            row[name] = None if row[name] is None or (name == "outcomes" and not outcomes) else [
+                dict(r) for r in row[name]]
         row["downtime"] = None if self.downtime is None else self.downtime.to_row()
         return row
 
@@ -563,8 +568,30 @@ def volumes_table(volumes: Sequence[RestorePointVolume]) -> pa.Table:
     return pa.Table.from_pylist([v.to_row() for v in volumes], schema=RESTORE_POINT_VOLUMES_SCHEMA)
 
 
-def restores_table(restores: Sequence[RestoreRecord]) -> pa.Table:
-    return pa.Table.from_pylist([r.to_row() for r in restores], schema=RESTORES_SCHEMA)
+def restores_table(restores: Sequence[RestoreRecord], *, batch_rows: int = 20_000) -> pa.Table:
+    """Restore rows as a table; each restore's outcomes (100k for a big restore) become columns a batch of
+    rows at a time, never all as Python dicts at once."""
+    rows = [r.to_row(outcomes=False) for r in restores]
+    table = pa.Table.from_pylist(rows, schema=RESTORES_SCHEMA)
+    outcome_type = RESTORES_SCHEMA.field("outcomes").type
+    chunks: list[pa.Array] = []
+    offsets = [0]
+    for r in restores:
+        batch: list[dict[str, Any]] = []
+        for o in r.outcomes or ():
+            batch.append(dict(o))
+            if len(batch) >= batch_rows:
+                chunks.append(pa.array(batch, type=outcome_type.value_type))
+                batch = []
+        if batch:
+            chunks.append(pa.array(batch, type=outcome_type.value_type))
+        offsets.append(offsets[-1] + len(r.outcomes or ()))
+    values = pa.concat_arrays(chunks) if chunks else pa.array([], type=outcome_type.value_type)
+    if len(values) != offsets[-1]:
+        raise CatalogRecordError(f"restore outcomes changed while the table was built ({len(values)} != {offsets[-1]})")
+    mask = pa.array([r.outcomes is None for r in restores], type=pa.bool_())
+    column = pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values, type=outcome_type, mask=mask)
+    return table.set_column(table.schema.get_field_index("outcomes"), RESTORES_SCHEMA.field("outcomes"), column)
 
 
 def verifications_table(verifications: Sequence[VerificationRecord]) -> pa.Table:
@@ -573,6 +600,40 @@ def verifications_table(verifications: Sequence[VerificationRecord]) -> pa.Table
 
 def verifications_from_table(table: pa.Table) -> list[VerificationRecord]:
     return [VerificationRecord.from_row(row) for row in table.to_pylist()]
+
+
+@dataclass(frozen=True)
+class DrCopyRecord:
+    """A restore point that a DR copy put at a second site, recorded in the source's catalog so the
+    source's restore-point index can say where its copies are (``destination`` is the location as
+    its block describes it, never a credential)."""
+
+    restore_point_id: str
+    app: str
+    destination: str
+    mode: str
+    copied_at: datetime
+    #: the destination's Object Lock on the copy (None: not locked)
+    retain_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        check_id(self.restore_point_id, "restore point id")
+        _aware(self.copied_at, f"DR copy of {self.restore_point_id}: copied_at")
+        _aware(self.retain_until, f"DR copy of {self.restore_point_id}: retain_until")
+        if not self.app or not self.destination or not self.mode:
+            raise CatalogRecordError(f"DR copy of {self.restore_point_id}: app, destination and mode must be given")
+
+    def to_row(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
+        return cls(**values)
+
+
+def dr_copies_table(copies: Sequence[DrCopyRecord]) -> pa.Table:
+    return pa.Table.from_pylist([c.to_row() for c in copies], schema=DR_COPIES_SCHEMA)
 
 
 def restore_points_from_table(table: pa.Table) -> list[RestorePoint]:

@@ -30,6 +30,7 @@ class TableName(StrEnum):
     SIGNALS = "signals"
     SIGNAL_ACKS = "signal_acks"
     VERIFICATIONS = "verifications"
+    DR_COPIES = "dr_copies"
 
 
 class RestorePointStatus(StrEnum):
@@ -332,6 +333,19 @@ VERIFICATIONS_SCHEMA = pa.schema(
 )
 
 
+#: one restore point copied to a second site, recorded at the source (docs/dr-copy.md)
+DR_COPIES_SCHEMA = pa.schema(
+    [
+        pa.field("restore_point_id", pa.string(), nullable=False),
+        pa.field("app", pa.string(), nullable=False),
+        pa.field("destination", pa.string(), nullable=False),
+        pa.field("mode", pa.string(), nullable=False),
+        pa.field("copied_at", _TS, nullable=False),
+        pa.field("retain_until", _TS),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     name: TableName
@@ -395,6 +409,13 @@ TABLES: dict[TableName, TableSpec] = {
     ),
     TableName.VERIFICATIONS: TableSpec(
         TableName.VERIFICATIONS, VERIFICATIONS_SCHEMA, ("id",), ("app", "finished_at", "id"), "id"
+    ),
+    TableName.DR_COPIES: TableSpec(
+        TableName.DR_COPIES,
+        DR_COPIES_SCHEMA,
+        ("restore_point_id", "destination"),
+        ("app", "restore_point_id", "destination"),
+        "restore_point_id",
     ),
 }
 

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from ..repo.storage.base import ObjectExistsError, ObjectInfo, ObjectLockedError, Storage
 from .records import (
     DeletedRestorePoint,
+    DrCopyRecord,
     RestorePoint,
     RestorePointObject,
     RestorePointVolume,
@@ -43,6 +44,7 @@ from .records import (
     VerificationRecord,
     check_id,
     deletions_table,
+    dr_copies_table,
     objects_table,
     restore_points_table,
     restores_table,
@@ -64,6 +66,7 @@ CATALOG_PREFIX = "catalog/v1"
 SMALL_FILE_PREFIX = "rp-"
 RESTORE_FILE_PREFIX = "r-"
 VERIFICATION_FILE_PREFIX = "v-"
+DR_COPY_FILE_PREFIX = "c-"
 PART_FILE_PREFIX = "part-"
 
 #: row groups of this many rows keep min/max statistics selective on the sort
@@ -289,6 +292,15 @@ class Catalog:
         key = self._small_key(TableName.VERIFICATIONS, verification.id)
         spec = TABLES[TableName.VERIFICATIONS]
         self._put_if_absent(key, encode_parquet(verifications_table([verification]), spec))
+        return key
+
+    def add_dr_copy(self, copy: DrCopyRecord) -> str:
+        """Record that a restore point was copied to ``copy.destination`` (one file per point and
+        destination; recording the same copy again is a no-op)."""
+        digest = hashlib.sha256(copy.destination.encode()).hexdigest()[:16]
+        key = (f"{table_prefix(TableName.DR_COPIES, self.prefix)}{DR_COPY_FILE_PREFIX}"
+               f"{copy.restore_point_id}.{digest}.parquet")
+        self._put_if_absent(key, encode_parquet(dr_copies_table([copy]), TABLES[TableName.DR_COPIES]))
         return key
 
     def _part_key(self, table: TableName, name: str) -> str:

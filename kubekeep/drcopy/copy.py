@@ -31,7 +31,11 @@ from kubekeep.restorepoint.object_lock import apply_retention
 from .independent import Rewriter, Translation
 from .points import PointRef, point_snapshots, restore_points
 from .replica import PackStats, copy_packs
-from .verify import verify_pack
+from .verify import verify_pack, verify_stored_pack
+
+#: the kind of the lock a copy holds at its source while it reads it: shared (copies, backups and forgets
+#: run together); a prune there waits for it before deleting packs (docs/repository-format.md, Concurrency)
+SOURCE_LOCK = "copy"
 
 
 class CopyMode(StrEnum):
@@ -134,6 +138,23 @@ def copy_point(source: Repository, destination: Repository, point: PointRef, mod
     if point.restore_point in have:
         result.snapshot_id = have[point.restore_point]
         return result
+    # the source's shared lock, then its index: a prune there deletes nothing this copy can still read
+    # until the lock is released (it waits for it), and packs it took out of the index before are not seen
+    try:
+        source_lock = source.lock(SOURCE_LOCK)
+    except RepositoryError as exc:
+        raise CopyError(f"restore point {point.restore_point}: cannot take the source's shared lock at "
+                        f"{source.storage.url}: {exc}") from None
+    try:
+        source.load_index(reload=True)
+        return _copy_point(source, destination, point, mode, lock, progress, result, started)
+    finally:
+        source_lock.release()
+
+
+def _copy_point(source: Repository, destination: Repository, point: PointRef, mode: CopyMode,
+                lock: DestinationLock | None, progress: Callable[[int], None] | None, result: PointCopy,
+                started: float) -> PointCopy:
     try:
         record = read_restore_point(source, point.snapshot_id)
     except (RepositoryError, ValueError) as exc:
@@ -143,14 +164,18 @@ def copy_point(source: Repository, destination: Repository, point: PointRef, mod
     data_snapshots = point_snapshots(record)
     repo_lock = destination.lock("backup")
     try:
+        # verified before visible: everything the point's snapshots reference is indexed and was authenticated
         if mode is CopyMode.REPLICA:
-            _replica_data(source, destination, point, data_snapshots, retention, result, progress)
+            # the source's walk named every blob; each pack holding them was authenticated and read back
+            # when it was indexed here (this run or an earlier one), under the same ids: no second walk
+            blobs = _replica_data(source, destination, point, data_snapshots, retention, result, progress)
+            index = destination.index
+            problems = [f"blob {b.hex()} is not indexed" for b in blobs if index.lookup(b) is None]
         else:
             record_doc = _independent_data(source, destination, point, data_snapshots, retention, result, progress)
-        # verified before visible: everything the point's snapshots reference is indexed and was authenticated
-        reach = reachable(destination, data_snapshots)
-        if not reach.ok:
+            reach = reachable(destination, data_snapshots)
             problems = [str(e) for e in reach.unreadable.values()] + reach.errors
+        if problems:
             raise CopyError(f"restore point {point.restore_point}: the copy at {destination.storage.url} is "
                             f"incomplete ({'; '.join(problems[:3])}); nothing was committed, run the copy again")
         if retention is not None:
@@ -184,7 +209,9 @@ def _lock(repo: Repository, snapshot_ids: list[str], retention: Retention, point
 
 
 def _replica_data(source: Repository, destination: Repository, point: PointRef, data_snapshots: list[str],
-                  retention: Retention | None, result: PointCopy, progress: Callable[[int], None] | None) -> None:
+                  retention: Retention | None, result: PointCopy, progress: Callable[[int], None] | None
+                  ) -> set[bytes]:
+    """Copy the packs the point needs and its data snapshots; every blob the point references."""
     reach = reachable(source, [*data_snapshots, point.snapshot_id])
     if not reach.ok:
         problems = [f"{sid}: {e}" for sid, e in reach.unreadable.items()] + reach.errors
@@ -198,6 +225,7 @@ def _replica_data(source: Repository, destination: Repository, point: PointRef, 
         result.packs_adopted, result.bytes_copied = stats.packs_adopted, stats.bytes_copied
     for sid in data_snapshots:
         result.bytes_copied += _copy_manifest(source, destination, sid, retention)
+    return reach.blobs
 
 
 def _copy_manifest(source: Repository, destination: Repository, sid: str, retention: Retention | None) -> int:
@@ -258,10 +286,10 @@ def _independent_data(source: Repository, destination: Repository, point: PointR
         rewriter.close(ok)
     new_packs = sorted(set(destination.index.pack_ids()) - before)
 
+    # every pack written is read back and each blob in it authenticated with the destination's key, a few
+    # MiB at a time (not whole packs: memory)
     def read_back(pack_id: bytes) -> int:
-        raw = destination.storage.get(pack_key(pack_id))
-        verify_pack(destination, pack_id, raw, where=destination.storage.url)
-        return len(raw)
+        return verify_stored_pack(destination, pack_id, where=destination.storage.url)[1]
 
     with ThreadPoolExecutor(2, thread_name_prefix="kubekeep-drcopy-verify") as pool:
         result.bytes_copied = sum(pool.map(read_back, new_packs))

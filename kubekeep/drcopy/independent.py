@@ -2,7 +2,8 @@
 
 Blob ids are keyed hashes, so the destination names every blob differently:
 data chunks are read from the source (authenticated), stored through the
-destination's BlobSaver (new id, own packs, dedup against what is there), and
+destination's BlobSaver (new id, own packs, dedup against what is there; the
+compressed payload is sealed again as it is, not compressed a second time), and
 the chunk lists and trees that name them are rewritten bottom-up; snapshot
 manifests keep their ids and point at the new trees.
 
@@ -81,7 +82,9 @@ class Rewriter:
         self.dst = dst
         self.ids = translation.ids
         self.stats = BackupStats()
-        self.saver = BlobSaver(dst, retention=retention, stats=self.stats)
+        # one pack filled and one uploaded at a time: the copy has a single reader, and memory stays at
+        # about three packs (the backup's saver keeps one per worker)
+        self.saver = BlobSaver(dst, retention=retention, stats=self.stats, fill_buffers=1, upload_slots=1)
         self.pool = ThreadPoolExecutor(max(2, dst.workers), thread_name_prefix="kubekeep-drcopy")
         self.progress = progress
         self.blobs_read = 0
@@ -94,9 +97,11 @@ class Rewriter:
             self.saver.abort()
 
     def _copy_blob(self, src_id: bytes, blob_type: int) -> bytes:
-        plain = self.src.read_blob(src_id)  # authenticated: a damaged source pack fails here, naming it
+        # authenticated (decrypted, decompressed, checked against its id): a damaged source pack fails here,
+        # naming it; the stored payload is re-sealed as it is (no second compression)
+        plain, flag, payload = self.src.read_blob_payload(src_id)
         self.blobs_read += 1
-        new_id = self.saver.save_blob(blob_type, plain)
+        new_id = self.saver.save_blob(blob_type, plain, packed=(flag, payload))
         if self.progress is not None:
             self.progress(len(plain))
         return new_id

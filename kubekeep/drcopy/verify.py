@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from kubekeep.repo.crypto import BlobType
 from kubekeep.repo.errors import IntegrityError, RepositoryError
-from kubekeep.repo.format import PACK_MAGIC, PACK_TRAILER, BlobEntry, decode_pack_header
+from kubekeep.repo.format import PACK_MAGIC, PACK_TRAILER, BlobEntry, decode_pack_header, pack_key
 from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import StorageError
 
 
 class PackVerificationError(RepositoryError):
@@ -36,3 +37,29 @@ def verify_pack(repo: Repository, pack_id: bytes, raw: bytes | memoryview, *, wh
     except RepositoryError as exc:
         raise PackVerificationError(f"{what} fails verification: {exc}") from None
     return entries
+
+
+#: bytes of a stored pack read at once when it is verified where it is (not the whole pack: memory)
+READ_BACK_BYTES = 4 * 1024 * 1024
+
+
+def verify_stored_pack(repo: Repository, pack_id: bytes, *, where: str) -> tuple[list[BlobEntry], int]:
+    """(entries, size) of the pack ``pack_id`` in ``repo``'s storage, after its header and every blob in it
+    were authenticated, reading at most READ_BACK_BYTES at a time. PackVerificationError names it otherwise."""
+    what = f"pack {pack_id.hex()} at {where}"
+    try:
+        size = repo.storage.stat(pack_key(pack_id)).size
+        entries = repo.read_pack_header(pack_id, size)
+        group: list[BlobEntry] = []
+        for e in [*entries, None]:
+            if e is not None and (not group or e.offset + e.length - group[0].offset <= READ_BACK_BYTES):
+                group.append(e)
+                continue
+            if group:
+                for blob in repo.read_pack_blobs(pack_id, group):
+                    if isinstance(blob, RepositoryError):
+                        raise blob
+            group = [e] if e is not None else []
+    except (RepositoryError, StorageError) as exc:
+        raise PackVerificationError(f"{what} fails verification: {exc}") from None
+    return entries, size

@@ -22,7 +22,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -170,6 +170,11 @@ class DrCopy(BaseModel):
         return value
 
 
+_VERIFY_INTERVALS: dict[str, timedelta | None] = {
+    "never": None, "every-backup": timedelta(0), "daily": timedelta(days=1), "weekly": timedelta(days=7),
+    "monthly": timedelta(days=30)}
+
+
 class Verify(BaseModel):
     """How often the newest restore point of each protected app is restored in a sandbox and checked."""
 
@@ -177,6 +182,24 @@ class Verify(BaseModel):
 
     frequency: Literal["never", "every-backup", "daily", "weekly", "monthly"] = Field(
         default="weekly", description="How often to verify the newest point of each app.")
+
+    def interval(self) -> timedelta | None:
+        """The longest a protected app goes without a newly verified point (None: never verified;
+        ``every-backup``: zero)."""
+        return _VERIFY_INTERVALS[self.frequency]
+
+    def due(self, newest_verified: datetime | None, now: datetime) -> bool:
+        """Whether the app's newest point is to be verified now, given when its newest verified point was
+        taken (None: none is). A point within a tenth of the interval of being due counts as due, so a
+        schedule at the same hour every day never skips a verification over a few minutes of jitter."""
+        interval = self.interval()
+        if interval is None:
+            return False
+        if newest_verified is None or not interval:
+            return True
+        if newest_verified.tzinfo is None or now.tzinfo is None:
+            raise ValueError("the times must be timezone-aware")
+        return now - newest_verified >= interval * 0.9
 
 
 class ProtectionPolicy(BaseModel):

@@ -113,22 +113,25 @@ class _PackBuffer:
 class BlobSaver:
     """Deduplicates and stores blobs into packs; writes index objects as packs land."""
 
-    def __init__(self, repo: Saver, *, retention: Retention | None, stats: BackupStats) -> None:
+    def __init__(self, repo: Saver, *, retention: Retention | None, stats: BackupStats,
+                 fill_buffers: int | None = None, upload_slots: int = 2) -> None:
+        """``fill_buffers`` packs are filled at once (default: one per worker, plus one), ``upload_slots``
+        uploaded at once; each holds up to a pack in memory (a DR copy, fed by one reader, uses one each)."""
         self.repo = repo
         #: what this backup deduplicates against: the index storage holds after the lock was taken
         self.index = repo.index_for_backup()
         self.retention = retention
         self.stats = stats
         self.workers = ThreadPoolExecutor(repo.workers, thread_name_prefix="kubekeep-chunk")
-        self.uploads = ThreadPoolExecutor(2, thread_name_prefix="kubekeep-upload")
-        self.upload_slots = threading.Semaphore(2)
+        self.uploads = ThreadPoolExecutor(upload_slots, thread_name_prefix="kubekeep-upload")
+        self.upload_slots = threading.Semaphore(upload_slots)
         self.inflight = threading.Semaphore(8 * repo.workers)
         self.buffers: queue.Queue[_PackBuffer] = queue.Queue()
         #: room for a full pack plus the largest chunk's envelope, so filling never reallocates
         self.capacity = repo.pack_size + int(repo.chunker_params["max_size"]) + 4096
         self.free: list[_PackBuffer] = []
         self.free_lock = threading.Lock()
-        for _ in range(repo.workers + 1):
+        for _ in range(fill_buffers if fill_buffers is not None else repo.workers + 1):
             self.buffers.put(_PackBuffer())
         self.claim_lock = threading.Lock()
         self.claimed: set[bytes] = set()
@@ -167,7 +170,9 @@ class BlobSaver:
         finally:
             self.inflight.release()
 
-    def save_blob(self, blob_type: int, data: bytes | memoryview) -> bytes:
+    def save_blob(self, blob_type: int, data: bytes | memoryview, *,
+                  packed: tuple[int, bytes | memoryview] | None = None) -> bytes:
+        """Store ``data`` unless it is there; ``packed``: its (flag, payload) already compressed (a copy)."""
         repo = self.repo
         blob_id = repo.blob_id(data)
         with self.claim_lock:
@@ -181,7 +186,7 @@ class BlobSaver:
                     self.reused_packs.add(loc.pack_id)
                 return blob_id
             self.claimed.add(blob_id)
-        flag, payload = repo.compressor.pack(data)
+        flag, payload = packed if packed is not None else repo.compressor.pack(data)
         size = repo.envelope.sealed_size(len(payload))
         full: _PackBuffer | None = None
         buf = self.buffers.get()

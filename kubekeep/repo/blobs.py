@@ -36,6 +36,19 @@ class BlobStore:
 
     def read_blob(self, blob_id: bytes, *, index: IndexView | None = None) -> bytes:
         """Plaintext of a blob, verified against its id. IntegrityError/MissingObjectError otherwise."""
+        entry, raw, what = self._read_envelope(blob_id, index)
+        return self.decode_blob(entry, raw, what=what)
+
+    def read_blob_payload(self, blob_id: bytes, *, index: IndexView | None = None) -> tuple[bytes, int, bytes]:
+        """(plaintext verified against its id, compression flag, stored payload): what a copy re-seals under
+        another key without compressing again. IntegrityError/MissingObjectError otherwise."""
+        entry, raw, what = self._read_envelope(blob_id, index)
+        flag, payload = self.keys.envelope.open(entry.blob_type, entry.blob_id, raw, what=what)
+        plain = self.keys.compressor.unpack(flag, payload, raw_length=entry.raw_length, what=what)
+        self._check_id(entry, plain, what)
+        return plain, flag, payload
+
+    def _read_envelope(self, blob_id: bytes, index: IndexView | None) -> tuple[BlobEntry, bytes, str]:
         loc = (index if index is not None else self.indexes.current()).lookup(blob_id)
         if loc is None:
             raise MissingObjectError(f"blob {blob_id.hex()} is not in the index")
@@ -47,15 +60,18 @@ class BlobStore:
             raise MissingObjectError(f"{what}: pack is missing") from None
         if len(raw) != loc.entry.length:
             raise IntegrityError(f"{what}: pack is truncated")
-        return self.decode_blob(loc.entry, raw, what=what)
+        return loc.entry, raw, what
 
     def decode_blob(self, entry: BlobEntry, raw: bytes | memoryview, *, what: str) -> bytes:
         """Decrypt, decompress and verify one blob envelope read from its pack."""
         plain = self.keys.envelope.open_blob(entry.blob_type, entry.blob_id, raw, self.keys.compressor,
                                              raw_length=entry.raw_length, what=what)
+        self._check_id(entry, plain, what)
+        return plain
+
+    def _check_id(self, entry: BlobEntry, plain: bytes, what: str) -> None:
         if len(plain) != entry.raw_length or self.keys.blob_id(plain) != entry.blob_id:
             raise IntegrityError(f"{what}: content does not match its id")
-        return plain
 
     def read_pack_blobs(self, pack_id: bytes, entries: Sequence[BlobEntry], *,
                         storage: Storage | None = None) -> list[bytes | RepositoryError]:

@@ -336,6 +336,10 @@ class Repository:
         """Plaintext of a blob, verified against its id. IntegrityError/MissingObjectError otherwise."""
         return self.blobs.read_blob(blob_id, index=index)
 
+    def read_blob_payload(self, blob_id: bytes) -> tuple[bytes, int, bytes]:
+        """(plaintext verified against its id, compression flag, stored payload): see BlobStore."""
+        return self.blobs.read_blob_payload(blob_id)
+
     def decode_blob(self, entry: BlobEntry, raw: bytes | memoryview, *, what: str) -> bytes:
         return self.blobs.decode_blob(entry, raw, what=what)
 

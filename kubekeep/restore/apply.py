@@ -34,11 +34,12 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from kubekeep.cluster import ApiError, Cluster
@@ -51,7 +52,7 @@ from .order import OrderedObject, RestorePhase, Wait
 from .plan import RestorePlan
 from .policy import ConflictPolicy, RestorePolicy
 from .readiness import ReadinessError, readiness_of, wait_until_ready
-from .report import Action, ObjectOutcome, PhaseReport, RestoreReport, VolumeOutcome, summarize_changes
+from .report import Action, ObjectOutcome, Outcomes, PhaseReport, RestoreReport, VolumeOutcome, summarize_changes
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,13 @@ def served_by_cluster(cluster: Cluster, *, refresh: bool = False) -> dict[str, d
 
 
 def dry_run(cluster: Cluster, plan: RestorePlan, policy: RestorePolicy | None = None, *,
-            actions: Sequence[RestoreAction] = DEFAULT_ACTIONS) -> RestoreReport:
+            actions: Sequence[RestoreAction] = DEFAULT_ACTIONS, outcomes: Path | None = None) -> RestoreReport:
     """What :func:`apply` would do with every object, validated by the API server; changes nothing.
 
     Objects in namespaces (or of custom kinds) that only this restore creates
     cannot be validated by the server; their outcome says so.
     """
-    return _Run(cluster, plan, policy or RestorePolicy(), dry_run=True, actions=actions).run()
+    return _Run(cluster, plan, policy or RestorePolicy(), dry_run=True, actions=actions, outcomes=outcomes).run()
 
 
 def apply(
@@ -98,8 +99,13 @@ def apply(
     wait: bool = True,
     before_workloads: BeforeWorkloads | None = None,
     actions: Sequence[RestoreAction] = DEFAULT_ACTIONS,
+    outcomes: Path | None = None,
 ) -> RestoreReport:
     """Restore ``plan`` onto ``cluster``; return what happened to every object.
+
+    ``outcomes``: a new file where the report's outcomes are spooled (one JSON line each) instead of
+    being held in memory (:class:`~kubekeep.restore.report.Outcomes`); the report keeps counts, the
+    first failures and changes, and the claims.
 
     ``on_phase(phase_report, report)`` is called after each phase (and its
     gate). ``wait=False`` skips the readiness gates of workload tiers (CRDs
@@ -112,16 +118,24 @@ def apply(
     task (tasks.restore.apply_plan), its hook filling the claims.
     """
     run = _Run(cluster, plan, policy or RestorePolicy(), dry_run=False, actions=actions, on_phase=on_phase,
-               wait=wait, before_workloads=before_workloads)
+               wait=wait, before_workloads=before_workloads, outcomes=outcomes)
     return run.run()
 
 
 def not_attempted(plan: RestorePlan, reason: str, *, skip: Collection[str] = ()) -> list[ObjectOutcome]:
     """The outcomes of every object of ``plan`` when the restore stopped before it (``reason``: why);
     the phases named in ``skip`` (sent completely) are not read again."""
+    return [outcome for _, outcome in _not_attempted(plan, reason, skip=skip)]
+
+
+def _not_attempted(plan: RestorePlan, reason: str, *,
+                   skip: Collection[str] = ()) -> Iterator[tuple[str, ObjectOutcome]]:
     text = _short(f"not attempted: the restore stopped ({reason})")
-    return [ObjectOutcome.of(obj.ref, Action.NOT_ATTEMPTED, text, phase=phase.name, tier=obj.tier)
-            for phase in plan.phases if phase.name not in skip for obj in phase.objects]
+    for phase in plan.phases:
+        if phase.name not in skip:
+            for obj in phase.objects:
+                yield phase.name, ObjectOutcome.of(obj.ref, Action.NOT_ATTEMPTED, text, phase=phase.name,
+                                                   tier=obj.tier)
 
 
 def held_back(phase: RestorePhase, volumes: Sequence[VolumeOutcome]) -> dict[ObjectRef, VolumeOutcome]:
@@ -163,7 +177,7 @@ def _problem(exc: ApiError) -> Action:
 class _Run:
     def __init__(self, cluster: Cluster, plan: RestorePlan, policy: RestorePolicy, *, dry_run: bool,
                  actions: Sequence[RestoreAction], on_phase: OnPhase | None = None, wait: bool = True,
-                 before_workloads: BeforeWorkloads | None = None) -> None:
+                 before_workloads: BeforeWorkloads | None = None, outcomes: Path | None = None) -> None:
         self.cluster = cluster
         self.plan = plan
         self.policy = policy
@@ -172,8 +186,11 @@ class _Run:
         self.on_phase = on_phase
         self.wait = wait
         self.before_workloads = before_workloads
-        self.report = RestoreReport(dry_run=dry_run, policy=policy.to_dict(), cluster=cluster.name)
+        self.report = RestoreReport(dry_run=dry_run, policy=policy.to_dict(), cluster=cluster.name,
+                                    outcomes=Outcomes.spooled(outcomes) if outcomes is not None else Outcomes())
         self.ctx = RestoreContext(cluster, plan, policy, dry_run=dry_run, report=self.report)
+        #: positions of the outcomes of the current phase (the gates read them) and of every claim (the
+        #: volume step marks them); cleared at each phase: it never holds every object
         self.index: dict[ObjectRef, int] = {}
         self.terminating: set[str] = set()
         self.missing: set[str] = set()
@@ -184,22 +201,44 @@ class _Run:
         self.fresh_namespaces: frozenset[str] = frozenset()
         #: volume data restored so far (returned by the before_workloads hook)
         self.volumes: list[VolumeOutcome] = []
+        #: the outcomes of the current phase, by position
+        self.current: dict[int, ObjectOutcome] = {}
+        #: the current phase keeps its outcomes in ``index`` and ``current``; if not, how many it recorded
+        self.tracking = True
+        self.untracked_phase: str | None = None
+        self.untracked = 0
         #: phases whose every object was sent (and has its outcome)
         self.sent: set[str] = set()
 
     # ---- bookkeeping ----------------------------------------------------
     def _record(self, outcome: ObjectOutcome) -> None:
-        self.index[outcome.ref] = len(self.report.outcomes)
+        position = len(self.report.outcomes)
+        if self.tracking:
+            self.index[outcome.ref] = position
+            self.current[position] = outcome
+        else:
+            self.untracked += 1
         self.report.outcomes.append(outcome)
 
     def _outcome(self, ref: ObjectRef) -> ObjectOutcome | None:
         i = self.index.get(ref)
-        return self.report.outcomes[i] if i is not None else None
+        return self.current.get(i) if i is not None else None
 
     def _mark_ready(self, ref: ObjectRef, ready: bool) -> None:
         i = self.index.get(ref)
         if i is not None:
-            self.report.outcomes[i] = replace(self.report.outcomes[i], ready=ready)
+            self.report.outcomes.set_ready(i, ready)
+            if i in self.current:
+                self.current[i] = replace(self.current[i], ready=ready)
+
+    def _new_phase(self, phase: RestorePhase, tracking: bool) -> None:
+        """Forget the outcomes of the previous phase (keep the claims'). A phase with a gate (or objects held
+        back) keeps its outcomes by ref; any other phase (all the ConfigMaps of a big restore) only counts
+        them: its objects are recorded in plan order."""
+        self.index = {o.ref: i for i, o in self.report.outcomes.claims()}
+        self.current = {}
+        self.tracking = tracking
+        self.untracked_phase, self.untracked = phase.name, 0
 
     def _abort(self, message: str) -> None:
         if self.report.aborted is None:
@@ -213,11 +252,18 @@ class _Run:
             if self.report.aborted is None:
                 self._phases()
         finally:
-            for outcome in not_attempted(self.plan, self.report.aborted or "unexpected error", skip=self.sent):
+            done_in_phase = 0 if self.tracking else self.untracked  # an untracked phase records in plan order
+            self.tracking = True
+            for phase, outcome in _not_attempted(self.plan, self.report.aborted or "unexpected error",
+                                                 skip=self.sent):
+                if phase == self.untracked_phase and done_in_phase > 0:
+                    done_in_phase -= 1
+                    continue
                 if outcome.ref not in self.index:
                     self._record(outcome)
             for skipped in self.plan.skipped:
                 self._record(self._excluded(skipped.ref, skipped.reason))
+            self.report.outcomes.seal()
             self.report.finished_at = _now()
         return self.report
 
@@ -296,6 +342,7 @@ class _Run:
                             f"but objects after the workloads may: the restore stopped before phase {phase.name}")
                 return
             held = held_back(phase, unusable)
+            self._new_phase(phase, tracking=bool(held) or phase.wait is not Wait.NONE)
             report = PhaseReport(phase.name, phase.wait.value, phase.tier, len(phase.objects), started_at=_now())
             self.report.phases.append(report)
             log.info("restore phase %s: %d object(s)%s", phase.name, len(phase.objects),
@@ -590,8 +637,7 @@ class _Run:
         report.ready_at = _now()
 
     def _gate_before_workloads(self) -> None:
-        claims = [o for o in self.report.outcomes
-                  if o.kind == "PersistentVolumeClaim" and not o.group and o.action.exists_after]
+        claims = [o for _, o in self.report.outcomes.claims() if o.action.exists_after]
         if not claims and self.before_workloads is None:
             return
         report = PhaseReport("before-workloads", "pvcs-bound", objects=len(claims), started_at=_now())

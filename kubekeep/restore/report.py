@@ -12,12 +12,14 @@ Prefect artifacts. They never carry object contents: a change is a field path
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import Any, overload
 
 from kubekeep.catalog import RestoreRecord
 from kubekeep.manifest import ObjectRef
@@ -118,6 +120,190 @@ class ObjectOutcome:
                    data.get("ready"))
 
 
+#: what a report keeps in memory of a spooled restore (the first failures, the first changed objects);
+#: every outcome is in the spool and in the recorded report
+KEPT_FAILURES = 1000
+KEPT_CHANGES = 50
+
+
+class Outcomes(Sequence[ObjectOutcome]):
+    """Every object's outcome, in order, with what the report reads of them kept as they come: counts per
+    action, the number of failures and the first :data:`KEPT_FAILURES` of them, the first changed objects,
+    the target namespaces and the claims (what the volume step needs).
+
+    In memory (a list) by default; :meth:`spooled` appends them to a private JSON-lines file instead, so
+    that a restore of 100,000 objects holds the counts, not the outcomes. Iterating a spooled log reads
+    the file back one outcome at a time.
+    """
+
+    def __init__(self, items: Iterable[ObjectOutcome] = ()) -> None:
+        self._items: list[ObjectOutcome] | None = []
+        self._path: Path | None = None
+        self._fh: Any = None
+        self._len = 0
+        self._counter: Counter[str] = Counter()
+        self._failure_count = 0
+        #: (position, outcome) of the first failures and of the first changed objects
+        self._failures: list[tuple[int, ObjectOutcome]] = []
+        self._changed: list[tuple[int, ObjectOutcome]] = []
+        self._claims: list[tuple[int, ObjectOutcome]] = []
+        self._namespaces: dict[str, None] = {}
+        #: a spooled log's readiness marks, by position (written into the file by :meth:`seal`)
+        self._ready: dict[int, bool] = {}
+        for outcome in items:
+            self.append(outcome)
+
+    @classmethod
+    def spooled(cls, path: Path) -> Outcomes:
+        """A new log appended to ``path`` (created 0600; it must not exist)."""
+        log = cls()
+        log._items = None
+        log._path = path
+        log._fh = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w")
+        return log
+
+    @classmethod
+    def reopen(cls, path: Path) -> Outcomes:
+        """The log a sealed spooled log left in ``path`` (read once to count; never rewritten)."""
+        log = cls()
+        log._items = None
+        log._path = path
+        with open(path) as fh:
+            for line in fh:
+                log._note(ObjectOutcome.from_dict(json.loads(line)))
+        return log
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    # ---- writing --------------------------------------------------------
+    def append(self, outcome: ObjectOutcome) -> None:
+        if self._items is not None:
+            self._items.append(outcome)
+        else:
+            if self._fh is None:
+                raise ValueError(f"outcome log {self._path} is sealed")
+            self._fh.write(json.dumps(outcome.to_dict(), separators=(",", ":")) + "\n")
+        self._note(outcome)
+
+    def _note(self, outcome: ObjectOutcome) -> None:
+        position = self._len
+        self._len += 1
+        self._counter[outcome.action.value] += 1
+        if outcome.action.is_failure:
+            self._failure_count += 1
+            if len(self._failures) < KEPT_FAILURES:
+                self._failures.append((position, outcome))
+        elif outcome.changes and len(self._changed) < KEPT_CHANGES:
+            self._changed.append((position, outcome))
+        if outcome.kind == "PersistentVolumeClaim" and not outcome.group:
+            self._claims.append((position, outcome))
+        if outcome.namespace:
+            self._namespaces[outcome.namespace] = None
+
+    def set_ready(self, position: int, ready: bool) -> None:
+        """The readiness gate's word on the outcome at ``position``."""
+        if self._items is not None:
+            self._items[position] = replace(self._items[position], ready=ready)
+            return
+        if self._fh is None:
+            raise ValueError(f"outcome log {self._path} is sealed")
+        self._ready[position] = ready
+
+    def seal(self) -> None:
+        """Finish a spooled log: close it, with its readiness marks written in (a no-op in memory)."""
+        if self._fh is None:
+            return
+        self._fh.close()
+        self._fh = None
+        if self._ready and self._path is not None:
+            marked = self._path.with_name(self._path.name + ".ready")
+            with open(self._path) as src, os.fdopen(os.open(marked, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+                                                    "w") as out:
+                for position, line in enumerate(src):
+                    if position in self._ready:
+                        rec = json.loads(line)
+                        rec["ready"] = self._ready[position]
+                        line = json.dumps(rec, separators=(",", ":")) + "\n"
+                    out.write(line)
+            os.replace(marked, self._path)
+            self._ready = {}
+
+    # ---- reading --------------------------------------------------------
+    def _at(self, position: int, outcome: ObjectOutcome) -> ObjectOutcome:
+        if self._items is not None:
+            return self._items[position]
+        ready = self._ready.get(position)
+        return outcome if ready is None else replace(outcome, ready=ready)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[ObjectOutcome]:
+        if self._items is not None:
+            yield from self._items
+            return
+        assert self._path is not None
+        if self._fh is not None:
+            self._fh.flush()
+        with open(self._path) as fh:
+            for position, line in enumerate(fh):
+                if position >= self._len:
+                    break
+                yield self._at(position, ObjectOutcome.from_dict(json.loads(line)))
+
+    @overload
+    def __getitem__(self, index: int) -> ObjectOutcome: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ObjectOutcome]: ...
+    def __getitem__(self, index: int | slice) -> ObjectOutcome | Sequence[ObjectOutcome]:
+        if self._items is not None:
+            return self._items[index]
+        return list(self)[index]  # a spool is read in order; random access is kept correct, not fast
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Outcomes | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        where = "memory" if self._items is not None else str(self._path)
+        return f"Outcomes({self._len} in {where})"
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Outcomes per action, in :class:`Action` order."""
+        return {a.value: self._counter[a.value] for a in Action if self._counter[a.value]}
+
+    @property
+    def failure_count(self) -> int:
+        return self._failure_count
+
+    def failures(self, limit: int | None = None) -> list[ObjectOutcome]:
+        """The failed outcomes in order (the first ``limit``); all of them are read back from a spool when
+        more are asked for than were kept."""
+        wanted = self._failure_count if limit is None else min(limit, self._failure_count)
+        if wanted <= len(self._failures):
+            return [self._at(p, o) for p, o in self._failures[:wanted]]
+        return [o for o in self if o.action.is_failure][:wanted]
+
+    def changed(self, limit: int = KEPT_CHANGES) -> list[ObjectOutcome]:
+        """The first ``limit`` (at most :data:`KEPT_CHANGES`) outcomes with changes that are not failures."""
+        return [self._at(p, o) for p, o in self._changed[:limit]]
+
+    def claims(self) -> list[tuple[int, ObjectOutcome]]:
+        """(position, outcome) of every PersistentVolumeClaim."""
+        return [(p, self._at(p, o)) for p, o in self._claims]
+
+    @property
+    def namespaces(self) -> list[str]:
+        """The namespaces of the outcomes, in first-seen order."""
+        return list(self._namespaces)
+
+
 class VolumeStatus(StrEnum):
     """What happened to the data of one restored claim."""
 
@@ -210,7 +396,8 @@ class RestoreReport:
     dry_run: bool
     policy: dict[str, Any] = field(default_factory=dict)
     cluster: str = ""
-    outcomes: list[ObjectOutcome] = field(default_factory=list)
+    #: every object's outcome (a list given here becomes an in-memory :class:`Outcomes`)
+    outcomes: Outcomes = field(default_factory=Outcomes)
     phases: list[PhaseReport] = field(default_factory=list)
     started_at: datetime = field(default_factory=_now)
     finished_at: datetime | None = None
@@ -219,20 +406,23 @@ class RestoreReport:
     #: the data of the restored claims
     volumes: list[VolumeOutcome] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.outcomes, Outcomes):
+            self.outcomes = Outcomes(self.outcomes)
+
     # ---- queries ------------------------------------------------------
     @property
     def failed(self) -> bool:
-        return (self.aborted is not None or any(o.action.is_failure for o in self.outcomes)
+        return (self.aborted is not None or self.outcomes.failure_count > 0
                 or any(v.status is VolumeStatus.FAILED for v in self.volumes))
 
     @property
     def failures(self) -> list[ObjectOutcome]:
-        return [o for o in self.outcomes if o.action.is_failure]
+        return self.outcomes.failures()
 
     @property
     def counts(self) -> dict[str, int]:
-        counted = Counter(o.action.value for o in self.outcomes)
-        return {a.value: counted[a.value] for a in Action if counted[a.value]}
+        return self.outcomes.counts
 
     @property
     def status(self) -> str:
@@ -258,12 +448,12 @@ class RestoreReport:
 
     def failure_summary(self, limit: int = 20) -> str:
         lines = [f"restore {self.status}" + (f": {self.aborted}" if self.aborted else "")]
-        failures = self.failures
+        count = self.outcomes.failure_count
         lines += [f"  volume {v.pvc}: {v.status.value}: {v.error}" for v in self.volumes
                   if v.status is VolumeStatus.FAILED]
-        lines += [f"  {o.action.value}: {o.ref}: {o.reason}" for o in failures[:limit]]
-        if len(failures) > limit:
-            lines.append(f"  ... and {len(failures) - limit} more")
+        lines += [f"  {o.action.value}: {o.ref}: {o.reason}" for o in self.outcomes.failures(limit)]
+        if count > limit:
+            lines.append(f"  ... and {count - limit} more")
         return "\n".join(lines)
 
     def raise_for_failure(self) -> None:
@@ -271,11 +461,27 @@ class RestoreReport:
             raise RestoreFailedError(self)
 
     # ---- rendering ----------------------------------------------------
-    def table_rows(self) -> list[dict[str, Any]]:
-        """One row per object, for a Prefect table artifact."""
+    def table_rows(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """One row per object, for a Prefect table artifact; with ``limit``, the first ``limit`` rows with
+        the failures first (the rest in order)."""
+        if limit is None:
+            chosen: Iterable[ObjectOutcome] = self.outcomes
+        else:
+            chosen = self.outcomes.failures(limit)
+            if len(chosen) < limit:
+                rest = (o for o in self.outcomes if not o.action.is_failure)
+                chosen = [*chosen, *(o for _, o in zip(range(limit - len(chosen)), rest, strict=False))]
         return [{"kind": o.ref.group_kind, "namespace": o.namespace, "name": o.name, "action": o.action.value,
                  "reason": o.reason, "phase": o.phase, "tier": "" if o.tier is None else o.tier,
-                 "changes": ", ".join(o.changes)} for o in self.outcomes]
+                 "changes": ", ".join(o.changes)} for o in chosen]
+
+    def first_outcomes(self, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` outcomes as dicts (:meth:`ObjectOutcome.to_dict`), failures first."""
+        chosen = self.outcomes.failures(limit)
+        if len(chosen) < limit:
+            rest = (o for o in self.outcomes if not o.action.is_failure)
+            chosen += [o for _, o in zip(range(limit - len(chosen)), rest, strict=False)]
+        return [o.to_dict() for o in chosen]
 
     def markdown(self, *, max_problems: int = 50, objects: bool = False) -> str:
         """A summary for a Prefect markdown artifact: status, counts, phase timings, volumes, problems;
@@ -297,13 +503,14 @@ class RestoreReport:
         if self.volumes:
             out += ["", "## Volumes", "", "| claim | data | files | bytes | error |", "|---|---|---:|---:|---|"]
             out += [f"| {v.pvc} | {v.status.value} | {v.files} | {v.bytes} | {_md(v.error)} |" for v in self.volumes]
-        problems = self.failures
-        if problems:
+        count = self.outcomes.failure_count
+        if count:
             out += ["", "## Problems", ""]
-            out += [f"- **{o.action.value}** {_md(str(o.ref))}: {_md(o.reason)}" for o in problems[:max_problems]]
-            if len(problems) > max_problems:
-                out.append(f"- ... and {len(problems) - max_problems} more (see the table)")
-        changed = [o for o in self.outcomes if o.changes and not o.action.is_failure]
+            out += [f"- **{o.action.value}** {_md(str(o.ref))}: {_md(o.reason)}"
+                    for o in self.outcomes.failures(max_problems)]
+            if count > max_problems:
+                out.append(f"- ... and {count - max_problems} more (see the table)")
+        changed = self.outcomes.changed()
         if changed:
             out += ["", "## Changes", ""]
             out += [f"- {o.action.value} {_md(str(o.ref))}: {_md(', '.join(o.changes))}" for o in changed[:50]]
@@ -339,7 +546,7 @@ class RestoreReport:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RestoreReport:
         return cls(bool(data["dry_run"]), dict(data.get("policy") or {}), str(data.get("cluster", "")),
-                   [ObjectOutcome.from_dict(o) for o in data.get("outcomes") or ()],
+                   Outcomes(ObjectOutcome.from_dict(o) for o in data.get("outcomes") or ()),
                    [PhaseReport.from_dict(p) for p in data.get("phases") or ()],
                    _parse_ts(data.get("started_at")) or _now(), _parse_ts(data.get("finished_at")),
                    data.get("aborted"), [VolumeOutcome.from_dict(v) for v in data.get("volumes") or ()])
@@ -428,19 +635,44 @@ def catalog_record(report: RestoreReport, *, restore_id: str, restore_point_id: 
         created=counts.get("created", 0) + counts.get("recreated", 0) + counts.get("would-create", 0),
         updated=counts.get("updated", 0) + counts.get("would-update", 0),
         skipped=counts.get("skipped", 0) + counts.get("unchanged", 0) + counts.get("would-skip", 0),
-        failed=len(report.failures), aborted=report.aborted,
-        outcomes=tuple({**o.to_dict(), "changes": list(o.changes)} for o in report.outcomes),
+        failed=report.outcomes.failure_count, aborted=report.aborted,
+        outcomes=OutcomeRows(report.outcomes),
         volumes=tuple({k: v for k, v in vol.to_dict().items() if k != "pvc"} for vol in report.volumes),
         phases=tuple({"name": p.name, "wait": p.wait, "tier": p.tier, "objects": p.objects,
                       "started_at": p.started_at, "applied_at": p.applied_at, "ready_at": p.ready_at,
                       "error": p.error} for p in report.phases))
 
 
+class OutcomeRows(Sequence[Mapping[str, Any]]):
+    """The catalog rows of a report's outcomes, made one by one each time they are iterated (a spooled
+    report's outcomes are never all in memory; the catalog turns them into columns as they come)."""
+
+    def __init__(self, outcomes: Outcomes) -> None:
+        self.outcomes = outcomes
+
+    def __len__(self) -> int:
+        return len(self.outcomes)
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        for o in self.outcomes:
+            yield o.to_dict()
+
+    @overload
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
+        if isinstance(index, slice):
+            return [o.to_dict() for o in self.outcomes[index]]
+        return self.outcomes[index].to_dict()
+
+
 def report_from_record(record: RestoreRecord, *, policy: Mapping[str, Any] | None = None) -> RestoreReport:
     """The report of a recorded restore (rows written before per-object outcomes were kept have none)."""
     return RestoreReport(
         dry_run=record.dry_run, policy=dict(policy or {}), cluster=record.target_cluster,
-        outcomes=[ObjectOutcome.from_dict({**o, "changes": o.get("changes") or ()}) for o in record.outcomes or ()],
+        outcomes=Outcomes(ObjectOutcome.from_dict({**o, "changes": o.get("changes") or ()})
+                          for o in record.outcomes or ()),
         phases=[PhaseReport(str(p["name"]), str(p["wait"]), p.get("tier"), int(p.get("objects") or 0),
                             p.get("started_at"), p.get("applied_at"), p.get("ready_at"), p.get("error"))
                 for p in record.phases or ()],

@@ -2,7 +2,7 @@
 restore-point index (the keyed table per location and the choices offered when a restore
 asks which point to use). docs/ui.md describes how the UI renders them."""
 
-from .index import RestorePointRow, human_bytes, point_choice, point_from_choice, restore_point_rows
+from .index import RestorePointRow, human_bytes, index_rows, point_choice, point_from_choice, restore_point_rows
 from .names import ARTIFACT_KEY_MAX, artifact_key, backup_run_name, point_label, restore_run_name
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "artifact_key",
     "backup_run_name",
     "human_bytes",
+    "index_rows",
     "point_choice",
     "point_from_choice",
     "point_label",

@@ -2,17 +2,29 @@
 
 Rows are plain strings (a Prefect table artifact shows them as they are): when, status,
 size, objects, verified, suspect, locked until, DR copies. The verdicts come from the
-catalog queries of the features that make them (verification, signals, DR copy) and are
-passed in, so a location without them shows ``—``.
+catalog tables of the features that make them (``verifications``, ``signals`` and
+``signal_acks``, ``dr_copies``); :func:`index_rows` reads them, :func:`restore_point_rows`
+turns the records into rows, and a point without a verdict shows ``—``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from kubekeep.catalog import RestorePoint
+from kubekeep.catalog import (
+    POINT_SUBJECT,
+    Catalog,
+    DrCopyRecord,
+    RestorePoint,
+    SignalRow,
+    acknowledged_points,
+    list_dr_copies,
+    list_restore_points,
+    list_signals,
+    verified_points,
+)
 
 NONE = "—"
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
@@ -58,16 +70,31 @@ class RestorePointRow:
         return asdict(self)
 
 
+def _suspect(signal: SignalRow | None, acknowledged: bool) -> str:
+    if signal is None:
+        return NONE
+    if not signal.suspect:
+        return f"no (score {signal.score:.2f})"
+    if acknowledged:
+        return f"acknowledged (score {signal.score:.2f})"
+    return f"SUSPECT (score {signal.score:.2f} >= {signal.threshold:.2f})"
+
+
 def restore_point_rows(points: Iterable[RestorePoint], *, verified: Mapping[str, bool] | None = None,
-                       suspect: Collection[str] = (), copies: Mapping[str, Sequence[str]] | None = None,
-                       now: datetime | None = None) -> list[RestorePointRow]:
+                       signals: Iterable[SignalRow] = (), acknowledged: Collection[str] = (),
+                       copies: Iterable[DrCopyRecord] = (), now: datetime | None = None) -> list[RestorePointRow]:
     """Rows for ``points`` in the order given (newest first from the catalog queries).
 
-    ``verified``: restore point id -> passed (newest verdict); ``suspect``: ids flagged and not
-    acknowledged; ``copies``: id -> where DR copies of it are. A lock that has expired shows as such.
+    ``verified``: restore point id -> passed (its newest conclusive verdict, ``verified_points``);
+    ``signals``: the points' rows of ``signals`` (volume rows are ignored); ``acknowledged``: ids whose
+    suspicion was acknowledged as a false positive; ``copies``: rows of ``dr_copies``. A lock that has
+    expired shows as such.
     """
     verified = verified or {}
-    copies = copies or {}
+    scored = {s.restore_point_id: s for s in signals if s.subject == POINT_SUBJECT}
+    where: dict[str, list[str]] = {}
+    for c in copies:
+        where.setdefault(c.restore_point_id, []).append(c.destination)
     now = now or datetime.now(UTC)
     rows = []
     for p in points:
@@ -83,9 +110,24 @@ def restore_point_rows(points: Iterable[RestorePoint], *, verified: Mapping[str,
             id=p.id, time=_when(p.finished_at), status=status[:200], size=size,
             objects=f"{_count(p.object_count, 'object')}, {_count(p.volume_count, 'volume')}",
             verified=NONE if verdict is None else ("passed" if verdict else "FAILED"),
-            suspect="SUSPECT" if p.id in suspect else "",
-            locked_until=lock, dr_copies=", ".join(copies.get(p.id, ())) or NONE))
+            suspect=_suspect(scored.get(p.id), p.id in acknowledged),
+            locked_until=lock, dr_copies=", ".join(sorted(set(where.get(p.id, ())))) or NONE))
     return rows
+
+
+def index_rows(catalog: Catalog, app: str, *, limit: int | None = None,
+               now: datetime | None = None) -> list[RestorePointRow]:
+    """The index of ``app`` at one location: its newest ``limit`` restore points (any status) with their
+    verdicts, read from the location's catalog."""
+    points = list_restore_points(catalog, app=app, statuses=None, limit=limit)
+    if not points:
+        return []
+    ids = [p.id for p in points]
+    return restore_point_rows(
+        points, verified=verified_points(catalog, app),
+        signals=list_signals(catalog, app=app, restore_point_ids=ids, volumes=False),
+        acknowledged=acknowledged_points(catalog, app), copies=list_dr_copies(catalog, app=app, restore_point_ids=ids),
+        now=now)
 
 
 def point_choice(row: RestorePointRow) -> str:
@@ -94,7 +136,7 @@ def point_choice(row: RestorePointRow) -> str:
     notes = [row.time]
     if row.verified != NONE:
         notes.append(f"verified {row.verified}")
-    if row.suspect:
+    if row.suspect.startswith("SUSPECT"):
         notes.append("suspect")
     if not row.status.startswith("succeeded"):
         notes.append(row.status.split(":", 1)[0])

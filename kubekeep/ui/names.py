@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 ARTIFACT_KEY_MAX = 96
 
 _NOT_KEY = re.compile(r"[^a-z0-9]+")
-#: restore point ids are ``<app>-<YYYYmmddTHHMMSSZ>-<hex>`` (kubekeep.restorepoint.ids)
+#: restore point ids are ``<app>-<YYYYmmddTHHMMSSZ>-<hex>`` (kubekeep.restorepoint.ids.new_restore_point_id)
 _POINT_ID = re.compile(r"^(?P<app>.+)-(?P<stamp>\d{8}T\d{6}Z)-(?P<nonce>[0-9a-f]+)$")
 
 

@@ -3,6 +3,7 @@ against the real Prefect API, a copy of a copy, Object Lock at the destination, 
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -13,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prefect.artifacts import Artifact
 
 from blocks import EncryptionKey, LocationProfile
 from flows.dr_copy import CopyFailed, dr_copy
-from kubekeep.catalog import Catalog, list_restore_points
+from kubekeep.catalog import Catalog, list_dr_copies, list_restore_points
 from kubekeep.drcopy import CopyMode, choose_points, present_points
 from kubekeep.repo.crypto import KdfParams
 from kubekeep.repo.format import DATA_PREFIX
@@ -115,10 +117,22 @@ def test_fs_to_locked_s3_to_another_site_and_back_a_copy_of_a_copy(prefect_api: 
     # incremental: a second point; everything already at the destination is skipped
     src = Repository.open(FilesystemStorage(tmp_path / "a"), passphrase=PASSWORD)
     make_point(src, volume(tmp_path / "vol2", seed=2), "shop-2")
+    rebuild_repository_catalog(src)  # the source's catalog lists both points (the helper writes records only)
     src.close()
     results = dr_copy(source=a, destination=b, source_key=key(PASSWORD), destination_key=key("site-b"),
                       all_points=True)
     assert sorted((r.restore_point, r.status) for r in results) == [("shop-1", "skipped"), ("shop-2", "copied")]
+    # the source's catalog records where its points are (dr_copies), and its index artifact shows them
+    src = Repository.open(FilesystemStorage(tmp_path / "a"), passphrase=PASSWORD)
+    copies = list_dr_copies(Catalog(src.storage, codec=src.catalog_codec(), cache_dir=str(tmp_path / "cache-a")),
+                            app="shop")
+    src.close()
+    assert [(c.restore_point_id, c.destination, c.mode) for c in copies] == [
+        ("shop-1", b.describe(), "replica"), ("shop-2", b.describe(), "replica")]
+    index = Artifact.get("restore-points-shop")
+    assert index is not None
+    rows = json.loads(index.data) if isinstance(index.data, str) else index.data
+    assert {r["id"]: r["dr_copies"] for r in rows} == {"shop-1": b.describe(), "shop-2": b.describe()}
 
 
 def test_a_corrupted_source_pack_fails_only_its_point_naming_the_pack(prefect_api: str, two_sites,  # type: ignore[no-untyped-def]

@@ -426,3 +426,56 @@ def test_tier_that_is_not_ready_stops_the_restore(cluster: Cluster, namespace: s
     assert report.outcome("Deployment", "next", namespace).action is Action.NOT_ATTEMPTED
     assert report.phase(0).ready_at is None and report.phase(0).error
     assert cluster.get_or_none("apps/v1", "Deployment", "next", namespace) is None
+
+
+class _Stop(BaseException):
+    """Stops a restore in the middle of a phase (as a worker's shutdown would)."""
+
+
+class _StopAtSeventh:
+    name = "stop-at-seventh"
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def applies_to(self) -> frozenset[str]:
+        return frozenset({"ConfigMap"})
+
+    def execute(self, item: Any, ctx: RestoreContext) -> Any:
+        from kubekeep.restore.actions.base import PROCEED
+
+        self.seen += 1
+        if self.seen == 7:
+            raise _Stop()
+        return PROCEED
+
+
+def test_spooled_outcomes_have_each_object_once_when_a_phase_is_cut_short(cluster: Cluster, tmp_path: Any) -> None:
+    """Outcomes spooled to a file (issue 15): a phase without a gate keeps no per-object index; cut short in
+    the middle, each object still has exactly one outcome (sent, or not attempted)."""
+    from kubekeep.restore.actions import DEFAULT_ACTIONS
+
+    name = _ns_name("kk-spooled")
+    manifests = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                 *({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i:02d}", "namespace": name},
+                    "data": {"i": str(i)}} for i in range(12))]
+    plan = plan_restore(manifests)
+    path = tmp_path / "outcomes.jsonl"
+    actions = [_StopAtSeventh(), *DEFAULT_ACTIONS]
+    from kubekeep.restore.apply import _Run
+
+    run = _Run(cluster, plan, RestorePolicy(workers=1), dry_run=False, actions=actions, outcomes=path)
+    try:
+        with pytest.raises(_Stop):
+            run.run()
+        report = run.report
+        assert report.outcomes.path == path and path.stat().st_mode & 0o777 == 0o600
+        refs = [(o.kind, o.name) for o in report.outcomes]
+        assert sorted(refs) == sorted([("Namespace", name), *(("ConfigMap", f"c{i:02d}") for i in range(12))])
+        created = {o.name for o in report.outcomes if o.action is Action.CREATED}
+        assert {f"c{i:02d}" for i in range(6)} <= created | {o.name for o in report.outcomes
+                                                          if o.action is Action.NOT_ATTEMPTED}
+        assert report.counts.get("not-attempted", 0) == 12 - len(created - {name})
+        assert len(report.outcomes) == 13 and sum(report.counts.values()) == 13
+    finally:
+        _delete_namespace(cluster, name)

@@ -26,7 +26,7 @@ def test_protect_retention_and_prune_deployments(prefect_api: str, tmp_path: Pat
     pool = f"kubekeep-{uuid.uuid4().hex[:6]}"
     _prefect(["block", "register", "-m", "blocks"], prefect_api)
     _prefect(["work-pool", "create", pool, "--type", "process"], prefect_api)
-    for name in ("default", "retention-default", "forget-now", "weekly-prune"):
+    for name in ("default", "retention-default", "forget-now", "weekly-prune", "sync-policies"):
         _prefect(["--no-prompt", "deploy", "--name", name, "--pool", pool], prefect_api)
 
     with get_client(sync_client=True) as client:
@@ -61,6 +61,9 @@ def test_protect_retention_and_prune_deployments(prefect_api: str, tmp_path: Pat
         schedules = client.read_deployment_schedules(protect.id)
         assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in schedules] == [  # type: ignore[union-attr]
             ("30 1 * * *", "Europe/Berlin", True)]
+
+        sync = client.read_deployment_by_name("sync-policies/sync-policies")
+        assert [s.schedule.cron for s in sync.schedules] == ["*/10 * * * *"]  # type: ignore[union-attr]
 
         prune = client.read_deployment_by_name("prune/weekly-prune")
         assert [s.schedule.cron for s in prune.schedules] == ["0 4 * * 0"]  # type: ignore[union-attr]

@@ -42,12 +42,13 @@ def _paused_run(name_part: str, thread: threading.Thread, result: dict[str, Any]
     raise AssertionError(f"no paused run named like {name_part!r}")
 
 
-def _in_thread(**kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
+def _in_thread(run_flow: Any = retention, **kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run a flow (the retention flow, or one that runs it as a subflow) in a thread, to pause and resume it."""
     result: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            result["outcome"] = retention(**kwargs)
+            result["outcome"] = run_flow(**kwargs)
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             result["error"] = exc
 

@@ -204,8 +204,9 @@ def test_ack_clears_the_suspect_point_and_it_joins_the_baseline(history: History
                                                                  tmp_path: Path) -> None:
     env, loc = history.env, history.loc
     _one_line_error(_kubekeep(["signals", "ack", history.benign[-1], "-l", loc], env), "is not suspect")
-    acked = _ok(_kubekeep(["signals", "ack", history.attacked, "-l", loc, "--by", "alice", "--reason", "drill"],
-                          env))
+    # the documented name (issue 13); `signals ack` is the same command
+    acked = _ok(_kubekeep(["restore-points", "ack", history.attacked, "-l", loc, "--by", "alice", "--reason",
+                           "drill"], env))
     assert f"last clean point of shop: {history.after}" in acked
     _one_line_error(_kubekeep(["signals", "ack", history.attacked, "-l", loc], env), "acknowledged already")
     with _key().catalog(history.location, cache_dir=tmp_path / "cache") as catalog:

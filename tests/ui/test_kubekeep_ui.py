@@ -23,6 +23,7 @@ from playwright.sync_api import expect
 from kubekeep.cluster import Cluster
 from kubekeep.ui import point_label
 from tests.plugins.deployments import KubekeepDeployments
+from tests.ui.forms import save_block
 
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
@@ -176,7 +177,7 @@ def test_a_failed_run_shows_its_reason_on_the_run_page(page: Any, ui_url: str, p
     name = f"empty-{uuid.uuid4().hex[:6]}"
     visit(page, f"{ui_url}/v2/blocks/catalog/kubekeep-encryption-key/create")
     page.get_by_label("Name", exact=True).fill(name)
-    page.get_by_role("button", name="Save").click()
+    save_block(page)
     expect(page).to_have_url(re.compile(r"/v2/blocks/block/[0-9a-f-]+$"))
     # ... and the run that uses it fails with one sentence naming the block, the reason and the fix
     with httpx.Client(base_url=prefect_api, timeout=10,

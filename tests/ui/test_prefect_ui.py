@@ -22,6 +22,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.plugins.deployments import KubekeepDeployments
+from tests.ui.forms import save_block
 
 PROBES = Path(__file__).resolve().parent / "probe"
 T = TypeVar("T")
@@ -149,7 +150,7 @@ def test_prefect_v2_saves_a_block_its_validators_refuse(page: Any, ui_url: str,
     name = f"empty-{uuid.uuid4().hex[:6]}"
     page.goto(f"{ui_url}/v2/blocks/catalog/kubekeep-encryption-key/create")
     page.get_by_label("Name", exact=True).fill(name)
-    page.get_by_role("button", name="Save").click()
+    save_block(page)
     expect(page).to_have_url(re.compile(r"/v2/blocks/block/[0-9a-f-]+$"))
     # ... and the run that loads it fails with Prefect's "validate=False" advice around the real reason
     with pytest.raises(RuntimeError, match="failed validation.*validate=False") as failed:

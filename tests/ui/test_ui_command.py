@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,6 +54,25 @@ def test_kubekeep_ui_deploys_everything_and_stops_on_ctrl_c(tmp_path: Path, test
         page.goto(f"{url}/v2/deployments", wait_until="domcontentloaded")
         expect(page.get_by_role("link", name="restore-points", exact=True).first).to_be_visible()
         page.screenshot(path=str(screenshots / "kubekeep-ui-deployments.png"))
+
+        # an encryption key with no passphrase, key file or key env is refused when saved in the browser
+        page.goto(f"{url}/v2/blocks/catalog/kubekeep-encryption-key/create", wait_until="domcontentloaded")
+        page.get_by_label("Name", exact=True).fill("empty")
+        with page.expect_response(lambda r: r.request.method == "POST" and "/block_documents" in r.url) as saved:
+            page.get_by_role("button", name="Save").click()
+        assert saved.value.status == 422, saved.value.text()
+        assert "an encryption key needs a passphrase, a key_file or a key_env" in saved.value.json()["detail"]
+        expect(page).to_have_url(re.compile(r"/create$"))
+        page.screenshot(path=str(screenshots / "kubekeep-ui-key-refused.png"))
+        with httpx.Client(base_url=f"{url}/api", timeout=10) as client:
+            slug = "/block_types/slug/kubekeep-encryption-key/block_documents/name"
+            assert client.get(f"{slug}/empty").status_code == 404  # nothing was saved
+            # an edit that empties the default key is refused too; the key stays as it was
+            default = client.get(f"{slug}/default", params={"include_secrets": "true"}).json()
+            edit = client.patch(f"/block_documents/{default['id']}", json={
+                "data": {"passphrase": None, "key_file": None, "key_env": None}, "merge_existing_data": False})
+            assert edit.status_code == 422 and "needs a passphrase" in edit.json()["detail"], edit.text
+            assert client.get(f"{slug}/default", params={"include_secrets": "true"}).json()["data"] == default["data"]
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         rest, _ = proc.communicate(timeout=60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 from playwright.sync_api import expect
 
 from tests.plugins.deployments import KubekeepDeployments
@@ -32,7 +33,15 @@ def test_ui_shows_kubekeep_deployments_and_flows(page: Any, ui_url: str, screens
 
 def test_blocks_of_the_deployments_are_saved(page: Any, ui_url: str,
                                              kubekeep_deployments: KubekeepDeployments) -> None:
-    # the blocks the deployments name exist in the server (saved while the browser's event loop runs)
-    page.goto(f"{ui_url}/v2/blocks")
-    for name in kubekeep_deployments.blocks().values():
+    # the blocks the deployments name exist in the server (saved while the browser's event loop runs),
+    # and each opens on its own page in the UI (the Blocks list pages by 10, and the session's other
+    # tests save more blocks than that, so the list's first page cannot show them all)
+    names = list(kubekeep_deployments.blocks().values())
+    with httpx.Client(base_url=kubekeep_deployments.api, timeout=10) as client:
+        found = client.post("/block_documents/filter",
+                            json={"block_documents": {"name": {"any_": names}}}).json()
+    ids = {document["name"]: document["id"] for document in found}
+    assert sorted(ids) == sorted(names)
+    for name in names:
+        page.goto(f"{ui_url}/v2/blocks/block/{ids[name]}")
         expect(page.get_by_text(name, exact=True).first).to_be_visible()

@@ -247,7 +247,8 @@ def _prune(repo: PruneTarget, drop: list[str], repack_threshold: float, wait_tim
         kept = len(candidates) - len(deletable)
         result.deferred_packs = kept
         result.messages.append(f"{len(waiting)} other operation(s) still running; {kept} pack(s) left for a later "
-                               f"prune, {len(deletable)} unindexed pack(s) older than them reclaimed")
+                               f"prune, {len(deletable)} unindexed pack(s) older than them reclaimed (waited "
+                               f"{wait_timeout:g} s for: " + "; ".join(lk.describe() for lk in still[:3]) + ")")
         if not deletable:
             return
 

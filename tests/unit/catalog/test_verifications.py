@@ -12,8 +12,10 @@ from kubekeep.catalog import (
     TableName,
     VerificationRecord,
     get_verification,
+    list_restore_points,
     list_verifications,
     newest_verified_point,
+    newest_verified_time,
     percentile,
     verification_stats,
     verified_points,
@@ -77,6 +79,9 @@ def test_verified_points_take_the_newest_conclusive_verdict(catalog: Catalog) ->
     assert newest_verified_point(catalog, "shop") == "rp-a"
     catalog.add_verification(verification("v-8", "rp-c", result="passed", minutes=30))
     assert newest_verified_point(catalog, "shop") == "rp-c"
+    point_c = [p for p in list_restore_points(catalog, app="shop", statuses=None) if p.id == "rp-c"][0]
+    assert newest_verified_time(catalog, "shop") == point_c.finished_at
+    assert newest_verified_time(catalog, "blog") is None
     # a verified point that is gone from the catalog (expired) is not the answer
     assert newest_verified_point(catalog, "blog") is None
     assert [v.id for v in list_verifications(catalog, restore_point_id="rp-b")] == ["v-5", "v-4", "v-3"]

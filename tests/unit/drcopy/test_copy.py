@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,19 +15,22 @@ from kubekeep.drcopy import (
     CopyError,
     CopyMode,
     DestinationMismatchError,
+    PointCopy,
     check_destination,
     choose_points,
     copy_point,
     init_destination,
     present_points,
+    verify,
 )
+from kubekeep.drcopy.points import point_snapshots
 from kubekeep.repo.crypto import KdfParams
 from kubekeep.repo.format import DATA_PREFIX
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
 from kubekeep.restorepoint import read_restore_point
 from tests.unit.drcopy.helpers import dir_bytes, make_point, tree_digest
-from tests.unit.repo.conftest import fast_retry, make_repo
+from tests.unit.repo.conftest import PASSWORD, fast_retry, make_repo
 
 OTHER_PASSWORD = "the destination's own passphrase"
 MODES = [CopyMode.REPLICA, CopyMode.INDEPENDENT]
@@ -202,3 +206,96 @@ def test_a_point_deleted_at_the_source_stays_at_the_destination(tmp_path: Path, 
     assert dst.check(read_data=True).ok
 
 
+
+
+class _Gate(FilesystemStorage):
+    """A source whose first pack read waits until the test opens the gate (a copy paused mid-way)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reading = threading.Event()
+        self.go = threading.Event()
+
+    def _pause(self, key: str) -> None:
+        if key.startswith(DATA_PREFIX) and not self.go.is_set():
+            self.reading.set()
+            self.go.wait(60)
+
+    def get(self, key: str) -> bytes:
+        self._pause(key)
+        return super().get(key)
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        self._pause(key)
+        return super().get_range(key, offset, length)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_prune_at_the_source_waits_for_a_running_copy_which_completes(tmp_path: Path, src: Repository,
+                                                                         mode: CopyMode) -> None:
+    """The copy holds the source's shared lock: a prune that repacks the packs the copy is about to read
+    does not delete them until the copy is done (without the lock the copy fails, a pack gone)."""
+    vol = volume(tmp_path / "vol")
+    old_sid = make_point(src, vol, "shop-1")
+    old = read_restore_point(src, old_sid)
+    change_one_percent(vol)
+    make_point(src, vol, "shop-2")
+    dst = new_dest(src, tmp_path / "b", mode)
+    gate = _Gate(tmp_path / "a")
+    copier = Repository.open(fast_retry(gate), passphrase=PASSWORD)
+    point = choose_points(copier, restore_point="shop-2")[0]
+    copied: dict[str, object] = {}
+
+    def run_copy() -> None:
+        try:
+            copied["result"] = copy_point(copier, dst, point, mode)
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            copied["error"] = exc
+
+    copy_thread = threading.Thread(target=run_copy)
+    copy_thread.start()
+    assert gate.reading.wait(30), "the copy never read a pack"
+    pruner = Repository.open(fast_retry(FilesystemStorage(tmp_path / "a")), passphrase=PASSWORD)
+    pruned: dict[str, object] = {}
+    prune_done = threading.Event()
+
+    def run_prune() -> None:
+        # shop-1 dropped, every pack holding one of its blobs repacked: packs shop-2 needs are replaced
+        pruned["result"] = pruner.prune([*point_snapshots(old), old_sid],
+                                        repack_threshold=1.0, wait_timeout=60, poll=0.05, leftover_age=0)
+        prune_done.set()
+
+    prune_thread = threading.Thread(target=run_prune)
+    prune_thread.start()
+    waited = not prune_done.wait(1.5)
+    gate.go.set()
+    copy_thread.join(60)
+    prune_thread.join(60)
+    assert waited, "prune must wait while a copy holds the source's lock"
+    assert "error" not in copied, copied.get("error")
+    result = copied["result"]
+    assert isinstance(result, PointCopy) and result.status == "copied" and result.verified
+    assert prune_done.is_set()
+    assert pruned["result"].packs_repacked >= 1  # type: ignore[attr-defined]
+    assert [p.restore_point for p in choose_points(pruner, all_points=True)] == ["shop-2"]
+    assert open_dest(tmp_path / "b").check(read_data=True).ok
+    dst.restore(read_restore_point(dst, result.snapshot_id).volumes[0].snapshot_id or "", tmp_path / "out")
+    assert tree_digest(tmp_path / "out") == tree_digest(vol)
+
+
+def test_a_stored_pack_is_verified_a_few_mib_at_a_time_and_damage_is_named(tmp_path: Path, src: Repository,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    vol = volume(tmp_path / "vol")
+    make_point(src, vol, "shop-1")
+    monkeypatch.setattr(verify, "READ_BACK_BYTES", 20_000)  # several reads per pack
+    packs = sorted(p for p in (tmp_path / "a" / "data").rglob("*") if p.is_file())
+    for path in packs:
+        entries, size = verify.verify_stored_pack(src, bytes.fromhex(path.name), where="A")
+        assert size == path.stat().st_size and entries
+    victim = max(packs, key=lambda p: p.stat().st_size)
+    os.chmod(victim, 0o600)
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    victim.write_bytes(bytes(raw))
+    with pytest.raises(verify.PackVerificationError, match=victim.name):
+        verify.verify_stored_pack(src, bytes.fromhex(victim.name), where="A")

@@ -196,3 +196,29 @@ def test_protection_rows_list_each_app_with_last_point_status_and_next_run() -> 
     assert rows[0]["next run"] == "2026-05-02T02:00:00+02:00" and rows[0]["policies"] == "production"
     assert rows[1]["policies"] == "covered by shop-web" and rows[2]["policies"] == "none"
     assert rows[2]["last point"] == "" and rows[2]["next run"] == ""
+
+
+def test_verification_is_due_when_the_newest_verified_point_is_older_than_the_frequency() -> None:
+    from datetime import timedelta
+
+    from kubekeep.policy import Verify
+
+    now = datetime(2026, 11, 30, 2, 5, tzinfo=UTC)
+    day = timedelta(days=1)
+    assert not Verify(frequency="never").due(None, now)
+    assert Verify(frequency="every-backup").due(now - timedelta(minutes=5), now)
+    for frequency in ("daily", "weekly", "monthly"):
+        assert Verify(frequency=frequency).due(None, now)  # never verified: due
+    assert not Verify(frequency="daily").due(now - timedelta(hours=6), now)
+    assert Verify(frequency="daily").due(now - day - timedelta(minutes=1), now)
+    # a run at the same hour a day later whose verified point finished a few minutes later than today's run
+    # reached this step: due (a few minutes of jitter never skip a day)
+    assert Verify(frequency="daily").due(now - day + timedelta(minutes=7), now)
+    assert not Verify(frequency="weekly").due(now - 5 * day, now)
+    assert Verify(frequency="weekly").due(now - 7 * day + timedelta(minutes=7), now)
+    assert not Verify(frequency="monthly").due(now - 20 * day, now)
+    assert Verify(frequency="monthly").due(now - 30 * day, now)
+    # a verified point from the future (a skewed clock) counts from its own time
+    assert not Verify(frequency="weekly").due(now + day, now)
+    with pytest.raises(ValueError):
+        Verify(frequency="daily").due(datetime(2026, 11, 30), now)
