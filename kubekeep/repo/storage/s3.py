@@ -33,9 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config
 
 from .base import (
     DeadlineExceededError,
@@ -134,6 +132,11 @@ class S3Config:
 
     def make_client(self, *, transfer: bool = False) -> S3Client:
         """A boto3 client; ``transfer`` gives it the bounds for large uploads."""
+        # imported here: boto3 costs ~0.9 s of CPU to import, which a process that never talks to S3
+        # (a filesystem backup, most CLI calls, the mover) should not pay
+        import boto3
+        from botocore.config import Config
+
         read_timeout = self.transfer_read_timeout if transfer else self.read_timeout
         session = boto3.session.Session(
             aws_access_key_id=self.access_key,
