@@ -386,14 +386,29 @@ def suspect_points(catalog: Catalog, app: str | None = None) -> set[str]:
 
 
 
-def last_clean_point(catalog: Catalog, app: str) -> str | None:
-    """The newest clean restore point of ``app``; verified points are preferred.
+@dataclass(frozen=True)
+class CleanPoint:
+    """The last clean point of an app, and how sure that choice is."""
+
+    restore_point_id: str
+    #: its signals were computed and it is not suspect (False: never scored, so not proven clean)
+    scored: bool
+    verified: bool
+    #: one line for the user when the point is not proven clean
+    warning: str | None = None
+
+
+def last_clean(catalog: Catalog, app: str) -> CleanPoint | None:
+    """The newest clean restore point of ``app``: scored points first, verified points preferred.
 
     Clean: succeeded, not suspect, not failed verification, and older than the newest
     unacknowledged suspect point of the app. Points after a suspect point are not
     clean: encrypted or deleted data stays in every later point, whose own changes
     look normal again. Acknowledging the suspect point (a false positive) clears
-    them. Among the clean points the newest verified one wins, else the newest.
+    them. A point that was never scored (signals off, or its step failed) is not
+    proven clean: among the clean points, the newest verified *scored* one wins, else
+    the newest scored one; only when no scored point is clean is the newest unscored
+    one (verified preferred) chosen, with a warning.
     """
     suspects = suspect_points(catalog, app)
     cutoff: datetime | None = None
@@ -404,11 +419,26 @@ def last_clean_point(catalog: Catalog, app: str) -> str | None:
         cutoff = max(times) if times else None
     points = list_restore_points_table(catalog, app=app, finished_before=cutoff, columns=["id"])
     verified = verified_points(catalog, app)
-    candidates = [i for i in points["id"].to_pylist() if i not in suspects and verified.get(i) is not False]
-    for point_id in candidates:
-        if verified.get(point_id):
-            return str(point_id)
-    return str(candidates[0]) if candidates else None
+    candidates = [str(i) for i in points["id"].to_pylist() if i not in suspects and verified.get(i) is not False]
+    if not candidates:
+        return None
+    scored = {r.restore_point_id for r in list_signals(catalog, app=app, volumes=False, units=candidates)}
+    for pool, is_scored in (([i for i in candidates if i in scored], True),
+                            ([i for i in candidates if i not in scored], False)):
+        if not pool:
+            continue
+        chosen = next((i for i in pool if verified.get(i)), pool[0])
+        warning = None if is_scored else (
+            f"restore point {chosen} of app {app} was never scored for ransomware signals: it is not proven "
+            "clean (no scored point of the app is clean)")
+        return CleanPoint(chosen, scored=is_scored, verified=bool(verified.get(chosen)), warning=warning)
+    return None
+
+
+def last_clean_point(catalog: Catalog, app: str) -> str | None:
+    """The id of :func:`last_clean` (None when no point is clean)."""
+    choice = last_clean(catalog, app)
+    return choice.restore_point_id if choice else None
 
 
 def protected_apps(catalog: Catalog) -> list[str]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
-from kubekeep.catalog import Catalog, last_clean_point, latest_restore_point
+from kubekeep.catalog import Catalog, last_clean, latest_restore_point
 from kubekeep.repo.repository import Repository
 
 from .record import RESTORE_POINT_TAG, RestorePointRecord, read_restore_point
+
+log = logging.getLogger(__name__)
 
 
 class RestorePointNotFoundError(LookupError):
@@ -66,9 +69,11 @@ def _last_clean(repo: Repository, app: str | None, restore_point: str | None, be
         raise ValueError("the last clean point needs an app")
     if catalog is None:
         raise ValueError("the last clean point is a catalog query: no catalog given")
-    point_id = last_clean_point(catalog, app)
-    if point_id is None:
+    choice = last_clean(catalog, app)
+    if choice is None:
         raise RestorePointNotFoundError(f"app {app!r} has no clean restore point in {repo.storage.url} (every "
                                         "succeeded point is suspect, follows a suspect point, or failed "
                                         "verification; `kubekeep signals list` says why)")
-    return find_restore_point(repo, point_id)
+    if choice.warning:
+        log.warning("%s", choice.warning)
+    return find_restore_point(repo, choice.restore_point_id)
