@@ -2,7 +2,8 @@
 input form (approve or abort, and why) and goes on with the answer (docs/ui.md, "Approvals").
 
 The one home of that pause: the migrate flow asks before its cutover, the restore flow (``approval:
-pause``) after its dry run and before it changes anything. Resume from the UI (the paused run's page →
+pause``) after its dry run and before it changes anything, the retention flow before it deletes more
+than its approval share of an app's points. Resume from the UI (the paused run's page →
 Resume shows the form) or through the API: ``POST /api/flow_runs/<id>/resume`` with
 ``{"run_input": {"approve": true, "reason": "..."}}`` (docs/api.md).
 """

@@ -16,24 +16,15 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from prefect import flow, get_run_logger, pause_flow_run
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.input import RunInput
 from prefect.runtime import flow_run
-from pydantic import Field
 
 from blocks import EncryptionKey, LocationProfile, ProtectionPolicy, keep_open, load_blocks, load_policy
+from flows.approval import ask_approval
 from kubekeep.retention import ExpiryReport, RenewReport, RetentionError, RetentionPlan, RetentionRules
 from tasks.index import publish_restore_points
 from tasks.retention import PruneSummary, expire_points, plan_retention, prune_location, renew_point_locks
-
-
-class RetentionApproval(RunInput):
-    """The form a paused retention run shows: the plan deletes more than the approval share."""
-
-    approve: bool = Field(default=False, description="Delete the restore points the plan drops (see the "
-                                                     "retention plan artifact of this run).")
-    comment: str = Field(default="", description="Who approved and why (logged with the run).")
 
 
 @dataclass
@@ -98,7 +89,6 @@ def retention(
         site: With a policy: "primary" keeps the points at the policy's location with its retention; "dr" keeps
             the copies at its DR copy's location with the DR copy's retention (default: the policy's own).
     """
-    logger = get_run_logger()
     if (policy is None) == (rules is None):
         raise RetentionError("give a policy or keep rules (not both)")
     spec = load_policy(policy) if policy is not None else None
@@ -132,12 +122,10 @@ def retention(
         if plan.needs_approval and not approve:
             if on_approval == "fail":
                 plan.check_approved(False)
-            answer = pause_flow_run(wait_for_input=RetentionApproval.with_initial_data(
-                description=_approval_text(plan, what)), timeout=approval_timeout)
+            answer = ask_approval(f"retention plan of {what}", _approval_text(plan, what),
+                                  key=f"retention-{what}", timeout=approval_timeout)
             if not answer.approve:
-                logger.warning("retention plan refused%s", f": {answer.comment}" if answer.comment else "")
                 return RetentionOutcome(plan, "refused")
-            logger.info("retention plan approved%s", f": {answer.comment}" if answer.comment else "")
             only = [d.point.id for d in plan.drops]
             plan = make_plan()  # afresh: only what both plans drop goes
             approval = "approved in the UI"

@@ -216,7 +216,7 @@ def test_a_protect_run_whose_retention_drops_more_than_the_share_pauses_refused_
             with get_client(sync_client=True) as client:  # the retention subflow is Paused in the API
                 assert client.read_flow_run(paused.id).state.type == StateType.PAUSED
             assert len(ids()) == len(before) + 1  # the new point is written; nothing is deleted while it waits
-            resume_flow_run(paused.id, run_input={"approve": approve, "comment": "checked" if approve else "no"})
+            resume_flow_run(paused.id, run_input={"approve": approve, "reason": "checked" if approve else "no"})
             thread.join(timeout=300)
             assert not thread.is_alive() and "error" not in result, result.get("error")
             outcomes.append(result["outcome"])

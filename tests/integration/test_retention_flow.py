@@ -91,7 +91,7 @@ def test_a_plan_over_the_approval_share_pauses_for_the_form_refused_then_approve
         plan_rows = Artifact.get(f"retention-plan-policy-{name}")
         assert plan_rows is not None and points[0].id in str(plan_rows.data)
         assert ids() == every  # nothing deleted while it waits
-        resume_flow_run(run.id, run_input={"approve": answer, "comment": comment})
+        resume_flow_run(run.id, run_input={"approve": answer, "reason": comment})
         thread.join(timeout=300)
         assert not thread.is_alive()
         assert "error" not in result, result.get("error")
