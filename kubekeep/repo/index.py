@@ -77,6 +77,12 @@ class Index:
     def pack_ids(self) -> list[bytes]:
         return list(self._packs)
 
+    def packs_named_by(self, keys: Iterable[str]) -> frozenset[bytes]:
+        """The packs that one of the index objects ``keys`` names."""
+        wanted = set(keys)
+        with self._lock:
+            return frozenset(p for p, sources in self.sources.items() if not sources.isdisjoint(wanted))
+
     def __iter__(self) -> Iterator[Location]:
         """Every blob; not while another thread adds packs (iterate an Index of your own)."""
         for blob_id, value in self._blobs.items():
@@ -120,7 +126,11 @@ class IndexStore:
         self.storage = storage
         self.keys = keys
         self._lock = threading.Lock()
+        #: one reload at a time (a second one waiting then reads only what the first did not)
+        self._reloading = threading.Lock()
         self._current: Index | None = None
+        #: the index objects ``_current`` holds: read by a reload, or written by this process
+        self._read_keys: set[str] = set()
         #: packs this process indexed while a reload was reading storage, per reload in progress
         self._pending: dict[int, list[tuple[bytes, list[BlobEntry], str]]] = {}
         self._reload_ids = itertools.count()
@@ -139,11 +149,35 @@ class IndexStore:
         return PackLimitedIndex(index, packs)
 
     def _reload(self) -> tuple[Index, frozenset[bytes]]:
+        """Index objects are never rewritten (a prune deletes some and writes new ones), so a reload reads
+        only the objects the current Index has not read; a deleted one (a prune or repair ran) makes it read
+        every object into a new Index. The packs returned are those the listed objects name."""
+        with self._reloading:
+            with self._lock:  # before the listing: an object written meanwhile is listed, or read next time
+                current, known = self._current, set(self._read_keys)
+            listed = self._list_keys()
+            if current is not None and known <= listed.keys():
+                try:
+                    for key in sorted(listed.keys() - known):
+                        self.read_object(key, listed[key], current)
+                        with self._lock:
+                            self._read_keys.add(key)
+                except ObjectNotFoundError:
+                    pass  # deleted between the listing and the read: read everything afresh
+                else:
+                    return current, current.packs_named_by(listed)
+            return self._reload_all()
+
+    def _list_keys(self) -> dict[str, bytes]:
+        return {info.key: ident for info in self.storage.list(INDEX_PREFIX)
+                if (ident := id_from_key(info.key, INDEX_PREFIX)) is not None}
+
+    def _reload_all(self) -> tuple[Index, frozenset[bytes]]:
         with self._lock:
             token = next(self._reload_ids)
             self._pending[token] = []
         try:
-            index = self.read_all()
+            index, read = self._read_all()
         except BaseException:
             with self._lock:
                 del self._pending[token]
@@ -152,23 +186,26 @@ class IndexStore:
             packs = frozenset(index.pack_ids())
             for pack_id, entries, source in self._pending.pop(token):
                 index.add_pack(pack_id, entries, source=source)
+                read.add(source)
             if token > self._published:  # a reload that started earlier never replaces a later one
-                self._current, self._published = index, token
+                self._current, self._published, self._read_keys = index, token, read
         return index, packs
 
     def read_all(self) -> Index:
         """Every index object, read into a new Index. An object that vanishes mid-read (a concurrent
         prune replaced it) restarts the read, so the result always covers a consistent set."""
+        return self._read_all()[0]
+
+    def _read_all(self) -> tuple[Index, set[str]]:
         for _attempt in range(10):
-            index = Index()
+            index, read = Index(), set()
             try:
-                for info in self.storage.list(INDEX_PREFIX):
-                    ident = id_from_key(info.key, INDEX_PREFIX)
-                    if ident is not None:
-                        self.read_object(info.key, ident, index)
+                for key, ident in self._list_keys().items():
+                    self.read_object(key, ident, index)
+                    read.add(key)
             except ObjectNotFoundError:
                 continue
-            return index
+            return index, read
         raise RepositoryError("the index kept changing while it was read; try again")
 
     def read_object(self, key: str, ident: bytes, index: Index) -> None:
@@ -189,8 +226,10 @@ class IndexStore:
             if self._current is not None:
                 for pack_id, entries in packs.items():
                     self._current.add_pack(pack_id, entries, source=key)
+                self._read_keys.add(key)
         return key
 
     def forget(self) -> None:
         with self._lock:
             self._current = None
+            self._read_keys = set()
