@@ -442,7 +442,7 @@ class SignalRow:
 
 
 @dataclass(frozen=True)
-class SignalAck:
+class SignalAck(_FlatRow):
     """A suspect restore point acknowledged as a false positive (it joins the baseline)."""
 
     restore_point_id: str
@@ -458,14 +458,6 @@ class SignalAck:
         _aware(self.acknowledged_at, f"acknowledgement of {self.restore_point_id}: acknowledged_at")
         if not self.app:
             raise CatalogRecordError(f"acknowledgement of {self.restore_point_id}: app must not be empty")
-
-    def to_row(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Self:
-        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
-        return cls(**values)
 
 
 def signals_table(rows: Sequence[SignalRow]) -> pa.Table:
@@ -603,7 +595,7 @@ def verifications_from_table(table: pa.Table) -> list[VerificationRecord]:
 
 
 @dataclass(frozen=True)
-class DrCopyRecord:
+class DrCopyRecord(_FlatRow):
     """A restore point that a DR copy put at a second site, recorded in the source's catalog so the
     source's restore-point index can say where its copies are (``destination`` is the location as
     its block describes it, never a credential)."""
@@ -622,14 +614,6 @@ class DrCopyRecord:
         _aware(self.retain_until, f"DR copy of {self.restore_point_id}: retain_until")
         if not self.app or not self.destination or not self.mode:
             raise CatalogRecordError(f"DR copy of {self.restore_point_id}: app, destination and mode must be given")
-
-    def to_row(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Self:
-        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
-        return cls(**values)
 
 
 def dr_copies_table(copies: Sequence[DrCopyRecord]) -> pa.Table:
