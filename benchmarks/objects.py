@@ -41,7 +41,17 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from peers import build_seconds, fmt_bytes, loadavg, machine_info, peer_binary, replace_section, run, say  # noqa: E402
+from peers import (  # noqa: E402
+    S3Server,
+    build_seconds,
+    fmt_bytes,
+    loadavg,
+    machine_info,
+    peer_binary,
+    replace_section,
+    run,
+    say,
+)
 
 SECTION = "## Kubernetes objects: Kubekeep vs Velero"
 VELERO_NS = "velero"
@@ -336,6 +346,17 @@ def _children(pid: int) -> list[int]:
 
 # ---- the run -----------------------------------------------------------------------------------------
 
+def _kubekeep_location(kind: str, scratch: Path, weed: Any) -> dict[str, Any]:
+    """Kubekeep's location for the run: a bucket of ``weed`` (SeaweedFS) for ``s3``, else a directory."""
+    if kind == "s3":
+        s3 = S3Server(weed.endpoint_url, weed.access_key, weed.secret_key, weed.region)
+        return {"kind": "s3", "bucket": weed.create_bucket("kubekeep-objects"), "prefix": "bench/",
+                "endpoint_url": s3.endpoint, "region": s3.region,
+                "access_key_id": s3.access_key, "secret_access_key": s3.secret_key}
+    (scratch / "location").mkdir()
+    return {"kind": "filesystem", "path": str(scratch / "location")}
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         return worker_main(sys.argv[2:])
@@ -370,7 +391,6 @@ def main() -> int:
     if args.scale:
         args.namespaces, args.per_namespace = {"10k": 100, "30k": 300, "100k": 1000}[args.scale], 100
 
-    from peers import S3Server
 
     from kubekeep.testbed.controlplane import ControlPlane
     from kubekeep.testbed.seaweedfs import SeaweedFS
@@ -381,16 +401,9 @@ def main() -> int:
     res: dict[str, Any] = {"loads": []}
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubekeep-objbench-")))
-        weed = stack.enter_context(SeaweedFS(data_dir=scratch / "seaweedfs"))
+        weed = stack.enter_context(SeaweedFS(data_dir=scratch / "seaweedfs"))  # Velero's storage too
         s3 = S3Server(weed.endpoint_url, weed.access_key, weed.secret_key, weed.region)
-        kk_bucket = weed.create_bucket("kubekeep-objects")
-        if args.location == "s3":
-            location: dict[str, Any] = {"kind": "s3", "bucket": kk_bucket, "prefix": "bench/",
-                                        "endpoint_url": s3.endpoint, "region": s3.region,
-                                        "access_key_id": s3.access_key, "secret_access_key": s3.secret_key}
-        else:
-            (scratch / "location").mkdir()
-            location = {"kind": "filesystem", "path": str(scratch / "location")}
+        location = _kubekeep_location(args.location, scratch, weed)
         api_url = stack.enter_context(prefect_server())
         worker = KubekeepWorker(scratch, api_url, location, args.profile)
         cp = stack.enter_context(ControlPlane(scheduler=False, kwok=False, provisioner=False))
@@ -500,7 +513,6 @@ def _pattern(count: int) -> list[str]:
 
 def scales_main(args: argparse.Namespace) -> int:
     """Kubekeep at several object counts in one run: the growth of time and of the worker's peak RSS."""
-    from peers import S3Server
 
     from kubekeep.testbed.controlplane import ControlPlane
     from kubekeep.testbed.seaweedfs import SeaweedFS
@@ -516,15 +528,9 @@ def scales_main(args: argparse.Namespace) -> int:
 
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubekeep-objbench-")))
-        if args.location == "s3":
-            weed = stack.enter_context(SeaweedFS(data_dir=scratch / "seaweedfs"))
-            s3 = S3Server(weed.endpoint_url, weed.access_key, weed.secret_key, weed.region)
-            location: dict[str, Any] = {"kind": "s3", "bucket": weed.create_bucket("kubekeep-objects"),
-                                        "prefix": "bench/", "endpoint_url": s3.endpoint, "region": s3.region,
-                                        "access_key_id": s3.access_key, "secret_access_key": s3.secret_key}
-        else:
-            (scratch / "location").mkdir()
-            location = {"kind": "filesystem", "path": str(scratch / "location")}
+        weed = (stack.enter_context(SeaweedFS(data_dir=scratch / "seaweedfs")) if args.location == "s3"
+                else None)
+        location = _kubekeep_location(args.location, scratch, weed)
         api_url = stack.enter_context(prefect_server())
         worker = KubekeepWorker(scratch, api_url, location, args.profile)
         cp = stack.enter_context(ControlPlane(scheduler=False, kwok=False, provisioner=False))
