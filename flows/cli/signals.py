@@ -115,11 +115,13 @@ def ack_cmd(
         from blocks import repository
         from kubekeep.catalog import Catalog, last_clean_point
         from kubekeep.signals import acknowledge
+        from tasks.index import publish_restore_points
 
-        loc = location_profile(location, must_exist=True)
-        with repository(loc, encryption_key(password_file)) as repo:
+        loc, key = location_profile(location, must_exist=True), encryption_key(password_file)
+        with repository(loc, key) as repo:
             catalog = Catalog(repo.storage, codec=repo.catalog_codec())
             row = acknowledge(repo, catalog, restore_point, by=by or _who(), reason=reason,
                               retention=loc.retention())
             clean = last_clean_point(catalog, row.app)
+            publish_restore_points.fn(loc, key, row.app)  # the UI's index shows it now, not at the next run
     typer.echo(f"acknowledged {row.restore_point_id} ({row.app}); last clean point of {row.app}: {clean or 'none'}")

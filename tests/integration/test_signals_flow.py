@@ -5,6 +5,7 @@ SeaweedFS S3, Prefect API); a simulated attack is flagged, a Prefect event and t
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -208,6 +209,12 @@ def test_ack_clears_the_suspect_point_and_it_joins_the_baseline(history: History
     acked = _ok(_kubekeep(["restore-points", "ack", history.attacked, "-l", loc, "--by", "alice", "--reason",
                            "drill"], env))
     assert f"last clean point of shop: {history.after}" in acked
+    # the UI's restore-point index shows the acknowledgement at once (not at the next backup)
+    with httpx.Client(base_url=env["PREFECT_API_URL"], timeout=10) as client:
+        index = client.get("/artifacts/restore-points-shop/latest").json()
+    data = index["data"]
+    rows = {row["id"]: row for row in (json.loads(data) if isinstance(data, str) else data)}
+    assert rows[history.attacked]["suspect"].startswith("acknowledged"), rows[history.attacked]
     _one_line_error(_kubekeep(["signals", "ack", history.attacked, "-l", loc], env), "acknowledged already")
     with _key().catalog(history.location, cache_dir=tmp_path / "cache") as catalog:
         assert suspect_points(catalog, "shop") == set() and last_clean_point(catalog, "shop") == history.after
