@@ -142,7 +142,8 @@ def protect(
     outcome.unprotected = [a.name for a in found.protection.unprotected]
     next_run = spec.schedule.next_runs(datetime.now(UTC))[0]
     rows = protection_rows(found.protection, last, outcome.backups,
-                           {name: (next_run if name == spec.name else None) for name in found.protection.by_policy})
+                           {name: (next_run if name == spec.name else None) for name in found.protection.by_policy},
+                           outcome.verifications)
     create_table_artifact(rows, key=f"protection-{spec.name}",
                           description=f"Protection by policy {spec.name}: {len(found.apps)} app(s) backed up, "
                                       f"{len(outcome.unprotected)} unprotected")

@@ -22,13 +22,15 @@ class RunOutcome:
 
 
 def protection_rows(protection: ProtectionMap, last_points: Mapping[str, RestorePoint | None],
-                    outcomes: Mapping[str, RunOutcome], next_runs: Mapping[str, datetime | None]
-                    ) -> list[dict[str, str]]:
+                    outcomes: Mapping[str, RunOutcome], next_runs: Mapping[str, datetime | None],
+                    verifications: Mapping[str, str] | None = None) -> list[dict[str, str]]:
     """One row per discovered app, protected ones first, then covered, then unprotected.
 
     ``last_points``: the newest restore point of each app (any status); ``outcomes``: this run's
-    result per app; ``next_runs``: policy name -> its next scheduled run.
+    result per app; ``next_runs``: policy name -> its next scheduled run; ``verifications``: the
+    verdict of each app this run verified (the apps that were due).
     """
+    verifications = verifications or {}
     order = {"protected": 0, "covered": 1, "unprotected": 2}
     rows = []
     for app in sorted(protection.apps, key=lambda a: (order[a.state], a.name)):
@@ -47,5 +49,6 @@ def protection_rows(protection: ProtectionMap, last_points: Mapping[str, Restore
             "last point status": last.status if last else "",
             "this run": (f"{outcome.status}{': ' + outcome.detail if outcome.detail else ''}" if outcome else ""),
             "next run": min(upcoming).isoformat() if upcoming else "",
+            "verification": verifications.get(app.name, ""),
         })
     return rows

@@ -189,13 +189,15 @@ def test_protection_rows_list_each_app_with_last_point_status_and_next_run() -> 
                         finished_at=started, status="succeeded", snapshot_id="s", location="file:///x")
     next_run = policies[0].schedule.next_runs(started)[0]
     rows = protection_rows(result, {"shop-web": last}, {"shop-web": RunOutcome("backed up", "shop-web-1")},
-                           {"production": next_run})
+                           {"production": next_run}, {"shop-web": "passed"})
     assert [(r["app"], r["state"]) for r in rows] == [("shop-web", "protected"), ("helm:shop-web/fe", "covered"),
                                                       ("scratch", "unprotected")]
     assert rows[0]["last point"] == "shop-web-1" and rows[0]["this run"] == "backed up"
     assert rows[0]["next run"] == "2026-05-02T02:00:00+02:00" and rows[0]["policies"] == "production"
     assert rows[1]["policies"] == "covered by shop-web" and rows[2]["policies"] == "none"
     assert rows[2]["last point"] == "" and rows[2]["next run"] == ""
+    # this run's verification (protect verifies the apps that are due): blank where none ran
+    assert rows[0]["verification"] == "passed" and rows[2]["verification"] == ""
 
 
 def test_verification_is_due_when_the_newest_verified_point_is_older_than_the_frequency() -> None:
