@@ -299,6 +299,11 @@ def test_sandbox_restore_isolation_checks_and_teardown(cluster: Cluster, test_cl
             missing = objects_present(cluster, expected)
             assert not missing.passed and "ConfigMap 1 of 2" in missing.reason \
                 and f"ConfigMap {target}/shop-config" in missing.reason, missing
+            # the lease is renewed every lease_seconds / 4 (5 s) while the run lives; on a quiet machine the
+            # steps above take less than that, so wait for the first beat (at most two intervals)
+            deadline = time.monotonic() + sandbox.lease_seconds / 2
+            while beat.renewals < 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
             assert beat.renewals >= 1 and not beat.errors
         assert_untouched(before, _versions(cluster, source), since)
     finally:

@@ -127,9 +127,14 @@ def test_pause_offers_the_ids_as_a_select(page: Any, ui_url: str, prefect_api: s
 
     run = final_run(prefect_api, run_id=run_id)
     assert run["state_type"] == "COMPLETED", run["state"]
+    # the run's process sends its logs in batches, the last ones after its final state: poll for the line
+    picked, deadline = False, time.monotonic() + 60
     with httpx.Client(base_url=prefect_api, timeout=10) as client:
-        logs = client.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}}).json()
-    assert any(f"pause-probe picked {ids[1]}" in line["message"] for line in logs)
+        while not picked and time.monotonic() < deadline:
+            logs = client.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}}).json()
+            picked = any(f"pause-probe picked {ids[1]}" in line["message"] for line in logs)
+            time.sleep(0 if picked else 1)
+    assert picked, [line["message"] for line in logs]
 
 
 def test_secret_block_fields_are_masked(page: Any, ui_url: str, kubekeep_deployments: KubekeepDeployments) -> None:
