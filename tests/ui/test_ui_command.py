@@ -54,6 +54,13 @@ def test_kubekeep_ui_deploys_everything_and_stops_on_ctrl_c(tmp_path: Path, test
         page.goto(f"{url}/v2/deployments", wait_until="domcontentloaded")
         expect(page.get_by_role("link", name="restore-points", exact=True).first).to_be_visible()
         page.screenshot(path=str(screenshots / "kubekeep-ui-deployments.png"))
+        # a scheduled deployment's page: Prefect shows the cron in words ("At 02:00 AM") without its
+        # timezone; the description says it (tests/unit/ui/test_schedule_descriptions.py)
+        page.get_by_role("link", name="nightly-backup", exact=True).first.click()
+        expect(page.get_by_text("At 02:00 AM", exact=True).first).to_be_visible()
+        page.get_by_role("tab", name="Description").click()
+        expect(page.get_by_text(re.compile(r"Runs 02:00 every day, timezone UTC")).first).to_be_visible()
+        page.go_back()
 
         # an encryption key with no passphrase, key file or key env is refused when saved in the browser
         page.goto(f"{url}/v2/blocks/catalog/kubekeep-encryption-key/create", wait_until="domcontentloaded")
