@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +45,29 @@ def _storage(args: argparse.Namespace, work: Path) -> tuple[Storage, Any]:
     return storage, server
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@dataclass
+class Bench:
+    """What both signals benchmarks start from: their arguments, the work directory, the benchmark volume
+    at version 1, its size and version file, and an empty repository's storage (and SeaweedFS, with --s3)."""
+
+    args: argparse.Namespace
+    work: Path
+    volume: Path
+    state: Path
+    total: int
+    storage: Storage
+    server: Any
+
+
+def prepare(doc: str | None, *, repeat: int, prefix: str) -> Bench:
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--size", default="1GiB")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=repeat)
     ap.add_argument("--s3", action="store_true", help="repository on a local SeaweedFS instead of the filesystem")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="kk-signals-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
     total = parse_size(args.size)
     volume = work / "volume"
@@ -65,6 +80,13 @@ def main() -> None:
         state.write_text("1")
     shutil.rmtree(work / "repo", ignore_errors=True)
     storage, server = _storage(args, work)
+    return Bench(args, work, volume, state, total, storage, server)
+
+
+def main() -> None:
+    bench = prepare(__doc__, repeat=3, prefix="kk-signals-")
+    args, volume, state, total = bench.args, bench.volume, bench.state, bench.total
+    storage, server = bench.storage, bench.server
     rows: list[dict[str, Any]] = []
     try:
         repo = Repository.init(storage, passphrase="bench", kdf=KdfParams.cheap())

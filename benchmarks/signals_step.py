@@ -14,13 +14,10 @@ then ``--repeat`` incremental points, each after benchmarks/volume.py's daily ch
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,8 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.signals_cost import _storage  # noqa: E402
-from benchmarks.volume import apply_changes, generate, parse_size, revert_changes  # noqa: E402
+from benchmarks.signals_cost import prepare  # noqa: E402
+from benchmarks.volume import apply_changes, revert_changes  # noqa: E402
 from kubekeep.backup.volumes import export_directory  # noqa: E402
 from kubekeep.catalog import Catalog  # noqa: E402
 from kubekeep.repo.crypto import KdfParams  # noqa: E402
@@ -57,25 +54,9 @@ def _objects(namespace: str) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=None)
-    ap.add_argument("--size", default="1GiB")
-    ap.add_argument("--repeat", type=int, default=4)
-    ap.add_argument("--s3", action="store_true", help="repository on a local SeaweedFS instead of the filesystem")
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="kk-signals-step-"))
-    work.mkdir(parents=True, exist_ok=True)
-    total = parse_size(args.size)
-    volume, state = work / "volume", work / "volume-version"
-    if not volume.exists() or not state.exists():
-        generate(volume, total)
-        state.write_text("1")
-    elif state.read_text().strip() == "2":
-        revert_changes(volume, total)
-        state.write_text("1")
-    shutil.rmtree(work / "repo", ignore_errors=True)
-    storage, server = _storage(args, work)
+    bench = prepare(__doc__, repeat=4, prefix="kk-signals-step-")
+    args, work, volume, state, total = bench.args, bench.work, bench.volume, bench.state, bench.total
+    storage, server = bench.storage, bench.server
     rows: list[dict[str, Any]] = []
     objects = _objects("bench")
     policy = SignalPolicy()
