@@ -21,10 +21,10 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,6 +79,14 @@ TABLE_ROW_GROUP_ROWS = {TableName.RESTORE_POINT_OBJECTS: 16 * 1024}
 #: files smaller than this are merged by compaction (compacted parts included,
 #: so parts grow over time instead of accumulating)
 DEFAULT_SMALL_FILE_BYTES = 8 * 1024 * 1024
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+RecordT = TypeVar("RecordT", bound=_Identified)
 
 
 class CatalogCodec(Protocol):
@@ -293,6 +301,21 @@ class Catalog:
         spec = TABLES[TableName.VERIFICATIONS]
         self._put_if_absent(key, encode_parquet(verifications_table([verification]), spec))
         return key
+
+    def add_missing(self, table: TableName, records: Iterable[RecordT],
+                    add: Callable[[RecordT], object]) -> tuple[int, int]:
+        """What a catalog rebuild does for one table: ``add`` each of ``records`` (which have an ``id``)
+        whose id ``table`` lacks; return (written, already present)."""
+        known = set(self.read(table, columns=["id"])["id"].to_pylist())
+        written = present = 0
+        for record in records:
+            if record.id in known:
+                present += 1
+                continue
+            add(record)
+            known.add(record.id)
+            written += 1
+        return written, present
 
     def add_dr_copy(self, copy: DrCopyRecord) -> str:
         """Record that a restore point was copied to ``copy.destination`` (one file per point and

@@ -87,13 +87,4 @@ def restore_records(repo: Repository) -> Iterator[RestoreRecord]:
 def rebuild_restores(repo: Repository, *, cache_dir: str | None = None) -> tuple[int, int]:
     """Add the ``restores`` rows the catalog lacks; return (written, already present)."""
     catalog = Catalog(repo.storage, cache_dir=cache_dir, codec=repo.catalog_codec())
-    known = set(catalog.read(TableName.RESTORES, columns=["id"])["id"].to_pylist())
-    written = present = 0
-    for record in restore_records(repo):
-        if record.id in known:
-            present += 1
-            continue
-        catalog.add_restore(record)
-        known.add(record.id)
-        written += 1
-    return written, present
+    return catalog.add_missing(TableName.RESTORES, restore_records(repo), catalog.add_restore)

@@ -45,13 +45,4 @@ def verification_records(repo: Repository) -> Iterator[VerificationRecord]:
 def rebuild_verifications(repo: Repository, *, cache_dir: str | None = None) -> tuple[int, int]:
     """Add the ``verifications`` rows the catalog lacks; return (written, already present)."""
     catalog = Catalog(repo.storage, cache_dir=cache_dir, codec=repo.catalog_codec())
-    known = set(catalog.read(TableName.VERIFICATIONS, columns=["id"])["id"].to_pylist())
-    written = present = 0
-    for record in verification_records(repo):
-        if record.id in known:
-            present += 1
-            continue
-        catalog.add_verification(record)
-        known.add(record.id)
-        written += 1
-    return written, present
+    return catalog.add_missing(TableName.VERIFICATIONS, verification_records(repo), catalog.add_verification)
