@@ -5,7 +5,6 @@ real Prefect API: an abort changes nothing, an approval restores."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from flows.backup import backup
 from flows.restore import RestoreAborted, restore
 from kubekeep.cluster import Cluster
 from kubekeep.ui import restore_run_name
+from tests.plugins.prefect import flow_in_thread
 
 
 def _paused_run(name: str, outcome: dict[str, Any], timeout: float = 180) -> Any:
@@ -38,18 +38,7 @@ def _paused_run(name: str, outcome: dict[str, Any], timeout: float = 180) -> Any
 
 
 def _start(**parameters: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = restore(**parameters)
-        except BaseException as exc:  # noqa: BLE001 - the test asserts on it
-            outcome["error"] = exc
-
-    # the thread runs in this context: the test's Prefect API settings are context variables
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
-    thread.start()
-    return thread, outcome
+    return flow_in_thread(restore, **parameters)
 
 
 def test_a_restore_dry_runs_then_waits_for_approval_abort_changes_nothing(  # type: ignore[no-untyped-def]
@@ -88,7 +77,7 @@ def test_a_restore_dry_runs_then_waits_for_approval_abort_changes_nothing(  # ty
         thread.join(timeout=180)
         assert not thread.is_alive()
         assert "error" not in outcome, outcome
-        assert outcome["result"]["dry_run"] is False and outcome["result"]["restore_point_id"] == point
+        assert outcome["outcome"]["dry_run"] is False and outcome["outcome"]["restore_point_id"] == point
         assert cluster.get("v1", "ConfigMap", "settings", copy)["data"] == {"color": "green"}
     finally:
         if cluster.get_or_none("v1", "Namespace", copy) is not None:

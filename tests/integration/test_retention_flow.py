@@ -4,7 +4,6 @@ approval deletes exactly what the plan dropped; the plan and the report are arti
 
 from __future__ import annotations
 
-import contextvars
 import json
 import threading
 import time
@@ -20,6 +19,7 @@ from kubekeep.repo.crypto import KdfParams
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
 from tests.integration.retention_points import CHUNKER, PACK_SIZE, WrittenPoint, write_point
+from tests.plugins.prefect import flow_in_thread
 
 PASSWORD = "flow-pass"
 START = datetime(2026, 4, 1, 1, tzinfo=UTC)
@@ -45,18 +45,7 @@ def _paused_run(name_part: str, thread: threading.Thread, result: dict[str, Any]
 
 def _in_thread(run_flow: Any = retention, **kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
     """Run a flow (the retention flow, or one that runs it as a subflow) in a thread, to pause and resume it."""
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["outcome"] = run_flow(**kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            result["error"] = exc
-
-    # the Prefect settings of the test (its API URL) are context variables: the run's thread gets a copy
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
-    thread.start()
-    return thread, result
+    return flow_in_thread(run_flow, **kwargs)
 
 
 def test_a_plan_over_the_approval_share_pauses_for_the_form_refused_then_approved(

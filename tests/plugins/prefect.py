@@ -10,13 +10,16 @@ PREFECT_HOME is a temporary directory and analytics are off.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +82,20 @@ def prefect_api() -> Iterator[str]:
     """The URL of a real Prefect API shared by the session's flow tests."""
     with prefect_server() as url:
         yield url
+
+
+def flow_in_thread(run_flow: Any, **kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run a flow in a thread, so the test can find it paused and resume it; the returned dict gets the flow's
+    return value under ``outcome``, or what it raised under ``error``."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["outcome"] = run_flow(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            result["error"] = exc
+
+    # the Prefect settings of the test (its API URL) are context variables: the run's thread gets a copy
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
+    thread.start()
+    return thread, result
