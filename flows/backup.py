@@ -126,12 +126,14 @@ def backup(
     failures: list[str] = []
     manifests: ManifestResult | None = None
     volumes: list[VolumeRecord] = []
+    quiesced_at: str | None = None
     with keep_open(loc, key):
         resolved = resolve_namespaces(conn, scope)
         try:
             with hooks_around(conn, resolved, rules) as hook_run:
                 manifests = snapshot_manifests(loc, key, conn, scope, rp_id, app, init)
-                with quiesced(conn, resolved, quiesce, keep=keep_quiesced):
+                with quiesced(conn, resolved, quiesce, keep=keep_quiesced) as stopped:
+                    quiesced_at = stopped.started_at if stopped else None
                     volumes = export_volumes(loc, key, conn, manifests.pvcs, rp_id,
                                              nfs_mounts={m.export: m.mount for m in nfs_mounts},
                                              mover=mover, concurrency=volume_concurrency)
@@ -145,7 +147,7 @@ def backup(
         record = restore_point_record(
             restore_point_id=rp_id, app=app, cluster=conn.cluster_name(), location=loc.describe(), started=started,
             manifests=manifests, volumes=volumes, hooks=hook_run, scope=scope, failures=failures, policy=policy,
-            retain_until=retention[1] if retention else None)
+            retain_until=retention[1] if retention else None, quiesced_at=quiesced_at)
         rp_snapshot = commit_restore_point(loc, key, record)
         lock_restore_point(loc, key, [manifests.snapshot_id, rp_snapshot, *(v.snapshot_id for v in volumes
                                                                              if v.snapshot_id)])

@@ -16,6 +16,7 @@ The source is never deleted; ``action=rollback`` un-quiesces it.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -159,6 +160,11 @@ def migrate(
             with clock.stage(CutoverStage.RESTORE):
                 restore_plan = load_plan(loc, key, target, restore_point=final, options=options,
                                          exclude_kinds=exclude_kinds or ())
+                if restore_plan.quiesced_at:  # the source served until the final backup scaled it to zero
+                    try:
+                        clock.began_at(datetime.fromisoformat(restore_plan.quiesced_at))
+                    except ValueError as exc:  # a clock step: the downtime then counts the whole final backup
+                        logger.warning("downtime counted from the final backup's start: %s", exc)
                 try:
                     done = apply_plan(loc, key, target, restore_plan, policy, seeded_by=mid)
                     report = done.load(in_memory=True)  # used after the spool is discarded

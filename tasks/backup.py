@@ -153,7 +153,7 @@ def export_volumes(location: LocationProfile, key: EncryptionKey, cluster: Clust
 def restore_point_record(*, restore_point_id: str, app: str, cluster: str, location: str, started: datetime,
                          manifests: ManifestResult, volumes: Sequence[VolumeRecord], hooks: HookRun,
                          scope: BackupScope, failures: Sequence[str], policy: str | None = None,
-                         retain_until: datetime | None = None) -> RestorePointRecord:
+                         retain_until: datetime | None = None, quiesced_at: str | None = None) -> RestorePointRecord:
     """The record of a backup run: what it stored, and every failure (status ``partially_failed`` if any)."""
     status = RestorePointStatus.PARTIALLY_FAILED if failures else RestorePointStatus.SUCCEEDED
     return RestorePointRecord(
@@ -163,7 +163,7 @@ def restore_point_record(*, restore_point_id: str, app: str, cluster: str, locat
         status_reason="; ".join(failures)[:4000] or None, object_count=manifests.object_count,
         kind_counts=manifests.kind_counts, volumes=list(volumes), type_errors=manifests.type_errors,
         selection=scope.to_dict(), retain_until=retain_until.isoformat() if retain_until else None,
-        hooks=[e.to_dict() for e in hooks.executions], crds=manifests.crds)
+        hooks=[e.to_dict() for e in hooks.executions], crds=manifests.crds, quiesced_at=quiesced_at)
 
 
 @task(name="commit-restore-point", **DATA_TASK)

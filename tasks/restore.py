@@ -89,6 +89,8 @@ class PlanRef:
     converted: list[str] = field(default_factory=list)
     #: the application of the restore point
     app: str = ""
+    #: when its backup scaled the source's workloads to zero (ISO 8601 UTC; a migration's downtime begins there)
+    quiesced_at: str | None = None
 
     @property
     def object_count(self) -> int:
@@ -215,7 +217,8 @@ def load_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCon
     return PlanRef(restore_point_id=record.id, snapshot_id=snapshot_id, spool=str(spool), phases=spooled.phases,
                    volumes=volumes, skipped_count=excluded_count[0] + len(reprovisioned) + spooled.skipped,
                    skipped=(excluded + reprovisioned + spooled.skipped_examples)[:EXAMPLES],
-                   converted_count=spooled.converted, converted=spooled.converted_examples, app=record.app)
+                   converted_count=spooled.converted, converted=spooled.converted_examples, app=record.app,
+                   quiesced_at=record.quiesced_at)
 
 
 def _without_kinds(manifests: Iterator[dict[str, Any]], kinds: Sequence[str], excluded: list[str],

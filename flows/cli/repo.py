@@ -158,7 +158,8 @@ def backup_cmd(repo: Location, source: Annotated[Path | None, typer.Argument(hel
                                                               help="Back up standard input as this stream.")] = None,
                tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
                meta: Annotated[list[str] | None, typer.Option("--meta", help="key=value (repeatable).")] = None,
-               parent: Annotated[str | None, typer.Option(help="Parent snapshot (id or 'latest').")] = None,
+               parent: Annotated[str | None, typer.Option(
+                   help="Parent snapshot: an id, or 'latest' (the newest snapshot of this directory).")] = None,
                password_file: PasswordFile = None, key_file: KeyFile = None,
                lock_mode: LockMode = None, lock_days: LockDays = 0) -> None:
     """Back up a directory and/or standard input into a new snapshot (into an existing repository only)."""

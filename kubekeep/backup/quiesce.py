@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubekeep.cluster import ApiError, Cluster
@@ -60,6 +61,8 @@ class QuiesceRecord:
     """What a quiesce did: pass it to ``unquiesce`` (it is small and picklable)."""
 
     workloads: tuple[QuiescedWorkload, ...]
+    #: when the first workload was scaled to zero (ISO 8601, UTC): from here on the application does not serve
+    started_at: str = ""
 
     @property
     def refs(self) -> list[WorkloadRef]:
@@ -93,6 +96,7 @@ def quiesce(cluster: Cluster, workloads: Sequence[WorkloadRef], *, timeout: floa
     try:
         if not allow_hpa:
             _refuse_hpa_targets(cluster, workloads)
+        started = datetime.now(UTC)
         for ref in workloads:
             touched.append(ref)
             done.append(_scale_down(cluster, ref))
@@ -107,7 +111,7 @@ def quiesce(cluster: Cluster, workloads: Sequence[WorkloadRef], *, timeout: floa
         if isinstance(exc, ApiError):
             raise QuiesceError(f"quiesce failed: {exc}") from exc
         raise
-    return QuiesceRecord(tuple(done))
+    return QuiesceRecord(tuple(done), started.isoformat())
 
 
 def unquiesce(cluster: Cluster, record: QuiesceRecord | Sequence[WorkloadRef], *,

@@ -46,6 +46,7 @@ class DowntimeClock:
         self._monotonic = monotonic
         self._now = now
         self._start: tuple[datetime, float] | None = None
+        self._opened: tuple[datetime, float] | None = None  # start() itself, once began_at() moved the start
         self._ready: float | None = None
         self._stages: list[DowntimeStage] = []
 
@@ -57,6 +58,22 @@ class DowntimeClock:
         if self._start is not None:
             raise RuntimeError("the downtime clock was already started")
         self._start = (self._now(), self._monotonic())
+
+    def began_at(self, at: datetime) -> None:
+        """The downtime began at ``at``, a wall time between :meth:`start` and now: the quiesce inside the first
+        stage (a cutover's final backup takes its manifests while the source still serves, then scales it to
+        zero and records when). The stages keep their whole length; only the downtime's start moves."""
+        if self._start is None:
+            raise RuntimeError("began_at() before start()")
+        wall, mono = self._opened if self._opened else self._start
+        offset = (at - wall).total_seconds()
+        if offset < 0:
+            raise ValueError(f"the downtime cannot begin at {at.isoformat()}, before the clock started "
+                             f"({wall.isoformat()})")
+        if mono + offset > self._monotonic():
+            raise ValueError(f"the downtime cannot begin at {at.isoformat()}, after now")
+        self._opened = (wall, mono)
+        self._start = (at, mono + offset)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

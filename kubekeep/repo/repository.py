@@ -411,8 +411,12 @@ class Repository:
 
         ``parent`` (a snapshot id or 'latest') enables incremental backup: files whose
         size, mtime, ctime and inode are unchanged reuse the parent's content without reading.
+        'latest' is the newest snapshot of the same directory (none yet: a full backup).
         """
         from .archiver import backup
+
+        if parent == "latest" and path is not None:
+            parent = self.snapshot_store.latest_of(path)
 
         return backup(self, path, streams=streams, parent=parent, tags=tags, metadata=metadata,
                                retention=retention, progress=progress)

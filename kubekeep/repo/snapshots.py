@@ -127,6 +127,14 @@ class SnapshotStore:
                 raise SnapshotNotFoundError(f"snapshot id prefix {snapshot_id!r} is ambiguous")
         raise SnapshotNotFoundError(f"snapshot {snapshot_id!r} not found")
 
+    def latest_of(self, source: str | os.PathLike[str]) -> str | None:
+        """The newest snapshot of the directory ``source`` (paths compared absolute), or None: what 'latest'
+        means as the parent of a directory backup. Stream snapshots (restore point records, DR copies) and
+        other directories' snapshots are not parents of this one."""
+        want = os.path.abspath(source)
+        same = [i for i in self.infos() if i.source is not None and os.path.abspath(i.source) == want]
+        return same[-1].id if same else None
+
     def infos(self, *, tags: Iterable[str] = (), problems: list[str] | None = None) -> list[SnapshotInfo]:
         """Every readable snapshot, oldest first; with ``tags``, those carrying all of them.
 

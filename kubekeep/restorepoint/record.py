@@ -60,6 +60,8 @@ class RestorePointRecord:
     tags: dict[str, str] = field(default_factory=dict)
     #: CustomResourceDefinitions in the restore point -> why each was included
     crds: dict[str, list[str]] = field(default_factory=dict)
+    #: when the backup scaled the app's workloads to zero (ISO 8601 UTC); None: nothing was quiesced
+    quiesced_at: str | None = None
     format: int = FORMAT
 
     def volume(self, pvc: str) -> VolumeRecord:

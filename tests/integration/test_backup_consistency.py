@@ -69,6 +69,9 @@ def test_hooks_and_quiesce_around_volume_export(prefect_api: str, test_cluster, 
     assert phases == [("pre", "db-0", "succeeded"), ("post", "db-0", "succeeded")]
     pre, post = record.hooks
     assert datetime.fromisoformat(pre["finished_at"]) <= manifests_time <= datetime.fromisoformat(post["started_at"])
+    # when the source stopped serving (a migration's downtime starts there): after the manifests, before post hooks
+    assert record.quiesced_at is not None
+    assert manifests_time <= datetime.fromisoformat(record.quiesced_at) <= datetime.fromisoformat(post["started_at"])
     # the stored Deployment keeps its real replica count (manifests are taken before scale-down)
     assert record.status == "succeeded"
 

@@ -64,6 +64,32 @@ def test_downtime_runs_from_quiesce_to_ready_on_the_monotonic_clock() -> None:
     assert downtime.summary().startswith("downtime 4.25s (quiesce 2.00s, final-backup 1.50s")
 
 
+def test_downtime_begins_at_the_quiesce_inside_the_first_stage() -> None:
+    """A cutover's final backup takes its manifests while the source still serves, then quiesces: the downtime
+    is counted from the quiesce time the backup recorded, the stages keep their whole length."""
+    t = _Clock()
+    clock = DowntimeClock(monotonic=lambda: t.mono, now=lambda: t.wall)
+    with pytest.raises(RuntimeError):
+        clock.began_at(t.wall)
+    clock.start()
+    with clock.stage(CutoverStage.FINAL_BACKUP):
+        t.advance(3.0)  # hooks and manifests: the source serves
+        quiesced_at = t.wall
+        t.advance(2.0)
+    clock.began_at(quiesced_at)
+    with clock.stage(CutoverStage.RESTORE):
+        t.advance(1.0)
+    clock.ready()
+    downtime = clock.result()
+    assert downtime.seconds == pytest.approx(3.0)
+    assert downtime.started_at == quiesced_at
+    assert downtime.stage_seconds() == {"final-backup": 5.0, "restore": 1.0}
+    with pytest.raises(ValueError, match="before the clock"):
+        clock.began_at(quiesced_at - timedelta(seconds=10))
+    with pytest.raises(ValueError, match="after"):
+        clock.began_at(t.wall + timedelta(seconds=10))
+
+
 def test_a_target_that_never_became_ready_has_no_end() -> None:
     clock = DowntimeClock()
     clock.start()

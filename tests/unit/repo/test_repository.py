@@ -87,6 +87,28 @@ def test_incremental_skips_unchanged_and_dedups(repo: Repository, source: Path, 
     assert (out1 / "data/file-3.bin").read_bytes() != b"changed" * 1000
 
 
+def test_latest_parent_is_the_newest_snapshot_of_the_same_directory(repo: Repository, source: Path,
+                                                                     tmp_path: Path) -> None:
+    """'latest' as a parent means the newest snapshot of this directory: a stream snapshot (a restore point
+    record, a DR copy's) or another directory's snapshot written since does not turn the next backup into a
+    full read."""
+    first = repo.backup(source)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x").write_text("x")
+    repo.backup(other)
+    repo.backup_stream("record", [b"{}"])
+    second = repo.backup(source, parent="latest")
+    assert second.stats.unchanged_files == first.stats.files
+    assert repo.load_snapshot(second.snapshot_id)["parent"] == first.snapshot_id
+    # no snapshot of this directory yet: a full backup, not an error
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "y").write_text("y")
+    third = repo.backup(fresh, parent="latest")
+    assert third.stats.unchanged_files == 0 and repo.load_snapshot(third.snapshot_id)["parent"] is None
+
+
 def test_wrong_passphrase_writes_nothing(storage: FilesystemStorage) -> None:
     make_repo(storage)
     before = _keys(storage)
