@@ -166,7 +166,7 @@ def migrate(
                     except ValueError as exc:  # a clock step: the downtime then counts the whole final backup
                         logger.warning("downtime counted from the final backup's start: %s", exc)
                 try:
-                    done = apply_plan(loc, key, target, restore_plan, policy, seeded_by=mid)
+                    done = apply_plan(loc, key, target, restore_plan, policy, seeded_by=mid, settle_seed=False)
                     report = done.load(in_memory=True)  # used after the spool is discarded
                 except BaseException:
                     discard_spool(restore_plan)

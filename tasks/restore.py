@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -251,13 +252,15 @@ def dry_run_plan(cluster: ClusterConnection, plan: PlanRef, policy: RestorePolic
 @task(name="apply-plan", **{**DATA_TASK, "retries": 0})
 def apply_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterConnection, plan: PlanRef,
                policy: RestorePolicy, *, wait: bool = True, restore_volumes: bool = True, verify: bool = True,
-               mover: MoverOptions | None = None, seeded_by: str | None = None) -> ReportRef:
+               mover: MoverOptions | None = None, seeded_by: str | None = None, settle_seed: bool = True
+               ) -> ReportRef:
     """Restore the plan phase by phase (kubekeep.restore.apply): CRDs Established before custom resources,
     claims Bound and their data restored and verified (:func:`fill_volumes`) before the first workload,
     each readiness tier Ready before the next; a workload whose volume data failed or was not verified is
     held back and the restore stops. Per-object problems are in the report; the task fails only on
     infrastructure errors (never retried: objects may already exist). ``seeded_by``: a migration id; claims
-    of that migration's pre-seed are brought to the snapshot incrementally (fill_volumes)."""
+    of that migration's pre-seed are brought to the snapshot incrementally (fill_volumes); ``settle_seed``
+    False (a cutover) records their seed without waiting out the racy window (SeedWriter.commit)."""
     logger = get_run_logger()
 
     def on_phase(phase: PhaseReport, _report: RestoreReport) -> None:
@@ -271,8 +274,14 @@ def apply_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCo
             repo = stack.enter_context(repository(location, key))
 
             def fill(ctx: RestoreContext) -> list[VolumeOutcome]:
-                return fill_volumes(repo, ctx.cluster, ctx.pvcs, plan.volumes, verify=verify, mover=mover,
-                                    seeded_by=seeded_by)
+                started = time.monotonic()
+                done = fill_volumes(repo, ctx.cluster, ctx.pvcs, plan.volumes, verify=verify, mover=mover,
+                                    seeded_by=seeded_by, settle_seed=settle_seed)
+                logger.info("volume data in %.1f s: %s", time.monotonic() - started, "; ".join(
+                    f"{v.pvc} {v.status.value}" + (f" ({v.method}, {v.files} file(s), {v.bytes} B written)"
+                                                   if v.method else "") + (f": {v.error}" if v.error else "")
+                    for v in done) or "no claim to fill")
+                return done
 
         report = apply(c, read_plan(Path(plan.spool)), policy, wait=wait, on_phase=on_phase, before_workloads=fill,
                        outcomes=outcomes_file(plan))
@@ -281,7 +290,8 @@ def apply_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCo
 
 def fill_volumes(repo: Repository, cluster: Cluster, claims: Sequence[RestoredPvc],
                  volumes: Sequence[VolumeToRestore], *, verify: bool = True,
-                 mover: MoverOptions | None = None, seeded_by: str | None = None) -> list[VolumeOutcome]:
+                 mover: MoverOptions | None = None, seeded_by: str | None = None,
+                 settle_seed: bool = True) -> list[VolumeOutcome]:
     """Fill the claims this restore created from their snapshots (a few at once); one VolumeOutcome per
     claim, in ``volumes`` order. A claim that is not Bound, or whose fill fails, is FAILED (never raised):
     the restore engine then holds back every workload that mounts it.
@@ -298,7 +308,7 @@ def fill_volumes(repo: Repository, cluster: Cluster, claims: Sequence[RestoredPv
         volume, claim = item
         try:
             if _seeded(claim, seeded_by):
-                return _sync_claim(repo, cluster, volume, claim)
+                return _sync_claim(repo, cluster, volume, claim, settle_seed)
             return _fill_claim(repo, cluster, volume, claim, verify, mover)
         except Exception as exc:  # noqa: BLE001 - recorded as the claim's outcome, never dropped
             return VolumeOutcome(volume.namespace, volume.pvc, VolumeStatus.FAILED, source=volume.source,
@@ -313,7 +323,8 @@ def _seeded(claim: RestoredPvc, migration: str | None) -> bool:
     return migration is not None and annotations.get(MIGRATION_ANNOTATION) == migration
 
 
-def _sync_claim(repo: Repository, cluster: Cluster, volume: VolumeToRestore, claim: RestoredPvc) -> VolumeOutcome:
+def _sync_claim(repo: Repository, cluster: Cluster, volume: VolumeToRestore, claim: RestoredPvc,
+                settle: bool) -> VolumeOutcome:
     where = f"PVC {volume.namespace}/{volume.pvc}"
     if not claim.bound or not claim.volume_name:
         raise RuntimeError(f"{where} is not Bound ({claim.note or 'no volume'}); no volume data was synced into it")
@@ -324,7 +335,7 @@ def _sync_claim(repo: Repository, cluster: Cluster, volume: VolumeToRestore, cla
         raise RuntimeError(f"{where}: volume {claim.volume_name} is not reachable from this worker; a migration's "
                            "incremental sync needs direct access to the target volume")
     synced = sync_volume(repo, volume.snapshot_id, Path(path),
-                         target_id=f"{cluster.name}/{claim.volume_name}/{pv['metadata']['uid']}")
+                         target_id=f"{cluster.name}/{claim.volume_name}/{pv['metadata']['uid']}", settle=settle)
     return VolumeOutcome(volume.namespace, volume.pvc, VolumeStatus.VERIFIED, source=volume.source,
                          snapshot_id=volume.snapshot_id, method="incremental-sync" if synced.seeded else "sync",
                          files=synced.files, bytes=synced.written_bytes)

@@ -175,12 +175,17 @@ class SeedWriter:
         if batch:
             yield b"".join(batch)
 
-    def commit(self, repo: Repository) -> str:
-        """Store the record (after the restore and its verification); return its snapshot id."""
+    def commit(self, repo: Repository, *, settle: bool = True) -> str:
+        """Store the record (after the restore and its verification); return its snapshot id.
+
+        ``settle``: first wait until every entry is :data:`RACY_NS` old, so that all are recorded (a
+        pre-seed: the next sync keeps them). False records at once and leaves out the entries that are not
+        (a cutover: nothing waits on the downtime path; only a later re-sync would have used them).
+        """
         self._file.close()
         try:
             wait = self._last_add_ns + RACY_NS - time.time_ns()
-            if wait > 0:
+            if settle and wait > 0:
                 time.sleep(wait / 1e9)
             header = SeedHeader(self.target_id, self.root_id, self.snapshot_id, time.time_ns())
             result = repo.backup(streams={SEED_STREAM: self._stream(header)}, tags=[SEED_TAG],

@@ -38,10 +38,11 @@ class VolumeSync:
 
 
 def sync_volume(repo: Repository, snapshot_id: str, target: Path, *, target_id: str, verify: bool = True,
-                record: bool = True) -> VolumeSync:
+                record: bool = True, settle: bool = True) -> VolumeSync:
     """Make ``target`` equal to the snapshot; ``target_id`` names the volume (cluster/PV/uid) for its seed
-    record. Raises VolumeVerificationError when a written file differs from the snapshot (no record is
-    committed then), RestoreError/RepositoryError when the restore fails."""
+    record (``settle``: see SeedWriter.commit; a cutover passes False). Raises VolumeVerificationError when a
+    written file differs from the snapshot (no record is committed then), RestoreError/RepositoryError when the
+    restore fails."""
     target.mkdir(parents=True, exist_ok=True)
     baseline = load_seed(repo, target_id, target)
     with SeedWriter(target_id, target, snapshot_id) as writer:
@@ -53,6 +54,6 @@ def sync_volume(repo: Repository, snapshot_id: str, target: Path, *, target_id: 
                 raise VolumeVerificationError(
                     f"{len(check.mismatches)} file(s) written into {target} differ from snapshot "
                     f"{snapshot_id[:12]}: " + "; ".join(check.mismatches[:5]), check.mismatches)
-        seed_snapshot = writer.commit(repo) if record else None
+        seed_snapshot = writer.commit(repo, settle=settle) if record else None
     return VolumeSync(snapshot_id, result.files, result.bytes, result.written, result.written_bytes, result.kept,
                       result.deleted, baseline is not None, seed_snapshot)

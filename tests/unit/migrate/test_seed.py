@@ -129,3 +129,34 @@ def test_entries_must_come_in_walk_order_and_the_spool_is_removed(repo: Reposito
 def test_content_ids_are_canonical() -> None:
     assert content_id({"size": 1, "chunks": ["ab"]}) == content_id({"chunks": ["ab"], "size": 1})
     assert content_id(CONTENT) != content_id(OTHER)
+
+
+def test_a_commit_that_does_not_settle_records_only_the_old_entries_without_waiting(repo: Repository,
+                                                                                    tmp_path: Path) -> None:
+    """A cutover's sync must not wait on the downtime path: ``settle=False`` records at once and leaves out
+    the files written within the racy window (a later re-sync rewrites them); older ones are kept."""
+    root = tmp_path / "pv"
+    files = _tree(root)
+    with SeedWriter("c/pv-1/uid-1", root, "snap-1") as writer:
+        for parts in files:
+            writer.add(parts, os.stat(root.joinpath(*parts), follow_symlinks=False), CONTENT)
+        started = time.monotonic()
+        writer.commit(repo, settle=False)
+        took = time.monotonic() - started
+        dropped = writer.dropped
+    assert took < seed.RACY_NS / 1e9 / 2, f"the commit waited {took:.2f} s"
+    assert dropped == len(files)  # every file was written just now: none is trusted yet
+    cursor = load_seed(repo, "c/pv-1/uid-1", root)
+    assert cursor is not None and not _ask(cursor, root, ("a.txt",))
+
+    # once the files are older than the racy window, the same commit records every one, still without a wait
+    time.sleep(seed.RACY_NS / 1e9 * 1.2)
+    with SeedWriter("c/pv-1/uid-1", root, "snap-1") as writer:
+        for parts in files:
+            writer.add(parts, os.stat(root.joinpath(*parts), follow_symlinks=False), CONTENT)
+        started = time.monotonic()
+        writer.commit(repo, settle=False)
+        assert time.monotonic() - started < seed.RACY_NS / 1e9 / 2
+        assert writer.dropped == 0
+    cursor = load_seed(repo, "c/pv-1/uid-1", root)
+    assert cursor is not None and all(_ask(cursor, root, parts) for parts in files)
