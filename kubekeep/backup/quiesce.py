@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubekeep.cluster import ApiError, Cluster
+from kubekeep.cluster.poll import pauses
 
 ORIGINAL_REPLICAS_ANNOTATION = "kubekeep.io/quiesce-original-replicas"
 KINDS = ("Deployment", "StatefulSet", "ReplicaSet")
@@ -207,6 +208,7 @@ def _restore(cluster: Cluster, ref: WorkloadRef) -> QuiescedWorkload | None:
 def wait_pods_gone(cluster: Cluster, ref: WorkloadRef, *, timeout: float = 120.0, interval: float = 0.3) -> None:
     """Wait until no pod of the workload exists (terminating pods count as existing)."""
     deadline = time.monotonic() + timeout
+    pause = pauses(interval)
     while True:
         remaining = pods_of(cluster, ref)
         if not remaining:
@@ -214,7 +216,7 @@ def wait_pods_gone(cluster: Cluster, ref: WorkloadRef, *, timeout: float = 120.0
         if time.monotonic() > deadline:
             raise QuiesceError(f"{ref}: {len(remaining)} pod(s) still present {timeout:.0f}s after scaling to zero: "
                                + ", ".join(sorted(remaining)[:10]))
-        time.sleep(interval)
+        time.sleep(next(pause))
 
 
 def pods_of(cluster: Cluster, ref: WorkloadRef) -> list[str]:

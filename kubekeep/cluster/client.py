@@ -21,6 +21,7 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
 from .errors import ApiError, classify_status
+from .poll import pauses
 
 JSON = dict[str, Any]
 #: JSON bytes a list page aims at (the page size follows the objects' size: list_pages)
@@ -341,8 +342,10 @@ class Cluster:
         interval: float = 0.25,
         what: str = "condition",
     ) -> JSON | None:
-        """Poll one object until ``predicate(obj_or_None)`` holds; raise TimeoutError otherwise."""
+        """Poll one object until ``predicate(obj_or_None)`` holds (fast at first, then every ``interval``:
+        kubekeep.cluster.poll); raise TimeoutError otherwise."""
         deadline = time.monotonic() + timeout
+        pause = pauses(interval)
         while True:
             obj = self.get_or_none(api_version, kind, name, namespace)
             if predicate(obj):
@@ -350,7 +353,7 @@ class Cluster:
             if time.monotonic() > deadline:
                 where = f"{namespace}/{name}" if namespace else name
                 raise TimeoutError(f"{kind} {where}: {what} not reached within {timeout:.0f}s")
-            time.sleep(interval)
+            time.sleep(next(pause))
 
 
 def _q(v: str | int | bool) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubekeep.cluster import ApiError, Cluster
+from kubekeep.cluster.poll import pauses
 from kubekeep.manifest import ObjectRef, dig, split_api_version
 
 JSON = dict[str, Any]
@@ -185,13 +186,15 @@ def wait_until_ready(
     interval: float = 0.5,
     what: str = "Ready",
 ) -> None:
-    """Poll ``refs`` until every one is Ready; raise :class:`ReadinessError` naming those that are not.
+    """Poll ``refs`` until every one is Ready (fast at first, then every ``interval``: kubekeep.cluster.poll);
+    raise :class:`ReadinessError` naming those that are not.
 
     Fails early when an object reports that waiting cannot help (a failed Job).
     """
     deadline = time.monotonic() + timeout
     pending = list(dict.fromkeys(refs))
     last: dict[ObjectRef, Readiness] = {}
+    pause = pauses(interval)
     while True:
         still: list[ObjectRef] = []
         for ref in pending:
@@ -215,4 +218,4 @@ def wait_until_ready(
             shown = "; ".join(f"{ref}: {state.detail}" for ref, state in list(not_ready.items())[:10])
             more = f"; and {len(not_ready) - 10} more" if len(not_ready) > 10 else ""
             raise ReadinessError(f"not {what} within {timeout:.0f}s: {shown}{more}", not_ready)
-        time.sleep(interval)
+        time.sleep(next(pause))
