@@ -30,6 +30,7 @@ from tasks.backup import (
     commit_restore_point,
     export_volumes,
     lock_restore_point,
+    read_restore_point_record,
     record_catalog,
     restore_point_record,
     snapshot_manifests,
@@ -78,6 +79,7 @@ def backup(
     signals: SignalOptions | None = None,
     copy_to: CopyAfterBackup | None = None,
     keep_quiesced: bool = False,
+    defer_publish: bool = False,
 ) -> str:
     """Back up an application; return the id of the new restore point.
 
@@ -112,9 +114,15 @@ def backup(
             flow, as a subflow; docs/dr-copy.md).
         keep_quiesced: Leave the ``quiesce`` workloads at zero after a successful backup (a migration's final
             backup: the source stays stopped; a failed backup still restores them).
+        defer_publish: Return as soon as the restore point is written and locked; its catalog rows, signals
+            score, the app's restore-point index and the run's artifacts are left to the caller, which runs
+            ``publish_backup`` (a migration's final backup: off the downtime path). Not with ``copy_to``.
     """
     logger = get_run_logger()
     started = datetime.now(UTC)
+    if defer_publish and copy_to is not None:
+        raise ValueError("defer_publish cannot be combined with copy_to: the copy takes the catalog rows the "
+                         "deferred publish writes later")
     loc, key, conn = load_blocks(location, encryption_key, cluster)
     scope = BackupScope(namespaces=tuple(namespaces), label_selector=label_selector,
                         include_kinds=tuple(include_kinds or ()), exclude_kinds=tuple(exclude_kinds or ()),
@@ -151,15 +159,9 @@ def backup(
         rp_snapshot = commit_restore_point(loc, key, record)
         lock_restore_point(loc, key, [manifests.snapshot_id, rp_snapshot, *(v.snapshot_id for v in volumes
                                                                              if v.snapshot_id)])
-        object_rows = record_catalog(loc, key, rp_snapshot)
-        verdict, signals_error = _score(loc, key, rp_id, rp_snapshot, signals or SignalOptions())
-        publish_restore_points(loc, key, app)  # the index table, through the run's open repository
-
-    _publish(record, object_rows, failures, verdict)
-    if verdict is not None and verdict.suspect:
-        logger.warning("restore point %s is SUSPECT (score %.1f): %s", rp_id, verdict.score,
-                       "; ".join(verdict.reasons[:3]))
-        announce_suspect(verdict, loc.describe())
+        signals_error = None
+        if not defer_publish or failures:  # a failed run publishes now: nobody publishes it later
+            signals_error = _publish_point(loc, key, record, rp_snapshot, failures, signals)
     if failures:
         raise BackupFailed(f"restore point {rp_id} is incomplete ({len(failures)} failure(s)): "
                            + "; ".join(failures))
@@ -172,6 +174,30 @@ def backup(
     if signals_error:
         raise SignalsFailed(f"restore point {rp_id} is complete but was not scored: {signals_error}")
     return rp_id
+
+
+def publish_backup(location: LocationProfile, encryption_key: EncryptionKey, restore_point_id: str,
+                   signals: SignalOptions | None = None) -> str | None:
+    """Publish a restore point a backup run wrote with ``defer_publish``: its catalog rows, its signals score
+    (a suspect point emits its event), the app's restore-point index and the summary artifacts, in the calling
+    flow run. Returns why the point was not scored, or None."""
+    with keep_open(location, encryption_key):
+        rp_snapshot, record = read_restore_point_record(location, encryption_key, restore_point_id)
+        return _publish_point(location, encryption_key, record, rp_snapshot, [], signals)
+
+
+def _publish_point(loc: LocationProfile, key: EncryptionKey, record: RestorePointRecord, rp_snapshot: str,
+                   failures: list[str], signals: SignalOptions | None) -> str | None:
+    """The steps after a restore point is written and locked; returns why it was not scored, or None."""
+    object_rows = record_catalog(loc, key, rp_snapshot)
+    verdict, signals_error = _score(loc, key, record.id, rp_snapshot, signals or SignalOptions())
+    publish_restore_points(loc, key, record.app)  # the index table, through the run's open repository
+    _publish(record, object_rows, failures, verdict)
+    if verdict is not None and verdict.suspect:
+        get_run_logger().warning("restore point %s is SUSPECT (score %.1f): %s", record.id, verdict.score,
+                                 "; ".join(verdict.reasons[:3]))
+        announce_suspect(verdict, loc.describe())
+    return signals_error
 
 
 def _score(loc: LocationProfile, key: EncryptionKey, rp_id: str, rp_snapshot: str, options: SignalOptions

@@ -25,7 +25,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, keep_open, load_blocks
 from flows.approval import ApprovalMode, ask_approval
-from flows.backup import backup
+from flows.backup import backup, publish_backup
 from kubekeep.backup.scope import BackupScope
 from kubekeep.catalog import Downtime
 from kubekeep.migrate import (
@@ -43,7 +43,7 @@ from kubekeep.restore.report import RestoreReport
 from tasks.consistency import resolve_namespaces
 from tasks.migrate import VolumeProof, plan_migration, prove_volumes, source_back_on_failure, unquiesce_source
 from tasks.parameters import JsonPatchRule, MigrateAction
-from tasks.restore import PlanRef, apply_plan, discard_spool, load_plan, plan_options, record_restore
+from tasks.restore import PlanRef, ReportRef, apply_plan, discard_spool, load_plan, plan_options, record_restore
 from tasks.restore_parameters import ImageRewrites, NamespaceMap, StorageClassMap, as_mapping
 
 CLAIMS = Selector(kinds=("PersistentVolumeClaim",))
@@ -156,23 +156,13 @@ def migrate(
         with source_back_on_failure(source, resolved):
             with clock.stage(CutoverStage.FINAL_BACKUP):
                 final = backup(app=app, namespaces=namespaces, location=loc, encryption_key=key, cluster=source,
-                               quiesce=quiesce or ["*"], keep_quiesced=True, init=init and not pre_seed_rounds)
-            with clock.stage(CutoverStage.RESTORE):
-                restore_plan = load_plan(loc, key, target, restore_point=final, options=options,
-                                         exclude_kinds=exclude_kinds or ())
-                if restore_plan.quiesced_at:  # the source served until the final backup scaled it to zero
-                    try:
-                        clock.began_at(datetime.fromisoformat(restore_plan.quiesced_at))
-                    except ValueError as exc:  # a clock step: the downtime then counts the whole final backup
-                        logger.warning("downtime counted from the final backup's start: %s", exc)
-                try:
-                    done = apply_plan(loc, key, target, restore_plan, policy, seeded_by=mid, settle_seed=False)
-                    report = done.load(in_memory=True)  # used after the spool is discarded
-                except BaseException:
-                    discard_spool(restore_plan)
-                    raise
-            if not report.failed:
-                clock.ready()
+                               quiesce=quiesce or ["*"], keep_quiesced=True, init=init and not pre_seed_rounds,
+                               defer_publish=True)
+            try:
+                restore_plan, done, report = _cut_over(loc, key, target, final, options, policy, mid, clock,
+                                                       exclude_kinds or [])
+            finally:  # the final point's catalog rows, score, index and artifacts: off the downtime path
+                _publish_final(loc, key, final)
             downtime = clock.result()
             restore_id = new_restore_id()
             try:  # the report file lives beside the spool: recorded first, then both are deleted
@@ -191,6 +181,43 @@ def migrate(
                               + "; ".join(f"{p.pvc}: {p.mismatches[0]}" for p in bad)
                               + " (the source stays quiesced; `kubekeep migrate --rollback` runs it again)", result)
     return result
+
+
+def _cut_over(loc: LocationProfile, key: EncryptionKey, target: ClusterConnection, final: str, options: PlanOptions,
+              policy: RestorePolicy, mid: str, clock: DowntimeClock, exclude_kinds: list[str]
+              ) -> tuple[PlanRef, ReportRef, RestoreReport]:
+    """The cutover's restore of the final point onto the target (claims synced, readiness tiers); the clock
+    runs from the quiesce the final backup recorded and stops when the target is ready."""
+    with clock.stage(CutoverStage.RESTORE):
+        restore_plan = load_plan(loc, key, target, restore_point=final, options=options, exclude_kinds=exclude_kinds)
+        if restore_plan.quiesced_at:  # the source served until the final backup scaled it to zero
+            try:
+                clock.began_at(datetime.fromisoformat(restore_plan.quiesced_at))
+            except ValueError as exc:  # a clock step: the downtime then counts the whole final backup
+                get_run_logger().warning("downtime counted from the final backup's start: %s", exc)
+        try:
+            done = apply_plan(loc, key, target, restore_plan, policy, seeded_by=mid, settle_seed=False)
+            report = done.load(in_memory=True)  # used after the spool is discarded
+        except BaseException:
+            discard_spool(restore_plan)
+            raise
+    if not report.failed:
+        clock.ready()
+    return restore_plan, done, report
+
+
+def _publish_final(loc: LocationProfile, key: EncryptionKey, final: str) -> None:
+    """Publish the final backup's restore point (flows.backup.publish_backup); a failure here is logged, never
+    raised: the cutover's outcome does not depend on it (``kubekeep catalog-rebuild`` restores the rows)."""
+    logger = get_run_logger()
+    try:
+        unscored = publish_backup(loc, key, final)
+    except Exception as exc:  # noqa: BLE001 - reported; the restore point itself is written and locked
+        logger.error("restore point %s: catalog rows, score and artifacts not written: %s "
+                     "(kubekeep catalog-rebuild adds the rows)", final, exc)
+        return
+    if unscored:
+        logger.warning("restore point %s was not scored: %s", final, unscored)
 
 
 def _pre_seed(loc: LocationProfile, key: EncryptionKey, target: ClusterConnection, point: str, options: PlanOptions,

@@ -32,6 +32,7 @@ from kubekeep.restorepoint import (
     RestorePointRecord,
     VolumeRecord,
     add_to_catalog,
+    find_restore_point,
     manifest_stream,
     write_restore_point,
 )
@@ -184,6 +185,14 @@ def lock_restore_point(location: LocationProfile, key: EncryptionKey, snapshot_i
     if report.errors:
         raise RuntimeError(f"{len(report.errors)} object(s) could not be locked: " + "; ".join(report.errors[:5]))
     return report
+
+
+@task(name="read-restore-point", **DATA_TASK)
+def read_restore_point_record(location: LocationProfile, key: EncryptionKey, restore_point_id: str
+                              ) -> tuple[str, RestorePointRecord]:
+    """The snapshot id and the record of restore point ``restore_point_id``."""
+    with repository(location, key) as repo:
+        return find_restore_point(repo, restore_point_id)
 
 
 @task(name="record-catalog", **DATA_TASK)

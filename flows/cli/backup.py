@@ -92,6 +92,10 @@ def backup_cmd(
     = CopyModeOpt.replica,
     keep_quiesced: Annotated[bool, Flag("--keep-quiesced", help="Leave the --quiesce workloads at zero after a "
                                                                 "successful backup (a manual cutover).")] = False,
+    defer_publish: Annotated[bool, Flag("--defer-publish", help="Return once the restore point is written and "
+                                        "locked, without its catalog rows, signals score and artifacts (what a "
+                                        "migration's final backup does; `kubekeep catalog-rebuild` adds the rows).")
+                             ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Back up an application now (the same flow the deployments run); print the restore point id."""
@@ -129,7 +133,7 @@ def backup_cmd(
                            exclude_kinds=exclude_kind or [],
                            volume_concurrency=volume_concurrency, nfs_mounts=mounts, hooks=hook_rules,
                            quiesce=quiesce or [], mover=mover, policy=policy, include_crds=include_crd or [],
-                           init=init, keep_quiesced=keep_quiesced,
+                           init=init, keep_quiesced=keep_quiesced, defer_publish=defer_publish,
                            signals=SignalOptions(enabled=not no_signals, threshold=signal_threshold,
                                                  baseline_points=signal_baseline),
                            copy_to=after)

@@ -200,3 +200,38 @@ def _restricted_kubeconfig(cluster: Cluster, test_cluster, namespace: str, tmp_p
     path = tmp_path / "restricted.kubeconfig"
     path.write_text(json.dumps(cfg))
     return path
+
+
+def test_a_deferred_publish_leaves_catalog_signals_and_index_to_the_caller(  # type: ignore[no-untyped-def]
+        prefect_api: str, test_cluster, namespace: str, shop: dict[str, dict[str, str]], tmp_path: Path) -> None:
+    """A migration's final backup returns as soon as its restore point is written and locked; the catalog
+    rows, the signals score, the index and the artifacts come later, from publish_backup (off the downtime
+    path)."""
+    from prefect import flow
+
+    from flows.backup import publish_backup
+    from tasks.parameters import CopyAfterBackup
+
+    location = LocationProfile(kind="filesystem", path=str(tmp_path / "location"))
+    with pytest.raises(ValueError, match="defer_publish"):
+        backup(app="shop", namespaces=[namespace], location=location, encryption_key=_key(),
+               cluster=_conn(test_cluster), init=True, defer_publish=True,
+               copy_to=CopyAfterBackup(destination="dr", init=True))
+    rp_id = backup(app="shop", namespaces=[namespace], location=location, encryption_key=_key(),
+                   cluster=_conn(test_cluster), init=True, defer_publish=True)
+    with _key().open_repository(location.storage()) as repo:
+        _, record = find_restore_point(repo, rp_id)  # written: restorable from here on
+    assert record.status == "succeeded"
+    with _key().catalog(location, cache_dir=tmp_path / "cache-1") as catalog:
+        assert latest_restore_point(catalog, "shop") is None
+
+    @flow(name="finish-deferred-backup")
+    def finish() -> str | None:
+        return publish_backup(location, _key(), rp_id)
+
+    assert finish() is None  # published and scored
+    with _key().catalog(location, cache_dir=tmp_path / "cache-2") as catalog:
+        point = latest_restore_point(catalog, "shop")
+        assert point is not None and point.id == rp_id
+        from kubekeep.catalog import list_signals
+        assert [s.restore_point_id for s in list_signals(catalog, restore_point_ids=[rp_id], volumes=False)] == [rp_id]

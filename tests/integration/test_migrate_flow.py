@@ -17,7 +17,7 @@ import pytest
 from blocks import ClusterConnection, EncryptionKey, LocationProfile
 from flows.migrate import migrate
 from kubekeep.backup.quiesce import ORIGINAL_REPLICAS_ANNOTATION
-from kubekeep.catalog import list_restores
+from kubekeep.catalog import list_restore_points, list_restores, list_signals
 from kubekeep.cluster import ApiError, Cluster
 from kubekeep.migrate import MIGRATION_ANNOTATION, ClassResolution, MigrationPlan, MigrationRefusedError, Verdict
 from kubekeep.testbed import sample_app
@@ -157,6 +157,11 @@ def _migrate_and_prove(source: Cluster, target: Cluster, source_conn: ClusterCon
         assert rows_ and rows_[0].downtime is not None
         assert rows_[0].downtime.seconds == pytest.approx(result["downtime"]["seconds"])
         assert [s.name for s in rows_[0].downtime.stages] == ["final-backup", "restore"]
+        # the final backup's catalog rows and score were written after the cutover, off the downtime path
+        with key.catalog(location, cache_dir=tmp_path / "cache-2") as catalog:
+            final = result["restore_point_id"]
+            assert final in {p.id for p in list_restore_points(catalog)}
+            assert [s.restore_point_id for s in list_signals(catalog, restore_point_ids=[final], volumes=False)]
 
         # the source: untouched except for the scale-down
         after = _versions(source, ns)

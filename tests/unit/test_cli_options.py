@@ -39,6 +39,7 @@ BACKUP_PARAMETERS = {
     "exclude_kinds": "--exclude-kind", "volume_concurrency": "--volume-concurrency", "nfs_mounts": "--nfs-mount",
     "hooks": "--hooks", "quiesce": "--quiesce", "mover": "--mover-image", "policy": "--policy",
     "include_crds": "--include-crd", "init": "--init", "copy_to": "--copy-to", "keep_quiesced": "--keep-quiesced",
+    "defer_publish": "--defer-publish",
     "signals": "--signal-threshold",
 }
 DR_COPY_PARAMETERS = {
