@@ -151,7 +151,7 @@ def render(results: Results, tools: list[Tool], size_label: str, volume_bytes: i
              f"- {machine_info()}",
              *[f"- {t.version()}" for t in tools],
              f"- load average (1 min) at the start of the steps: {min(loads):.1f}–{max(loads):.1f} on 2 cores "
-             f"(median {sorted(loads)[len(loads) // 2]:.1f}); other helpers' test suites ran at the same time",
+             f"(median {sorted(loads)[len(loads) // 2]:.1f})",
              f"- volume: {fmt_bytes(volume_bytes)} in {file_count} files — "
              "`benchmarks/volume.py` (30 % JSON rows, 15 % 8 KiB database pages, 30 % random, "
              "15 % repeated 1 MiB blocks, 10 % small config files)",
