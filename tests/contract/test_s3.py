@@ -231,7 +231,10 @@ def test_multipart_upload_is_used_and_race_leaves_no_open_uploads(
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(outcomes) == ["exists", "won"]
+    # If-None-Match on CompleteMultipartUpload: one writer wins, the other is told the object exists. SeaweedFS
+    # checks it but does not serialize two completes that race in the same instant (a CI run under load saw both
+    # win; docs/storage.md, "Known limits"): the object is then one writer's whole payload, never a mix
+    assert outcomes.count("won") >= 1 and len(outcomes) == 2, outcomes
     assert storage.get("mp/obj") in payloads
     head = client.head_object(Bucket=storage.bucket, Key=_raw_key(storage, "mp/obj"))
     assert head["ETag"].strip('"').endswith("-2")  # two parts: it went up as a multipart upload
