@@ -154,10 +154,11 @@ def migrate(
         clock = DowntimeClock()
         clock.start()
         with source_back_on_failure(source, resolved):
-            with clock.stage(CutoverStage.FINAL_BACKUP):
-                final = backup(app=app, namespaces=namespaces, location=loc, encryption_key=key, cluster=source,
-                               quiesce=quiesce or ["*"], keep_quiesced=True, init=init and not pre_seed_rounds,
-                               defer_publish=True)
+            with clock.stage(CutoverStage.FINAL_BACKUP):  # the backup flow's recipe, inside this run: a
+                # subflow's end joins its heartbeat thread (up to 1 s) and that would be on the downtime path
+                final = backup.fn(app=app, namespaces=namespaces, location=loc, encryption_key=key,
+                                  cluster=source, quiesce=quiesce or ["*"], keep_quiesced=True,
+                                  init=init and not pre_seed_rounds, defer_publish=True)
             try:
                 restore_plan, done, report = _cut_over(loc, key, target, final, options, policy, mid, clock,
                                                        exclude_kinds or [])

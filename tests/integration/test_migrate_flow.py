@@ -157,6 +157,13 @@ def _migrate_and_prove(source: Cluster, target: Cluster, source_conn: ClusterCon
         assert rows_ and rows_[0].downtime is not None
         assert rows_[0].downtime.seconds == pytest.approx(result["downtime"]["seconds"])
         assert [s.name for s in rows_[0].downtime.stages] == ["final-backup", "restore"]
+        # the pre-seed backups are backup flow runs of their own; the final one runs inside the migrate run (a
+        # subflow's end waits for its heartbeat thread, up to 1 s on the downtime path)
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["backup"])), limit=200)
+        assert len([r for r in runs if r.parameters.get("namespaces") == [ns]]) == 2
         # the final backup's catalog rows and score were written after the cutover, off the downtime path
         with key.catalog(location, cache_dir=tmp_path / "cache-2") as catalog:
             final = result["restore_point_id"]
