@@ -22,12 +22,31 @@ from typing import Any
 
 from kubekeep.repo.archiver import BackupStats, BlobSaver
 from kubekeep.repo.crypto import BlobType
-from kubekeep.repo.errors import RepositoryError
+from kubekeep.repo.errors import MissingObjectError, RepositoryError
+from kubekeep.repo.format import BlobEntry
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import Retention
 
-#: source data chunks being read and re-encrypted at once, per file
-WINDOW = 32
+#: source data chunks taken at once: grouped by source pack, each group read with one ranged read per run
+BATCH = 64
+#: batches in flight (the next is read while the oldest is handed on)
+BATCHES_IN_FLIGHT = 2
+#: a run of one pack read at once: blobs closer than GAP, at most RUN_BYTES
+GAP = 256 * 1024
+RUN_BYTES = 4 * 2**20
+
+
+def _runs(entries: list[BlobEntry]) -> Iterator[list[BlobEntry]]:
+    """The entries of one pack by offset, cut where the gap exceeds GAP or a run would exceed RUN_BYTES."""
+    run: list[BlobEntry] = []
+    for e in sorted(entries, key=lambda e: e.offset):
+        if run and (e.offset - (run[-1].offset + run[-1].length) > GAP
+                    or e.offset + e.length - run[0].offset > RUN_BYTES):
+            yield run
+            run = []
+        run.append(e)
+    if run:
+        yield run
 
 
 class Translation:
@@ -96,38 +115,60 @@ class Rewriter:
         else:
             self.saver.abort()
 
-    def _copy_blob(self, src_id: bytes, blob_type: int) -> bytes:
+    def _copy_run(self, pack_id: bytes, entries: list[BlobEntry]) -> dict[bytes, bytes]:
+        """Copy blobs of one source pack read with one ranged read; source id -> destination id."""
         # authenticated (decrypted, decompressed, checked against its id): a damaged source pack fails here,
         # naming it; the stored payload is re-sealed as it is (no second compression)
-        plain, flag, payload = self.src.read_blob_payload(src_id)
-        self.blobs_read += 1
-        new_id = self.saver.save_blob(blob_type, plain, packed=(flag, payload))
-        if self.progress is not None:
-            self.progress(len(plain))
-        return new_id
+        out: dict[bytes, bytes] = {}
+        for entry, read in zip(entries, self.src.read_pack_payloads(pack_id, entries), strict=True):
+            if isinstance(read, RepositoryError):
+                raise read
+            plain, flag, payload = read
+            out[entry.blob_id] = self.saver.save_blob(BlobType.DATA, plain, packed=(flag, payload))
+            if self.progress is not None:
+                self.progress(len(plain))
+        return out
 
     def _data(self, ids: Iterator[bytes]) -> Iterator[bytes]:
-        """Destination ids of source data chunks, in order; unknown chunks copied WINDOW at a time."""
-        pending: deque[tuple[bytes, Future[bytes] | None]] = deque()
-        started: dict[bytes, Future[bytes]] = {}
+        """Destination ids of source data chunks, in order. Unknown chunks are copied BATCH at a time, grouped
+        by source pack (one ranged read per run of a pack, not one per blob), BATCHES_IN_FLIGHT batches at once."""
+        inflight: deque[tuple[list[bytes], list[Future[dict[bytes, bytes]]]]] = deque()
+        queued: set[bytes] = set()
+        batch: list[bytes] = []
         for src_id in ids:
-            known = self.ids.get(src_id)
-            if known is None and src_id not in started:
-                started[src_id] = self.pool.submit(self._copy_blob, src_id, BlobType.DATA)
-            pending.append((src_id, None if known is not None else started[src_id]))
-            while len(started) >= WINDOW and pending:
-                yield self._resolve(pending.popleft(), started)
-        while pending:
-            yield self._resolve(pending.popleft(), started)
+            batch.append(src_id)
+            if len(batch) >= BATCH:
+                inflight.append((batch, self._start(batch, queued)))
+                batch = []
+                while len(inflight) > BATCHES_IN_FLIGHT:
+                    yield from self._finish(*inflight.popleft(), queued)
+        if batch:
+            inflight.append((batch, self._start(batch, queued)))
+        while inflight:
+            yield from self._finish(*inflight.popleft(), queued)
 
-    def _resolve(self, item: tuple[bytes, Future[bytes] | None], started: dict[bytes, Future[bytes]]) -> bytes:
-        src_id, fut = item
-        if fut is None:
-            return self.ids[src_id]
-        new_id = fut.result()
-        self.ids[src_id] = new_id
-        started.pop(src_id, None)
-        return new_id
+    def _start(self, batch: list[bytes], queued: set[bytes]) -> list[Future[dict[bytes, bytes]]]:
+        wanted = [i for i in dict.fromkeys(batch) if i not in self.ids and i not in queued]
+        queued.update(wanted)
+        by_pack: dict[bytes, list[BlobEntry]] = {}
+        index = self.src.index
+        for src_id in wanted:
+            loc = index.lookup(src_id)
+            if loc is None:
+                raise MissingObjectError(f"blob {src_id.hex()} is not in the source's index")
+            by_pack.setdefault(loc.pack_id, []).append(loc.entry)
+        self.blobs_read += len(wanted)
+        return [self.pool.submit(self._copy_run, pack_id, run)
+                for pack_id, entries in by_pack.items() for run in _runs(entries)]
+
+    def _finish(self, batch: list[bytes], futures: list[Future[dict[bytes, bytes]]], queued: set[bytes]
+                ) -> Iterator[bytes]:
+        for fut in futures:
+            for src_id, new_id in fut.result().items():
+                self.ids[src_id] = new_id
+                queued.discard(src_id)
+        for src_id in batch:
+            yield self.ids[src_id]
 
     def content(self, c: Mapping[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in c.items() if k not in ("chunks", "lists")}

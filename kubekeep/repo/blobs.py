@@ -6,7 +6,8 @@ trailer (docs/repository-format.md, "Pack object"). Thread-safe.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from .crypto import FLAG_RAW, BlobType
 from .errors import IntegrityError, MissingObjectError, RepositoryError
@@ -24,6 +25,8 @@ from .index import IndexStore
 from .keys import RepositoryKeys
 from .protocols import IndexView
 from .storage import ObjectInfo, ObjectNotFoundError, Storage
+
+T = TypeVar("T")
 
 
 class BlobStore:
@@ -43,6 +46,9 @@ class BlobStore:
         """(plaintext verified against its id, compression flag, stored payload): what a copy re-seals under
         another key without compressing again. IntegrityError/MissingObjectError otherwise."""
         entry, raw, what = self._read_envelope(blob_id, index)
+        return self._open_payload(entry, raw, what)
+
+    def _open_payload(self, entry: BlobEntry, raw: bytes | memoryview, what: str) -> tuple[bytes, int, bytes]:
         flag, payload = self.keys.envelope.open(entry.blob_type, entry.blob_id, raw, what=what)
         plain = self.keys.compressor.unpack(flag, payload, raw_length=entry.raw_length, what=what)
         self._check_id(entry, plain, what)
@@ -80,13 +86,24 @@ class BlobStore:
         A blob that fails verification is returned as its IntegrityError, so that it
         fails only the file it belongs to; a missing pack raises MissingObjectError.
         """
+        return self._read_run(pack_id, entries, storage, self.decode_blob)
+
+    def read_pack_payloads(self, pack_id: bytes, entries: Sequence[BlobEntry], *, storage: Storage | None = None
+                           ) -> list[tuple[bytes, int, bytes] | RepositoryError]:
+        """Several blobs of one pack with one ranged read, each as :meth:`read_blob_payload` returns it (a
+        copy re-seals them under another key); a blob that fails verification is its IntegrityError."""
+        return self._read_run(pack_id, entries, storage,
+                              lambda e, piece, what: self._open_payload(e, piece, what))
+
+    def _read_run(self, pack_id: bytes, entries: Sequence[BlobEntry], storage: Storage | None,
+                     decode: Callable[..., T]) -> list[T | RepositoryError]:
         start = entries[0].offset
         end = max(e.offset + e.length for e in entries)
         try:
             raw = (storage or self.storage).get_range(pack_key(pack_id), start, end - start)
         except ObjectNotFoundError:
             raise MissingObjectError(f"pack {pack_id.hex()} is missing") from None
-        out: list[bytes | RepositoryError] = []
+        out: list[T | RepositoryError] = []
         with memoryview(raw) as view:
             for e in entries:
                 what = f"pack {pack_id.hex()} blob {e.blob_id.hex()} ({BlobType.NAMES.get(e.blob_type, '?')})"
@@ -95,7 +112,7 @@ class BlobStore:
                     out.append(IntegrityError(f"{what}: pack is truncated"))
                     continue
                 try:
-                    out.append(self.decode_blob(e, piece, what=what))
+                    out.append(decode(e, piece, what=what))
                 except RepositoryError as exc:
                     out.append(exc)
         return out

@@ -347,6 +347,10 @@ class Repository:
                         storage: Storage | None = None) -> list[bytes | RepositoryError]:
         return self.blobs.read_pack_blobs(pack_id, entries, storage=storage)
 
+    def read_pack_payloads(self, pack_id: bytes, entries: Sequence[BlobEntry], *, storage: Storage | None = None
+                           ) -> list[tuple[bytes, int, bytes] | RepositoryError]:
+        return self.blobs.read_pack_payloads(pack_id, entries, storage=storage)
+
     def list_packs(self) -> dict[bytes, ObjectInfo]:
         return self.blobs.list_packs()
 

@@ -30,7 +30,7 @@ from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
 from kubekeep.restorepoint import read_restore_point
 from tests.unit.drcopy.helpers import dir_bytes, make_point, tree_digest
-from tests.unit.repo.conftest import PASSWORD, fast_retry, make_repo
+from tests.unit.repo.conftest import PASSWORD, fast_retry, make_repo, open_repo
 
 OTHER_PASSWORD = "the destination's own passphrase"
 MODES = [CopyMode.REPLICA, CopyMode.INDEPENDENT]
@@ -299,3 +299,31 @@ def test_a_stored_pack_is_verified_a_few_mib_at_a_time_and_damage_is_named(tmp_p
     victim.write_bytes(bytes(raw))
     with pytest.raises(verify.PackVerificationError, match=victim.name):
         verify.verify_stored_pack(src, bytes.fromhex(victim.name), where="A")
+
+
+class _CountingStorage(FilesystemStorage):
+    """A filesystem that counts the ranged reads of packs (how many requests an S3 source would get)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.pack_reads = 0
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        if key.startswith(DATA_PREFIX):
+            self.pack_reads += 1
+        return super().get_range(key, offset, length)
+
+
+def test_an_independent_copy_reads_source_packs_in_runs_not_blob_by_blob(tmp_path: Path, src: Repository) -> None:
+    """One ranged read per blob is one GET per ~100 KiB against an S3 source; blobs are read in runs of a pack."""
+    make_point(src, volume(tmp_path / "vol", size=4 * 1024 * 1024), "shop-1")
+    src.close()
+    counting = _CountingStorage(tmp_path / "a")
+    source = open_repo(counting)
+    dst = new_dest(source, tmp_path / "b", CopyMode.INDEPENDENT)
+    (point,) = choose_points(source, all_points=True)
+    result = copy_point(source, dst, point, CopyMode.INDEPENDENT, present=present_points(dst))
+    assert result.status == "copied" and result.blobs_copied >= 20
+    assert counting.pack_reads < result.blobs_copied / 2, (counting.pack_reads, result.blobs_copied)
+    dst.restore(read_restore_point(dst, present_points(dst)["shop-1"]).volumes[0].snapshot_id or "", tmp_path / "o")
+    assert tree_digest(tmp_path / "o") == tree_digest(tmp_path / "vol")
