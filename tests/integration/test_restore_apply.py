@@ -26,6 +26,7 @@ from kubekeep.restore.policy import ConflictPolicy, NodePortConflicts, RestorePo
 from kubekeep.restore.report import Action, RestoreFailedError, RestoreReport, VolumeOutcome, VolumeStatus
 from kubekeep.testbed import sample_app
 from kubekeep.testbed.crds import crd_manifest
+from tests.plugins.controlplane import DERIVED_BY_THE_CONTROL_PLANE
 
 Manifest = dict[str, Any]
 
@@ -60,7 +61,7 @@ def _ts(value: str) -> datetime:
 
 def _versions(cluster: Cluster, namespace: str) -> dict[tuple[str, str], str]:
     return {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
-            for o in namespaced_objects(cluster, namespace) if o["kind"] != "Event"}
+            for o in namespaced_objects(cluster, namespace) if o["kind"] not in DERIVED_BY_THE_CONTROL_PLANE}
 
 
 @pytest.fixture(scope="module")

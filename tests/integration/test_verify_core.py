@@ -64,11 +64,9 @@ from kubekeep.verify import (
     volume_data,
     workloads_ready,
 )
+from tests.plugins.controlplane import DERIVED_BY_THE_CONTROL_PLANE
 
 Manifest = dict[str, Any]
-#: objects kube-controller-manager derives from others and rewrites itself (its EndpointSlice controller follows
-#: the Services' pods): a write to them in the source namespace during a verification is the control plane's
-DERIVED_BY_THE_CONTROL_PLANE = {"EndpointSlice", "Endpoints"}
 PASSWORD = "verify-core"
 
 

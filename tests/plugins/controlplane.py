@@ -41,6 +41,12 @@ import pytest
 from kubekeep.cluster import Cluster
 from tests.plugins.lifetime import release_after_last_use
 
+#: kinds the control plane derives from other objects and rewrites on its own: Events, and the Endpoints and
+#: EndpointSlices kube-controller-manager keeps in step with the Services' pods (they move some time after an app
+#: is Ready, whenever a pod's readiness moves). A test that proves Kubekeep left a namespace untouched leaves them
+#: out; a CI run under load saw EndpointSlices move mid-test in two such tests.
+DERIVED_BY_THE_CONTROL_PLANE = frozenset({"Event", "Endpoints", "EndpointSlice"})
+
 SECOND_VERSION_ENV = "KUBEKEEP_TEST_SECOND_K8S_VERSION"
 
 
