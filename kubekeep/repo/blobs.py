@@ -92,8 +92,7 @@ class BlobStore:
                            ) -> list[tuple[bytes, int, bytes] | RepositoryError]:
         """Several blobs of one pack with one ranged read, each as :meth:`read_blob_payload` returns it (a
         copy re-seals them under another key); a blob that fails verification is its IntegrityError."""
-        return self._read_run(pack_id, entries, storage,
-                              lambda e, piece, what: self._open_payload(e, piece, what))
+        return self._read_run(pack_id, entries, storage, self._open_payload)
 
     def _read_run(self, pack_id: bytes, entries: Sequence[BlobEntry], storage: Storage | None,
                      decode: Callable[..., T]) -> list[T | RepositoryError]:
