@@ -9,7 +9,7 @@ named by a destination index object.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass
@@ -22,8 +22,11 @@ from kubekeep.repo.storage import ObjectExistsError, ObjectNotFoundError, Retent
 
 from .verify import PackVerificationError, verify_pack
 
-#: packs per destination index object
+#: packs per destination index object, at most
 INDEX_BATCH = 64
+#: blob entries per destination index object, at most: an index object is written while the next packs
+#: move (encoding one for a whole 1 GiB copy at the end took ~0.3 s with every mover idle)
+INDEX_BATCH_BLOBS = 8192
 #: packs in flight at once (each is held in memory while it moves: 16 MiB by default)
 PACKS_IN_FLIGHT = 3
 
@@ -68,27 +71,33 @@ def copy_packs(src: Repository, dst: Repository, pack_ids: Iterable[bytes], *, r
                stats: PackStats, progress: Callable[[int], None] | None = None) -> None:
     """Copy the packs the destination's index lacks; index them there in batches as they are verified.
 
-    A failure stops the copy and raises; the packs verified before it are indexed
-    (they are complete and authentic), so a re-run moves only the rest.
+    ``pack_ids`` is read as the copy goes (it may be fed by a walk still running). A failure stops the
+    copy and raises; the packs verified before it are indexed (they are complete and authentic), so a
+    re-run moves only the rest.
     """
     indexed = dst.load_index(reload=True)
-    todo = []
-    for pack_id in pack_ids:
-        if indexed.has_pack(pack_id):
-            stats.packs_skipped += 1
-        else:
-            todo.append(pack_id)
+
+    def missing() -> Iterator[bytes]:
+        for pack_id in pack_ids:
+            if indexed.has_pack(pack_id):
+                stats.packs_skipped += 1
+            else:
+                yield pack_id
+
     batch: dict[bytes, list[BlobEntry]] = {}
+    batch_blobs = 0
 
     def flush() -> None:
+        nonlocal batch_blobs
         if batch:
             dst.write_index_object(dict(batch), retention=retention)
             batch.clear()
+            batch_blobs = 0
 
     error: BaseException | None = None
     with ThreadPoolExecutor(PACKS_IN_FLIGHT, thread_name_prefix="kubekeep-drcopy") as pool:
         running: dict[Future[tuple[list[BlobEntry], int, bool]], bytes] = {}
-        queue = iter(todo)
+        queue = missing()
 
         def fill() -> None:
             while error is None and len(running) < PACKS_IN_FLIGHT:
@@ -108,6 +117,7 @@ def copy_packs(src: Repository, dst: Repository, pack_ids: Iterable[bytes], *, r
                     error = error or exc
                     continue
                 batch[pack_id] = entries
+                batch_blobs += len(entries)
                 if adopted:
                     stats.packs_adopted += 1
                 else:
@@ -115,9 +125,9 @@ def copy_packs(src: Repository, dst: Repository, pack_ids: Iterable[bytes], *, r
                     stats.bytes_copied += written
                 if progress is not None:
                     progress(written)
-                if len(batch) >= INDEX_BATCH:
-                    flush()
-            fill()
+            fill()  # the next packs move while this thread writes the index object
+            if len(batch) >= INDEX_BATCH or batch_blobs >= INDEX_BATCH_BLOBS:
+                flush()
     flush()
     if error is not None:
         raise error

@@ -75,6 +75,11 @@ class BlobStore:
         self._check_id(entry, plain, what)
         return plain
 
+    def authenticate_blob(self, entry: BlobEntry, raw: bytes | memoryview, *, what: str) -> None:
+        """Check one blob envelope's tag under its type and id (no decompression, no content hash): for
+        bytes that are moved as they are (a replica copy); IntegrityError otherwise."""
+        self.keys.envelope.authenticate(entry.blob_type, entry.blob_id, raw, what=what)
+
     def _check_id(self, entry: BlobEntry, plain: bytes, what: str) -> None:
         if len(plain) != entry.raw_length or self.keys.blob_id(plain) != entry.blob_id:
             raise IntegrityError(f"{what}: content does not match its id")

@@ -179,6 +179,20 @@ class Envelope:
                 return bytes(view[1:n])
             return compressor.unpack(flag, view[1:n], raw_length=raw_length, what=what)
 
+    def authenticate(self, blob_type: int, ident: bytes, data: bytes | memoryview, *, what: str) -> None:
+        """Check one envelope's tag (its type and id are the associated data) without decompressing it:
+        proves the bytes are what a holder of the key sealed under that id. IntegrityError otherwise."""
+        if len(data) < ENVELOPE_OVERHEAD:
+            raise IntegrityError(f"{what}: truncated ({len(data)} bytes)")
+        n = len(data) - NONCE_SIZE - TAG_SIZE
+        scratch = self._scratch(n)
+        with memoryview(data) as src, memoryview(scratch) as view:
+            try:
+                self._aead.decrypt_into(src[:NONCE_SIZE], src[NONCE_SIZE:], envelope_aad(blob_type, ident),
+                                        view[:n])
+            except InvalidTag:
+                raise IntegrityError(f"{what}: authentication failed (damaged, truncated or tampered)") from None
+
 
 class Compressor:
     """One per thread (zstd contexts are not thread-safe)."""

@@ -63,6 +63,10 @@ class Index:
             return None
         return self._decode(blob_id, value)
 
+    def pack_of(self, blob_id: bytes) -> bytes | None:
+        value = self._blobs.get(blob_id)
+        return None if value is None else self._packs[value >> 104]
+
     def _decode(self, blob_id: bytes, value: int) -> Location:
         raw_length = value & _M32
         length = (value >> 32) & _M32
@@ -109,8 +113,12 @@ class PackLimitedIndex:
         loc = self.index.lookup(blob_id)
         return loc if loc is not None and loc.pack_id in self.packs else None
 
+    def pack_of(self, blob_id: bytes) -> bytes | None:
+        pack = self.index.pack_of(blob_id)
+        return pack if pack is not None and pack in self.packs else None
+
     def __contains__(self, blob_id: object) -> bool:
-        return isinstance(blob_id, bytes) and self.lookup(blob_id) is not None
+        return isinstance(blob_id, bytes) and self.pack_of(blob_id) is not None
 
 
 class IndexStore:

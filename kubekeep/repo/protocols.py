@@ -34,6 +34,10 @@ class IndexView(Protocol):
 
     def lookup(self, blob_id: bytes) -> Location | None: ...
 
+    def pack_of(self, blob_id: bytes) -> bytes | None:
+        """The id of the pack holding the blob (lookup's pack_id, without building the Location)."""
+        ...
+
     def __contains__(self, blob_id: object) -> bool: ...
 
 

@@ -343,6 +343,9 @@ class Repository:
     def decode_blob(self, entry: BlobEntry, raw: bytes | memoryview, *, what: str) -> bytes:
         return self.blobs.decode_blob(entry, raw, what=what)
 
+    def authenticate_blob(self, entry: BlobEntry, raw: bytes | memoryview, *, what: str) -> None:
+        self.blobs.authenticate_blob(entry, raw, what=what)
+
     def read_pack_blobs(self, pack_id: bytes, entries: Sequence[BlobEntry], *,
                         storage: Storage | None = None) -> list[bytes | RepositoryError]:
         return self.blobs.read_pack_blobs(pack_id, entries, storage=storage)

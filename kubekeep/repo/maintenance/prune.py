@@ -339,6 +339,9 @@ class _Combined:
     def lookup(self, blob_id: bytes) -> Location | None:
         return self.first.lookup(blob_id) or self.second.lookup(blob_id)
 
+    def pack_of(self, blob_id: bytes) -> bytes | None:
+        return self.first.pack_of(blob_id) or self.second.pack_of(blob_id)
+
     def __contains__(self, blob_id: object) -> bool:
         return blob_id in self.first or blob_id in self.second
 
