@@ -50,8 +50,10 @@ READ_BACK_BYTES = 4 * 1024 * 1024
 
 
 def verify_stored_pack(repo: Repository, pack_id: bytes, *, where: str) -> tuple[list[BlobEntry], int]:
-    """(entries, size) of the pack ``pack_id`` in ``repo``'s storage, after its header and every blob in it
-    were authenticated, reading at most READ_BACK_BYTES at a time. PackVerificationError names it otherwise."""
+    """(entries, size) of the pack ``pack_id`` in ``repo``'s storage, after its header and every blob envelope
+    in it were authenticated (as in :func:`verify_pack`), reading at most READ_BACK_BYTES at a time: the
+    read-back of packs this copy sealed itself from blobs it had checked against their ids.
+    PackVerificationError names it otherwise."""
     what = f"pack {pack_id.hex()} at {where}"
     try:
         size = repo.storage.stat(pack_key(pack_id)).size
@@ -62,9 +64,9 @@ def verify_stored_pack(repo: Repository, pack_id: bytes, *, where: str) -> tuple
                 group.append(e)
                 continue
             if group:
-                for blob in repo.read_pack_blobs(pack_id, group):
-                    if isinstance(blob, RepositoryError):
-                        raise blob
+                for problem in repo.authenticate_pack_blobs(pack_id, group):
+                    if problem is not None:
+                        raise problem
             group = [e] if e is not None else []
     except (RepositoryError, StorageError) as exc:
         raise PackVerificationError(f"{what} fails verification: {exc}") from None

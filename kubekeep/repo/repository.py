@@ -346,6 +346,10 @@ class Repository:
     def authenticate_blob(self, entry: BlobEntry, raw: bytes | memoryview, *, what: str) -> None:
         self.blobs.authenticate_blob(entry, raw, what=what)
 
+    def authenticate_pack_blobs(self, pack_id: bytes, entries: Sequence[BlobEntry], *,
+                                storage: Storage | None = None) -> list[None | RepositoryError]:
+        return self.blobs.authenticate_pack_blobs(pack_id, entries, storage=storage)
+
     def read_pack_blobs(self, pack_id: bytes, entries: Sequence[BlobEntry], *,
                         storage: Storage | None = None) -> list[bytes | RepositoryError]:
         return self.blobs.read_pack_blobs(pack_id, entries, storage=storage)
