@@ -170,10 +170,15 @@ class Rewriter:
         for src_id in batch:
             yield self.ids[src_id]
 
-    def content(self, c: Mapping[str, Any]) -> dict[str, Any]:
+    def content(self, c: Mapping[str, Any], mapped: Iterator[bytes] | None = None) -> dict[str, Any]:
+        """A file's or stream's content as the destination names it; ``mapped``: the destination ids of its
+        ``chunks``, in order, when the caller copied them already (a directory's files together)."""
         out = {k: v for k, v in c.items() if k not in ("chunks", "lists")}
         if "chunks" in c:
-            out["chunks"] = [i.hex() for i in self._data(bytes.fromhex(h) for h in c["chunks"])]
+            if mapped is not None:
+                out["chunks"] = [next(mapped).hex() for _ in c["chunks"]]
+            else:
+                out["chunks"] = [i.hex() for i in self._data(bytes.fromhex(h) for h in c["chunks"])]
             return out
         lists = []
         for list_hex in c.get("lists", ()):
@@ -193,12 +198,18 @@ class Rewriter:
         if known is not None:
             return known
         out = []
-        for entry in self.src.load_tree(tree_id):
+        entries = self.src.load_tree(tree_id)
+        # the chunks of all the directory's small files in one stream, so that batches (and the reads in
+        # flight) span files: one file's chunk or two at a time left the copy waiting on every read
+        flat = [bytes.fromhex(h) for e in entries if e.get("type") == "file"
+                for h in (e.get("content") or {}).get("chunks", ())]
+        mapped = iter(list(self._data(iter(flat))))  # consumed whole before a subtree starts its own
+        for entry in entries:
             item = dict(entry)
             if item.get("type") == "dir":
                 item["subtree"] = self.tree(bytes.fromhex(item["subtree"])).hex()
             elif item.get("type") == "file":
-                item["content"] = self.content(item["content"])
+                item["content"] = self.content(item["content"], mapped)
             out.append(item)
         doc = {"version": 1, "entries": out}
         new_id = self.saver.save_blob(BlobType.TREE, json.dumps(doc, separators=(",", ":")).encode())
