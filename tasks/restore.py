@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,8 +29,8 @@ from prefect.logging import get_run_logger
 from blocks import ClusterConnection, EncryptionKey, LocationProfile, repository
 from kubekeep.backup.csi import CsiError, restore_with_mover
 from kubekeep.catalog import Catalog, Downtime
-from kubekeep.cluster import Cluster
-from kubekeep.manifest import ref_of
+from kubekeep.cluster import ApiError, Cluster
+from kubekeep.manifest import ObjectRef, ref_of
 from kubekeep.migrate.target import MIGRATION_ANNOTATION
 from kubekeep.migrate.volumes import sync_volume
 from kubekeep.repo.repository import Repository
@@ -46,7 +46,7 @@ from kubekeep.restore import (
     parse_priorities,
 )
 from kubekeep.restore.apply import apply, dry_run, served_by_cluster
-from kubekeep.restore.policy import RestorePolicy
+from kubekeep.restore.policy import ConflictPolicy, RestorePolicy
 from kubekeep.restore.record import record_restore as record_report
 from kubekeep.restore.report import Action, Outcomes, PhaseReport, RestoreReport, VolumeOutcome, VolumeStatus
 from kubekeep.restore.source import keep_provisioned, load_manifests
@@ -272,11 +272,19 @@ def apply_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCo
         fill = None
         if restore_volumes and plan.volumes:
             repo = stack.enter_context(repository(location, key))
+            early: dict[tuple[str, str], EarlySync] = {}
+            if seeded_by is not None and not policy.recreate_pvcs and \
+                    policy.for_ref(ObjectRef("", "PersistentVolumeClaim", "", "")) is not ConflictPolicy.RECREATE:
+                # left as they are by this restore: their sync runs while the objects before them are sent
+                pool = stack.enter_context(ThreadPoolExecutor(VOLUME_WORKERS, thread_name_prefix="kubekeep-sync"))
+                early = start_seeded_syncs(repo, c, plan.volumes, seeded_by, settle_seed, pool)
+                if early:
+                    logger.info("syncing %d pre-seeded claim(s) while the objects are restored", len(early))
 
             def fill(ctx: RestoreContext) -> list[VolumeOutcome]:
                 started = time.monotonic()
                 done = fill_volumes(repo, ctx.cluster, ctx.pvcs, plan.volumes, verify=verify, mover=mover,
-                                    seeded_by=seeded_by, settle_seed=settle_seed)
+                                    seeded_by=seeded_by, settle_seed=settle_seed, early=early)
                 logger.info("volume data in %.1f s: %s", time.monotonic() - started, "; ".join(
                     f"{v.pvc} {v.status.value}" + (f" ({v.method}, {v.files} file(s), {v.bytes} B written)"
                                                    if v.method else "") + (f": {v.error}" if v.error else "")
@@ -288,10 +296,43 @@ def apply_plan(location: LocationProfile, key: EncryptionKey, cluster: ClusterCo
         return keep_report(report, plan)
 
 
+@dataclass(frozen=True)
+class EarlySync:
+    """A pre-seeded claim's sync started before the restore reached its claims: into this volume."""
+
+    volume_name: str
+    future: Future[VolumeOutcome]
+
+
+def start_seeded_syncs(repo: Repository, cluster: Cluster, volumes: Sequence[VolumeToRestore], migration: str,
+                       settle: bool, pool: ThreadPoolExecutor) -> dict[tuple[str, str], EarlySync]:
+    """Start syncing the claims that ``migration``'s pre-seed created and that are Bound now (a cutover):
+    they exist before the restore sends anything, and a restore that does not recreate claims leaves them as
+    they are, so their data moves while the objects before them are sent. :func:`fill_volumes` takes each
+    result where the restore's claim is the same (same volume), and waits for it otherwise before it acts."""
+    out: dict[tuple[str, str], EarlySync] = {}
+    for volume in volumes:
+        try:
+            found = cluster.get("v1", "PersistentVolumeClaim", volume.pvc, namespace=volume.namespace)
+        except ApiError as exc:
+            if exc.status == 404:
+                continue
+            raise
+        name = (found.get("spec") or {}).get("volumeName")
+        claim = RestoredPvc(ref_of(found), Action.SKIPPED, found, name,
+                            (found.get("status") or {}).get("phase") == "Bound" and bool(name))
+        if claim.bound and name and _seeded(claim, migration):
+            out[(volume.namespace, volume.pvc)] = EarlySync(name, pool.submit(
+                _volume_outcome, repo, cluster, volume, claim, migration=migration, settle_seed=settle,
+                verify=True, mover=None))
+    return out
+
+
 def fill_volumes(repo: Repository, cluster: Cluster, claims: Sequence[RestoredPvc],
                  volumes: Sequence[VolumeToRestore], *, verify: bool = True,
                  mover: MoverOptions | None = None, seeded_by: str | None = None,
-                 settle_seed: bool = True) -> list[VolumeOutcome]:
+                 settle_seed: bool = True, early: dict[tuple[str, str], EarlySync] | None = None
+                 ) -> list[VolumeOutcome]:
     """Fill the claims this restore created from their snapshots (a few at once); one VolumeOutcome per
     claim, in ``volumes`` order. A claim that is not Bound, or whose fill fails, is FAILED (never raised):
     the restore engine then holds back every workload that mounts it.
@@ -299,23 +340,41 @@ def fill_volumes(repo: Repository, cluster: Cluster, claims: Sequence[RestoredPv
     ``seeded_by`` (a migration id): claims annotated ``kubekeep.io/migration`` with it, created now or
     by that migration's pre-seed, are synced instead (kubekeep.migrate.volumes.sync_volume: only what
     changed since the last sync is written, entries the snapshot lacks are removed, what was written is
-    re-read and compared). Other existing claims are never written into."""
+    re-read and compared). Other existing claims are never written into.
+
+    ``early``: syncs :func:`start_seeded_syncs` started; a claim's is its outcome when the restore's claim
+    is still that seeded claim on the same volume (otherwise it is waited for, then the claim is handled
+    here as if it had not run)."""
     created = {(p.ref.namespace, p.ref.name): p for p in claims
                if p.action in (Action.CREATED, Action.RECREATED) or _seeded(p, seeded_by)}
     todo = [(v, created[(v.namespace, v.pvc)]) for v in volumes if (v.namespace, v.pvc) in created]
+    started = early or {}
 
     def one(item: tuple[VolumeToRestore, RestoredPvc]) -> VolumeOutcome:
         volume, claim = item
-        try:
-            if _seeded(claim, seeded_by):
-                return _sync_claim(repo, cluster, volume, claim, settle_seed)
-            return _fill_claim(repo, cluster, volume, claim, verify, mover)
-        except Exception as exc:  # noqa: BLE001 - recorded as the claim's outcome, never dropped
-            return VolumeOutcome(volume.namespace, volume.pvc, VolumeStatus.FAILED, source=volume.source,
-                                 snapshot_id=volume.snapshot_id, error=f"{type(exc).__name__}: {exc}")
+        ahead = started.get((volume.namespace, volume.pvc))
+        if ahead is not None:
+            outcome = ahead.future.result()  # never raises: _volume_outcome records failures
+            if _seeded(claim, seeded_by) and claim.bound and claim.volume_name == ahead.volume_name:
+                return outcome
+        return _volume_outcome(repo, cluster, volume, claim, migration=seeded_by, settle_seed=settle_seed,
+                               verify=verify, mover=mover)
 
     with ThreadPoolExecutor(max_workers=VOLUME_WORKERS, thread_name_prefix="kubekeep-volume") as pool:
         return list(pool.map(one, todo))
+
+
+def _volume_outcome(repo: Repository, cluster: Cluster, volume: VolumeToRestore, claim: RestoredPvc, *,
+                    migration: str | None, settle_seed: bool, verify: bool, mover: MoverOptions | None
+                    ) -> VolumeOutcome:
+    """One claim synced (a migration's seeded claim) or filled; a failure is its FAILED outcome, never raised."""
+    try:
+        if _seeded(claim, migration):
+            return _sync_claim(repo, cluster, volume, claim, settle_seed)
+        return _fill_claim(repo, cluster, volume, claim, verify, mover)
+    except Exception as exc:  # noqa: BLE001 - recorded as the claim's outcome, never dropped
+        return VolumeOutcome(volume.namespace, volume.pvc, VolumeStatus.FAILED, source=volume.source,
+                             snapshot_id=volume.snapshot_id, error=f"{type(exc).__name__}: {exc}")
 
 
 def _seeded(claim: RestoredPvc, migration: str | None) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,6 +169,23 @@ def _migrate_and_prove(source: Cluster, target: Cluster, source_conn: ClusterCon
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["backup"])), limit=200)
         assert len([r for r in runs if r.parameters.get("namespaces") == [ns]]) == 2
+        # the cutover synced the pre-seeded claims while the objects before them were sent (not after them)
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+        with get_client(sync_client=True) as client:
+            mine = [r for r in client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["migrate"])),
+                                                     limit=200)
+                    if r.parameters.get("namespaces") == [ns] and r.parameters.get("action") == "run"
+                    and r.state is not None and r.state.is_completed()]
+            assert len(mine) == 1, [(r.name, r.state) for r in mine]
+            wanted = f"syncing {len(data)} pre-seeded claim(s) while the objects are restored"
+            deadline = time.monotonic() + 20
+            while True:  # the run's logs reach the API in batches, shortly after the run
+                logs = [e.message for e in
+                        client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[mine[0].id])))]
+                if wanted in logs or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        assert wanted in logs, logs[-20:]
         # the final backup's catalog rows and score were written after the cutover, off the downtime path
         with key.catalog(location, cache_dir=tmp_path / "cache-2") as catalog:
             final = result["restore_point_id"]
