@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kubekeep.cluster import ApiError, Cluster
+from kubekeep.cluster.poll import pauses
 from kubekeep.manifest import ObjectRef, dig, mounts_claim
 
 from .actions import DEFAULT_ACTIONS, BeforeWorkloads, RestoreAction, RestoreContext, RestoredPvc, RestoreItem
@@ -600,6 +601,7 @@ class _Run:
                 expected |= {(group, str(v.get("name")), kind) for v in dig(obj.manifest, "spec", "versions") or ()
                              if isinstance(v, dict) and v.get("served", True)}
         deadline = time.monotonic() + self.policy.crd_timeout
+        pause = pauses(self.policy.poll_interval)  # discovery follows Established within a moment, usually
         while True:
             missing = expected - self.ctx.refresh_resources()
             if not missing:
@@ -609,7 +611,7 @@ class _Run:
                 report.error = f"not served after {self.policy.crd_timeout:.0f}s: {names}"
                 self._abort(f"{phase.name}: custom kinds Established but not served (discovery): {names}")
                 return
-            time.sleep(self.policy.poll_interval)
+            time.sleep(next(pause))
         for ref in crds:
             self._mark_ready(ref, True)
         report.ready_at = _now()
