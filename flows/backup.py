@@ -157,8 +157,9 @@ def backup(
             manifests=manifests, volumes=volumes, hooks=hook_run, scope=scope, failures=failures, policy=policy,
             retain_until=retention[1] if retention else None, quiesced_at=quiesced_at)
         rp_snapshot = commit_restore_point(loc, key, record)
-        lock_restore_point(loc, key, [manifests.snapshot_id, rp_snapshot, *(v.snapshot_id for v in volumes
-                                                                             if v.snapshot_id)])
+        if retention is not None:  # a location without Object Lock has nothing to lock: no task run to wait for
+            lock_restore_point(loc, key, [manifests.snapshot_id, rp_snapshot, *(v.snapshot_id for v in volumes
+                                                                                 if v.snapshot_id)])
         signals_error = None
         if not defer_publish or failures:  # a failed run publishes now: nobody publishes it later
             signals_error = _publish_point(loc, key, record, rp_snapshot, failures, signals)
