@@ -71,9 +71,8 @@ def copy_packs(src: Repository, dst: Repository, pack_ids: Iterable[bytes], *, r
                stats: PackStats, progress: Callable[[int], None] | None = None) -> None:
     """Copy the packs the destination's index lacks; index them there in batches as they are verified.
 
-    ``pack_ids`` is read as the copy goes (it may be fed by a walk still running). A failure stops the
-    copy and raises; the packs verified before it are indexed (they are complete and authentic), so a
-    re-run moves only the rest.
+    A failure stops the copy and raises; the packs verified before it are indexed (they are complete and
+    authentic), so a re-run moves only the rest.
     """
     indexed = dst.load_index(reload=True)
 

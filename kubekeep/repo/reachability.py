@@ -111,16 +111,14 @@ class Reachability:
         return {pack_key(p) for p in self.packs}
 
 
-def reachable(repo: SnapshotReader, snapshot_ids: Iterable[str], *, index: IndexView | None = None,
-              on_pack: Callable[[bytes], None] | None = None) -> Reachability:
+def reachable(repo: SnapshotReader, snapshot_ids: Iterable[str], *, index: IndexView | None = None
+              ) -> Reachability:
     """Walk the snapshots (full ids, unique prefixes or 'latest') and say what they need.
 
     ``index`` is where blobs are looked up and trees read from; by default the
     index is reloaded from storage first. Manifests are read from storage (never
     from the local cache). Nothing is raised for a damaged repository: problems
     are in ``errors`` and ``unreadable``; a storage failure raises StorageError.
-    ``on_pack(pack_id)`` is called once per pack as the walk first meets it (a copy starts moving packs
-    before the walk ends); only the returned result says whether the snapshots are whole.
     """
     view: IndexView = index if index is not None else repo.load_index(reload=True)
     result = Reachability()
@@ -134,10 +132,8 @@ def reachable(repo: SnapshotReader, snapshot_ids: Iterable[str], *, index: Index
         pack = view.pack_of(blob_id)
         if pack is None:
             missing_here.add(blob_id)
-        elif pack not in result.packs:
+        else:
             result.packs.add(pack)
-            if on_pack is not None:
-                on_pack(pack)
 
     for given in snapshot_ids:
         try:
