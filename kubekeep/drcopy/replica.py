@@ -22,11 +22,8 @@ from kubekeep.repo.storage import ObjectExistsError, ObjectNotFoundError, Retent
 
 from .verify import PackVerificationError, verify_pack
 
-#: packs per destination index object, at most
+#: packs per destination index object
 INDEX_BATCH = 64
-#: blob entries per destination index object, at most: an index object is written while the next packs
-#: move (encoding one for a whole 1 GiB copy at the end took ~0.3 s with every mover idle)
-INDEX_BATCH_BLOBS = 8192
 #: packs in flight at once (each is held in memory while it moves: 16 MiB by default)
 PACKS_IN_FLIGHT = 3
 
@@ -84,14 +81,11 @@ def copy_packs(src: Repository, dst: Repository, pack_ids: Iterable[bytes], *, r
                 yield pack_id
 
     batch: dict[bytes, list[BlobEntry]] = {}
-    batch_blobs = 0
 
     def flush() -> None:
-        nonlocal batch_blobs
         if batch:
             dst.write_index_object(dict(batch), retention=retention)
             batch.clear()
-            batch_blobs = 0
 
     error: BaseException | None = None
     with ThreadPoolExecutor(PACKS_IN_FLIGHT, thread_name_prefix="kubekeep-drcopy") as pool:
@@ -116,7 +110,6 @@ def copy_packs(src: Repository, dst: Repository, pack_ids: Iterable[bytes], *, r
                     error = error or exc
                     continue
                 batch[pack_id] = entries
-                batch_blobs += len(entries)
                 if adopted:
                     stats.packs_adopted += 1
                 else:
@@ -125,7 +118,7 @@ def copy_packs(src: Repository, dst: Repository, pack_ids: Iterable[bytes], *, r
                 if progress is not None:
                     progress(written)
             fill()  # the next packs move while this thread writes the index object
-            if len(batch) >= INDEX_BATCH or batch_blobs >= INDEX_BATCH_BLOBS:
+            if len(batch) >= INDEX_BATCH:
                 flush()
     flush()
     if error is not None:
