@@ -164,16 +164,8 @@ class Envelope:
     def open_blob(self, blob_type: int, ident: bytes, data: bytes | memoryview, compressor: Compressor, *,
                   raw_length: int, what: str) -> bytes:
         """Decrypt and decompress one blob envelope; the plaintext (unverified against its id)."""
-        if len(data) < ENVELOPE_OVERHEAD:
-            raise IntegrityError(f"{what}: truncated ({len(data)} bytes)")
-        n = len(data) - NONCE_SIZE - TAG_SIZE
-        scratch = self._scratch(n)
-        with memoryview(data) as src, memoryview(scratch) as view:
-            try:
-                self._aead.decrypt_into(src[:NONCE_SIZE], src[NONCE_SIZE:], envelope_aad(blob_type, ident),
-                                        view[:n])
-            except InvalidTag:
-                raise IntegrityError(f"{what}: authentication failed (damaged, truncated or tampered)") from None
+        scratch, n = self._decrypt_to_scratch(blob_type, ident, data, what)
+        with memoryview(scratch) as view:
             flag = view[0]
             if flag == FLAG_RAW:
                 return bytes(view[1:n])
@@ -182,6 +174,11 @@ class Envelope:
     def authenticate(self, blob_type: int, ident: bytes, data: bytes | memoryview, *, what: str) -> None:
         """Check one envelope's tag (its type and id are the associated data) without decompressing it:
         proves the bytes are what a holder of the key sealed under that id. IntegrityError otherwise."""
+        self._decrypt_to_scratch(blob_type, ident, data, what)
+
+    def _decrypt_to_scratch(self, blob_type: int, ident: bytes, data: bytes | memoryview, what: str
+                            ) -> tuple[bytearray, int]:
+        """(this thread's scratch buffer, n): the envelope's plaintext is its first n bytes."""
         if len(data) < ENVELOPE_OVERHEAD:
             raise IntegrityError(f"{what}: truncated ({len(data)} bytes)")
         n = len(data) - NONCE_SIZE - TAG_SIZE
@@ -192,6 +189,7 @@ class Envelope:
                                         view[:n])
             except InvalidTag:
                 raise IntegrityError(f"{what}: authentication failed (damaged, truncated or tampered)") from None
+        return scratch, n
 
 
 class Compressor:
