@@ -47,6 +47,26 @@ def test_envelope_roundtrip_and_binding(cipher: str) -> None:
         Envelope(cipher, b"z" * 32).open(BlobType.DATA, ident, sealed, what="x")
 
 
+@pytest.mark.parametrize("cipher", ["aes-256-gcm", "chacha20-poly1305"])
+def test_authenticate_binds_type_id_bytes_and_key_like_open(cipher: str) -> None:
+    """What a replica copy relies on instead of decompressing and hashing every blob."""
+    env = Envelope(cipher, b"k" * 32)
+    ident = b"i" * 32
+    sealed = env.seal(BlobType.DATA, ident, 1, b"compressed payload")
+    env.authenticate(BlobType.DATA, ident, sealed, what="x")
+    wrong = [(env, BlobType.TREE, ident, sealed), (env, BlobType.DATA, b"j" * 32, sealed),
+             (Envelope(cipher, b"z" * 32), BlobType.DATA, ident, sealed)]
+    for pos in (0, 12, len(sealed) - 1):
+        damaged = bytearray(sealed)
+        damaged[pos] ^= 1
+        wrong.append((env, BlobType.DATA, ident, bytes(damaged)))
+    for envelope, blob_type, blob_id, data in wrong:
+        with pytest.raises(IntegrityError, match="authentication failed"):
+            envelope.authenticate(blob_type, blob_id, data, what="x")
+    with pytest.raises(IntegrityError, match="truncated"):
+        env.authenticate(BlobType.DATA, ident, sealed[:10], what="x")
+
+
 def test_compressor_stores_incompressible_raw() -> None:
     import os
 
