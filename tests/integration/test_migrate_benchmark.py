@@ -43,6 +43,22 @@ def _change(root: Path, share: float, mib: int) -> int:
     return files * (FILE_MIB << 20)
 
 
+def _timeline(flow_run_id: Any, began: Any) -> list[str]:
+    """The migrate run's task runs from the quiesce on: "name +start s, duration s" (where the downtime goes)."""
+    from datetime import datetime
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    start = datetime.fromisoformat(began) if isinstance(began, str) else began
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                     limit=200)
+    rows = sorted((r.start_time, r.end_time, r.name) for r in runs if r.start_time and r.end_time)
+    return [f"{name} +{(t0 - start).total_seconds():.2f} s, {(t1 - t0).total_seconds():.2f} s"
+            for t0, t1, name in rows if (t1 - start).total_seconds() > -0.5]
+
+
 def test_migration_downtime_vs_cold_backup_and_restore(prefect_api: str, two_clusters,  # type: ignore[no-untyped-def]
                                                         tmp_path: Path) -> None:
     mib = int(os.environ.get("KUBEKEEP_MIGRATE_BENCHMARK_MIB", "1024"))
@@ -99,6 +115,7 @@ def test_migration_downtime_vs_cold_backup_and_restore(prefect_api: str, two_clu
                                     "stages": {s["name"]: s["seconds"] for s in downtime["stages"]},
                                     "volume_bytes_written": sum(v["bytes"] for v in result["report"]["volumes"])}
             results["ratio"] = downtime["seconds"] / results["cold"]["total_s"]
+            results["cutover_tasks"] = _timeline(paused.id, downtime["started_at"])
         finally:
             for name in (ns, f"{ns}-cold", f"{ns}-mig"):
                 for cluster in (new, old):
