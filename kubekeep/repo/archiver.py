@@ -82,24 +82,33 @@ def backup(target: BackupTarget, path: str | os.PathLike[str] | None = None, *,
         source, dict(streams or {}), parent=parent, tags=list(tags), metadata=dict(metadata or {}))
 
 
+#: bytes a new pack buffer starts with; it doubles up to the pack's capacity as blobs arrive
+FIRST_PACK_BUFFER = 1024 * 1024
+
+
 class _PackBuffer:
     """A pack being filled: a reusable bytearray (``used`` bytes valid) and its header entries.
 
     Blobs are encrypted straight into ``data``; a buffer goes back to the saver's free
-    list after its upload, so steady state allocates nothing per chunk or per pack.
+    list after its upload, so steady state allocates nothing per chunk or per pack. A new
+    buffer starts at FIRST_PACK_BUFFER and doubles up to ``capacity`` as it fills: a backup of
+    a small record (every backup writes a few) zeroed a whole pack per buffer before.
     """
 
-    __slots__ = ("data", "entries", "used")
+    __slots__ = ("capacity", "data", "entries", "used")
 
     def __init__(self, capacity: int = 0) -> None:
-        self.data = bytearray(capacity)
+        self.capacity = capacity
+        self.data = bytearray(min(capacity, FIRST_PACK_BUFFER))
         self.entries: list[BlobEntry] = []
         self.used = 0
 
     def reserve(self, n: int) -> None:
         short = self.used + n - len(self.data)
-        if short > 0:  # a large tree blob or a partial-pack merge: grow once
-            self.data.extend(bytes(max(short, len(self.data) // 4)))
+        if short > 0:  # double up to the capacity; beyond it (a large tree blob, a partial-pack merge) a quarter
+            grow = min(len(self.data), self.capacity - len(self.data)) if len(self.data) < self.capacity \
+                else len(self.data) // 4
+            self.data.extend(bytes(max(short, grow)))
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
         self.reserve(len(data))
@@ -192,7 +201,8 @@ class BlobSaver:
         buf = self.buffers.get()
         try:
             if not buf.data:
-                buf.data = self._new_buffer().data
+                fresh = self._new_buffer()
+                buf.data, buf.capacity = fresh.data, fresh.capacity
             buf.reserve(size)
             repo.envelope.seal_into(blob_type, blob_id, flag, payload, buf.data, buf.used)
             buf.entries.append(BlobEntry(blob_type, blob_id, buf.used, size, len(data)))
