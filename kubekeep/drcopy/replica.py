@@ -9,7 +9,7 @@ named by a destination index object.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass
@@ -72,14 +72,12 @@ def copy_packs(src: Repository, dst: Repository, pack_ids: Iterable[bytes], *, r
     authentic), so a re-run moves only the rest.
     """
     indexed = dst.load_index(reload=True)
-
-    def missing() -> Iterator[bytes]:
-        for pack_id in pack_ids:
-            if indexed.has_pack(pack_id):
-                stats.packs_skipped += 1
-            else:
-                yield pack_id
-
+    todo = []
+    for pack_id in pack_ids:
+        if indexed.has_pack(pack_id):
+            stats.packs_skipped += 1
+        else:
+            todo.append(pack_id)
     batch: dict[bytes, list[BlobEntry]] = {}
 
     def flush() -> None:
@@ -90,7 +88,7 @@ def copy_packs(src: Repository, dst: Repository, pack_ids: Iterable[bytes], *, r
     error: BaseException | None = None
     with ThreadPoolExecutor(PACKS_IN_FLIGHT, thread_name_prefix="kubekeep-drcopy") as pool:
         running: dict[Future[tuple[list[BlobEntry], int, bool]], bytes] = {}
-        queue = missing()
+        queue = iter(todo)
 
         def fill() -> None:
             while error is None and len(running) < PACKS_IN_FLIGHT:
