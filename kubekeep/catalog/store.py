@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,9 @@ class Catalog:
         base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         location_digest = hashlib.sha256(storage.url.encode()).hexdigest()[:16]
         self.cache_dir = base / location_digest
+        #: the tombstones' file keys when last read, and the ids they hold (see :meth:`deleted_ids`)
+        self._deleted: tuple[tuple[str, ...], frozenset[str]] = ((), frozenset())
+        self._deleted_lock = threading.Lock()
 
     # ---------------------------------------------------------------- writes
 
@@ -408,12 +412,18 @@ class Catalog:
         always read). Rows are NOT deduplicated: while a compaction is in flight a row can be
         in two files. Use :meth:`read` for deduplicated results.
         """
-        spec = TABLES[table]
+        return self._dataset(table, self._files(table, units))
+
+    def _files(self, table: TableName, units: Collection[str] | None = None) -> list[ObjectInfo]:
         infos = sorted(self._list(table), key=lambda i: i.key)
         if units is not None:
             small = f"{table_prefix(table, self.prefix)}{SMALL_FILE_PREFIX}"
             wanted = {self._small_key(table, unit) for unit in units}
             infos = [i for i in infos if not i.key.startswith(small) or i.key in wanted]
+        return infos
+
+    def _dataset(self, table: TableName, infos: Sequence[ObjectInfo]) -> ds.Dataset:
+        spec = TABLES[table]
         paths = [str(self._fetch(info, spec)) for info in infos]
         return ds.dataset(paths, schema=spec.schema, format="parquet")
 
@@ -437,7 +447,11 @@ class Catalog:
             if deleted:
                 hide = ~pc.field(spec.unit_column).isin(pa.array(sorted(deleted), pa.string()))
                 filter = hide if filter is None else filter & hide
-        dataset = self.dataset(table, units)
+        files = self._files(table, units)
+        if not files:  # nothing stored yet: no dataset to open (~1-3 ms each, several per signals step)
+            result = spec.schema.empty_table()
+            return result.select(list(columns)) if columns is not None else result
+        dataset = self._dataset(table, files)
         result = dataset.to_table(columns=wanted, filter=filter)
         if len(dataset.files) > 1:  # a single file never holds a row twice
             result = deduplicate(result, spec.key)
@@ -446,9 +460,24 @@ class Catalog:
         return result
 
     def deleted_ids(self) -> set[str]:
-        """Ids of every deleted restore point (rows of these are hidden by :meth:`read`)."""
-        ids = self.read(TableName.DELETED_RESTORE_POINTS, columns=["restore_point_id"])["restore_point_id"]
-        return set(pc.unique(ids).to_pylist())
+        """Ids of every deleted restore point (rows of these are hidden by :meth:`read`).
+
+        Every masked read asks for them, so they are read again only when the listing of the tombstones'
+        files changed since the last read (files are immutable: the same keys hold the same rows)."""
+        table = TableName.DELETED_RESTORE_POINTS
+        files = self._files(table)
+        keys = tuple(info.key for info in files)
+        with self._deleted_lock:
+            if self._deleted[0] == keys:
+                return set(self._deleted[1])
+        if not files:
+            ids: frozenset[str] = frozenset()
+        else:
+            column = self._dataset(table, files).to_table(columns=["restore_point_id"])["restore_point_id"]
+            ids = frozenset(pc.unique(column).to_pylist())
+        with self._deleted_lock:
+            self._deleted = (keys, ids)
+        return set(ids)
 
     # ------------------------------------------------------------ compaction
 

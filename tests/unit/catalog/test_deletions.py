@@ -89,3 +89,30 @@ def test_deletion_records_are_validated() -> None:
         DeletedRestorePoint("x", "shop", WHEN, "")
     with pytest.raises(CatalogRecordError, match="not valid"):
         DeletedRestorePoint("../x", "shop", WHEN, "retention")
+
+
+def test_the_tombstones_are_read_once_while_their_files_do_not_change(catalog: Catalog,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every read of a table with deletions hides the deleted points; the tombstones are read again only when
+    the listing of their files changes (another process may add one at any time), and an empty table opens
+    no Parquet dataset at all."""
+    _fill(catalog)
+    opened: list[TableName] = []
+    dataset = Catalog._dataset
+
+    def counting(self: Catalog, table: TableName, infos: object) -> object:
+        opened.append(table)
+        return dataset(self, table, infos)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Catalog, "_dataset", counting)
+    assert _ids(catalog) == ["shop-0", "shop-1", "shop-2", "shop-3"]
+    _ids(catalog)
+    assert TableName.DELETED_RESTORE_POINTS not in opened  # no tombstone file: nothing to open
+    # another writer (a fresh Catalog on the same storage) adds a tombstone: the next read sees it
+    Catalog(catalog.storage, cache_dir=catalog.cache_dir.parent).add_deletion(
+        DeletedRestorePoint("shop-3", "shop", WHEN, "retention"))
+    opened.clear()
+    assert _ids(catalog) == ["shop-0", "shop-1", "shop-2"]
+    assert _ids(catalog) == ["shop-0", "shop-1", "shop-2"]
+    catalog.read(TableName.RESTORE_POINT_VOLUMES)
+    assert opened.count(TableName.DELETED_RESTORE_POINTS) == 1
