@@ -1,5 +1,5 @@
 """The retention flow: plan (a dry-run artifact) -> approval when it deletes a large share -> expire ->
-prune -> renew locks. And the ``prune`` flow alone.
+prune -> renew locks -> compact the catalog. And the ``prune`` flow alone (prune, compact the catalog).
 
 The rules come from a ProtectionPolicy block (its retention, timezone and approval share; only the
 points that policy made) or are given directly (``kubekeep forget``: every point of the location, or
@@ -24,7 +24,15 @@ from blocks import EncryptionKey, LocationProfile, ProtectionPolicy, keep_open, 
 from flows.approval import ask_approval
 from kubekeep.retention import ExpiryReport, RenewReport, RetentionError, RetentionPlan, RetentionRules
 from tasks.index import publish_restore_points
-from tasks.retention import PruneSummary, expire_points, plan_retention, prune_location, renew_point_locks
+from tasks.retention import (
+    CatalogCompaction,
+    PruneSummary,
+    compact_catalog,
+    expire_points,
+    plan_retention,
+    prune_location,
+    renew_point_locks,
+)
 
 
 @dataclass
@@ -36,6 +44,7 @@ class RetentionOutcome:
     expiry: ExpiryReport | None = None
     prune: PruneSummary | None = None
     renew: RenewReport | None = None
+    catalog: CatalogCompaction | None = None
 
 
 def _slug(text: str) -> str:
@@ -67,7 +76,8 @@ def retention(
     renew_locks: bool = True,
     site: Literal["primary", "dr"] = "primary",
 ) -> RetentionOutcome:
-    """Apply GFS retention to the restore points of a location: plan, approve, expire, prune, renew locks.
+    """Apply GFS retention to the restore points of a location: plan, approve, expire, prune, renew locks,
+    compact the catalog.
 
     Args:
         location: The location block (name, or instance from Python) whose restore points are kept or dropped
@@ -137,7 +147,8 @@ def retention(
             publish_restore_points(loc, key, dropped_app)  # the index without the expired points
         pruned = prune_location(loc, key) if prune else None
         renewed = renew_point_locks(loc, key, plan) if renew_locks else None
-    outcome = RetentionOutcome(plan, approval, expiry, pruned, renewed)
+        compacted = compact_catalog(loc, key)  # the expired points' files are gone: merge what is left
+    outcome = RetentionOutcome(plan, approval, expiry, pruned, renewed, compacted)
     _publish_report(outcome, what)
     return outcome
 
@@ -147,6 +158,8 @@ def prune_flow(location: str | LocationProfile = "default", encryption_key: str 
                repack_threshold: float = 0.5) -> PruneSummary:
     """Reclaim the space of packs no restore point needs (locked packs stay; sparse packs are repacked).
 
+    The catalog's small files are merged too (``compact-catalog``) where a table holds many of them.
+
     Args:
         location: The location block (name, or instance from Python) to prune.
         encryption_key: The key block that opens the location's repository.
@@ -155,6 +168,7 @@ def prune_flow(location: str | LocationProfile = "default", encryption_key: str 
     loc, key, _ = load_blocks(location, encryption_key, None)
     with keep_open(loc, key):
         summary = prune_location(loc, key, repack_threshold=repack_threshold)
+        compact_catalog(loc, key)
     create_table_artifact([summary.__dict__ | {"messages": "; ".join(summary.messages)}], key="prune-report",
                           description=f"Prune of {loc.describe()}")
     return summary
@@ -188,5 +202,9 @@ def _publish_report(outcome: RetentionOutcome, what: str) -> None:
         r = outcome.renew
         lines.append(f"* locks renewed: {len(r.renewed)} point(s) until {r.retain_until or '-'}"
                      + (f", errors: {'; '.join(r.errors)}" if r.errors else ""))
+    if outcome.catalog and outcome.catalog.tables:
+        c = outcome.catalog
+        lines.append(f"* catalog compacted: {c.files_merged} file(s) of {', '.join(c.tables)} merged into "
+                     f"{c.parts_written} part(s)" + (f", {c.files_kept} kept under retention" if c.files_kept else ""))
     create_markdown_artifact("\n".join(lines), key=f"retention-report-{_slug(what)}",
                              description=f"Retention of {what}")

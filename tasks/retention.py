@@ -50,6 +50,39 @@ class PruneSummary:
                    messages=list(result.messages))
 
 
+#: a catalog table is compacted when it holds at least this many small files (one is written per restore
+#: point and table): a read costs ~2 ms of CPU per file opened (docs/benchmarks.md, the catalog question)
+COMPACT_MIN_FILES = 32
+
+
+@dataclass
+class CatalogCompaction:
+    """What :func:`compact_catalog` merged (counts per run, never the lists of files)."""
+
+    tables: list[str] = field(default_factory=list)
+    files_merged: int = 0
+    parts_written: int = 0
+    files_kept: int = 0
+    rows: int = 0
+
+
+@task(name="compact-catalog", **DATA_TASK)
+def compact_catalog(location: LocationProfile, key: EncryptionKey, *,
+                    min_files: int = COMPACT_MIN_FILES) -> CatalogCompaction:
+    """Merge the catalog's small files into sorted parts in every table that has at least ``min_files`` of
+    them (queries open one file per part instead of one per restore point); safe beside running backups."""
+    done = CatalogCompaction()
+    with open_catalog(location, key) as catalog:
+        for result in catalog.compact(min_files=min_files):
+            if result.merged_keys:
+                done.tables.append(str(result.table))
+                done.files_merged += len(result.merged_keys)
+                done.parts_written += len(result.written_keys)
+                done.files_kept += len(result.kept_keys)
+                done.rows += result.rows
+    return done
+
+
 @task(name="plan-retention", **DATA_TASK)
 def plan_retention(location: LocationProfile, key: EncryptionKey, rules: RetentionRules, *,
                    app: str | None = None, policy: str | None = None, only_policy: bool = False,

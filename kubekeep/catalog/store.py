@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from ..repo.storage.base import ObjectExistsError, ObjectInfo, ObjectLockedError, Storage
+from ..repo.storage.base import ObjectExistsError, ObjectInfo, ObjectLockedError, ObjectNotFoundError, Storage
 from .records import (
     DeletedRestorePoint,
     DrCopyRecord,
@@ -80,6 +80,10 @@ TABLE_ROW_GROUP_ROWS = {TableName.RESTORE_POINT_OBJECTS: 16 * 1024}
 #: files smaller than this are merged by compaction (compacted parts included,
 #: so parts grow over time instead of accumulating)
 DEFAULT_SMALL_FILE_BYTES = 8 * 1024 * 1024
+#: stored bytes merged at once by a compaction (the merged rows are held in memory: ~3-6x this for objects)
+DEFAULT_MAX_INPUT_BYTES = 16 * 1024 * 1024
+#: listings a read makes when a compaction deletes a file it listed
+LISTING_ATTEMPTS = 3
 
 
 class _Identified(Protocol):
@@ -412,7 +416,8 @@ class Catalog:
         always read). Rows are NOT deduplicated: while a compaction is in flight a row can be
         in two files. Use :meth:`read` for deduplicated results.
         """
-        return self._dataset(table, self._files(table, units))
+        files, dataset = self._opened(table, units)
+        return dataset if dataset is not None else ds.dataset([], schema=TABLES[table].schema, format="parquet")
 
     def _files(self, table: TableName, units: Collection[str] | None = None) -> list[ObjectInfo]:
         infos = sorted(self._list(table), key=lambda i: i.key)
@@ -426,6 +431,19 @@ class Catalog:
         spec = TABLES[table]
         paths = [str(self._fetch(info, spec)) for info in infos]
         return ds.dataset(paths, schema=spec.schema, format="parquet")
+
+    def _opened(self, table: TableName, units: Collection[str] | None) -> tuple[list[ObjectInfo], ds.Dataset | None]:
+        """The files of ``table`` and a dataset over them (None: no file). A compaction in another process may
+        delete a small file between this reader's listing and its fetch; its rows are in a part stored before
+        that delete, so a fresh listing finds them."""
+        for attempt in range(1, LISTING_ATTEMPTS + 1):
+            files = self._files(table, units)
+            try:
+                return files, self._dataset(table, files) if files else None
+            except ObjectNotFoundError:
+                if attempt == LISTING_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def read(
         self,
@@ -447,11 +465,10 @@ class Catalog:
             if deleted:
                 hide = ~pc.field(spec.unit_column).isin(pa.array(sorted(deleted), pa.string()))
                 filter = hide if filter is None else filter & hide
-        files = self._files(table, units)
-        if not files:  # nothing stored yet: no dataset to open (~1-3 ms each, several per signals step)
+        files, dataset = self._opened(table, units)
+        if dataset is None:  # nothing stored yet: no dataset to open (~1-3 ms each, several per signals step)
             result = spec.schema.empty_table()
             return result.select(list(columns)) if columns is not None else result
-        dataset = self._dataset(table, files)
         result = dataset.to_table(columns=wanted, filter=filter)
         if len(dataset.files) > 1:  # a single file never holds a row twice
             result = deduplicate(result, spec.key)
@@ -465,16 +482,15 @@ class Catalog:
         Every masked read asks for them, so they are read again only when the listing of the tombstones'
         files changed since the last read (files are immutable: the same keys hold the same rows)."""
         table = TableName.DELETED_RESTORE_POINTS
-        files = self._files(table)
-        keys = tuple(info.key for info in files)
+        keys = tuple(info.key for info in self._files(table))
         with self._deleted_lock:
             if self._deleted[0] == keys:
                 return set(self._deleted[1])
-        if not files:
-            ids: frozenset[str] = frozenset()
-        else:
-            column = self._dataset(table, files).to_table(columns=["restore_point_id"])["restore_point_id"]
-            ids = frozenset(pc.unique(column).to_pylist())
+        files, dataset = self._opened(table, None)
+        keys = tuple(info.key for info in files)
+        ids: frozenset[str] = frozenset()
+        if dataset is not None:
+            ids = frozenset(pc.unique(dataset.to_table(columns=["restore_point_id"])["restore_point_id"]).to_pylist())
         with self._deleted_lock:
             self._deleted = (keys, ids)
         return set(ids)
@@ -489,53 +505,75 @@ class Catalog:
         min_files: int = 2,
         rows_per_file: int = DEFAULT_ROWS_PER_FILE,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+        max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
     ) -> list[CompactionResult]:
         """Merge files smaller than ``small_file_bytes`` into sorted parts; delete the merged ones.
 
-        Safe to retry and to run next to writers: output names derive from the
+        The inputs are merged in batches of at most ``max_input_bytes`` of stored files (at least one file
+        each), so memory does not grow with the catalog; each batch writes its own parts.
+
+        Safe to retry and to run next to writers and readers: output names derive from the
         input keys (a retry writes the same names and skips existing ones),
-        only inputs are deleted, and only after every output is stored.
+        only inputs are deleted, and only after every output of their batch is stored.
         """
         tables = [table] if table is not None else list(TableName)
         return [
-            self._compact_table(t, small_file_bytes, min_files, rows_per_file, row_group_rows) for t in tables
+            self._compact_table(t, small_file_bytes, min_files, rows_per_file, row_group_rows, max_input_bytes)
+            for t in tables
         ]
 
-    def _compact_table(self, table: TableName, small_file_bytes: int, min_files: int,
-                       rows_per_file: int, row_group_rows: int) -> CompactionResult:
+    def small_files(self, table: TableName, small_file_bytes: int = DEFAULT_SMALL_FILE_BYTES) -> int:
+        """How many files of ``table`` a compaction would merge (from the listing alone)."""
+        return sum(1 for info in self._list(table) if info.size < small_file_bytes)
+
+    def _merge_inputs(self, table: TableName, inputs: Sequence[ObjectInfo]) -> pa.Table:
         spec = TABLES[table]
-        inputs = sorted((i for i in self._list(table) if i.size < small_file_bytes), key=lambda i: i.key)
-        if len(inputs) < max(min_files, 1):
-            return CompactionResult(table, (), (), (), (), 0)
-        paths = [str(self._fetch(info, spec)) for info in inputs]
-        merged = ds.dataset(paths, schema=spec.schema, format="parquet").to_table()
+        merged = self._dataset(table, inputs).to_table()
         if spec.masked_by_deletions:  # rows of deleted restore points are not carried over
             gone = self.deleted_ids()
             if gone:
                 hidden = pc.is_in(merged[spec.unit_column], value_set=pa.array(sorted(gone), pa.string()))
                 merged = merged.filter(pc.invert(hidden))
-        merged = _sorted(deduplicate(merged, spec.key), spec)
-        digest = hashlib.sha256("\n".join(i.key for i in inputs).encode()).hexdigest()[:24]
+        return _sorted(deduplicate(merged, spec.key), spec)
+
+    def _compact_table(self, table: TableName, small_file_bytes: int, min_files: int,
+                       rows_per_file: int, row_group_rows: int, max_input_bytes: int) -> CompactionResult:
+        inputs = sorted((i for i in self._list(table) if i.size < small_file_bytes), key=lambda i: i.key)
+        if len(inputs) < max(min_files, 1):
+            return CompactionResult(table, (), (), (), (), 0)
+        batches: list[list[ObjectInfo]] = [[]]
+        size = 0
+        for info in inputs:
+            if batches[-1] and size + info.size > max_input_bytes:
+                batches.append([])
+                size = 0
+            batches[-1].append(info)
+            size += info.size
         written: list[str] = []
-        for n, start in enumerate(range(0, max(merged.num_rows, 1), rows_per_file)):
-            chunk = merged.slice(start, rows_per_file)
-            name = f"{digest}-{n:04d}"
-            self.write_part(table, chunk, name=name, row_group_rows=row_group_rows)
-            written.append(self._part_key(table, name))
         deleted: list[str] = []
         kept: list[str] = []
-        for info in inputs:
-            if info.key in written:
-                continue  # a retried compaction whose inputs include its own earlier output
-            try:
-                self.storage.delete(info.key)
-            except ObjectLockedError:
-                kept.append(info.key)
-                continue
-            deleted.append(info.key)
-        return CompactionResult(
-            table, tuple(i.key for i in inputs), tuple(written), tuple(deleted), tuple(kept), merged.num_rows
-        )
+        rows = 0
+        for batch in batches:
+            merged = self._merge_inputs(table, batch)
+            digest = hashlib.sha256("\n".join(i.key for i in batch).encode()).hexdigest()[:24]
+            outputs: list[str] = []
+            for n, start in enumerate(range(0, max(merged.num_rows, 1), rows_per_file)):
+                name = f"{digest}-{n:04d}"
+                self.write_part(table, merged.slice(start, rows_per_file), name=name, row_group_rows=row_group_rows)
+                outputs.append(self._part_key(table, name))
+            rows += merged.num_rows
+            del merged
+            written += outputs
+            for info in batch:
+                if info.key in outputs:
+                    continue  # a retried compaction whose inputs include its own earlier output
+                try:
+                    self.storage.delete(info.key)
+                except ObjectLockedError:
+                    kept.append(info.key)
+                    continue
+                deleted.append(info.key)
+        return CompactionResult(table, tuple(i.key for i in inputs), tuple(written), tuple(deleted), tuple(kept), rows)
 
 
 def _sorted(table: pa.Table, spec: TableSpec) -> pa.Table:

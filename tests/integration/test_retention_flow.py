@@ -99,3 +99,43 @@ def test_a_plan_over_the_approval_share_pauses_for_the_form_refused_then_approve
     assert index is not None
     rows = json.loads(index.data) if isinstance(index.data, str) else index.data
     assert {r["id"] for r in rows} == {points[3].id, manual.id}, rows
+
+
+def test_retention_compacts_a_catalog_of_many_small_files(prefect_api: str, tmp_path: Path) -> None:
+    """One small file per restore point and table piles up; the retention run merges them (reads then open a
+    few parts), keeps every row readable, and says so in its report."""
+    from prefect.artifacts import Artifact
+
+    from kubekeep.catalog import TableName
+    from kubekeep.retention import RetentionRules
+    from tasks.retention import COMPACT_MIN_FILES
+    from tests.unit.catalog.factories import make_objects, make_point, make_volumes
+
+    path = tmp_path / "location"
+    repo = Repository.init(FilesystemStorage(path, create=True), passphrase=PASSWORD, kdf=KdfParams.cheap(),
+                           chunker=CHUNKER, pack_size=PACK_SIZE)
+    catalog = Catalog(repo.storage, cache_dir=tmp_path / "cache", codec=repo.catalog_codec())
+    shop = [write_point(repo, catalog, tmp_path, app="shop", started=START + timedelta(days=n), seed=n, policy=None)
+            for n in range(2)]
+    blog = [f"blog-{n:03d}" for n in range(COMPACT_MIN_FILES + 3)]  # another app's points: catalog rows only
+    for n, point_id in enumerate(blog):
+        catalog.add_restore_point(make_point(point_id, app="blog", hours=n), make_objects(point_id),
+                                  make_volumes(point_id))
+    before = catalog.small_files(TableName.RESTORE_POINTS)
+    assert before == len(blog) + len(shop)
+    repo.close()
+    location = LocationProfile(kind="filesystem", path=str(path))
+    key = EncryptionKey(passphrase=PASSWORD, cheap_kdf=True)
+
+    outcome = retention(location=location, encryption_key=key, rules=RetentionRules(keep_last=5), app="shop",
+                        approve=True)
+
+    assert outcome.expiry is not None and outcome.expiry.deleted == []
+    assert outcome.catalog is not None and outcome.catalog.files_merged >= 3 * len(blog)
+    assert {"restore_points", "restore_point_objects", "restore_point_volumes"} <= set(outcome.catalog.tables)
+    with key.catalog(location, cache_dir=tmp_path / "fresh") as fresh:
+        assert fresh.small_files(TableName.RESTORE_POINTS) == 1  # one part
+        listed = {p.id for p in list_restore_points(fresh, statuses=None)}
+    assert listed == set(blog) | {p.id for p in shop}
+    report = Artifact.get("retention-report-app-shop")
+    assert report is not None and "catalog compacted" in str(report.data)

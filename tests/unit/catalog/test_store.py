@@ -180,6 +180,54 @@ def test_compaction_leaves_large_files_and_splits_output(catalog: Catalog, stora
     assert len(list_restore_points(catalog)) == 5
 
 
+def test_compaction_merges_at_most_max_input_bytes_at_a_time(catalog: Catalog, storage: FilesystemStorage,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory does not grow with the catalog: the inputs are merged in batches of bounded stored size."""
+    for n in range(6):
+        catalog.add_restore_point(make_point(f"rp{n}", hours=n), make_objects(f"rp{n}"))
+    before = _by_key(catalog, TableName.RESTORE_POINT_OBJECTS)
+    sizes = [i.size for i in storage.list("catalog/v1/restore_point_objects/")]
+    merged: list[int] = []
+    read = Catalog._merge_inputs
+
+    def counting(self: Catalog, table: TableName, inputs: list) -> pa.Table:  # type: ignore[type-arg]
+        merged.append(sum(i.size for i in inputs))
+        return read(self, table, inputs)
+
+    monkeypatch.setattr(Catalog, "_merge_inputs", counting)
+    (result,) = catalog.compact(TableName.RESTORE_POINT_OBJECTS, max_input_bytes=2 * max(sizes))
+    assert len(merged) == 3 and max(merged) <= 2 * max(sizes)
+    assert len(result.merged_keys) == 6 and len(result.written_keys) == 3 and result.deleted_keys == result.merged_keys
+    assert _by_key(catalog, TableName.RESTORE_POINT_OBJECTS).equals(before)
+    # a second pass merges the (small) parts of the first, again in bounded batches
+    (again,) = catalog.compact(TableName.RESTORE_POINT_OBJECTS, max_input_bytes=10 * max(sizes))
+    assert len(again.written_keys) == 1
+    assert _by_key(catalog, TableName.RESTORE_POINT_OBJECTS).equals(before)
+
+
+def test_a_reader_that_listed_before_a_compaction_still_reads_every_row(storage: FilesystemStorage,
+                                                                         tmp_path: Path) -> None:
+    """A compaction deletes small files another process may have just listed: that reader lists again."""
+    writer = Catalog(storage, cache_dir=tmp_path / "writer")
+    for n in range(3):
+        writer.add_restore_point(make_point(f"rp{n}", hours=n))
+    reader = Catalog(storage, cache_dir=tmp_path / "reader")  # nothing cached: it must fetch every file
+    listing = Catalog._list
+    compacted: list[bool] = []
+
+    def list_then_compact(self: Catalog, table: TableName):  # type: ignore[no-untyped-def]
+        infos = list(listing(self, table))
+        if self is reader and table is TableName.RESTORE_POINTS and not compacted:
+            compacted.append(True)
+            writer.compact(TableName.RESTORE_POINTS)
+        return iter(infos)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Catalog, "_list", list_then_compact)
+        assert [p.id for p in list_restore_points(reader)] == ["rp2", "rp1", "rp0"]
+    assert compacted
+
+
 def test_prune_cache(catalog: Catalog) -> None:
     for n in range(3):
         catalog.add_restore_point(make_point(f"rp{n}", hours=n))
