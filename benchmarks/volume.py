@@ -95,6 +95,12 @@ def _small(rng: random.Random, size: int, i: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()[:size].ljust(size, b"#")
 
 
+#: randbytes draws at most 2**31 bits at once: random files this big or bigger (only volumes of ~2.5 GiB and
+#: more have them) are drawn in pieces of RANDOM_PIECE; smaller ones are drawn at once, as always
+RANDOM_AT_ONCE = 256 * MiB
+RANDOM_PIECE = 64 * MiB
+
+
 @dataclass(frozen=True)
 class FileSpec:
     path: str
@@ -108,7 +114,10 @@ class FileSpec:
         if self.kind == "pages":
             return _pages(rng, self.size)
         if self.kind == "random":
-            return rng.randbytes(self.size)
+            if self.size < RANDOM_AT_ONCE:
+                return rng.randbytes(self.size)
+            return b"".join(rng.randbytes(min(RANDOM_PIECE, self.size - at))
+                            for at in range(0, self.size, RANDOM_PIECE))
         if self.kind == "blocks":
             pool = [random.Random(_seed("block", b)).randbytes(MiB) for b in range(16)]
             return b"".join(rng.choice(pool) for _ in range(self.size // MiB))
