@@ -39,6 +39,7 @@ from .format import (
 )
 from .index import Index, IndexStore, PackLimitedIndex
 from .keys import CatalogCodec, KeySlotInfo, RepositoryKeys, master_config_mac, open_config
+from .memory import tune_allocator
 from .protocols import IndexView, ProgressFn, StreamSource
 from .repository_lock import RepositoryLock, UnlockResult, remove_locks
 from .snapshots import SnapshotInfo, SnapshotStore
@@ -120,6 +121,7 @@ class Repository:
 
     def __init__(self, storage: Storage, config: dict[str, Any], master: bytes, *, workers: int,
                  compression_level: int | None, lock_ttl: float) -> None:
+        tune_allocator()  # the data path's pack-sized buffers go back to the system when freed
         self.storage = storage
         self.config = config
         self.workers = max(1, workers)
