@@ -127,6 +127,8 @@ def outcome_dict(outcome: RetentionOutcome) -> dict[str, Any]:
         r = outcome.renew
         doc["renewed"] = {"points": r.renewed, "retain_until": r.retain_until.isoformat() if r.retain_until else None,
                           "objects": r.objects, "errors": r.errors, "messages": r.messages}
+    if outcome.catalog is not None:
+        doc["catalog_compaction"] = dict(outcome.catalog.__dict__)
     return doc
 
 
@@ -152,3 +154,7 @@ def _print_outcome(outcome: RetentionOutcome) -> None:
                    f"{p.bytes_freed} bytes freed")
     if outcome.renew is not None and outcome.renew.renewed:
         typer.echo(f"renewed the locks of {len(outcome.renew.renewed)} point(s) until {outcome.renew.retain_until}")
+    if outcome.catalog is not None and outcome.catalog.tables:
+        c = outcome.catalog
+        typer.echo(f"catalog: merged {c.files_merged} file(s) of {len(c.tables)} table(s) into {c.parts_written} "
+                   f"part(s)" + (f", {c.files_kept} kept under retention" if c.files_kept else ""))

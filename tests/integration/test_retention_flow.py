@@ -139,3 +139,6 @@ def test_retention_compacts_a_catalog_of_many_small_files(prefect_api: str, tmp_
     assert listed == set(blog) | {p.id for p in shop}
     report = Artifact.get("retention-report-app-shop")
     assert report is not None and "catalog compacted" in str(report.data)
+    from flows.cli.retention import outcome_dict
+
+    assert outcome_dict(outcome)["catalog_compaction"]["files_merged"] == outcome.catalog.files_merged
