@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from benchmarks.signals_scenarios import AppVolume
@@ -26,6 +25,7 @@ from kubekeep.catalog import last_clean_point, list_signals, suspect_points
 from kubekeep.cluster import Cluster
 from kubekeep.testbed import sample_app
 from tasks.signals import SUSPECT_EVENT, artifact_key
+from tests.plugins.prefect import api_client
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "signals end to end"
@@ -70,8 +70,9 @@ def _events(api: str, resource_id: str, *, timeout: float = 60) -> list[dict[str
     """Events about ``resource_id`` the Prefect API has stored (events are sent in the background: poll)."""
     deadline = time.monotonic() + timeout
     while True:
-        response = httpx.post(f"{api}/events/filter", json={
-            "filter": {"event": {"name": [SUSPECT_EVENT]}, "resource": {"id": [resource_id]}}, "limit": 10})
+        with api_client(api) as client:
+            response = client.post("/events/filter", json={
+                "filter": {"event": {"name": [SUSPECT_EVENT]}, "resource": {"id": [resource_id]}}, "limit": 10})
         response.raise_for_status()
         found: list[dict[str, Any]] = response.json()["events"]
         if found or time.monotonic() > deadline:
@@ -80,7 +81,8 @@ def _events(api: str, resource_id: str, *, timeout: float = 60) -> list[dict[str
 
 
 def _artifacts(api: str, key: str) -> list[dict[str, Any]]:
-    response = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [key]}}})
+    with api_client(api) as client:
+        response = client.post("/artifacts/filter", json={"artifacts": {"key": {"any_": [key]}}})
     response.raise_for_status()
     return response.json()  # type: ignore[no-any-return]
 
@@ -210,7 +212,7 @@ def test_ack_clears_the_suspect_point_and_it_joins_the_baseline(history: History
                            "drill"], env))
     assert f"last clean point of shop: {history.after}" in acked
     # the UI's restore-point index shows the acknowledgement at once (not at the next backup)
-    with httpx.Client(base_url=env["PREFECT_API_URL"], timeout=10) as client:
+    with api_client(env["PREFECT_API_URL"]) as client:
         index = client.get("/artifacts/restore-points-shop/latest").json()
     data = index["data"]
     rows = {row["id"]: row for row in (json.loads(data) if isinstance(data, str) else data)}

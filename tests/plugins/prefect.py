@@ -16,11 +16,13 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -28,6 +30,35 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("PREFECT_UI_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
+
+
+RETRYABLE = frozenset({429, 502, 503})
+
+
+class _RetryingTransport(httpx.HTTPTransport):
+    """Retries the answers Prefect's server gives for errors a client can retry (503 when its SQLite
+    database is locked under load, 429), as Prefect's own client does; the last answer is returned."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(retries=2)  # connection errors too
+        self.attempts = attempts
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()  # the body is sent again on a retry
+        for attempt in range(1, self.attempts + 1):
+            response = super().handle_request(request)
+            if response.status_code not in RETRYABLE or attempt == self.attempts:
+                return response
+            response.read()
+            response.close()
+            time.sleep(min(0.25 * 2 ** attempt, 4.0))
+        raise AssertionError("unreachable")
+
+
+def api_client(base_url: str, *, timeout: float = 10, attempts: int = 6) -> httpx.Client:
+    """An HTTP client for the tests' raw calls to a Prefect API: retries 429/502/503 (up to ``attempts``
+    requests in all, ~15 s of backoff at the default)."""
+    return httpx.Client(base_url=base_url, timeout=timeout, transport=_RetryingTransport(attempts))
 
 
 @contextmanager

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from kubekeep.cluster import Cluster
 from kubekeep.ui import point_label
 from tests.plugins.deployments import KubekeepDeployments
+from tests.plugins.prefect import api_client
 from tests.ui.forms import save_block, submit
 
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
@@ -38,7 +38,7 @@ def wait_for_run(api: str, deployment: str, matches: Callable[[dict[str, Any]], 
     """The newest run of ``deployment`` that ``matches``, once it is in a final state."""
     deadline = time.monotonic() + timeout
     runs: list[dict[str, Any]] = []
-    with httpx.Client(base_url=api, timeout=10) as client:
+    with api_client(api) as client:
         while time.monotonic() < deadline:
             runs = [r for r in client.post("/flow_runs/filter", json={
                 "deployments": {"id": {"any_": [deployment]}}, "sort": "EXPECTED_START_TIME_DESC",
@@ -57,7 +57,7 @@ def visit(page: Any, url: str) -> None:
 
 def open_latest_artifact(page: Any, ui_url: str, api: str, key: str) -> dict[str, Any]:
     """Artifacts → ``key`` (its history, newest first) → the newest version; return it (API form)."""
-    with httpx.Client(base_url=api, timeout=10) as client:
+    with api_client(api) as client:
         artifact = client.get(f"/artifacts/{key}/latest").json()
     visit(page, f"{ui_url}/v2/artifacts/key/{key}")
     # the key's page lists its versions, newest first; each links to /artifacts/artifact/<id>
@@ -150,7 +150,7 @@ def test_block_form_refuses_a_negative_lock_period(page: Any, ui_url: str, prefe
     assert days.evaluate("e => e.validationMessage") == "Value must be greater than or equal to 0."
     expect(page).to_have_url(re.compile(r"/create$"))
     page.screenshot(path=str(screenshots / "block-refused.png"))
-    with httpx.Client(base_url=prefect_api, timeout=10) as client:
+    with api_client(prefect_api) as client:
         found = client.get(f"/block_types/slug/kubekeep-location-profile/block_documents/name/{name}")
     assert found.status_code == 404
 
@@ -165,14 +165,9 @@ def test_a_failed_run_shows_its_reason_on_the_run_page(page: Any, ui_url: str, p
     save_block(page)
     expect(page).to_have_url(re.compile(r"/v2/blocks/block/[0-9a-f-]+$"))
     # ... and the run that uses it fails with one sentence naming the block, the reason and the fix
-    with httpx.Client(base_url=prefect_api, timeout=10,
-                      transport=httpx.HTTPTransport(retries=3)) as client:
-        for _ in range(5):  # 503: SQLite busy, nothing created; Prefect's client repeats it too (docs/api.md)
-            created = client.post(f"/deployments/{kubekeep_deployments.deployments['restore']}/create_flow_run",
-                                  json={"parameters": {"encryption_key": name, "app": "shop"}})
-            if created.status_code != 503:
-                break
-            time.sleep(2)
+    with api_client(prefect_api) as client:  # retries a 503 (SQLite busy), as Prefect's client does
+        created = client.post(f"/deployments/{kubekeep_deployments.deployments['restore']}/create_flow_run",
+                              json={"parameters": {"encryption_key": name, "app": "shop"}})
         created.raise_for_status()
     run_id = created.json()["id"]
     run = wait_for_run(prefect_api, kubekeep_deployments.deployments["restore"], lambda r: r["id"] == run_id)

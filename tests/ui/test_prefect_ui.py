@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from tests.plugins.deployments import KubekeepDeployments
+from tests.plugins.prefect import api_client
 from tests.ui.forms import save_block, submit
 
 PROBES = Path(__file__).resolve().parent / "probe"
@@ -45,7 +45,7 @@ def final_run(api: str, *, deployment: str | None = None, run_id: str | None = N
               want: tuple[str, ...] = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"),
               timeout: float = 240) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=api, timeout=10) as client:
+    with api_client(api) as client:
         while True:
             if run_id:
                 runs = [client.get(f"/flow_runs/{run_id}").json()]
@@ -107,7 +107,7 @@ def test_run_form_renders_literals_models_and_docstrings(page: Any, ui_url: str,
 def test_pause_offers_the_ids_as_a_select(page: Any, ui_url: str, prefect_api: str, probes: dict[str, str],
                                           kubekeep_worker: str, screenshots: Path) -> None:
     ids = [f"shop-2026112{i}T020000Z-abc12{i}" for i in (9, 8, 7)]
-    with httpx.Client(base_url=prefect_api, timeout=10) as client:
+    with api_client(prefect_api) as client:
         created = client.post(f"/deployments/{probes['pause-probe']}/create_flow_run",
                               json={"parameters": {"ids": ids}})
         created.raise_for_status()
@@ -129,7 +129,7 @@ def test_pause_offers_the_ids_as_a_select(page: Any, ui_url: str, prefect_api: s
     assert run["state_type"] == "COMPLETED", run["state"]
     # the run's process sends its logs in batches, the last ones after its final state: poll for the line
     picked, deadline = False, time.monotonic() + 60
-    with httpx.Client(base_url=prefect_api, timeout=10) as client:
+    with api_client(prefect_api) as client:
         while not picked and time.monotonic() < deadline:
             logs = client.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}}).json()
             picked = any(f"pause-probe picked {ids[1]}" in line["message"] for line in logs)

@@ -15,6 +15,7 @@ import httpx
 from playwright.sync_api import expect
 
 from kubekeep.process import free_port
+from tests.plugins.prefect import api_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +41,7 @@ def test_kubekeep_ui_deploys_everything_and_stops_on_ctrl_c(tmp_path: Path, test
             assert time.monotonic() < deadline, "".join(out)
         url = f"http://127.0.0.1:{port}"
         assert f"Kubekeep UI: {url}\n" in out
-        with httpx.Client(base_url=f"{url}/api", timeout=10) as client:
+        with api_client(f"{url}/api") as client:
             names = {d["name"] for d in client.post("/deployments/filter", json={}).json()}
             assert {"nightly-backup", "backup-now", "restore", "restore-points"} <= names
             for slug in ("kubekeep-location-profile", "kubekeep-encryption-key", "kubekeep-cluster-connection"):
@@ -71,7 +72,7 @@ def test_kubekeep_ui_deploys_everything_and_stops_on_ctrl_c(tmp_path: Path, test
         assert "an encryption key needs a passphrase, a key_file or a key_env" in saved.value.json()["detail"]
         expect(page).to_have_url(re.compile(r"/create$"))
         page.screenshot(path=str(screenshots / "kubekeep-ui-key-refused.png"))
-        with httpx.Client(base_url=f"{url}/api", timeout=10) as client:
+        with api_client(f"{url}/api") as client:
             slug = "/block_types/slug/kubekeep-encryption-key/block_documents/name"
             assert client.get(f"{slug}/empty").status_code == 404  # nothing was saved
             # an edit that empties the default key is refused too; the key stays as it was

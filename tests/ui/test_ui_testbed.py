@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 from playwright.sync_api import expect
 
 from tests.plugins.deployments import KubekeepDeployments
+from tests.plugins.prefect import api_client
 
 
 def test_ui_shows_kubekeep_deployments_and_flows(page: Any, ui_url: str, screenshots: Path,
@@ -37,7 +37,7 @@ def test_blocks_of_the_deployments_are_saved(page: Any, ui_url: str,
     # and each opens on its own page in the UI (the Blocks list pages by 10, and the session's other
     # tests save more blocks than that, so the list's first page cannot show them all)
     names = list(kubekeep_deployments.blocks().values())
-    with httpx.Client(base_url=kubekeep_deployments.api, timeout=10) as client:
+    with api_client(kubekeep_deployments.api) as client:
         found = client.post("/block_documents/filter",
                             json={"block_documents": {"name": {"any_": names}}}).json()
     ids = {document["name"]: document["id"] for document in found}
