@@ -371,6 +371,8 @@ class Archiver:
         self.saver: BlobSaver
         self._hardlinks: dict[tuple[int, int], _Content] = {}
         self._done_bytes = 0
+        #: the backup has a parent tree: its new directories' trees are kept for the diff after it
+        self.incremental = False
         p = repo.chunker_params
         #: read blocks with the futures of the chunks cut from them (see _chunk_blocks); allocated when a
         #: file first needs them: zeroing 12 MiB cost every small record's backup a few ms
@@ -385,7 +387,9 @@ class Archiver:
     def save_list(self, futures: list[Future[bytes]]) -> bytes:
         return self.saver.save_blob(BlobType.CHUNK_LIST, b"".join(f.result() for f in futures))
 
-    def _save_tree(self, entries: list[dict[str, Any]]) -> bytes:
+    def _save_tree(self, entries: list[dict[str, Any]], previous: tuple[bytes, bytes] | None = None) -> bytes:
+        """Store a directory's tree; ``previous``: the (id, plaintext) of its tree in the parent snapshot.
+        A directory whose tree changed leaves both versions in the repository's recent trees."""
         out = []
         for entry in entries:
             item = dict(entry)
@@ -397,7 +401,14 @@ class Archiver:
                 item["subtree"] = subtree.result().hex()
             out.append(item)
         doc = {"version": 1, "entries": out}
-        return self.saver.save_blob(BlobType.TREE, json.dumps(doc, separators=(",", ":")).encode())
+        plain = json.dumps(doc, separators=(",", ":")).encode()
+        tree_id = self.saver.save_blob(BlobType.TREE, plain)
+        if previous is not None and previous[0] != tree_id:
+            self.repo.recent_trees.add(previous[0], previous[1])
+            self.repo.recent_trees.add(tree_id, plain)
+        elif previous is None and self.incremental:  # a directory new since the parent snapshot
+            self.repo.recent_trees.add(tree_id, plain)
+        return tree_id
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -487,9 +498,12 @@ class Archiver:
 
     def _walk(self, directory: str, parent_tree: str | None) -> Future[bytes]:
         parent_entries: dict[str, dict[str, Any]] = {}
+        previous: tuple[bytes, bytes] | None = None
         if parent_tree is not None:
             try:
-                parent_entries = {e["name"]: e for e in self.repo.load_tree(parent_tree)}
+                plain, listing = self.repo.load_tree_blob(parent_tree)
+                parent_entries = {e["name"]: e for e in listing}
+                previous = (bytes.fromhex(parent_tree), plain)
             except RepositoryError as exc:
                 self.errors.append(f"{directory}: parent tree unreadable, reading everything: {exc}")
         entries: list[dict[str, Any]] = []
@@ -558,7 +572,7 @@ class Archiver:
             else:
                 continue  # sockets and unknown types are not restorable
             entries.append(node)
-        return self.trees.submit(self._save_tree, entries)
+        return self.trees.submit(self._save_tree, entries, previous)
 
     def _note_reused(self, content: dict[str, Any]) -> None:
         index = self.saver.index
@@ -586,6 +600,7 @@ class Archiver:
                 root: Future[bytes] | None = None
                 root_meta: dict[str, Any] | None = None
                 if source is not None:
+                    self.incremental = parent_doc is not None and parent_doc.get("tree") is not None
                     root_meta = _stat_fields(os.stat(source))
                     root = self._walk(str(source), parent_doc.get("tree") if parent_doc else None)
                 stream_contents: dict[str, _Content] = {}

@@ -24,21 +24,29 @@ from .format import (
 from .index import IndexStore
 from .keys import RepositoryKeys
 from .protocols import IndexView
+from .recent import RecentTrees
 from .storage import ObjectInfo, ObjectNotFoundError, Storage
 
 T = TypeVar("T")
-
 
 class BlobStore:
     def __init__(self, storage: Storage, keys: RepositoryKeys, indexes: IndexStore) -> None:
         self.storage = storage
         self.keys = keys
         self.indexes = indexes
+        self.recent_trees = RecentTrees()
 
     # -- reading blobs ---------------------------------------------------------------------
 
-    def read_blob(self, blob_id: bytes, *, index: IndexView | None = None) -> bytes:
-        """Plaintext of a blob, verified against its id. IntegrityError/MissingObjectError otherwise."""
+    def read_blob(self, blob_id: bytes, *, index: IndexView | None = None, recent: bool = False) -> bytes:
+        """Plaintext of a blob, verified against its id. IntegrityError/MissingObjectError otherwise.
+
+        ``recent``: a tree the latest backup of this process changed may come from memory
+        (:class:`RecentTrees`); never for verification."""
+        if recent:
+            plain = self.recent_trees.get(blob_id)
+            if plain is not None and blob_id in (index if index is not None else self.indexes.current()):
+                return plain
         entry, raw, what = self._read_envelope(blob_id, index)
         return self.decode_blob(entry, raw, what=what)
 

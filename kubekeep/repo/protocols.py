@@ -20,6 +20,7 @@ from .errors import RepositoryError
 from .format import BlobEntry
 from .index import Index, Location, PackLimitedIndex
 from .keys import CatalogCodec
+from .recent import RecentTrees
 from .repository_lock import RepositoryLock
 from .storage import ObjectInfo, Retention, Storage, StorageError
 
@@ -71,6 +72,8 @@ class SnapshotReader(StorageUser, BlobReader, Protocol):
 
 class ContentReader(Protocol):
     def load_tree(self, tree_id: str | bytes) -> list[dict[str, Any]]: ...
+
+    def load_tree_blob(self, tree_id: str | bytes) -> tuple[bytes, list[dict[str, Any]]]: ...
 
     def content_chunks(self, content: Mapping[str, Any]) -> Iterator[bytes]: ...
 
@@ -150,6 +153,11 @@ class BackupTarget(Saver, ContentReader, Locking, Protocol):
     def write_snapshot(self, doc: dict[str, Any], *, retention: Retention | None = None) -> str: ...
 
     def extend_retention(self, keys: Iterable[str], retention: Retention) -> None: ...
+
+    @property
+    def recent_trees(self) -> RecentTrees:
+        """Where the backup leaves the trees of the directories it changed (for a diff right after it)."""
+        ...
 
 
 class RestoreSource(StorageUser, ContentReader, Protocol):

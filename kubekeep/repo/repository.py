@@ -41,6 +41,7 @@ from .index import Index, IndexStore, PackLimitedIndex
 from .keys import CatalogCodec, KeySlotInfo, RepositoryKeys, master_config_mac, open_config
 from .memory import tune_allocator
 from .protocols import IndexView, ProgressFn, StreamSource
+from .recent import RecentTrees
 from .repository_lock import RepositoryLock, UnlockResult, remove_locks
 from .snapshots import SnapshotInfo, SnapshotStore
 from .storage import (
@@ -334,9 +335,17 @@ class Repository:
 
     # -- blobs and packs (blobs.py) ----------------------------------------------------------
 
-    def read_blob(self, blob_id: bytes, *, index: IndexView | None = None) -> bytes:
-        """Plaintext of a blob, verified against its id. IntegrityError/MissingObjectError otherwise."""
-        return self.blobs.read_blob(blob_id, index=index)
+    def read_blob(self, blob_id: bytes, *, index: IndexView | None = None, recent: bool = False) -> bytes:
+        """Plaintext of a blob, verified against its id. IntegrityError/MissingObjectError otherwise.
+
+        ``recent``: a tree the latest backup in this process changed may come from memory (not for
+        verification; kubekeep.repo.blobs.RecentTrees)."""
+        return self.blobs.read_blob(blob_id, index=index, recent=recent)
+
+    @property
+    def recent_trees(self) -> RecentTrees:
+        """The trees the latest backup of this process changed (kubekeep.repo.blobs.RecentTrees)."""
+        return self.blobs.recent_trees
 
     def read_blob_payload(self, blob_id: bytes) -> tuple[bytes, int, bytes]:
         """(plaintext verified against its id, compression flag, stored payload): see BlobStore."""
@@ -394,6 +403,10 @@ class Repository:
 
     def load_tree(self, tree_id: str | bytes) -> list[dict[str, Any]]:
         return self.snapshot_store.load_tree(tree_id)
+
+    def load_tree_blob(self, tree_id: str | bytes) -> tuple[bytes, list[dict[str, Any]]]:
+        """A tree's plaintext and its entries."""
+        return self.snapshot_store.load_tree_blob(tree_id)
 
     def content_chunks(self, content: Mapping[str, Any]) -> Iterator[bytes]:
         """The chunk ids of a file's or stream's content, expanding chunk lists lazily."""

@@ -185,12 +185,17 @@ class SnapshotStore:
     # -- what a manifest references --------------------------------------------------------
 
     def load_tree(self, tree_id: str | bytes) -> list[dict[str, Any]]:
+        return self.load_tree_blob(tree_id)[1]
+
+    def load_tree_blob(self, tree_id: str | bytes) -> tuple[bytes, list[dict[str, Any]]]:
+        """A tree's plaintext and its entries."""
         ident = bytes.fromhex(tree_id) if isinstance(tree_id, str) else tree_id
-        doc = json.loads(self.blobs.read_blob(ident))
+        raw = self.blobs.read_blob(ident)
+        doc = json.loads(raw)
         if not isinstance(doc, dict) or doc.get("version") != 1:
             raise UnsupportedFormatError(f"tree {ident.hex()}: unsupported tree version")
         entries: list[dict[str, Any]] = doc["entries"]
-        return entries
+        return raw, entries
 
     def content_chunks(self, content: Mapping[str, Any]) -> Iterator[bytes]:
         """The chunk ids of a file's or stream's content, expanding chunk lists lazily."""

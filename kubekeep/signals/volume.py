@@ -73,12 +73,14 @@ class BlobLocator(Protocol):
     def lookup(self, blob_id: bytes) -> _Located | None: ...
 
 
-class SnapshotSource(TreeReader, Protocol):
+class SnapshotSource(Protocol):
     """What volume signals read from a repository (kubekeep.repo.Repository satisfies it)."""
 
     def load_snapshot(self, snapshot_id: str) -> dict[str, Any]: ...
 
-    def read_blob(self, blob_id: bytes) -> bytes: ...
+    def read_blob(self, blob_id: bytes, *, recent: bool = False) -> bytes:
+        """``recent``: a tree the latest backup of this process changed may come from memory."""
+        ...
 
     @property
     def index(self) -> BlobLocator: ...
@@ -397,7 +399,17 @@ class _Accumulator:
                 self.out.ransom_note_example = str(example)
 
 
-def _extension_histogram(repo: SnapshotSource, tree: str | None) -> dict[str, int]:
+class _RecentFirst:
+    """Reads trees the backup that just ran left in memory (kubekeep.repo.recent) before the repository's."""
+
+    def __init__(self, repo: SnapshotSource) -> None:
+        self.repo = repo
+
+    def read_blob(self, blob_id: bytes) -> bytes:
+        return self.repo.read_blob(blob_id, recent=True)
+
+
+def _extension_histogram(repo: TreeReader, tree: str | None) -> dict[str, int]:
     """Every regular file's extension in a tree (a full walk: only when no earlier histogram exists)."""
     counts: dict[str, int] = {}
     for event in diff_trees(repo, None, tree):
@@ -427,6 +439,7 @@ def volume_signals(repo: SnapshotSource, snapshot_id: str, previous_snapshot_id:
     the histogram matters (a first point is not scored).
     """
     started = time.perf_counter()
+    reader = _RecentFirst(repo)
     doc = repo.load_snapshot(snapshot_id)
     stats = doc.get("stats") or {}
     out = VolumeSignals(namespace=namespace, pvc=pvc, snapshot_id=snapshot_id,
@@ -447,9 +460,9 @@ def volume_signals(repo: SnapshotSource, snapshot_id: str, previous_snapshot_id:
     elif previous_extensions is not None:
         before = dict(previous_extensions)
     else:
-        before = _extension_histogram(repo, previous_tree)
+        before = _extension_histogram(reader, previous_tree)
     acc = _Accumulator(repo, out, repo.index)
-    for event in diff_trees(repo, previous_tree, doc.get("tree")):
+    for event in diff_trees(reader, previous_tree, doc.get("tree")):
         acc.visit(event)
     acc.finish()
     after = dict(before)

@@ -139,3 +139,44 @@ def test_record_round_trip() -> None:
     sig = VolumeSignals(namespace="ns", pvc="p", snapshot_id="s", previous_snapshot_id=None, files=3,
                         new_extensions=["x"], extensions={"x": 3})
     assert VolumeSignals.from_dict({**sig.to_dict(), "a_field_from_a_newer_writer": 1}) == sig
+
+
+def test_right_after_the_backup_the_diff_reads_no_tree_from_storage(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backup that just ran kept the trees of the directories it changed (new and previous versions), so
+    the signals step of the same run reads none of them again; another process reads them, with the same
+    numbers."""
+    from kubekeep.repo.blobs import BlobStore
+    from kubekeep.repo.crypto import BlobType
+    from tests.unit.repo.conftest import open_repo
+
+    repo, root = _repo(tmp_path), tmp_path / "vol"
+    _volume(root)
+    first = repo.backup(root)
+    before = volume_signals(repo, first.snapshot_id, None, namespace="ns", pvc="data")
+    (root / "docs" / "report-03.txt").write_bytes(text(9000, seed=3))
+    (root / "media" / "photo-1.jpg").unlink()
+    (root / "fresh").mkdir()
+    (root / "fresh" / "new.txt").write_bytes(text(4000, seed=4))
+    second = repo.backup(root, parent=first.snapshot_id)
+
+    read_types: list[int] = []
+    envelope = BlobStore._read_envelope
+
+    def counting(self: BlobStore, blob_id: bytes, index: object) -> object:
+        found = envelope(self, blob_id, index)  # type: ignore[arg-type]
+        read_types.append(found[0].blob_type)
+        return found
+
+    monkeypatch.setattr(BlobStore, "_read_envelope", counting)
+    # as the backup flow calls it: with the previous point's extension histogram (no walk of the old tree)
+    here = volume_signals(repo, second.snapshot_id, first.snapshot_id, namespace="ns", pvc="data",
+                          previous_extensions=before.extensions)
+    assert BlobType.TREE not in read_types
+    assert (here.files_changed, here.files_deleted, here.files_added) == (1, 1, 1)
+
+    read_types.clear()
+    elsewhere = volume_signals(open_repo(FilesystemStorage(tmp_path / "repo")), second.snapshot_id,
+                               first.snapshot_id, namespace="ns", pvc="data", previous_extensions=before.extensions)
+    assert read_types.count(BlobType.TREE) >= 4  # root and the three changed directories, in both versions
+    assert {**elsewhere.to_dict(), "seconds": 0} == {**here.to_dict(), "seconds": 0}
