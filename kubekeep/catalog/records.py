@@ -412,6 +412,8 @@ class SignalRow:
     dedup_ratio: float | None = None
     dedup_ratio_change: float | None = None
     extensions: Mapping[str, int] | None = None
+    #: point rows: the baseline candidates the next point of the app starts from (kubekeep.signals.carry)
+    baseline_candidates: str | None = None
 
     def __post_init__(self) -> None:
         check_id(self.restore_point_id, "restore point id")

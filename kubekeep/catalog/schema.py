@@ -272,6 +272,8 @@ SIGNALS_SCHEMA = pa.schema(
         pa.field("dedup_ratio", pa.float64()),
         pa.field("dedup_ratio_change", pa.float64()),
         pa.field("extensions", _KIND_COUNTS),
+        # point rows: the baseline candidates the next point starts from (JSON; kubekeep.signals.carry)
+        pa.field("baseline_candidates", pa.string()),
     ]
 )
 

@@ -405,8 +405,20 @@ class Catalog:
     def units(self, table: TableName) -> list[str]:
         """The write units (restore point ids) of ``table``'s one-point files, from the listing alone (rows of
         compacted part files are not named here)."""
+        return self.unit_listing(table)[0]
+
+    def unit_listing(self, table: TableName) -> tuple[list[str], list[str]]:
+        """(the write units of ``table``'s one-point files, the keys of its other files: compacted parts),
+        from one listing."""
         small = f"{table_prefix(table, self.prefix)}{SMALL_FILE_PREFIX}"
-        return [info.key[len(small):-len(".parquet")] for info in self._list(table) if info.key.startswith(small)]
+        units: list[str] = []
+        others: list[str] = []
+        for info in self._list(table):
+            if info.key.startswith(small):
+                units.append(info.key[len(small):-len(".parquet")])
+            else:
+                others.append(info.key)
+        return units, others
 
     def dataset(self, table: TableName, units: Collection[str] | None = None) -> ds.Dataset:
         """A pyarrow dataset over every catalog file of ``table`` (fetched into the cache).

@@ -67,6 +67,11 @@ class Index:
         value = self._blobs.get(blob_id)
         return None if value is None else self._packs[value >> 104]
 
+    def sizes(self, blob_id: bytes) -> tuple[int, int] | None:
+        """(stored length, plaintext length) of a blob, without building its Location."""
+        value = self._blobs.get(blob_id)
+        return None if value is None else ((value >> 32) & _M32, value & _M32)
+
     def _decode(self, blob_id: bytes, value: int) -> Location:
         raw_length = value & _M32
         length = (value >> 32) & _M32

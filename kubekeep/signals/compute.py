@@ -9,7 +9,7 @@ is committed and its catalog rows are written.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,10 +27,11 @@ from kubekeep.catalog import (
 )
 from kubekeep.restorepoint.ids import id_app, parse_point_id
 
+from .carry import Candidate, candidate, carry, decode, encode, select
 from .objects import ObjectKey, ObjectSignals, catalog_object_keys, object_signals
 from .record import PointSignals
 from .rows import points_from_rows
-from .score import SignalPolicy, score_point, select_baseline
+from .score import SignalPolicy, score_against
 from .volume import SnapshotSource, VolumeSignals, volume_signals
 
 
@@ -81,6 +82,16 @@ class PointHistory(Protocol):
         """Read ahead what judging ``point`` needs (an implementation may do nothing)."""
         ...
 
+    def predecessor_signals(self, point: PointRef) -> PointSignals | None:
+        """The signals of the app's newest point before ``point``, with the baseline candidates it carries
+        (None: not scored, or the history cannot tell which point that is)."""
+        ...
+
+    def scored_outside(self, point: PointRef, candidates: Collection[str]) -> bool:
+        """True when a point of the app older than ``point`` and no older than the oldest of ``candidates``,
+        not one of them, has signals now (or may have: the history cannot tell)."""
+        ...
+
 
 class CatalogHistory:
     """:class:`PointHistory` answered by the catalog of the location, reading only the app's newest points.
@@ -118,6 +129,10 @@ class CatalogHistory:
         self._recent: dict[str, list[str] | None] = {}
         #: app -> the oldest of its recent points when older ones were left out
         self._cutoff: dict[str, str | None] = {}
+        #: app -> its points before the judged one, (stamp, id) newest first; ids in other forms
+        self._mine: dict[str, list[tuple[str, str]]] = {}
+        self._other: dict[str, list[str]] = {}
+        self._predecessor: dict[str, PointSignals | None] = {}
 
     def window(self, point: PointRef, limit: int) -> list[str] | None:
         """The restore point ids whose one-point files judging ``point`` reads (None: every file)."""
@@ -136,17 +151,21 @@ class CatalogHistory:
             elif parts.app == me.app and parts.stamp <= me.stamp and unit != point.id:
                 mine.append((parts.stamp, unit))
         mine.sort(reverse=True)
+        self._mine[point.app], self._other[point.app] = mine, other
         self._cutoff[point.app] = mine[self.RECENT - 1][1] if len(mine) > self.RECENT else None
         self._window[point.app] = [point.id, *(unit for _, unit in mine[:limit]), *other]
         self._recent[point.app] = [point.id, *(unit for _, unit in mine[:self.RECENT]), *other]
         return self._window[point.app]
 
     def prefetch(self, point: PointRef, limit: int) -> None:
+        """Stage one: the app's points, the acknowledgements, the point's objects and its predecessor's signals
+        (with the baseline candidates it carries); stage two: the volumes, the previous point's objects, and
+        the window's signals only when no candidates were carried."""
         self.window(point, limit)
         with ThreadPoolExecutor(self.READERS, thread_name_prefix="signals-catalog") as pool:
+            carried = pool.submit(self.predecessor_signals, point)
             first: list[Future[Any]] = [pool.submit(self._app_points, point.app),
-                     pool.submit(self.signals_before, point.app, point.finished_at, limit),
-                     pool.submit(self.acknowledged, point.app)]
+                                        pool.submit(self.acknowledged, point.app), carried]
             if point.objects_complete:
                 first.append(pool.submit(self.object_keys, point.id))
             for future in first:
@@ -155,8 +174,40 @@ class CatalogHistory:
             second: list[Future[Any]] = [pool.submit(self._app_volumes, point.app)] if point.volumes else []
             if previous and point.objects_complete:
                 second.append(pool.submit(self.object_keys, previous))
+            predecessor = carried.result()
+            if predecessor is None or predecessor.carried is None:
+                second.append(pool.submit(self.signals_before, point.app, point.finished_at, limit))
             for future in second:
                 future.result()
+
+    def predecessor_signals(self, point: PointRef) -> PointSignals | None:
+        if point.app not in self._predecessor:
+            self._predecessor[point.app] = self._read_predecessor(point)
+        return self._predecessor[point.app]
+
+    def _read_predecessor(self, point: PointRef) -> PointSignals | None:
+        if self._window.get(point.app) is None or self._other[point.app] or not self._mine[point.app]:
+            # not prefetched, or ids in other forms: which point came before cannot be told from the names
+            return None
+        newest = self._mine[point.app][0][1]
+        found = points_from_rows(list_signals(self.catalog, restore_point_ids=[newest]))
+        if not found:
+            return None
+        mine = found[0]
+        return mine if datetime.fromisoformat(mine.finished_at) < point.finished_at else None
+
+    def scored_outside(self, point: PointRef, candidates: Collection[str]) -> bool:
+        if self._window.get(point.app) is None or self._other[point.app]:
+            return True
+        stamps = [parsed.stamp for parsed in map(parse_point_id, candidates) if parsed is not None]
+        if len(stamps) != len(candidates):
+            return True
+        oldest, skip = min(stamps, default=""), set(candidates)
+        between = {unit for stamp, unit in self._mine[point.app] if stamp >= oldest and unit not in skip}
+        if not between:
+            return False
+        units, others = self.catalog.unit_listing(TableName.SIGNALS)
+        return bool(others) or not between.isdisjoint(units)
 
     def _app_points(self, app: str, *, whole: bool = False) -> list[tuple[str, datetime, str]]:
         """(id, finished_at, status) of the app's points in the window (``whole``: all of them), newest first."""
@@ -248,6 +299,22 @@ def _previous_volume(history: Sequence[PointSignals], snapshot_id: str) -> Volum
     return None
 
 
+def _history(history: PointHistory, point: PointRef, policy: SignalPolicy, limit: int
+             ) -> tuple[list[PointSignals], list[Candidate]]:
+    """(earlier scored points to look up previous volumes in, the baseline candidates newest first): from the
+    candidates the predecessor carries when they are valid (kubekeep.signals.carry), else from the window."""
+    predecessor = history.predecessor_signals(point)
+    carried = decode(predecessor.carried, policy) if predecessor is not None else None
+    if predecessor is not None and carried and carried[0].restore_point_id == predecessor.restore_point_id \
+            and all(_previous_volume([predecessor], before) is not None for before in
+                    (history.previous_volume_snapshot(point.app, ref, point.finished_at) for ref in point.volumes)
+                    if before is not None) \
+            and not history.scored_outside(point, [c.restore_point_id for c in carried]):
+        return [predecessor], carried
+    past = history.signals_before(point.app, point.finished_at, limit)
+    return past, [candidate(p, policy) for p in past]
+
+
 def compute_signals(repo: SnapshotSource, history: PointHistory, point: PointRef, policy: SignalPolicy,
                     *, now: datetime | None = None) -> PointSignals:
     """Measure ``point`` against the app's previous points and score it against its baseline."""
@@ -257,7 +324,7 @@ def compute_signals(repo: SnapshotSource, history: PointHistory, point: PointRef
     # a few more than the baseline needs: suspect points are skipped when it is selected
     limit = policy.baseline_points * 2 + 10
     history.prefetch(point, limit)
-    past = history.signals_before(point.app, point.finished_at, limit)
+    past, candidates = _history(history, point, policy, limit)
     previous = history.previous_point(point.app, point.finished_at)
     objects: ObjectSignals | None = None
     if point.objects_complete:
@@ -274,11 +341,13 @@ def compute_signals(repo: SnapshotSource, history: PointHistory, point: PointRef
     signals = PointSignals(restore_point_id=point.id, app=point.app, finished_at=point.finished_at.isoformat(),
                            previous_point_id=previous, volumes=volumes, objects=objects, threshold=policy.threshold,
                            computed_at=(now or datetime.now(UTC)).isoformat())
-    baseline = select_baseline(past, history.acknowledged(point.app), policy)
-    verdict = score_point(signals, baseline, policy)
+    acknowledged = history.acknowledged(point.app)
+    baseline = select(candidates, acknowledged, policy)
+    verdict = score_against(signals, [b.values for b in baseline], policy)
     signals.score, signals.suspect, signals.reasons = verdict.score, verdict.suspect, verdict.reasons
     signals.subject_scores = verdict.subject_scores
     signals.baseline = [b.restore_point_id for b in baseline]
+    signals.carried = encode(carry(signals, candidates, acknowledged, policy), policy)
     if not point.objects_complete:
         signals.reasons.append("objects not compared: some resource types could not be listed in this point")
     signals.seconds = time.perf_counter() - started

@@ -38,6 +38,9 @@ class PointSignals:
     #: wall-clock seconds: diffs and scoring together
     seconds: float = 0.0
     format: int = FORMAT
+    #: the baseline candidates the next point starts from (kubekeep.signals.carry; catalog row only: not
+    #: part of the record in the repository, a rebuilt catalog starts the chain again)
+    carried: str | None = None
 
     def volume(self, subject: str) -> VolumeSignals | None:
         for v in self.volumes:
@@ -46,7 +49,9 @@ class PointSignals:
         return None
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
+        doc = asdict(self)
+        del doc["carried"]
+        return json.dumps(doc, sort_keys=True, indent=1).encode()
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> PointSignals:
@@ -55,7 +60,7 @@ class PointSignals:
         doc = dict(doc)
         doc["volumes"] = [VolumeSignals.from_dict(v) for v in doc.get("volumes") or ()]
         doc["objects"] = ObjectSignals.from_dict(doc["objects"]) if doc.get("objects") else None
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"carried"}
         return cls(**{k: v for k, v in doc.items() if k in known})
 
     @classmethod

@@ -32,7 +32,7 @@ def signal_rows(point: PointSignals) -> list[SignalRow]:
     o = point.objects
     rows = [SignalRow(subject=POINT_SUBJECT, score=point.score, suspect=point.suspect, reasons=tuple(point.reasons),
                       previous_point_id=point.previous_point_id, baseline=tuple(point.baseline),
-                      seconds=point.seconds,
+                      seconds=point.seconds, baseline_candidates=point.carried,
                       objects=o.objects if o else None, previous_objects=o.previous_objects if o else None,
                       objects_deleted=o.deleted if o else None,
                       previous_by_kind=dict(o.previous_by_kind) if o else None,
@@ -69,6 +69,7 @@ def points_from_rows(rows: Iterable[SignalRow]) -> list[PointSignals]:
             point.score, point.suspect, point.reasons = row.score, row.suspect, list(row.reasons)
             point.baseline = list(row.baseline or ())
             point.seconds = row.seconds or 0.0
+            point.carried = row.baseline_candidates
             if row.objects is not None:
                 point.objects = ObjectSignals(
                     previous_point_id=row.previous_point_id, objects=row.objects,

@@ -231,10 +231,16 @@ def _gated(obs: Observation, policy: SignalPolicy) -> bool:
 
 def score_point(point: PointSignals, baseline: Sequence[PointSignals], policy: SignalPolicy) -> Score:
     """Judge ``point`` against ``baseline`` (from :func:`select_baseline`)."""
+    return score_against(point, [{o.key: o.value for o in observations(past, policy)} for past in baseline], policy)
+
+
+def score_against(point: PointSignals, baseline: Sequence[Mapping[str, float]], policy: SignalPolicy) -> Score:
+    """Judge ``point`` against the observations of its baseline points (observation key -> value, one
+    mapping per point; kubekeep.signals.carry keeps them so)."""
     history: dict[str, list[float]] = {}
-    for past in baseline:
-        for obs in observations(past, policy):
-            history.setdefault(obs.key, []).append(obs.value)
+    for values in baseline:
+        for key, value in values.items():
+            history.setdefault(key, []).append(value)
     judged: list[Judged] = []
     for obs in observations(point, policy):
         past_values = history.get(obs.key, [])

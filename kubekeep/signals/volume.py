@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
@@ -56,21 +56,10 @@ MAX_LISTED_EXTENSIONS = 20
 OTHER_EXTENSION = "?"
 
 
-class _Sizes(Protocol):
-    @property
-    def length(self) -> int: ...
-
-    @property
-    def raw_length(self) -> int: ...
-
-
-class _Located(Protocol):
-    @property
-    def entry(self) -> _Sizes: ...
-
-
 class BlobLocator(Protocol):
-    def lookup(self, blob_id: bytes) -> _Located | None: ...
+    def sizes(self, blob_id: bytes) -> tuple[int, int] | None:
+        """(stored length, plaintext length) of a blob, None if the index does not have it."""
+        ...
 
 
 class SnapshotSource(Protocol):
@@ -207,9 +196,10 @@ def _stem(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
 
 
-def _incompressible(entry: _Sizes) -> bool:
-    stored = entry.length - ENVELOPE_OVERHEAD
-    return stored > entry.raw_length * (1 - MIN_SAVING)
+def _incompressible(length: int, raw_length: int) -> bool:
+    """A blob of ``length`` stored bytes for ``raw_length`` plaintext bytes was stored raw (zstd saved less than
+    the repository's MIN_SAVING)."""
+    return length - ENVELOPE_OVERHEAD > raw_length * (1 - MIN_SAVING)
 
 
 class _Directory:
@@ -278,17 +268,31 @@ class _Accumulator:
 
     # -- chunks ---------------------------------------------------------------------------
 
-    def _chunks(self, content: Mapping[str, Any], skip_lists: set[str]) -> Iterator[bytes]:
+    def _chunk_ids(self, content: Mapping[str, Any], skip_lists: set[str]) -> set[str] | set[bytes]:
+        """A content's chunk ids: hex strings as a tree lists them (converted only when compared with a
+        chunk list's), or the 32-byte ids of its chunk lists."""
         if "chunks" in content:
-            for hexid in content["chunks"]:
-                yield bytes.fromhex(hexid)
-            return
+            return set(content["chunks"])
+        ids: set[bytes] = set()
         for list_id in content.get("lists", ()):
             if list_id in skip_lists:
                 continue  # the same chunk list in both versions: same chunks
             raw = self.repo.read_blob(bytes.fromhex(list_id))
-            for pos in range(0, len(raw), 32):
-                yield raw[pos:pos + 32]
+            ids.update(raw[pos:pos + 32] for pos in range(0, len(raw), 32))
+        return ids
+
+    def _compared(self, old_content: Mapping[str, Any], new_content: Mapping[str, Any]
+                  ) -> tuple[set[bytes], set[bytes]]:
+        """(chunks only the new version has, chunks only the old version has), as 32-byte ids."""
+        common = set(old_content.get("lists", ())) & set(new_content.get("lists", ()))
+        old_ids, new_ids = self._chunk_ids(old_content, common), self._chunk_ids(new_content, common)
+        as_hex = ("chunks" in old_content or not old_content) and "chunks" in new_content
+        if not as_hex:  # a chunk list on one side: compare bytes
+            old_ids = {bytes.fromhex(i) if isinstance(i, str) else i for i in old_ids}
+            new_ids = {bytes.fromhex(i) if isinstance(i, str) else i for i in new_ids}
+        only_new, only_old = new_ids - old_ids, old_ids - new_ids
+        return ({bytes.fromhex(i) if isinstance(i, str) else i for i in only_new},
+                {bytes.fromhex(i) if isinstance(i, str) else i for i in only_old})
 
     def _content(self, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> _NewContent:
         """Account the new content of a file (chunks the old version lacks) and its compressibility.
@@ -296,24 +300,20 @@ class _Accumulator:
         Only new chunks are looked up in the index; the replaced chunks only when the new
         content is a high-entropy rewrite of most of the file (to tell encryption in place
         from a file that was random data before too)."""
-        out, lookup = self.out, self.index.lookup
+        out, sizes = self.out, self.index.sizes
         added = _NewContent()
-        old_content = (old or {}).get("content") or {}
-        new_content = new.get("content") or {}
-        common = set(old_content.get("lists", ())) & set(new_content.get("lists", ()))
-        old_ids = set(self._chunks(old_content, common))
-        new_ids = set(self._chunks(new_content, common))
+        only_new, only_old = self._compared((old or {}).get("content") or {}, new.get("content") or {})
         entropic_raw = 0  # new content large enough to judge
-        for blob_id in new_ids - old_ids:
-            loc = lookup(blob_id)
-            if loc is None:
+        for blob_id in only_new:
+            found = sizes(blob_id)
+            if found is None:
                 continue
-            raw = loc.entry.raw_length
+            stored, raw = found
             added.chunks += 1
             added.bytes += raw
             if raw >= MIN_ENTROPY_CHUNK:
                 entropic_raw += raw
-                if _incompressible(loc.entry):
+                if _incompressible(stored, raw):
                     added.incompressible_chunks += 1
                     added.incompressible_bytes += raw
         added.add_to(out, 1)
@@ -324,11 +324,11 @@ class _Accumulator:
         new_share = added.incompressible_bytes / entropic_raw if entropic_raw else 0.0
         if size and added.bytes >= REWRITTEN * size and new_share >= ENTROPY_RISE:
             replaced = replaced_hard = 0
-            for blob_id in old_ids - new_ids:
-                loc = lookup(blob_id)
-                if loc is not None and loc.entry.raw_length >= MIN_ENTROPY_CHUNK:
-                    replaced += loc.entry.raw_length
-                    replaced_hard += loc.entry.raw_length if _incompressible(loc.entry) else 0
+            for blob_id in only_old:
+                found = sizes(blob_id)
+                if found is not None and found[1] >= MIN_ENTROPY_CHUNK:
+                    replaced += found[1]
+                    replaced_hard += found[1] if _incompressible(*found) else 0
             if new_share - (replaced_hard / replaced if replaced else 0.0) >= ENTROPY_RISE:
                 out.entropy_rise_files += 1
         return added
