@@ -100,10 +100,11 @@ class CatalogHistory:
     would make the step grow with every point of every app, so :meth:`prefetch` first picks the app's
     newest points from the restore-point files' *names* (ids in the backup's ``<app>-<stamp>-<hex>`` form,
     kubekeep.restorepoint.ids): the judged point and the ``limit`` newest of its app before it (for the
-    baseline's signals; :attr:`RECENT` of them for the point and volume rows), plus every file whose id is
-    in another form (its app cannot be told from its name; compacted parts are always read). Every read
-    after that opens only those points' files (objects: the two points compared). A previous point or
-    PVC snapshot older than the recent ones is looked up in all of the app's points (rare).
+    baseline's signals, when the predecessor carries no candidates: kubekeep.signals.carry; the first
+    :attr:`TIERS` of them for the point and volume rows), plus every file whose id is in another form (its
+    app cannot be told from its name; compacted parts are always read). Every read after that opens only
+    those points' files (objects: the two points compared). A previous point or PVC snapshot older than
+    the newest ones is looked up in the next tier's points, then in all of the app's points (rare).
     A point whose own id is not in the backup's form reads the tables whole, as before.
 
     Each answer is kept for the life of the object (one signals step). :meth:`prefetch` reads in two
@@ -112,9 +113,10 @@ class CatalogHistory:
 
     #: catalog reads at once in :meth:`prefetch`
     READERS = 4
-    #: the app's newest points whose point and volume rows are read (the previous point, and the previous
-    #: snapshot of each PVC, are almost always among them; else all of the app's points are read)
-    RECENT = 8
+    #: the app's newest points whose point and volume rows are read, widening tier by tier (the previous
+    #: point, and the previous snapshot of each PVC, are almost always the newest; after the last tier all
+    #: of the app's points are read)
+    TIERS = (2, 8)
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -125,10 +127,10 @@ class CatalogHistory:
         self._objects: dict[str, list[ObjectKey]] = {}
         #: app -> the restore points whose signals are read (None: all) ...
         self._window: dict[str, list[str] | None] = {}
-        #: ... and the fewer whose point and volume rows are read; True when older points were left out
-        self._recent: dict[str, list[str] | None] = {}
-        #: app -> the oldest of its recent points when older ones were left out
-        self._cutoff: dict[str, str | None] = {}
+        #: ... and, tier by tier, the fewer whose point and volume rows are read (the last: None, all) ...
+        self._tiers: dict[str, list[list[str] | None]] = {}
+        #: ... and the oldest point of each tier when older ones were left out
+        self._cutoffs: dict[str, list[str | None]] = {}
         #: app -> its points before the judged one, (stamp, id) newest first; ids in other forms
         self._mine: dict[str, list[tuple[str, str]]] = {}
         self._other: dict[str, list[str]] = {}
@@ -140,7 +142,8 @@ class CatalogHistory:
             return self._window[point.app]
         me = parse_point_id(point.id)
         if me is None or me.app != id_app(point.app):
-            self._window[point.app] = self._recent[point.app] = self._cutoff[point.app] = None
+            self._window[point.app] = None
+            self._tiers[point.app], self._cutoffs[point.app] = [None], [None]
             return None
         mine: list[tuple[str, str]] = []
         other: list[str] = []
@@ -152,9 +155,18 @@ class CatalogHistory:
                 mine.append((parts.stamp, unit))
         mine.sort(reverse=True)
         self._mine[point.app], self._other[point.app] = mine, other
-        self._cutoff[point.app] = mine[self.RECENT - 1][1] if len(mine) > self.RECENT else None
         self._window[point.app] = [point.id, *(unit for _, unit in mine[:limit]), *other]
-        self._recent[point.app] = [point.id, *(unit for _, unit in mine[:self.RECENT]), *other]
+        tiers: list[list[str] | None] = []
+        cutoffs: list[str | None] = []
+        for n in self.TIERS:
+            tiers.append([point.id, *(unit for _, unit in mine[:n]), *other])
+            cutoffs.append(mine[n - 1][1] if len(mine) > n else None)
+            if cutoffs[-1] is None:
+                break  # this tier holds every point of the app
+        if cutoffs[-1] is not None:
+            tiers.append(None)
+            cutoffs.append(None)
+        self._tiers[point.app], self._cutoffs[point.app] = tiers, cutoffs
         return self._window[point.app]
 
     def prefetch(self, point: PointRef, limit: int) -> None:
@@ -209,22 +221,26 @@ class CatalogHistory:
         units, others = self.catalog.unit_listing(TableName.SIGNALS)
         return bool(others) or not between.isdisjoint(units)
 
-    def _app_points(self, app: str, *, whole: bool = False) -> list[tuple[str, datetime, str]]:
-        """(id, finished_at, status) of the app's points in the window (``whole``: all of them), newest first."""
-        key = f"\0{app}" if whole else app
+    def _tier_units(self, app: str, tier: int) -> list[str] | None:
+        tiers = self._tiers.get(app, [None])
+        return tiers[min(tier, len(tiers) - 1)]
+
+    def _app_points(self, app: str, *, tier: int = 0) -> list[tuple[str, datetime, str]]:
+        """(id, finished_at, status) of the app's points in ``tier`` (the last: all of them), newest first."""
+        key = f"{tier}\0{app}"
         if key not in self._points:
             table = list_restore_points_table(self.catalog, app=app, statuses=None,
                                               columns=["id", "finished_at", "status"],
-                                              units=None if whole else self._recent.get(app))
+                                              units=self._tier_units(app, tier))
             self._points[key] = list(zip(table["id"].to_pylist(), table["finished_at"].to_pylist(),
                                          table["status"].to_pylist(), strict=True))
         return self._points[key]
 
-    def _app_volumes(self, app: str, *, whole: bool = False) -> dict[tuple[str, str, str], str]:
+    def _app_volumes(self, app: str, *, tier: int = 0) -> dict[tuple[str, str, str], str]:
         """(restore point id, namespace, pvc) -> snapshot id, for the volumes with data of ``app``'s points."""
-        key = f"\0{app}" if whole else app
+        key = f"{tier}\0{app}"
         if key not in self._volumes:
-            ids = [p[0] for p in self._app_points(app, whole=whole)]
+            ids = [p[0] for p in self._app_points(app, tier=tier)]
             rows = self.catalog.read(TableName.RESTORE_POINT_VOLUMES,
                                      filter=pc.field("restore_point_id").isin(ids),
                                      columns=["restore_point_id", "namespace", "pvc", "snapshot_id"],
@@ -237,39 +253,39 @@ class CatalogHistory:
             self._volumes[key] = found
         return self._volumes[key]
 
-    def _newest_before(self, app: str, before: datetime, match: Callable[[str, str, bool], bool]) -> str | None:
-        """The newest point of ``app`` finished before ``before`` that ``match(id, status, whole)`` accepts.
+    def _newest_before(self, app: str, before: datetime, match: Callable[[str, str, int], bool]
+                       ) -> tuple[str, int] | None:
+        """(the newest point of ``app`` finished before ``before`` that ``match(id, status, tier)`` accepts, the
+        tier it was found in).
 
-        Among the recent points first; an answer older than the oldest recent point of the app (a point
-        with an id in another form) could hide a newer one outside them, so then all points are read."""
-        cutoff = self._cutoff.get(app)
-        rows = self._app_points(app)
-        if cutoff is not None:
-            cutoff_time = next((finished for point_id, finished, _ in rows if point_id == cutoff), None)
-        for point_id, finished, status in rows:
-            if finished < before and match(point_id, status, False):
-                if cutoff is None or cutoff_time is None or finished >= cutoff_time:
-                    return point_id
-                break
-        if cutoff is None:
-            return None
-        for point_id, finished, status in self._app_points(app, whole=True):
-            if finished < before and match(point_id, status, True):
-                return point_id
+        Tier by tier: an answer older than the oldest point of a tier (a point with an id in another form)
+        could hide a newer one outside it, and no answer may be outside it, so then the next tier is read."""
+        cutoffs = self._cutoffs.get(app, [None])
+        for tier, cutoff in enumerate(cutoffs):
+            rows = self._app_points(app, tier=tier)
+            cutoff_time = None if cutoff is None else next(
+                (finished for point_id, finished, _ in rows if point_id == cutoff), None)
+            for point_id, finished, status in rows:
+                if finished < before and match(point_id, status, tier):
+                    if cutoff is None or cutoff_time is None or finished >= cutoff_time:
+                        return point_id, tier
+                    break
+            if cutoff is None:
+                return None
         return None
 
     def previous_point(self, app: str, before: datetime) -> str | None:
-        return self._newest_before(app, before, lambda _id, status, _whole: status == RestorePointStatus.SUCCEEDED)
+        found = self._newest_before(app, before, lambda _id, status, _tier: status == RestorePointStatus.SUCCEEDED)
+        return found[0] if found else None
 
     def previous_volume_snapshot(self, app: str, volume: VolumeRef, before: datetime) -> str | None:
-        def has(point_id: str, _status: str, whole: bool) -> bool:
-            return (point_id, volume.namespace, volume.pvc) in self._app_volumes(app, whole=whole)
+        def has(point_id: str, _status: str, tier: int) -> bool:
+            return (point_id, volume.namespace, volume.pvc) in self._app_volumes(app, tier=tier)
 
         found = self._newest_before(app, before, has)
         if found is None:
             return None
-        whole = (found, volume.namespace, volume.pvc) not in self._app_volumes(app)
-        return self._app_volumes(app, whole=whole)[(found, volume.namespace, volume.pvc)]
+        return self._app_volumes(app, tier=found[1])[(found[0], volume.namespace, volume.pvc)]
 
     def signals_before(self, app: str, before: datetime, limit: int) -> list[PointSignals]:
         """The newest ``limit`` scored points of ``app`` before ``before`` (among the window's points)."""

@@ -83,7 +83,7 @@ def test_the_step_reads_the_window_of_the_app_not_every_file(history: tuple[Cata
     for key in keys:
         by_table.setdefault(key.split("/")[-2], set()).add(key.rsplit("/", 1)[-1])
     assert not any("shop-eu" in name for names in by_table.values() for name in names), by_table
-    recent = CatalogHistory.RECENT
+    recent = CatalogHistory.TIERS[0]
     assert by_table[TableName.RESTORE_POINTS.value] == {f"rp-{rp}.parquet" for rp in (point_id, *shop[-1 - recent:-1],
                                                                                       legacy)}, by_table
     assert len(by_table[TableName.RESTORE_POINT_VOLUMES.value]) == recent + 2
@@ -112,7 +112,7 @@ def test_a_pvc_older_than_the_window_is_found_in_all_of_the_app_points(
     assert h.previous_volume_snapshot("shop", VolumeRef("shop", "old", "x"), finished) == f"snap-old-{legacy}"
     # a previous point older than the recent ones: the judged point follows a long gap of failed points
     gap = START + timedelta(days=80)
-    for day in range(CatalogHistory.RECENT + 2):
+    for day in range(CatalogHistory.TIERS[-1] + 2):
         rp = new_restore_point_id("shop", gap + timedelta(hours=day))
         catalog.add_restore_point(RestorePoint(
             id=rp, app="shop", cluster="c", namespaces=("shop",), started_at=gap + timedelta(hours=day),
@@ -137,3 +137,22 @@ def test_a_point_id_in_another_form_reads_the_tables_whole(history: tuple[Catalo
     assert h.window(point, LIMIT) is None
     assert h.previous_point("shop", finished) == shop[-1]
     assert len(h.signals_before("shop", finished, 1000)) == sum(1 for day in range(60) if day % 7 != 3) + 1
+
+
+@pytest.mark.parametrize("failed", [CatalogHistory.TIERS[0], CatalogHistory.TIERS[0] + 2, CatalogHistory.TIERS[-1] + 1])
+def test_after_failed_points_the_previous_point_is_found_tier_by_tier(history: tuple[Catalog, list[str], str],
+                                                                       failed: int) -> None:
+    catalog, shop, _legacy = history
+    gap = START + timedelta(days=80)
+    for hour in range(failed):
+        rp = new_restore_point_id("shop", gap + timedelta(hours=hour))
+        catalog.add_restore_point(RestorePoint(
+            id=rp, app="shop", cluster="c", namespaces=("shop",), started_at=gap + timedelta(hours=hour),
+            finished_at=gap + timedelta(hours=hour, minutes=5), status="failed", snapshot_id="s" * 64,
+            location="file:///x"))
+    late = _add(catalog, "shop", gap + timedelta(days=1))
+    finished = gap + timedelta(days=1, minutes=5)
+    h = CatalogHistory(catalog)
+    h.prefetch(PointRef(id=late, app="shop", finished_at=finished), LIMIT)
+    assert h.previous_point("shop", finished) == shop[-1]
+    assert h.previous_volume_snapshot("shop", VolumeRef("shop", "data", "x"), finished) == f"snap-data-{shop[-1]}"
