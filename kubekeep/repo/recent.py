@@ -31,7 +31,8 @@ class RecentTrees:
         if len(plaintext) > self.limit:
             return
         with self._lock:
-            if blob_id in self._blobs:
+            if blob_id in self._blobs:  # a tree a newer backup touched again (a change reverted): newest now
+                self._blobs.move_to_end(blob_id)
                 return
             self._blobs[blob_id] = plaintext
             self._bytes += len(plaintext)
