@@ -60,18 +60,6 @@ def fingerprint(policy: SignalPolicy) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
-def select(candidates: Iterable[Candidate], acknowledged: Collection[str], policy: SignalPolicy) -> list[Candidate]:
-    """The baseline (kubekeep.signals.score.select_baseline's rule, on candidates)."""
-    out: list[Candidate] = []
-    for c in candidates:
-        if c.suspect and c.restore_point_id not in acknowledged:
-            continue
-        out.append(c)
-        if len(out) >= policy.baseline_points:
-            break
-    return out
-
-
 def carry(point: PointSignals, earlier: Iterable[Candidate], acknowledged: Collection[str],
           policy: SignalPolicy) -> list[Candidate]:
     """The candidates the next point starts from: ``point``, then ``earlier`` down to the ``baseline_points``-th

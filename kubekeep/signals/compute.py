@@ -27,11 +27,11 @@ from kubekeep.catalog import (
 )
 from kubekeep.restorepoint.ids import id_app, parse_point_id
 
-from .carry import Candidate, candidate, carry, decode, encode, select
+from .carry import Candidate, candidate, carry, decode, encode
 from .objects import ObjectKey, ObjectSignals, catalog_object_keys, object_signals
 from .record import PointSignals
 from .rows import points_from_rows
-from .score import SignalPolicy, score_against
+from .score import SignalPolicy, score_against, select_baseline
 from .volume import SnapshotSource, VolumeSignals, volume_signals
 
 
@@ -358,7 +358,7 @@ def compute_signals(repo: SnapshotSource, history: PointHistory, point: PointRef
                            previous_point_id=previous, volumes=volumes, objects=objects, threshold=policy.threshold,
                            computed_at=(now or datetime.now(UTC)).isoformat())
     acknowledged = history.acknowledged(point.app)
-    baseline = select(candidates, acknowledged, policy)
+    baseline = select_baseline(candidates, acknowledged, policy)
     verdict = score_against(signals, [b.values for b in baseline], policy)
     signals.score, signals.suspect, signals.reasons = verdict.score, verdict.suspect, verdict.reasons
     signals.subject_scores = verdict.subject_scores

@@ -29,6 +29,7 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from .record import OBJECTS_SUBJECT, PointSignals
 from .volume import VolumeSignals
@@ -204,12 +205,24 @@ def robust_z(value: float, history: Sequence[float], floor: float, direction: in
     return (z if z > 0 and math.isfinite(z) else 0.0), median, scale
 
 
-def select_baseline(history: Iterable[PointSignals], acknowledged: Iterable[str], policy: SignalPolicy
-                    ) -> list[PointSignals]:
+class Judgeable(Protocol):
+    """An earlier point as a baseline is chosen from it (PointSignals, or kubekeep.signals.carry.Candidate)."""
+
+    @property
+    def restore_point_id(self) -> str: ...
+
+    @property
+    def suspect(self) -> bool: ...
+
+
+J = TypeVar("J", bound=Judgeable)
+
+
+def select_baseline(history: Iterable[J], acknowledged: Iterable[str], policy: SignalPolicy) -> list[J]:
     """The baseline: up to ``baseline_points`` of ``history`` (the app's earlier points, newest first) that are
     not suspect or were acknowledged."""
     acked = set(acknowledged)
-    out: list[PointSignals] = []
+    out: list[J] = []
     for point in history:
         if point.suspect and point.restore_point_id not in acked:
             continue

@@ -110,20 +110,6 @@ def test_a_pvc_older_than_the_window_is_found_in_all_of_the_app_points(
     assert h.previous_volume_snapshot("shop", VolumeRef("shop", "archive", "snap-new"), finished) == \
         f"snap-archive-{old}"
     assert h.previous_volume_snapshot("shop", VolumeRef("shop", "old", "x"), finished) == f"snap-old-{legacy}"
-    # a previous point older than the recent ones: the judged point follows a long gap of failed points
-    gap = START + timedelta(days=80)
-    for day in range(CatalogHistory.TIERS[-1] + 2):
-        rp = new_restore_point_id("shop", gap + timedelta(hours=day))
-        catalog.add_restore_point(RestorePoint(
-            id=rp, app="shop", cluster="c", namespaces=("shop",), started_at=gap + timedelta(hours=day),
-            finished_at=gap + timedelta(hours=day, minutes=5), status="failed", snapshot_id="s" * 64,
-            location="file:///x"))
-    late = _add(catalog, "shop", gap + timedelta(days=1))
-    h = CatalogHistory(catalog)
-    after = PointRef(id=late, app="shop", finished_at=gap + timedelta(days=1, minutes=5))
-    h.prefetch(after, LIMIT)
-    assert h.previous_point("shop", after.finished_at) == shop[-1]
-    assert h.previous_volume_snapshot("shop", VolumeRef("shop", "never", "x"), finished) is None
 
 
 def test_a_point_id_in_another_form_reads_the_tables_whole(history: tuple[Catalog, list[str], str]) -> None:
@@ -142,6 +128,7 @@ def test_a_point_id_in_another_form_reads_the_tables_whole(history: tuple[Catalo
 @pytest.mark.parametrize("failed", [CatalogHistory.TIERS[0], CatalogHistory.TIERS[0] + 2, CatalogHistory.TIERS[-1] + 1])
 def test_after_failed_points_the_previous_point_is_found_tier_by_tier(history: tuple[Catalog, list[str], str],
                                                                        failed: int) -> None:
+    """The judged point follows a gap of failed points: within the first tier, the second, or beyond both."""
     catalog, shop, _legacy = history
     gap = START + timedelta(days=80)
     for hour in range(failed):
@@ -156,3 +143,4 @@ def test_after_failed_points_the_previous_point_is_found_tier_by_tier(history: t
     h.prefetch(PointRef(id=late, app="shop", finished_at=finished), LIMIT)
     assert h.previous_point("shop", finished) == shop[-1]
     assert h.previous_volume_snapshot("shop", VolumeRef("shop", "data", "x"), finished) == f"snap-data-{shop[-1]}"
+    assert h.previous_volume_snapshot("shop", VolumeRef("shop", "never", "x"), finished) is None
