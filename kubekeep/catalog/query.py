@@ -316,6 +316,8 @@ def get_restore(catalog: Catalog, restore_id: str) -> RestoreRecord | None:
 
 #: the ``subject`` of a restore point's own row in ``signals`` (volume rows name ``namespace/pvc``)
 POINT_SUBJECT = ""
+#: the carried baseline candidates of a point row (kubekeep.signals.carry): read only when asked for
+CANDIDATES_COLUMN = "baseline_candidates"
 
 
 def list_signals(
@@ -327,12 +329,14 @@ def list_signals(
     limit_points: int | None = None,
     volumes: bool = True,
     units: Collection[str] | None = None,
+    candidates: bool = False,
 ) -> list[SignalRow]:
     """Signal rows, newest point first (its point row, then its volume rows by subject).
 
     ``limit_points`` keeps the newest points only; ``volumes=False`` returns the point rows only.
     ``units``: only the one-point files of these restore points are read (``restore_point_ids`` implies
-    them). One scan: volume rows carry their point's app and finished_at.
+    them). One scan: volume rows carry their point's app and finished_at. ``candidates``: read the carried
+    baseline candidates too (``baseline_candidates``, the largest column; left out otherwise).
     """
     parts: list[pc.Expression] = []
     if not volumes:
@@ -346,7 +350,8 @@ def list_signals(
     if restore_point_ids is not None:
         wanted = {restore_point_ids} if isinstance(restore_point_ids, str) else set(restore_point_ids)
         units = wanted & set(units) if units is not None else wanted
-    table = catalog.read(TableName.SIGNALS, filter=_and(parts), units=units)
+    columns = None if candidates else [n for n in TABLES[TableName.SIGNALS].schema.names if n != CANDIDATES_COLUMN]
+    table = catalog.read(TableName.SIGNALS, filter=_and(parts), units=units, columns=columns)
     table = table.sort_by([("finished_at", "descending"), ("restore_point_id", "descending"),
                            ("subject", "ascending")])
     rows = [SignalRow.from_row(r) for r in table.to_pylist()]

@@ -76,9 +76,18 @@ def carry(point: PointSignals, earlier: Iterable[Candidate], acknowledged: Colle
 
 
 def encode(candidates: Sequence[Candidate], policy: SignalPolicy) -> str:
-    return json.dumps({"format": FORMAT, "policy": fingerprint(policy),
-                       "points": [[c.restore_point_id, c.suspect, {k: round(v, 9) for k, v in c.values.items()}]
+    """Compact JSON: the observation keys once, then each candidate's values in their order (null: absent)."""
+    keys = sorted({k for c in candidates for k in c.values})
+    return json.dumps({"format": FORMAT, "policy": fingerprint(policy), "keys": keys,
+                       "points": [[c.restore_point_id, c.suspect,
+                                   [_short(c.values[k]) if k in c.values else None for k in keys]]
                                   for c in candidates]}, separators=(",", ":"))
+
+
+def _short(value: float) -> float | int:
+    """Nine significant digits (a z-score is rounded to two decimals); an integral value without its ".0"."""
+    short = float(f"{value:.9g}")
+    return int(short) if short.is_integer() and abs(short) < 2**53 else short
 
 
 def decode(raw: str | None, policy: SignalPolicy) -> list[Candidate] | None:
@@ -89,7 +98,13 @@ def decode(raw: str | None, policy: SignalPolicy) -> list[Candidate] | None:
         doc: Any = json.loads(raw)
         if doc.get("format") != FORMAT or doc.get("policy") != fingerprint(policy):
             return None
-        return [Candidate(str(pid), bool(suspect), {str(k): float(v) for k, v in values.items()})
-                for pid, suspect, values in doc["points"]]
+        keys = [str(k) for k in doc["keys"]]
+        out = []
+        for pid, suspect, values in doc["points"]:
+            if len(values) != len(keys):
+                return None
+            out.append(Candidate(str(pid), bool(suspect),
+                                 {k: float(v) for k, v in zip(keys, values, strict=True) if v is not None}))
+        return out
     except (ValueError, TypeError, AttributeError, KeyError):
         return None

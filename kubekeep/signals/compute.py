@@ -202,7 +202,7 @@ class CatalogHistory:
             # not prefetched, or ids in other forms: which point came before cannot be told from the names
             return None
         newest = self._mine[point.app][0][1]
-        found = points_from_rows(list_signals(self.catalog, restore_point_ids=[newest]))
+        found = points_from_rows(list_signals(self.catalog, restore_point_ids=[newest], candidates=True))
         if not found:
             return None
         mine = found[0]

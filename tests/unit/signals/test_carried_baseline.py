@@ -25,6 +25,7 @@ from kubekeep.catalog import (
     RestorePointVolume,
     SignalAck,
     TableName,
+    list_signals,
 )
 from kubekeep.repo.storage import FilesystemStorage
 from kubekeep.restorepoint.ids import new_restore_point_id
@@ -169,3 +170,19 @@ def test_the_carried_path_reads_one_signals_file_however_long_the_history(tmp_pa
                     now=series.refs[last].finished_at)
     signals_files = [k for k in fetched if f"/{TableName.SIGNALS.value}/" in k]
     assert len(signals_files) == 1, signals_files
+
+
+def test_candidates_are_compact_and_read_only_when_asked_for(tmp_path: Path) -> None:
+    """The candidates are the widest value of a row: the observation keys are stored once, and the queries
+    that list signals (the CLI, the UI) leave the column out."""
+    policy = SignalPolicy()
+    series = Series(tmp_path)
+    for day in range(35):
+        last = series.judge(series.backup("shop", day), policy)
+    assert last.carried is not None
+    # 30 candidates of 12 observations (objects and one volume): ~3 KB; with the keys in every candidate it
+    # was ~15 KB
+    assert len(last.carried) < 30 * 12 * 6 + 30 * 40 + 1000, len(last.carried)
+    assert list_signals(series.catalog, restore_point_ids=[last.restore_point_id])[0].baseline_candidates is None
+    assert list_signals(series.catalog, restore_point_ids=[last.restore_point_id],
+                        candidates=True)[0].baseline_candidates == last.carried
