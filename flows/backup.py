@@ -24,6 +24,7 @@ from kubekeep.backup.scope import BackupScope
 from kubekeep.drcopy import CopyMode
 from kubekeep.restorepoint import RestorePointRecord, VolumeRecord
 from kubekeep.restorepoint.ids import new_restore_point_id
+from kubekeep.signals.points import point_ref
 from kubekeep.ui import artifact_key, backup_run_name, human_bytes
 from tasks.backup import (
     ManifestResult,
@@ -191,7 +192,7 @@ def _publish_point(loc: LocationProfile, key: EncryptionKey, record: RestorePoin
                    failures: list[str], signals: SignalOptions | None) -> str | None:
     """The steps after a restore point is written and locked; returns why it was not scored, or None."""
     object_rows = record_catalog(loc, key, rp_snapshot)
-    verdict, signals_error = _score(loc, key, record.id, rp_snapshot, signals or SignalOptions())
+    verdict, signals_error = _score(loc, key, record, signals or SignalOptions())
     publish_restore_points(loc, key, record.app)  # the index table, through the run's open repository
     _publish(record, object_rows, failures, verdict)
     if verdict is not None and verdict.suspect:
@@ -201,13 +202,13 @@ def _publish_point(loc: LocationProfile, key: EncryptionKey, record: RestorePoin
     return signals_error
 
 
-def _score(loc: LocationProfile, key: EncryptionKey, rp_id: str, rp_snapshot: str, options: SignalOptions
+def _score(loc: LocationProfile, key: EncryptionKey, record: RestorePointRecord, options: SignalOptions
            ) -> tuple[SignalsVerdict | None, str | None]:
     """The point's verdict, or why there is none. Scoring runs after the point is written and catalogued,
     so its failure never costs the restore point; the run still fails, naming it."""
     if not options.enabled:
         return None, None
-    state = score_restore_point(loc, key, rp_id, rp_snapshot, options, return_state=True)
+    state = score_restore_point(loc, key, record.id, point_ref(record), options, return_state=True)
     if state.is_completed():
         return state.result(), None
     return None, state.message or "the score-restore-point task failed"

@@ -20,9 +20,7 @@ from prefect.logging import get_run_logger
 
 from blocks import EncryptionKey, LocationProfile, repository
 from kubekeep.catalog import Catalog, list_signals
-from kubekeep.restorepoint import read_restore_point
-from kubekeep.signals import CatalogHistory, SignalPolicy, compute_signals, record_signals
-from kubekeep.signals.points import point_ref
+from kubekeep.signals import CatalogHistory, PointRef, SignalPolicy, compute_signals, record_signals
 
 from .common import DATA_TASK
 from .parameters import SignalOptions
@@ -57,10 +55,11 @@ def artifact_key(app: str) -> str:
 
 
 @task(name="score-restore-point", task_run_name="score-restore-point-{restore_point_id}", **DATA_TASK)
-def score_restore_point(location: LocationProfile, key: EncryptionKey, restore_point_id: str, rp_snapshot: str,
+def score_restore_point(location: LocationProfile, key: EncryptionKey, restore_point_id: str, point: PointRef,
                         options: SignalOptions | None = None) -> SignalsVerdict:
     """Measure the committed restore point against the app's previous one, score it against the app's
-    baseline and record the verdict (repository record, then catalog rows)."""
+    baseline and record the verdict (repository record, then catalog rows). ``point``: what the step needs
+    of the restore point record (``point_ref(record)``; the flow holds the record it committed)."""
     options = options or SignalOptions()
     policy = SignalPolicy(threshold=options.threshold, baseline_points=options.baseline_points)
     with repository(location, key) as repo:
@@ -71,10 +70,9 @@ def score_restore_point(location: LocationProfile, key: EncryptionKey, restore_p
             return SignalsVerdict(restore_point_id, row.app, row.score, row.suspect, row.threshold,
                                   tuple(row.reasons[:MAX_REASONS]), len(row.baseline or ()), row.seconds or 0.0,
                                   recorded=False)
-        record = read_restore_point(repo, rp_snapshot)
-        if record.id != restore_point_id:
-            raise ValueError(f"snapshot {rp_snapshot} holds restore point {record.id}, not {restore_point_id}")
-        signals = compute_signals(repo, CatalogHistory(catalog), point_ref(record), policy)
+        if point.id != restore_point_id:
+            raise ValueError(f"the point given is restore point {point.id}, not {restore_point_id}")
+        signals = compute_signals(repo, CatalogHistory(catalog), point, policy)
         record_signals(repo, catalog, signals, retention=location.retention(), check=False)
     get_run_logger().info("restore point %s: score %.1f (threshold %g, baseline of %d point(s)) in %.3f s%s",
                           signals.restore_point_id, signals.score, signals.threshold, len(signals.baseline),
