@@ -315,18 +315,31 @@ def _previous_volume(history: Sequence[PointSignals], snapshot_id: str) -> Volum
     return None
 
 
+def _carried(history: PointHistory, point: PointRef, policy: SignalPolicy
+             ) -> tuple[PointSignals, list[Candidate]] | None:
+    """The predecessor's signals and the baseline candidates it carries, when they stand for the window
+    (kubekeep.signals.carry); None: read the window."""
+    predecessor = history.predecessor_signals(point)
+    if predecessor is None:
+        return None
+    carried = decode(predecessor.carried, policy)
+    if not carried or carried[0].restore_point_id != predecessor.restore_point_id:
+        return None  # none stored, or under another policy
+    for ref in point.volumes:
+        before = history.previous_volume_snapshot(point.app, ref, point.finished_at)
+        if before is not None and _previous_volume([predecessor], before) is None:
+            return None  # the PVC's previous snapshot is older than the predecessor: its signals are in the window
+    if history.scored_outside(point, [c.restore_point_id for c in carried]):
+        return None
+    return predecessor, carried
+
+
 def _history(history: PointHistory, point: PointRef, policy: SignalPolicy, limit: int
              ) -> tuple[list[PointSignals], list[Candidate]]:
-    """(earlier scored points to look up previous volumes in, the baseline candidates newest first): from the
-    candidates the predecessor carries when they are valid (kubekeep.signals.carry), else from the window."""
-    predecessor = history.predecessor_signals(point)
-    carried = decode(predecessor.carried, policy) if predecessor is not None else None
-    if predecessor is not None and carried and carried[0].restore_point_id == predecessor.restore_point_id \
-            and all(_previous_volume([predecessor], before) is not None for before in
-                    (history.previous_volume_snapshot(point.app, ref, point.finished_at) for ref in point.volumes)
-                    if before is not None) \
-            and not history.scored_outside(point, [c.restore_point_id for c in carried]):
-        return [predecessor], carried
+    """(earlier scored points to look up previous volumes in, the baseline candidates newest first)."""
+    carried = _carried(history, point, policy)
+    if carried is not None:
+        return [carried[0]], carried[1]
     past = history.signals_before(point.app, point.finished_at, limit)
     return past, [candidate(p, policy) for p in past]
 
