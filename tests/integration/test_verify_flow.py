@@ -39,6 +39,7 @@ from kubekeep.catalog import (
     verified_points,
 )
 from kubekeep.cluster import ApiError, Cluster
+from kubekeep.repo.format import pack_key
 from kubekeep.repo.reachability import reachable
 from kubekeep.restorepoint import find_restore_point
 from kubekeep.testbed import sample_app
@@ -293,26 +294,32 @@ def test_a_readiness_timeout(prefect_api: str, shop: dict[str, Any], cluster: Cl
 
 def test_a_corrupted_volume_pack(prefect_api: str, shop: dict[str, Any], cluster: Cluster, test_cluster: Any,
                                  tmp_path: Path) -> None:
-    """A pack that only the db's volume data needs is damaged: the data fails verification, the db that mounts
-    it is held back, and the verdict says so (its own location: the damage must not reach the other tests)."""
+    """A data blob that only the db's volume holds is damaged in its pack: the data fails verification, the db
+    that mounts it is held back, and the verdict says so (its own location: the damage must not reach the
+    other tests).
+
+    The blob, not a whole pack: volumes exported side by side share packs (both hold an identical empty
+    directory's tree, and the second export finds it in the first one's pack), so damaging every pack the
+    db reaches could fail the other volume first (seen once in CI: "uploads" reported, not "data-db-0")."""
     location = LocationProfile(kind="filesystem", path=str(tmp_path / "loc"))
     rp = backup(app="damaged", namespaces=[shop["ns"]], location=location, encryption_key=shop["key"],
                 cluster=shop["conn"], init=True)
     from blocks import repository
 
     with repository(location, shop["key"]) as repo:
-        record_snapshot, record = find_restore_point(repo, rp)
+        _record_snapshot, record = find_restore_point(repo, rp)
         volume = next(v for v in record.volumes if v.pvc == "data-db-0")  # the db StatefulSet mounts it
         assert volume.snapshot_id is not None
-        keep = reachable(repo, [record.manifest_snapshot, record_snapshot]).pack_keys()
-        damaged = sorted(reachable(repo, [volume.snapshot_id]).pack_keys() - keep)
-    assert damaged
-    for key in damaged:
-        path = tmp_path / "loc" / key
-        data = bytearray(path.read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        path.chmod(0o600)
-        path.write_bytes(bytes(data))
+        entries = repo.load_tree(repo.load_snapshot(volume.snapshot_id)["tree"])
+        # a root file of the db's volume: its bytes are seeded by the PVC's name (sample_app.fill_volume)
+        content = next(e for e in entries if e.get("type") == "file" and e.get("size"))["content"]
+        found = repo.index.lookup(next(repo.content_chunks(content)))
+        assert found is not None
+    path = tmp_path / "loc" / pack_key(found.pack_id)
+    data = bytearray(path.read_bytes())
+    data[found.entry.offset + found.entry.length // 2] ^= 0xFF
+    path.chmod(0o600)
+    path.write_bytes(bytes(data))
     verdict = _failed({**shop, "location": location}, restore_point=rp)
     data_check = _check(verdict, "volume-data")
     assert not data_check["passed"] and "data-db-0" in data_check["reason"], data_check
