@@ -29,6 +29,7 @@ from .storage import ObjectInfo, ObjectNotFoundError, Storage
 
 T = TypeVar("T")
 
+
 class BlobStore:
     def __init__(self, storage: Storage, keys: RepositoryKeys, indexes: IndexStore) -> None:
         self.storage = storage

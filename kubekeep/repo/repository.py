@@ -339,12 +339,12 @@ class Repository:
         """Plaintext of a blob, verified against its id. IntegrityError/MissingObjectError otherwise.
 
         ``recent``: a tree the latest backup in this process changed may come from memory (not for
-        verification; kubekeep.repo.blobs.RecentTrees)."""
+        verification; kubekeep.repo.recent.RecentTrees)."""
         return self.blobs.read_blob(blob_id, index=index, recent=recent)
 
     @property
     def recent_trees(self) -> RecentTrees:
-        """The trees the latest backup of this process changed (kubekeep.repo.blobs.RecentTrees)."""
+        """The trees the latest backup of this process changed (kubekeep.repo.recent.RecentTrees)."""
         return self.blobs.recent_trees
 
     def read_blob_payload(self, blob_id: bytes) -> tuple[bytes, int, bytes]:

@@ -205,8 +205,8 @@ class CatalogHistory:
         found = points_from_rows(list_signals(self.catalog, restore_point_ids=[newest], candidates=True))
         if not found:
             return None
-        mine = found[0]
-        return mine if datetime.fromisoformat(mine.finished_at) < point.finished_at else None
+        signals = found[0]
+        return signals if datetime.fromisoformat(signals.finished_at) < point.finished_at else None
 
     def scored_outside(self, point: PointRef, candidates: Collection[str]) -> bool:
         if self._window.get(point.app) is None or self._other[point.app]:

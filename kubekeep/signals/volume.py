@@ -202,6 +202,10 @@ def _incompressible(length: int, raw_length: int) -> bool:
     return length - ENVELOPE_OVERHEAD > raw_length * (1 - MIN_SAVING)
 
 
+def _as_bytes(ids: set[str] | set[bytes]) -> set[bytes]:
+    return {bytes.fromhex(i) if isinstance(i, str) else i for i in ids}
+
+
 class _Directory:
     """The names added and deleted in one directory, paired up when the directory is complete."""
 
@@ -286,13 +290,11 @@ class _Accumulator:
         """(chunks only the new version has, chunks only the old version has), as 32-byte ids."""
         common = set(old_content.get("lists", ())) & set(new_content.get("lists", ()))
         old_ids, new_ids = self._chunk_ids(old_content, common), self._chunk_ids(new_content, common)
-        as_hex = ("chunks" in old_content or not old_content) and "chunks" in new_content
-        if not as_hex:  # a chunk list on one side: compare bytes
-            old_ids = {bytes.fromhex(i) if isinstance(i, str) else i for i in old_ids}
-            new_ids = {bytes.fromhex(i) if isinstance(i, str) else i for i in new_ids}
-        only_new, only_old = new_ids - old_ids, old_ids - new_ids
-        return ({bytes.fromhex(i) if isinstance(i, str) else i for i in only_new},
-                {bytes.fromhex(i) if isinstance(i, str) else i for i in only_old})
+        if ("chunks" in old_content or not old_content) and "chunks" in new_content:  # hex on both sides
+            return ({bytes.fromhex(i) for i in new_ids - old_ids},  # type: ignore[arg-type]
+                    {bytes.fromhex(i) for i in old_ids - new_ids})  # type: ignore[arg-type]
+        old_bytes, new_bytes = _as_bytes(old_ids), _as_bytes(new_ids)  # a chunk list on one side
+        return new_bytes - old_bytes, old_bytes - new_bytes
 
     def _content(self, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> _NewContent:
         """Account the new content of a file (chunks the old version lacks) and its compressibility.
