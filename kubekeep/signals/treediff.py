@@ -139,10 +139,19 @@ def _differing(repo: TreeReader, old_id: str | None, new_id: str | None
     old_pieces, new_pieces = _pieces(old_raw), _pieces(new_raw)
     if old_pieces is None or new_pieces is None:
         return _parse(old_raw, str(old_id)), _parse(new_raw, str(new_id))
+    if not old_pieces or not new_pieces:  # a directory on one side only: nothing to compare
+        return _parse(old_raw, str(old_id)), _parse(new_raw, str(new_id))
     old_set, new_set = set(old_pieces), set(new_pieces)
-    old = [json.loads(_ENTRY + p + b"}") for p in old_pieces if p not in new_set]
-    new = [json.loads(_ENTRY + p + b"}") for p in new_pieces if p not in old_set]
-    return old, new
+    return (_parse_pieces([p for p in old_pieces if p not in new_set]),
+            _parse_pieces([p for p in new_pieces if p not in old_set]))
+
+
+def _parse_pieces(pieces: list[bytes]) -> list[dict[str, Any]]:
+    """The entries ``pieces`` hold, decoded together (one parse, not one per entry)."""
+    if not pieces:
+        return []
+    parsed: list[dict[str, Any]] = json.loads(b"[" + _ENTRY + (b"}," + _ENTRY).join(pieces) + b"}]")
+    return parsed
 
 
 def _sorted(entries: list[dict[str, Any]]) -> bool:

@@ -256,8 +256,10 @@ def _content_digest(node: Mapping[str, Any]) -> bytes:
 
 
 class _Accumulator:
-    def __init__(self, repo: SnapshotSource, out: VolumeSignals, index: BlobLocator) -> None:
+    def __init__(self, repo: SnapshotSource, out: VolumeSignals, index: BlobLocator, *, first: bool = False) -> None:
         self.repo = repo
+        #: no previous tree: nothing was deleted or moved, and no directory existed (no content digests needed)
+        self.first = first
         self.out = out
         self.index = index
         self.added_extensions: dict[str, int] = {}
@@ -365,6 +367,10 @@ class _Accumulator:
             self.added_extensions[ext] = self.added_extensions.get(ext, 0) + 1
             if self.directory is not None:
                 self.directory.added.append(event.name)
+            if self.first:
+                if size:
+                    self._content(None, new)
+                return
             digest = _content_digest(new)
             if event.directory_existed and 0 < size <= RANSOM_NOTE_MAX_BYTES:
                 self._note(event, digest)
@@ -463,7 +469,7 @@ def volume_signals(repo: SnapshotSource, snapshot_id: str, previous_snapshot_id:
         before = dict(previous_extensions)
     else:
         before = _extension_histogram(reader, previous_tree)
-    acc = _Accumulator(repo, out, repo.index)
+    acc = _Accumulator(repo, out, repo.index, first=previous_tree is None)
     for event in diff_trees(reader, previous_tree, doc.get("tree")):
         acc.visit(event)
     acc.finish()

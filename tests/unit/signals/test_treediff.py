@@ -132,3 +132,23 @@ def test_names_that_look_like_the_entry_separator_and_any_layout(indent: int | N
         "new": [f(tricky, ["9"]), f("plain", ["2"]), f("same", ["3"]), f('q"uote', ["4"])],
     }, indent=indent)
     assert changes(repo, "old", "new") == [("added", 'q"uote'), ("changed", tricky)]
+
+
+@pytest.mark.parametrize("indent", [None, 1])
+def test_differing_entries_decoded_together_keep_every_entry_apart(indent: int | None) -> None:
+    """Several differing entries (tricky names among them) parsed in one go, and a directory on one side only."""
+    tricky = 'x"},{"name":"y'
+    names = [tricky, 'a"b', "b}", "c,{", "d"]
+    repo = Trees({
+        "old": [f(n, ["1"]) for n in names] + [f("kept", ["k"])],
+        "new": [f(n, ["2"]) for n in names[:3]] + [f("kept", ["k"])] + [f(n + "+", ["3"]) for n in names[3:]],
+        "sub": [f(n, ["5"]) for n in names],
+        "top": [d("sub", "sub"), f(tricky, ["6"])],
+    }, indent=indent)
+    assert sorted(changes(repo, "old", "new")) == sorted(
+        [("changed", n) for n in names[:3]] + [("deleted", n) for n in names[3:]]
+        + [("added", n + "+") for n in names[3:]])
+    first = changes(repo, None, "top")
+    assert sorted(first) == sorted([("added", tricky)] + [("added", "sub/" + n) for n in names])
+    gone = changes(repo, "top", None)
+    assert sorted(gone) == sorted([("deleted", tricky)] + [("deleted", "sub/" + n) for n in names])
