@@ -93,16 +93,16 @@ repo.close()
 #: Prefect runtime: `kubekeep copy` adds the command's start-up (docs/benchmarks.md, "CLI start-up")
 _COPY = """
 import os, sys
-from kubekeep.drcopy import CopyMode, choose_points, copy_point, init_destination, present_points
+from kubekeep.drcopy import CopyMode, choose_points, copy_point, init_destination, open_sites, present_points
 from kubekeep.location import open_location
 from kubekeep.repo.errors import RepositoryNotFoundError
 from kubekeep.repo.repository import Repository
 password = os.environ["KUBEKEEP_PASSWORD"]
 mode = CopyMode(sys.argv[3])
-src = Repository.open(open_location(sys.argv[1]), passphrase=password)
-try:
-    dst = Repository.open(open_location(sys.argv[2]), passphrase=password)
-except RepositoryNotFoundError:
+# as the flow's prepare-destination task: both sites opened side by side
+src, dst = open_sites(lambda: Repository.open(open_location(sys.argv[1]), passphrase=password),
+                      lambda: Repository.open(open_location(sys.argv[2]), passphrase=password))
+if isinstance(dst, RepositoryNotFoundError):
     dst = init_destination(src, open_location(sys.argv[2]), mode, passphrase=password, key_wrapper=None)
 present = present_points(dst)
 for point in choose_points(src, all_points=True):

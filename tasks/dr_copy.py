@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from prefect import task
@@ -21,6 +22,7 @@ from kubekeep.drcopy import (
     init_destination,
     present_points,
 )
+from kubekeep.drcopy.sites import open_sites
 from kubekeep.drcopy.throttle import UploadLimit
 from kubekeep.repo.crypto import KdfParams
 from kubekeep.repo.errors import RepositoryNotFoundError
@@ -42,16 +44,17 @@ class CopyPlan:
 def prepare_destination(source: LocationProfile, source_key: EncryptionKey, destination: LocationProfile,
                         destination_key: EncryptionKey, mode: CopyMode, init: bool) -> bool:
     """Check that the destination fits ``mode``; with ``init``, create it from the source when it holds no
-    repository. Returns True when it was created."""
-    with repository(source, source_key) as src:
-        try:
-            with repository(destination, destination_key) as dst:
-                check_destination(src, dst, mode)
-                return False
-        except RepositoryNotFoundError as exc:
-            if not init:
-                raise RepositoryNotFoundError(f"{exc}; give init (--init) to create the destination repository "
-                                              f"in {mode.value} mode") from None
+    repository. Returns True when it was created. Both are opened side by side (open_sites); the flow holds
+    them open for its other tasks."""
+    with ExitStack() as held:
+        src, dst = open_sites(lambda: held.enter_context(repository(source, source_key)),
+                              lambda: held.enter_context(repository(destination, destination_key)))
+        if not isinstance(dst, RepositoryNotFoundError):
+            check_destination(src, dst, mode)
+            return False
+        if not init:
+            raise RepositoryNotFoundError(f"{dst}; give init (--init) to create the destination repository "
+                                          f"in {mode.value} mode")
         passphrase = destination_key.passphrase.get_secret_value() if destination_key.passphrase else None
         init_destination(src, destination.storage(), mode, passphrase=passphrase,
                          key_wrapper=destination_key.key_wrapper(),

@@ -22,6 +22,7 @@ from .copy import (
 )
 from .points import PointRef, choose_points, present_points, restore_points
 from .record import copy_records
+from .sites import open_sites
 from .verify import PackVerificationError, verify_pack
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "copy_point",
     "copy_records",
     "init_destination",
+    "open_sites",
     "present_points",
     "restore_points",
     "verify_pack",

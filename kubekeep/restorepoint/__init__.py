@@ -11,19 +11,41 @@
 package and never each other.
 """
 
-from .catalog import add_to_catalog, catalog_rows, rebuild_repository_catalog, restore_point_summaries
-from .choose import RestorePointNotFoundError, choose_restore_point, find_restore_point
+from typing import TYPE_CHECKING, Any
+
 from .manifests import MANIFESTS_STREAM, manifest_stream, read_manifests
 from .record import (
     MANIFESTS_TAG,
     RESTORE_POINT_STREAM,
     RESTORE_POINT_TAG,
     VOLUME_TAG,
+    RestorePointNotFoundError,
     RestorePointRecord,
     VolumeRecord,
     read_restore_point,
     write_restore_point,
 )
+
+if TYPE_CHECKING:
+    from .catalog import add_to_catalog, catalog_rows, rebuild_repository_catalog, restore_point_summaries
+    from .choose import choose_restore_point, find_restore_point
+
+#: names from the modules that use the catalog, imported on first use: a process that only reads and
+#: writes a repository (a DR copy, a mover) does not load pyarrow (~0.3-0.5 s of its start-up)
+_LAZY = {"add_to_catalog": "catalog", "catalog_rows": "catalog", "rebuild_repository_catalog": "catalog",
+         "restore_point_summaries": "catalog", "choose_restore_point": "choose", "find_restore_point": "choose"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "MANIFESTS_STREAM",

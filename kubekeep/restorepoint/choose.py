@@ -8,13 +8,9 @@ from datetime import datetime
 from kubekeep.catalog import Catalog, last_clean, latest_restore_point
 from kubekeep.repo.repository import Repository
 
-from .record import RESTORE_POINT_TAG, RestorePointRecord, read_restore_point
+from .record import RESTORE_POINT_TAG, RestorePointNotFoundError, RestorePointRecord, read_restore_point
 
 log = logging.getLogger(__name__)
-
-
-class RestorePointNotFoundError(LookupError):
-    """No restore point matches (a mistyped id, an app without succeeded points, a wrong location)."""
 
 
 def find_restore_point(repo: Repository, restore_point_id: str) -> tuple[str, RestorePointRecord]:

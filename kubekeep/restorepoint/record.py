@@ -16,6 +16,11 @@ from typing import Any
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import Retention
 
+
+class RestorePointNotFoundError(LookupError):
+    """No restore point matches (a mistyped id, an app without succeeded points, a wrong location)."""
+
+
 RESTORE_POINT_STREAM = "restore-point.json"
 RESTORE_POINT_TAG = "kubekeep:restore-point"
 MANIFESTS_TAG = "kubekeep:manifests"
