@@ -22,7 +22,7 @@ from enum import StrEnum
 from kubekeep.repo.crypto import KdfParams, KeyWrapper
 from kubekeep.repo.errors import RepositoryError
 from kubekeep.repo.format import SNAPSHOTS_PREFIX, pack_key
-from kubekeep.repo.reachability import reachable
+from kubekeep.repo.reachability import reachable, walk_snapshot
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import ObjectExistsError, Retention, RetentionMode, Storage
 from kubekeep.restorepoint import read_restore_point
@@ -169,12 +169,17 @@ def _copy_point(source: Repository, destination: Repository, point: PointRef, mo
             # the source's walk named every blob; each pack holding them was authenticated and read back
             # when it was indexed here (this run or an earlier one), under the same ids: no second walk
             blobs = _replica_data(source, destination, point, data_snapshots, retention, result, progress)
-            index = destination.index
-            problems = [f"blob {b.hex()} is not indexed" for b in blobs if b not in index]
         else:
-            record_doc = _independent_data(source, destination, point, data_snapshots, retention, result, progress)
-            reach = reachable(destination, data_snapshots)
-            problems = [str(e) for e in reach.unreadable.values()] + reach.errors
+            # every blob the rewritten snapshots name was written by this copy (read back and authenticated)
+            # or reused from what the destination holds (its saver's dedup, the previous copy's blobs and
+            # whatever the trees and chunk lists reused whole name): each must be indexed there; the copied
+            # trees are not walked again
+            record_doc, blobs = _independent_data(source, destination, point, data_snapshots, retention, result,
+                                                  progress)
+        index = destination.index
+        missing = [b for b in blobs if b not in index]
+        problems = [f"{len(missing)} blob(s) it references are not indexed (blob {missing[0].hex()}, ...)"
+                    ] if missing else []
         if problems:
             raise CopyError(f"restore point {point.restore_point}: the copy at {destination.storage.url} is "
                             f"incomplete ({'; '.join(problems[:3])}); nothing was committed, run the copy again")
@@ -262,9 +267,9 @@ def _adopt_unindexed(destination: Repository) -> int:
 
 def _independent_data(source: Repository, destination: Repository, point: PointRef, data_snapshots: list[str],
                       retention: Retention | None, result: PointCopy, progress: Callable[[int], None] | None
-                      ) -> dict[str, object]:
+                      ) -> tuple[dict[str, object], set[bytes]]:
     """Re-encrypt the point's snapshots into the destination; write the data snapshots; return the record's
-    manifest (written last by the caller)."""
+    manifest (written last by the caller) and the destination ids of every blob the rewrite wrote or reused."""
     translation = Translation()
     previous = restore_points(destination, app=point.app)
     if previous:  # the newest copy of this app: what it shares with this point is not moved again
@@ -297,4 +302,24 @@ def _independent_data(source: Repository, destination: Repository, point: PointR
     result.blobs_copied = rewriter.blobs_read
     for doc in docs[:-1]:
         _write_manifest(destination, doc, retention)
-    return docs[-1]
+    return docs[-1], rewriter.named | _reused_below(destination, rewriter.reused_trees, rewriter.reused_lists)
+
+
+def _reused_below(destination: Repository, trees: set[bytes], lists: set[bytes]) -> set[bytes]:
+    """Every blob under the trees and chunk lists an independent copy reused whole from an earlier copy
+    (read at the destination: they are its blobs); unreadable ones raise CopyError."""
+    found: set[bytes] = set()
+    errors: list[str] = []
+    seen: set[bytes] = set()
+
+    def visit(blob_id: bytes, _blob_type: int) -> None:
+        found.add(blob_id)
+
+    reused = {"lists": [b.hex() for b in sorted(lists)]}
+    docs = [{"id": "reused", "tree": t.hex()} for t in sorted(trees)] + [{"id": "reused", "streams": {"": reused}}]
+    for doc in docs:
+        walk_snapshot(destination, doc, destination.index, visit, seen, errors)
+    if errors:
+        raise CopyError(f"what an earlier copy wrote at {destination.storage.url} cannot be read: "
+                        + "; ".join(errors[:3]))
+    return found

@@ -107,6 +107,13 @@ class Rewriter:
         self.pool = ThreadPoolExecutor(max(2, dst.workers), thread_name_prefix="kubekeep-drcopy")
         self.progress = progress
         self.blobs_read = 0
+        #: source ids whose destination blobs an earlier copy wrote (the translation learned them)
+        self.learned = frozenset(self.ids)
+        #: destination ids of every blob the rewritten snapshots name directly
+        self.named: set[bytes] = set()
+        #: learned trees and chunk lists reused whole: what they name was not rewritten (see reused_below)
+        self.reused_trees: set[bytes] = set()
+        self.reused_lists: set[bytes] = set()
 
     def close(self, ok: bool) -> None:
         self.pool.shutdown(wait=True, cancel_futures=not ok)
@@ -167,8 +174,11 @@ class Rewriter:
             for src_id, new_id in fut.result().items():
                 self.ids[src_id] = new_id
                 queued.discard(src_id)
+        named = self.named
         for src_id in batch:
-            yield self.ids[src_id]
+            new_id = self.ids[src_id]
+            named.add(new_id)
+            yield new_id
 
     def content(self, c: Mapping[str, Any], mapped: Iterator[bytes] | None = None) -> dict[str, Any]:
         """A file's or stream's content as the destination names it; ``mapped``: the destination ids of its
@@ -189,6 +199,9 @@ class Rewriter:
                 new = b"".join(self._data(raw[p:p + 32] for p in range(0, len(raw), 32)))
                 known = self.saver.save_blob(BlobType.CHUNK_LIST, new)
                 self.ids[list_id] = known
+            elif list_id in self.learned:
+                self.reused_lists.add(known)
+            self.named.add(known)
             lists.append(known.hex())
         out["lists"] = lists
         return out
@@ -196,6 +209,9 @@ class Rewriter:
     def tree(self, tree_id: bytes) -> bytes:
         known = self.ids.get(tree_id)
         if known is not None:
+            if tree_id in self.learned:
+                self.reused_trees.add(known)
+            self.named.add(known)
             return known
         out = []
         entries = self.src.load_tree(tree_id)
@@ -214,6 +230,7 @@ class Rewriter:
         doc = {"version": 1, "entries": out}
         new_id = self.saver.save_blob(BlobType.TREE, json.dumps(doc, separators=(",", ":")).encode())
         self.ids[tree_id] = new_id
+        self.named.add(new_id)
         return new_id
 
     def snapshot(self, doc: Mapping[str, Any]) -> dict[str, Any]:

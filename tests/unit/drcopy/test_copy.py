@@ -8,6 +8,7 @@ import random
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,8 +25,9 @@ from kubekeep.drcopy import (
     verify,
 )
 from kubekeep.drcopy.points import point_snapshots
-from kubekeep.repo.crypto import KdfParams
-from kubekeep.repo.format import DATA_PREFIX
+from kubekeep.repo.crypto import BlobType, KdfParams
+from kubekeep.repo.format import DATA_PREFIX, INDEX_PREFIX, BlobEntry, pack_key
+from kubekeep.repo.reachability import reachable
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
 from kubekeep.restorepoint import read_restore_point
@@ -327,3 +329,67 @@ def test_an_independent_copy_reads_source_packs_in_runs_not_blob_by_blob(tmp_pat
     assert counting.pack_reads < result.blobs_copied / 2, (counting.pack_reads, result.blobs_copied)
     dst.restore(read_restore_point(dst, present_points(dst)["shop-1"]).volumes[0].snapshot_id or "", tmp_path / "o")
     assert tree_digest(tmp_path / "o") == tree_digest(tmp_path / "vol")
+
+
+def test_an_independent_copy_checks_its_result_against_the_index_without_walking_it_again(
+        tmp_path: Path, src: Repository) -> None:
+    """Every blob the rewrite produced or reused is looked up in the destination's index (the read-back
+    authenticated the new ones): the copied trees are not read back a second time by a walk."""
+    make_point(src, volume(tmp_path / "vol"), "shop-1")
+    dst = new_dest(src, tmp_path / "b", CopyMode.INDEPENDENT)
+    reads: list[bytes] = []
+    read_blob = dst.read_blob
+
+    def counted(blob_id: bytes, **kwargs: Any) -> bytes:
+        reads.append(blob_id)
+        return read_blob(blob_id, **kwargs)
+
+    dst.read_blob = counted  # type: ignore[method-assign]
+    assert copy_all(src, dst, CopyMode.INDEPENDENT) == ["copied"]
+    assert reads == []
+    dst.close()
+    dst = open_dest(tmp_path / "b")
+    dst.restore(read_restore_point(dst, present_points(dst)["shop-1"]).volumes[0].snapshot_id or "", tmp_path / "o")
+    assert tree_digest(tmp_path / "o") == tree_digest(tmp_path / "vol")
+
+
+@pytest.mark.parametrize("added", ["keep/new.txt", "new.txt"])
+def test_data_the_destination_lost_since_the_last_copy_fails_the_next_one_and_commits_nothing(
+        tmp_path: Path, src: Repository, added: str) -> None:
+    """The next independent copy reuses what the previous copy wrote (its chunks are not moved again, an
+    unchanged directory's tree is reused whole); when the destination no longer indexes some of it, the point
+    is not committed. keep/new.txt: every directory is rewritten; new.txt: keep/ is reused whole."""
+    vol = tmp_path / "vol"
+    (vol / "keep").mkdir(parents=True)
+    (vol / "top.bin").write_bytes(random.Random(5).randbytes(1024 * 1024))
+    (vol / "keep" / "inner.bin").write_bytes(random.Random(6).randbytes(1024 * 1024))
+    make_point(src, vol, "shop-1")
+    dst = new_dest(src, tmp_path / "b", CopyMode.INDEPENDENT)
+    assert copy_all(src, dst, CopyMode.INDEPENDENT) == ["copied"]
+    # the destination loses its data packs and their index entries (its trees stay readable)
+    packs: dict[bytes, list[BlobEntry]] = {}
+    for loc in dst.load_index(reload=True):
+        packs.setdefault(loc.pack_id, []).append(loc.entry)
+    # keep/inner.bin's chunks only: not the packs of the point's record and manifests (the next copy reads
+    # them to find what it can reuse), nor those holding top.bin's chunks
+    record_sid = present_points(dst)["shop-1"]
+    record = read_restore_point(dst, record_sid)
+    kept = set(reachable(dst, [record_sid, record.manifest_snapshot]).packs)
+    root = dst.load_tree(bytes.fromhex(dst.load_snapshot(record.volumes[0].snapshot_id or "")["tree"]))
+    top = set(dst.content_chunks(next(e for e in root if e["name"] == "top.bin")["content"]))
+    lost = {p for p, entries in packs.items() if p not in kept
+            and all(e.blob_type == BlobType.DATA and e.blob_id not in top for e in entries)}
+    assert lost
+    old_keys = [info.key for info in dst.storage.list(INDEX_PREFIX)]
+    dst.write_index_object({p: e for p, e in packs.items() if p not in lost})
+    for key in [*old_keys, *(pack_key(p) for p in lost)]:
+        dst.storage.delete(key)
+    dst.close()
+    (vol / added).write_text("a new file\n")  # the other files are unchanged: their chunks are reused
+    make_point(src, vol, "shop-2")
+    dst = open_dest(tmp_path / "b")
+    present = present_points(dst)
+    (second,) = [p for p in choose_points(src, all_points=True) if p.restore_point == "shop-2"]
+    with pytest.raises(CopyError, match="is incomplete .* nothing was committed"):
+        copy_point(src, dst, second, CopyMode.INDEPENDENT, present=present)
+    assert "shop-2" not in present_points(dst)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -14,7 +15,7 @@ def test_both_sites_are_opened_at_the_same_time() -> None:
     # each opening waits for the other to have started: opened one after the other, this times out
     started = [threading.Event(), threading.Event()]
 
-    def opener(me: int, value: str):  # noqa: ANN202
+    def opener(me: int, value: str) -> Callable[[], str]:
         def run() -> str:
             started[me].set()
             assert started[1 - me].wait(10), "the other site was not being opened meanwhile"
