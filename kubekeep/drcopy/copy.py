@@ -18,11 +18,12 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from queue import SimpleQueue
 
 from kubekeep.repo.crypto import KdfParams, KeyWrapper
 from kubekeep.repo.errors import RepositoryError
 from kubekeep.repo.format import SNAPSHOTS_PREFIX, pack_key
-from kubekeep.repo.reachability import reachable, walk_snapshot
+from kubekeep.repo.reachability import Reachability, reachable, walk_snapshot
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import ObjectExistsError, Retention, RetentionMode, Storage
 from kubekeep.restorepoint import read_restore_point
@@ -216,18 +217,36 @@ def _lock(repo: Repository, snapshot_ids: list[str], retention: Retention, point
 def _replica_data(source: Repository, destination: Repository, point: PointRef, data_snapshots: list[str],
                   retention: Retention | None, result: PointCopy, progress: Callable[[int], None] | None
                   ) -> set[bytes]:
-    """Copy the packs the point needs and its data snapshots; every blob the point references."""
-    reach = reachable(source, [*data_snapshots, point.snapshot_id])
+    """Copy the packs the point needs and its data snapshots; every blob the point references.
+
+    The walk of the point at the source runs on a thread of its own and hands each pack over as it meets
+    it, so packs move (and the destination's index is read) while it goes on. A point found damaged at the
+    source is not committed; the packs verified before that are indexed, as after a killed run."""
+    found: SimpleQueue[bytes | None] = SimpleQueue()
+
+    def walk() -> Reachability:
+        try:
+            return reachable(source, [*data_snapshots, point.snapshot_id], index=source.index, on_pack=found.put)
+        finally:
+            found.put(None)
+
+    stats = PackStats()
+    with ThreadPoolExecutor(1, thread_name_prefix="kubekeep-drcopy-walk") as pool:
+        walking = pool.submit(walk)
+        try:
+            copy_packs(source, destination, iter(found.get, None), retention=retention, stats=stats,
+                       progress=progress)
+        except BaseException:
+            walking.cancel()
+            raise
+        finally:
+            result.packs_copied, result.packs_skipped = stats.packs_copied, stats.packs_skipped
+            result.packs_adopted, result.bytes_copied = stats.packs_adopted, stats.bytes_copied
+        reach = walking.result()
     if not reach.ok:
         problems = [f"{sid}: {e}" for sid, e in reach.unreadable.items()] + reach.errors
         raise CopyError(f"restore point {point.restore_point} is damaged at the source {source.storage.url}: "
                         + "; ".join(problems[:3]))
-    stats = PackStats()
-    try:
-        copy_packs(source, destination, sorted(reach.packs), retention=retention, stats=stats, progress=progress)
-    finally:
-        result.packs_copied, result.packs_skipped = stats.packs_copied, stats.packs_skipped
-        result.packs_adopted, result.bytes_copied = stats.packs_adopted, stats.bytes_copied
     for sid in data_snapshots:
         result.bytes_copied += _copy_manifest(source, destination, sid, retention)
     return reach.blobs

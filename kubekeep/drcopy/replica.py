@@ -9,7 +9,7 @@ named by a destination index object.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass
@@ -68,16 +68,19 @@ def copy_packs(src: Repository, dst: Repository, pack_ids: Iterable[bytes], *, r
                stats: PackStats, progress: Callable[[int], None] | None = None) -> None:
     """Copy the packs the destination's index lacks; index them there in batches as they are verified.
 
+    ``pack_ids`` is consumed as packs can be taken (it may be fed by a walk still going on).
     A failure stops the copy and raises; the packs verified before it are indexed (they are complete and
     authentic), so a re-run moves only the rest.
     """
     indexed = dst.load_index(reload=True)
-    todo = []
-    for pack_id in pack_ids:
-        if indexed.has_pack(pack_id):
-            stats.packs_skipped += 1
-        else:
-            todo.append(pack_id)
+
+    def missing() -> Iterator[bytes]:
+        for pack_id in pack_ids:
+            if indexed.has_pack(pack_id):
+                stats.packs_skipped += 1
+            else:
+                yield pack_id
+
     batch: dict[bytes, list[BlobEntry]] = {}
 
     def flush() -> None:
@@ -88,7 +91,7 @@ def copy_packs(src: Repository, dst: Repository, pack_ids: Iterable[bytes], *, r
     error: BaseException | None = None
     with ThreadPoolExecutor(PACKS_IN_FLIGHT, thread_name_prefix="kubekeep-drcopy") as pool:
         running: dict[Future[tuple[list[BlobEntry], int, bool]], bytes] = {}
-        queue = iter(todo)
+        queue = missing()
 
         def fill() -> None:
             while error is None and len(running) < PACKS_IN_FLIGHT:

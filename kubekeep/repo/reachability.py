@@ -111,14 +111,16 @@ class Reachability:
         return {pack_key(p) for p in self.packs}
 
 
-def reachable(repo: SnapshotReader, snapshot_ids: Iterable[str], *, index: IndexView | None = None
-              ) -> Reachability:
+def reachable(repo: SnapshotReader, snapshot_ids: Iterable[str], *, index: IndexView | None = None,
+              on_pack: Callable[[bytes], None] | None = None) -> Reachability:
     """Walk the snapshots (full ids, unique prefixes or 'latest') and say what they need.
 
     ``index`` is where blobs are looked up and trees read from; by default the
     index is reloaded from storage first. Manifests are read from storage (never
     from the local cache). Nothing is raised for a damaged repository: problems
     are in ``errors`` and ``unreadable``; a storage failure raises StorageError.
+    ``on_pack`` is called with each needed pack as the walk first meets it (a
+    DR copy moves packs while the walk goes on).
     """
     view: IndexView = index if index is not None else repo.load_index(reload=True)
     result = Reachability()
@@ -132,8 +134,10 @@ def reachable(repo: SnapshotReader, snapshot_ids: Iterable[str], *, index: Index
         pack = view.pack_of(blob_id)
         if pack is None:
             missing_here.add(blob_id)
-        else:
+        elif pack not in result.packs:
             result.packs.add(pack)
+            if on_pack is not None:
+                on_pack(pack)
 
     for given in snapshot_ids:
         try:
