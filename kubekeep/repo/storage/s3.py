@@ -10,7 +10,9 @@ How the contract in base.py maps onto S3 (docs/storage.md has the long form):
 - Atomicity: one PutObject, or a multipart upload that only becomes visible
   on CompleteMultipartUpload; a failed multipart upload is aborted.
 - Integrity: every body (and every part) carries Content-MD5, which the server
-  verifies; botocore adds its default CRC32 checksum on top.
+  verifies. botocore's own CRC32 on top (its default since 1.36) is turned
+  off, on upload and on download: it hashed every byte a second time, and
+  everything Kubekeep reads back is authenticated by its own keys (AEAD).
 - Retention: Object Lock (mode + retain-until date) on PUT and via
   PutObjectRetention, only ever extended. In a versioned (Object Lock) bucket
   ``delete`` removes every version of the key, oldest first, so the key stays
@@ -150,6 +152,11 @@ class S3Config:
             read_timeout=read_timeout,
             max_pool_connections=self.max_pool_connections,
             s3={"addressing_style": self.addressing_style},
+            # Content-MD5 (verified by the server) covers every upload and Kubekeep authenticates what it
+            # reads: botocore's CRC32 of each body, both ways, was a second hash of every byte (11 % of a
+            # replica copy's samples to S3)
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
         client: S3Client = session.client(
             "s3", endpoint_url=self.endpoint_url, verify=self.verify_tls, config=config
