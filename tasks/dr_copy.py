@@ -20,9 +20,9 @@ from kubekeep.drcopy import (
     copy_point,
     copy_records,
     init_destination,
+    open_sites,
     present_points,
 )
-from kubekeep.drcopy.sites import open_sites
 from kubekeep.drcopy.throttle import UploadLimit
 from kubekeep.repo.crypto import KdfParams
 from kubekeep.repo.errors import RepositoryNotFoundError

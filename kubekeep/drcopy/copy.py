@@ -233,12 +233,9 @@ def _replica_data(source: Repository, destination: Repository, point: PointRef, 
     stats = PackStats()
     with ThreadPoolExecutor(1, thread_name_prefix="kubekeep-drcopy-walk") as pool:
         walking = pool.submit(walk)
-        try:
+        try:  # on a failure here the walk still ends on its own (the pool waits for it)
             copy_packs(source, destination, iter(found.get, None), retention=retention, stats=stats,
                        progress=progress)
-        except BaseException:
-            walking.cancel()
-            raise
         finally:
             result.packs_copied, result.packs_skipped = stats.packs_copied, stats.packs_skipped
             result.packs_adopted, result.bytes_copied = stats.packs_adopted, stats.bytes_copied
