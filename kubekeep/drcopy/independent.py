@@ -101,9 +101,10 @@ class Rewriter:
         self.dst = dst
         self.ids = translation.ids
         self.stats = BackupStats()
-        # one pack filled and one uploaded at a time: the copy has a single reader, and memory stays at
-        # about three packs (the backup's saver keeps one per worker)
-        self.saver = BlobSaver(dst, retention=retention, stats=self.stats, fill_buffers=1, upload_slots=1)
+        # one pack filled and two uploaded at a time: the copy has a single reader, and memory stays at
+        # about four packs (the backup's saver keeps one per worker); a second upload in flight keeps the
+        # filler going while an S3 PUT waits on the server
+        self.saver = BlobSaver(dst, retention=retention, stats=self.stats, fill_buffers=1, upload_slots=2)
         self.pool = ThreadPoolExecutor(max(2, dst.workers), thread_name_prefix="kubekeep-drcopy")
         self.progress = progress
         self.blobs_read = 0
