@@ -137,9 +137,7 @@ def _differing(repo: TreeReader, old_id: str | None, new_id: str | None
     old_raw = repo.read_blob(bytes.fromhex(old_id)) if old_id else _PREFIX + _SUFFIX
     new_raw = repo.read_blob(bytes.fromhex(new_id)) if new_id else _PREFIX + _SUFFIX
     old_pieces, new_pieces = _pieces(old_raw), _pieces(new_raw)
-    if old_pieces is None or new_pieces is None:
-        return _parse(old_raw, str(old_id)), _parse(new_raw, str(new_id))
-    if not old_pieces or not new_pieces:  # a directory on one side only: nothing to compare
+    if not old_pieces or not new_pieces:  # another layout, or a directory on one side only: parse whole
         return _parse(old_raw, str(old_id)), _parse(new_raw, str(new_id))
     old_set, new_set = set(old_pieces), set(new_pieces)
     return (_parse_pieces([p for p in old_pieces if p not in new_set]),
