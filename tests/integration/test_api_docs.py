@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
+
+import pytest
 
 from kubekeep.cluster import Cluster
 from tests.plugins.deployments import KubekeepDeployments
@@ -23,6 +27,15 @@ def doc_script(path: Path) -> str:
     blocks = re.findall(r"^```sh\n(.*?)^```", path.read_text(), flags=re.S | re.M)
     assert len(blocks) >= 8, f"{path} lost its examples"
     return "set -euo pipefail\n" + "\n".join(blocks)
+
+
+def _text(output: str | bytes | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+
+
+def _tail(trace: str) -> str:
+    """bash -x's last commands: where the script was when it ended."""
+    return "\n".join(trace.splitlines()[-25:])
 
 
 def test_doc_script_is_every_sh_block() -> None:
@@ -41,10 +54,14 @@ def test_api_examples_run_against_the_real_server(kubekeep_deployments: Kubekeep
     env = {**os.environ, "PREFECT_API_URL": kubekeep_deployments.api, "APP": app, "NAMESPACE": namespace}
     copy = f"{namespace}-copy"
     try:
-        result = subprocess.run(["bash", "-xc", doc_script(ROOT / "docs" / "api.md")], cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=540)
+        try:
+            result = subprocess.run(["bash", "-xc", doc_script(ROOT / "docs" / "api.md")], cwd=tmp_path, env=env,
+                                    capture_output=True, text=True, timeout=540)
+        except subprocess.TimeoutExpired as timeout:
+            pytest.fail(f"docs/api.md did not finish in 540 s; it printed:\n{_text(timeout.stdout)}\n"
+                        f"its last commands (bash -x):\n{_tail(_text(timeout.stderr))}", pytrace=False)
         out = result.stdout
-        trace = "\n".join(result.stderr.splitlines()[-25:])  # bash -x: the last commands run
+        trace = _tail(result.stderr)
         assert result.returncode == 0, f"docs/api.md failed ({result.returncode}):\n{out}\n{trace}"
         # the repeated start with the same idempotency key gave the same run
         assert re.search(r"^same run$", out, flags=re.M), out
@@ -66,3 +83,23 @@ def test_api_examples_run_against_the_real_server(kubekeep_deployments: Kubekeep
         assert restored is not None and restored["data"] == {"color": "blue"}
     finally:
         cluster.delete("v1", "Namespace", copy)
+
+
+def test_a_server_that_never_answers_fails_the_helpers_instead_of_hanging(tmp_path: Path) -> None:
+    """The page's ``api`` and ``wait_for`` give up on a server that accepts and never answers."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", (ROOT / "docs" / "api.md").read_text(), flags=re.S | re.M)
+    wait_for = re.search(r"^wait_for\(\) \{.*?^\}\n", "".join(blocks), flags=re.S | re.M)
+    assert wait_for, "docs/api.md lost wait_for"
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (the backlog), never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
+        script = f"set -uo pipefail\n{blocks[0]}\n{wait_for.group(0)}\nwait_for some-run 1; echo \"exit $?\"\n"
+        env = {**os.environ, "PREFECT_API_URL": url, "API_TIMEOUT": "1"}
+        started = time.monotonic()
+        try:
+            result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                    timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the page's helpers waited for a server that never answers", pytrace=False)
+    assert result.stdout.strip() == "exit 1", (result.stdout, result.stderr)
+    assert "run some-run not finished in time: no answer" in result.stderr, result.stderr
+    assert time.monotonic() - started < 60
