@@ -23,6 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli.repo import repo_app
+from kubekeep.repo import restorer as restorer_module
 from kubekeep.repo import targetfs
 from kubekeep.repo.archiver import BackupStats, BlobSaver
 from kubekeep.repo.crypto import BlobType
@@ -376,18 +377,22 @@ def _source(tmp_path: Path, big: bytes) -> Path:
     return src
 
 
-def test_a_file_appears_under_its_name_only_when_complete(repo: Repository, tmp_path: Path, new_files: str) -> None:
+def test_a_file_appears_under_its_name_only_when_complete(repo: Repository, tmp_path: Path, new_files: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "big.bin").write_bytes(random.Random(4).randbytes(400_000))
     sid = repo.backup(src).snapshot_id
     target = tmp_path / "T"
     seen: list[tuple[bool, list[str]]] = []
+    write_all = restorer_module.write_all
 
-    def progress(done: int, total: int | None, item: str) -> None:
+    def looking(fd: int, data: bytes | memoryview) -> None:  # what the target shows at every write
         seen.append((os.path.exists(target / "big.bin"), sorted(os.listdir(target))))
+        write_all(fd, data)
 
-    repo.restore(sid, target, progress=progress)
+    monkeypatch.setattr(restorer_module, "write_all", looking)
+    repo.restore(sid, target)
     assert len(seen) > 10 and not any(exists for exists, _ in seen)
     names = {name for _, listing in seen for name in listing}
     if new_files == "o_tmpfile":
