@@ -72,7 +72,7 @@ RUN_LOOKAHEAD_CHUNKS = 64
 #: events (chunks, files, directories) queued ahead of the writer
 MAX_EVENTS_AHEAD = 8192
 #: regular files created and written side by side
-WRITER_THREADS = 3
+WRITER_THREADS = int(os.environ.get("KK_WT", "3"))
 #: fetched chunk bytes handed to the writer threads and not yet written (on top of the prefetch window)
 WRITE_QUEUE_BYTES = 16 * 1024 * 1024
 #: files handed to the writer threads and not yet accounted for, in tree order
@@ -766,10 +766,7 @@ class _Writer:
                 raise
             item.error = f"cannot put in place: {exc.strerror or exc}"
         finally:
-            if fd >= 0:
-                os.close(fd)
-            if tmp:
-                discard_at(item.parent.fd, tmp)
+            _close_new(item.parent.fd, fd, tmp)
 
     def _drain(self, job: _Job) -> None:
         """Take the rest of a failed job's chunks (the caller's thread may be waiting for the room they hold)."""
@@ -851,10 +848,7 @@ class _Writer:
         except OSError as exc:
             item.error = f"cannot write: {exc.strerror or exc}"
         finally:
-            if fd >= 0:
-                os.close(fd)
-            if tmp:
-                discard_at(item.parent.fd, tmp)
+            _close_new(item.parent.fd, fd, tmp)
         if item.error is not None:
             self.fail(item, item.error)
             return
@@ -1047,6 +1041,14 @@ class _Writer:
                     os.close(d.fd)
                     d.fd = -1
         self.pending.clear()
+
+
+def _close_new(dir_fd: int, fd: int, tmp: str | None) -> None:
+    """Close a file made by new_file_at; remove its temporary name if it was not put in place."""
+    if fd >= 0:
+        os.close(fd)
+    if tmp:
+        discard_at(dir_fd, tmp)
 
 
 def _state(st: os.stat_result) -> tuple[int, int, int, int, int]:
