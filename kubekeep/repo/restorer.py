@@ -1,10 +1,8 @@
 """Restore snapshots (or one file/subtree) to a directory, and read named streams back.
 
-The caller's thread walks the trees, creates directories and accounts for what was
-restored in tree order; a pool of workers fetches, decrypts, decompresses and
-verifies chunks ahead of it, within a bounded window; a few writer threads create
-and write the regular files side by side (creating and writing a file are system
-calls that release the GIL), each file's chunks in order.
+The caller's thread walks the trees and writes files in order; a pool of workers
+fetches, decrypts, decompresses and verifies chunks ahead of the writer, within
+a bounded window.
 
 The restore distrusts both the snapshot and the target (docs/repository-format.md,
 "Restore safety"): every entry name is checked (no '/', '.', '..', empty or NUL;
@@ -23,14 +21,12 @@ import contextlib
 import errno
 import os
 import stat
-import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import SimpleQueue
 from typing import Any, Protocol, TypeGuard
 
 from .errors import IntegrityError, MissingObjectError, RepositoryError, RestoreError
@@ -71,12 +67,6 @@ THREADS_PER_WORKER = 2
 RUN_LOOKAHEAD_CHUNKS = 64
 #: events (chunks, files, directories) queued ahead of the writer
 MAX_EVENTS_AHEAD = 8192
-#: regular files created and written side by side
-WRITER_THREADS = int(os.environ.get("KK_WT", "3"))
-#: fetched chunk bytes handed to the writer threads and not yet written (on top of the prefetch window)
-WRITE_QUEUE_BYTES = 16 * 1024 * 1024
-#: files handed to the writer threads and not yet accounted for, in tree order
-MAX_FILES_AHEAD = 256
 #: the progress callback is called at most this often (and once at the end)
 PROGRESS_SECONDS = 0.1
 
@@ -125,14 +115,8 @@ class _Chunk:
             raise item
         return item
 
-    @property
-    def size(self) -> int:
-        return self.run.entries[self.pos].raw_length
-
 
 class _Missing:
-    size = 0
-
     def __init__(self, blob_id: bytes) -> None:
         self.error = MissingObjectError(f"blob {blob_id.hex()} is not in the index")
 
@@ -556,8 +540,7 @@ class Restorer:
     # -- restore: the writer ---------------------------------------------------------------
 
     def _write(self, writer: _Writer, events: Iterator[tuple[int, Any, Any]]) -> None:
-        """Apply the events (see _Writer): what depends on the files before it in the tree (a directory's
-        metadata, a hard link, a kept file's record) waits for them, in tree order."""
+        """Apply the events in order (see _Writer)."""
         try:
             for kind, a, b, fut in self._prefetch(events):
                 if kind == _CHUNK:
@@ -570,33 +553,18 @@ class Restorer:
                 elif kind == _DIR:
                     writer.directory(a)
                 elif kind == _DIR_DONE:
-                    writer.after_files(writer.directory_done, a, b)
+                    writer.directory_done(a, b)
                 elif a.parent.fd < 0:
                     continue  # its directory failed (and is reported)
                 elif kind == _KEEP:
-                    writer.after_files(writer.keep, a, b)
+                    writer.keep(a, b)
                 elif kind == _LINK:
-                    writer.after_files(writer.link, a, b)
+                    writer.link(a, b)
                 elif kind == _SPECIAL:
                     writer.special(a)
-            writer.finish()
+            writer.report("", last=True)
         finally:
             writer.abandon()
-
-
-class _Job:
-    """One regular file handed to a writer thread: its chunks arrive in order through ``chunks`` (None ends
-    them); the thread sets ``written``, ``st`` (for a hard link's source) and ``warnings``."""
-
-    __slots__ = ("chunks", "future", "item", "st", "warnings", "written")
-
-    def __init__(self, item: _File) -> None:
-        self.item = item
-        self.chunks: SimpleQueue[_Chunk | _Missing | None] = SimpleQueue()
-        self.future: Future[None] | None = None
-        self.written = 0
-        self.st: os.stat_result | None = None
-        self.warnings: list[str] = []
 
 
 class _Writer:
@@ -608,14 +576,10 @@ class _Writer:
     version stays as it was. Symlinks, fifos, devices and hard links are made under
     a temporary name and renamed into place. An entry whose directory failed is skipped silently (the
     directory's failure is reported).
-
-    Regular files are written by ``WRITER_THREADS`` threads (``_write_file``); everything else happens in the
-    caller's thread, which also accounts for the files in tree order (``_settle``): a directory's metadata,
-    a hard link and a kept file wait for the files before them (``after_files``).
     """
 
     def __init__(self, restorer: Restorer, root_fd: int, result: RestoreResult, *, prune: bool = False,
-                 record: FileRecord | None = None, threads: int = WRITER_THREADS) -> None:
+                 record: FileRecord | None = None) -> None:
         self.restorer = restorer
         self.prune = prune
         self.record = record
@@ -626,174 +590,88 @@ class _Writer:
         self.result = result
         #: hard-link key -> (path below the root, st_dev, st_ino) of the file this restore made for it
         self.links: dict[str, tuple[tuple[str, ...], int, int] | None] = {}
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="kubekeep-write")
-        #: in tree order: files handed to the pool, and steps waiting for them (function, arguments)
-        self.pending: deque[_Job | tuple[Callable[..., None], tuple[Any, ...]]] = deque()
-        self.files_pending = 0
-        self.job: _Job | None = None  # the file whose chunks the walk is handing over
-        self.flow = threading.Condition()  # guards queued and done
-        self.queued = 0  # chunk bytes handed over and not yet written
-        self.done = 0  # bytes written
+        self.current: _File | None = None  # the file being written
+        self.out = -1
+        self.tmp: str | None = None  # the file's temporary name (None: an unnamed O_TMPFILE inode)
+        self.written = 0
+        self.done = 0
         self.reported = -1.0
 
     def fail(self, item: _Dir | _File, reason: str) -> None:
         self.result.failures[item.shown] = reason
 
-    # -- files (the caller's thread) -------------------------------------------------------
+    # -- files -----------------------------------------------------------------------------
 
     def file(self, item: _File) -> None:
-        self.job = None
-        self._settle()
-        while self.files_pending >= MAX_FILES_AHEAD:
-            self._settle_one()
-        if item.parent.fd < 0:
+        self.current, self.written, self.out = item, 0, -1
+        dir_fd = item.parent.fd
+        if dir_fd < 0:
             return
-        job = self.job = _Job(item)
-        job.future = self.pool.submit(self._write_file, job)
-        self.pending.append(job)
-        self.files_pending += 1
+        try:
+            self.out, self.tmp = new_file_at(dir_fd)
+        except OSError as exc:
+            item.error = f"cannot create: {exc.strerror}"
 
     def chunk(self, item: _File, handle: _Chunk | _Missing) -> None:
-        job = self.job
-        if job is None or job.item is not item:
+        if item is not self.current or self.out < 0 or item.error is not None:
             return
-        size = handle.size
-        with self.flow:
-            while self.queued > WRITE_QUEUE_BYTES:
-                self.flow.wait()
-            self.queued += size
-        job.chunks.put(handle)
-        self._report()
-
-    def file_done(self, item: _File) -> None:
-        job, self.job = self.job, None
-        if job is not None and job.item is item:
-            job.chunks.put(None)
-
-    def after_files(self, step: Callable[..., None], *args: Any) -> None:
-        """Run ``step`` once every file before it in the tree is accounted for."""
-        self._settle()
-        if self.pending:
-            self.pending.append((step, args))
-        else:
-            step(*args)
-
-    def finish(self) -> None:
-        """Wait for every file, run the steps that waited for them, report the progress a last time."""
-        while self.pending:
-            self._settle_one()
-        self.reported = -1.0
-        self._report()
-
-    def _settle(self) -> None:
-        """Account for the files (and run the steps) at the front of ``pending`` that are done."""
-        while self.pending:
-            front = self.pending[0]
-            if isinstance(front, _Job):
-                assert front.future is not None
-                if not front.future.done():
-                    return
-            self._settle_one()
-
-    def _settle_one(self) -> None:
-        front = self.pending.popleft()
-        if not isinstance(front, _Job):
-            step, args = front
-            step(*args)
+        try:
+            data = handle.result()
+            write_all(self.out, data)
+        except RepositoryError as exc:
+            item.error = str(exc)
             return
-        self.files_pending -= 1
-        assert front.future is not None
-        front.future.result()  # a writer thread's unexpected error stops the restore here
-        item = front.item
-        self.result.warnings.extend(front.warnings)
-        if item.error is None:
-            self.result.files += 1
-            self.result.bytes += front.written
-            self._written(item, front.written)
-            if item.link is not None and front.st is not None:
-                self.links[item.link] = ((*item.parent.parts, item.name), front.st.st_dev, front.st.st_ino)
-        else:
-            self.fail(item, item.error)
-            if item.link is not None:
-                self.links[item.link] = None
-        self._report()
+        except OSError as exc:
+            item.error = f"cannot write: {exc.strerror}"
+            return
+        self.written += len(data)
+        self.done += len(data)
+        self.report(item.shown)
 
-    def _report(self) -> None:
+    def report(self, shown: str, *, last: bool = False) -> None:
+        """Tell the progress callback how many bytes are written, at most every PROGRESS_SECONDS."""
         if self.progress is None:
             return
         now = time.monotonic()
-        if now - self.reported >= PROGRESS_SECONDS:
+        if last or now - self.reported >= PROGRESS_SECONDS:
             self.reported = now
-            self.progress(self.done, None, "")
+            self.progress(self.done, None, shown)
 
-    # -- files (the writer threads) --------------------------------------------------------
-
-    def _write_file(self, job: _Job) -> None:
-        """Create ``job``'s file, write its chunks as they arrive, check it and put it in place. Every chunk
-        handed over is taken, whatever happens, so the caller's thread never waits for a failed file."""
-        item = job.item
-        fd, tmp, ended = -1, None, False
-        try:
-            try:
-                fd, tmp = new_file_at(item.parent.fd)
-            except OSError as exc:
-                item.error = f"cannot create: {exc.strerror}"
-            while (handle := job.chunks.get()) is not None:
-                wrote = 0
-                try:
-                    if item.error is None:
-                        data = handle.result()
-                        write_all(fd, data)
-                        wrote = len(data)
-                except RepositoryError as exc:
-                    item.error = str(exc)
-                except OSError as exc:
-                    item.error = f"cannot write: {exc.strerror}"
-                finally:
-                    job.written += wrote
-                    with self.flow:
-                        self.queued -= handle.size
-                        self.done += wrote
-                        self.flow.notify()
-            ended = True
-            if item.error is None:
-                job.st = self._place(item, fd, tmp, job.written, job.warnings)
-                tmp = None
-        except BaseException as exc:
-            if not isinstance(exc, OSError) or not ended:
-                if not ended:
-                    self._drain(job)
-                raise
-            item.error = f"cannot put in place: {exc.strerror or exc}"
-        finally:
-            _close_new(item.parent.fd, fd, tmp)
-
-    def _drain(self, job: _Job) -> None:
-        """Take the rest of a failed job's chunks (the caller's thread may be waiting for the room they hold)."""
-        while (handle := job.chunks.get()) is not None:
-            with self.flow:
-                self.queued -= handle.size
-                self.flow.notify()
-
-    def _place(self, item: _File, fd: int, tmp: str | None, written: int,
-               warnings: list[str]) -> os.stat_result | None:
-        """Check a written file's size, set its metadata and give it its name (OSError if it cannot be); its
-        state if it is the source of hard links. Sets ``item.error`` for a size that is not the snapshot's."""
+    def file_done(self, item: _File) -> None:
+        fd, tmp = self.out, self.tmp
+        self.out, self.tmp, self.current = -1, None, None
+        if item.parent.fd < 0:
+            return
         content = item.node.get("content")
         size = content.get("size") if isinstance(content, dict) else None
-        if _is_int(size) and size != written:
-            item.error = f"restored {written} bytes, the snapshot says {size}"
+        if item.error is None and _is_int(size) and size != self.written:
+            item.error = f"restored {self.written} bytes, the snapshot says {size}"
+        try:
+            if item.error is None:
+                self._meta(item, fd=fd)
+                st = os.fstat(fd) if item.link is not None else None
+                place_file_at(item.parent.fd, fd, tmp, item.name)
+                tmp = None
+                self.result.files += 1
+                self.result.bytes += self.written
+                self._written(item)
+                if item.link is not None and st is not None:
+                    self.links[item.link] = ((*item.parent.parts, item.name), st.st_dev, st.st_ino)
+                return
+        except OSError as exc:
+            item.error = f"cannot put in place: {exc.strerror or exc}"
+        finally:
+            if fd >= 0:
+                os.close(fd)
             if tmp:
                 discard_at(item.parent.fd, tmp)
-            return None
-        self._meta(item, fd=fd, warnings=warnings)
-        st = os.fstat(fd) if item.link is not None else None
-        place_file_at(item.parent.fd, fd, tmp, item.name)
-        return st
+        self.fail(item, str(item.error))
+        if item.link is not None:
+            self.links[item.link] = None
 
-    def _written(self, item: _File, written: int) -> None:
+    def _written(self, item: _File) -> None:
         self.result.written += 1
-        self.result.written_bytes += written
+        self.result.written_bytes += self.written
         if self.result.written_paths is not None:
             self.result.written_paths.append("/".join((*item.parent.parts, item.name)))
         if self.record is not None:
@@ -832,29 +710,18 @@ class _Writer:
             self.record.add((*item.parent.parts, item.name), st, content)
 
     def _write_now(self, item: _File) -> None:
-        """Write a file whose chunks were not fetched ahead (it changed after the walk vouched for it), in the
-        caller's thread."""
-        fd, tmp, written = -1, None, 0
-        try:
-            fd, tmp = new_file_at(item.parent.fd)
-            for data in self.restorer._stream_parts(item.node.get("content")):
-                write_all(fd, data)
-                written += len(data)
-            self._place(item, fd, tmp, written, self.result.warnings)
-            if item.error is None:
-                tmp = None
-        except RepositoryError as exc:
-            item.error = str(exc)
-        except OSError as exc:
-            item.error = f"cannot write: {exc.strerror or exc}"
-        finally:
-            _close_new(item.parent.fd, fd, tmp)
-        if item.error is not None:
-            self.fail(item, item.error)
-            return
-        self.result.files += 1
-        self.result.bytes += written
-        self._written(item, written)
+        """Write a file whose chunks were not fetched ahead (it changed after the walk vouched for it)."""
+        self.file(item)
+        if self.out >= 0 and item.error is None:
+            try:
+                for data in self.restorer._stream_parts(item.node.get("content")):
+                    write_all(self.out, data)
+                    self.written += len(data)
+            except RepositoryError as exc:
+                item.error = str(exc)
+            except OSError as exc:
+                item.error = f"cannot write: {exc.strerror}"
+        self.file_done(item)
 
     def _prune(self, item: _Dir, names: set[str]) -> None:
         """Remove what directory ``item`` holds and the snapshot does not."""
@@ -988,13 +855,11 @@ class _Writer:
         if st.st_uid == os.geteuid() and st.st_mode & 0o700 != 0o700:
             os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)
 
-    def _meta(self, item: _Dir | _File, *, fd: int = -1, tmp: str = "", warnings: list[str] | None = None) -> None:
+    def _meta(self, item: _Dir | _File, *, fd: int = -1, tmp: str = "") -> None:
         """Owner, mode and times of ``item``: through ``fd``, or on ``tmp`` in its directory without
-        following a link (for a symlink its own owner and times; it has no mode of its own). What cannot be
-        set goes to ``warnings`` (the result's)."""
-        node = item.node
+        following a link (for a symlink its own owner and times; it has no mode of its own)."""
+        node, result = item.node, self.result
         assert node is not None
-        warned = self.result.warnings if warnings is None else warnings
         is_link = node.get("type") == "symlink"
         dir_fd = item.parent.fd if item.parent is not None else -1
         uid, gid = node.get("uid"), node.get("gid")
@@ -1006,9 +871,9 @@ class _Writer:
                     os.chown(tmp, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
             except PermissionError:
                 if self.is_root:
-                    warned.append(f"{item.shown}: cannot set owner")
+                    result.warnings.append(f"{item.shown}: cannot set owner")
             except (OSError, OverflowError) as exc:
-                warned.append(f"{item.shown}: cannot set owner: {getattr(exc, 'strerror', None) or exc}")
+                result.warnings.append(f"{item.shown}: cannot set owner: {getattr(exc, 'strerror', None) or exc}")
         mode, mtime = node.get("mode"), node.get("mtime_ns")
         atime = node.get("atime_ns", mtime)
         try:
@@ -1023,32 +888,15 @@ class _Writer:
                 else:
                     os.utime(tmp, ns=(atime, mtime), dir_fd=dir_fd, follow_symlinks=False)
         except (OSError, NotImplementedError, OverflowError, ValueError) as exc:
-            warned.append(f"{item.shown}: cannot set mode/times: {exc}")
+            result.warnings.append(f"{item.shown}: cannot set mode/times: {exc}")
 
     def abandon(self) -> None:
-        """At the end, and after a restore stopped early (a storage error): the writer threads stop (files not
-        started are not, a file whose chunks stopped coming is discarded), no temporary file is left behind,
-        and the directories still open are closed."""
-        if self.job is not None:
-            self.job.item.error = "the restore stopped"
-            self.job.chunks.put(None)
-            self.job = None
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        for waiting in self.pending:
-            if not isinstance(waiting, _Job) and isinstance(waiting[1][0], _Dir):
-                d = waiting[1][0]
-                if d.fd >= 0 and not d.keep_open:
-                    os.close(d.fd)
-                    d.fd = -1
-        self.pending.clear()
-
-
-def _close_new(dir_fd: int, fd: int, tmp: str | None) -> None:
-    """Close a file made by new_file_at; remove its temporary name if it was not put in place."""
-    if fd >= 0:
-        os.close(fd)
-    if tmp:
-        discard_at(dir_fd, tmp)
+        """After a restore stopped early (a storage error): leave no temporary file behind."""
+        if self.out >= 0:
+            os.close(self.out)
+            self.out = -1
+            if self.tmp is not None and self.current is not None and self.current.parent.fd >= 0:
+                discard_at(self.current.parent.fd, self.tmp)
 
 
 def _state(st: os.stat_result) -> tuple[int, int, int, int, int]:
