@@ -156,7 +156,7 @@ def s3_round(tools: list[Tool], vol: Path, work: Path, s3: S3Server, bucket: str
 
 def render(results: Results, tools: list[Tool], size_label: str, volume_bytes: int, file_count: int,
            changed: int, repeat: int, s3_repeat: int, command: str, loads: list[float], notes: list[str],
-           copies: drcopy.CopyBench | None) -> str:
+           copies: drcopy.CopyBench | None, kept_restores: bool = True) -> str:
     names = [t.name for t in tools]
     peers = [n for n in names if n != "Kubekeep"]
 
@@ -189,6 +189,11 @@ def render(results: Results, tools: list[Tool], size_label: str, volume_bytes: i
              "- each step is a fresh process of the tool's CLI, key derivation included (defaults: argon2id "
              "64 MiB for Kubekeep, scrypt for restic and kopia); caches not dropped, every tool reads the "
              "same warm volume; the tools' own caches are emptied between repetitions",
+             "- every restore goes to a new directory; " + (
+                 "all are deleted at the end of the run (on ext4 without a journal, files created just after "
+                 "thousands were deleted cost up to 2x: see the module's docstring)" if kept_restores else
+                 "**each was deleted right after its check (not enough disk to keep them): the next restore's "
+                 "file creation may have paid for it**"),
              "", "### Local filesystem repository", "", header, sep]
     for label, step in (("full backup", "full"), ("incremental (1 % change)", "incremental"),
                         ("restore (latest)", "restore"), ("full backup to S3", "s3 full"),
@@ -290,7 +295,7 @@ def main() -> None:
                     t.reset_cache()
     loads += [x for s in results.steps.values() for x in s.load]
     section = render(results, tools, args.size, volume_bytes, file_count, changed, args.repeat,
-                     0 if args.no_s3 else args.s3_repeat, command, loads, args.note, copies)
+                     0 if args.no_s3 else args.s3_repeat, command, loads, args.note, copies, restored.keep)
     print(section)
     if args.out:
         replace_section(args.out, section, KEEP_MARKER)
