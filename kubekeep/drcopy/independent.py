@@ -102,9 +102,10 @@ class Rewriter:
         self.ids = translation.ids
         self.stats = BackupStats()
         # one pack filled and two uploaded at a time: the copy has a single reader, and memory stays at
-        # about four packs (the backup's saver keeps one per worker); a second upload in flight keeps the
-        # filler going while an S3 PUT waits on the server
-        self.saver = BlobSaver(dst, retention=retention, stats=self.stats, fill_buffers=1, upload_slots=2)
+        # four packs (the backup's saver keeps one per worker); a second upload in flight keeps the
+        # filler going while an S3 PUT waits on the server, and a full pack may wait for a slot meanwhile
+        self.saver = BlobSaver(dst, retention=retention, stats=self.stats, fill_buffers=1, upload_slots=2,
+                               max_buffers=4)
         self.pool = ThreadPoolExecutor(max(2, dst.workers), thread_name_prefix="kubekeep-drcopy")
         self.progress = progress
         self.blobs_read = 0

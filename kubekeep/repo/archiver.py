@@ -95,13 +95,15 @@ class _PackBuffer:
     a small record (every backup writes a few) zeroed a whole pack per buffer before.
     """
 
-    __slots__ = ("capacity", "data", "entries", "used")
+    __slots__ = ("budgeted", "capacity", "data", "entries", "used")
 
     def __init__(self, capacity: int = 0) -> None:
         self.capacity = capacity
         self.data = bytearray(min(capacity, FIRST_PACK_BUFFER))
         self.entries: list[BlobEntry] = []
         self.used = 0
+        #: ``data`` holds one of the saver's places for pack buffers (BlobSaver.max_buffers)
+        self.budgeted = False
 
     def reserve(self, n: int) -> None:
         short = self.used + n - len(self.data)
@@ -123,9 +125,15 @@ class BlobSaver:
     """Deduplicates and stores blobs into packs; writes index objects as packs land."""
 
     def __init__(self, repo: Saver, *, retention: Retention | None, stats: BackupStats,
-                 fill_buffers: int | None = None, upload_slots: int = 2) -> None:
+                 fill_buffers: int | None = None, upload_slots: int = 2, max_buffers: int | None = None) -> None:
         """``fill_buffers`` packs are filled at once (default: one per worker, plus one), ``upload_slots``
-        uploaded at once; each holds up to a pack in memory (a DR copy, fed by one reader, uses one each)."""
+        uploaded at once; each holds up to a pack in memory (a DR copy, fed by one reader, uses one each).
+
+        At most ``max_buffers`` pack buffers exist at once (default: one per filled pack and per upload;
+        a full pack waiting for an upload slot takes the place of one being filled); a thread that needs
+        another waits for an upload to end. Without the bound, a slow store (S3) had each worker hold a
+        full pack waiting for a slot while the other fill buffers filled on, plus the spare: up to 8 packs
+        (132 MiB) for 2 workers, where 5 keep both uploads busy (docs/benchmarks.md, issue 15)."""
         self.repo = repo
         #: what this backup deduplicates against: the index storage holds after the lock was taken
         self.index = repo.index_for_backup()
@@ -140,8 +148,15 @@ class BlobSaver:
         self.capacity = repo.pack_size + int(repo.chunker_params["max_size"]) + 4096
         self.free: list[_PackBuffer] = []
         self.free_lock = threading.Lock()
-        for _ in range(fill_buffers if fill_buffers is not None else repo.workers + 1):
+        fill = fill_buffers if fill_buffers is not None else repo.workers + 1
+        for _ in range(fill):
             self.buffers.put(_PackBuffer())
+        self.max_buffers = max_buffers if max_buffers is not None else fill + upload_slots
+        if self.max_buffers <= fill:
+            raise ValueError("max_buffers must exceed fill_buffers (a full pack needs a place to wait)")
+        #: pack buffers that exist (filled, waiting, uploading or the spare); signalled when one is recycled
+        self.live_buffers = 0
+        self.recycled = threading.Condition(self.free_lock)
         self.claim_lock = threading.Lock()
         self.claimed: set[bytes] = set()
         #: packs holding blobs this backup references without writing (for retention)
@@ -202,7 +217,7 @@ class BlobSaver:
         try:
             if not buf.data:
                 fresh = self._new_buffer()
-                buf.data, buf.capacity = fresh.data, fresh.capacity
+                buf.data, buf.capacity, buf.budgeted = fresh.data, fresh.capacity, fresh.budgeted
             buf.reserve(size)
             repo.envelope.seal_into(blob_type, blob_id, flag, payload, buf.data, buf.used)
             buf.entries.append(BlobEntry(blob_type, blob_id, buf.used, size, len(data)))
@@ -222,17 +237,30 @@ class BlobSaver:
         return blob_id
 
     def _new_buffer(self) -> _PackBuffer:
-        with self.free_lock:
+        with self.recycled:
+            # all places taken: wait for an upload to end (its buffer comes back as the spare)
+            while not self.free and self.live_buffers >= self.max_buffers:
+                self.raise_if_failed()
+                self.recycled.wait(timeout=1.0)
             if self.free:
                 return self.free.pop()
-        return _PackBuffer(self.capacity)
+            self.live_buffers += 1
+        buf = _PackBuffer(self.capacity)
+        buf.budgeted = True
+        return buf
 
     def _recycle(self, buf: _PackBuffer) -> None:
         buf.entries = []
         buf.used = 0
-        with self.free_lock:
+        if not buf.budgeted:
+            return
+        with self.recycled:
             if not self.free:  # one spare: more would only raise the peak memory
                 self.free.append(buf)
+            else:
+                buf.budgeted = False
+                self.live_buffers -= 1
+            self.recycled.notify()
 
     # -- packs and index -------------------------------------------------------------------
 
@@ -248,10 +276,12 @@ class BlobSaver:
         try:
             pack_id = secrets.token_bytes(32)
             buf.append(self.repo.pack_tail(pack_id, buf.entries))
-            with buf.view() as view:
-                self.repo.storage.put(pack_key(pack_id), view, retention=self.retention)
-            entries = buf.entries
-            self._recycle(buf)
+            try:
+                with buf.view() as view:
+                    self.repo.storage.put(pack_key(pack_id), view, retention=self.retention)
+                entries = buf.entries
+            finally:
+                self._recycle(buf)  # failed too: threads waiting for a buffer must not wait for this one
             flush: dict[bytes, list[BlobEntry]] | None = None
             with self.commit_lock:
                 self.stats.packs += 1

@@ -440,9 +440,14 @@ class BlockCachingReader(_Wrapper):
     of small files that backup workers interleaved in a pack - become a few large
     ones. Objects are immutable, so cached blocks never go stale; memory stays
     below ``block_size * max_blocks``. Concurrent readers of one block share its fetch.
+
+    The default, 9 blocks of 4 MiB (36 MiB), is for a restore's four fetch threads: in the S3 restore of
+    the 1 GiB benchmark volume it made 180 ranged GETs where 12 blocks made 164 and 10 made 166, and the
+    peak RSS fell from 199-207 to 188-190 MiB; 8 blocks made 214-242 GETs, and 16 blocks of 2 MiB twice the
+    requests at ~5 ms of CPU each (docs/benchmarks.md, issue 15).
     """
 
-    def __init__(self, inner: Storage, *, block_size: int = 4 * 1024 * 1024, max_blocks: int = 12) -> None:
+    def __init__(self, inner: Storage, *, block_size: int = 4 * 1024 * 1024, max_blocks: int = 9) -> None:
         super().__init__(inner)
         if block_size < 1 or max_blocks < 1:
             raise ValueError("block_size and max_blocks must be positive")
@@ -484,12 +489,18 @@ class BlockCachingReader(_Wrapper):
         first, last = offset // self.block_size, (offset + length - 1) // self.block_size
         if last - first + 1 > self.max_blocks:  # larger than the cache: read it directly
             return self.inner.get_range(key, offset, length)
-        parts = []
+        if first == last:
+            block = self._block(key, first)
+            start = offset - first * self.block_size
+            return block[start:start + length]
+        # views, not slices: a range over several blocks is copied once, by the join (a run of 8 MiB was
+        # copied twice, and four fetch threads held both copies at once)
+        parts: list[memoryview] = []
         for index in range(first, last + 1):
             block = self._block(key, index)
             start = offset - index * self.block_size if index == first else 0
             end = min(len(block), offset + length - index * self.block_size)
-            parts.append(block[start:end])
+            parts.append(memoryview(block)[start:end])
             if len(block) < self.block_size:
                 break  # end of the object
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return b"".join(parts)
