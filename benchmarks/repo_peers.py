@@ -23,7 +23,8 @@ before the next tool restores: on ext4 without a journal (this machine's root fi
 inode is not given a number freed in the last seconds (up to 5 minutes while the inode table is
 dirty), so creating 8,304 files right after deleting 8,304 scans past every one of them, and the
 tool that restored next paid up to 2x its time in system CPU (measured: 5.5 s -> 12.6 s wall for
-Kubekeep's restore right after an ``rm -rf`` of the previous restore).
+Kubekeep's restore right after an ``rm -rf`` of the previous restore). Kept trees are flushed to disk
+(``sync``, untimed) after each restore, so that no tool writes while another's gigabyte is still dirty.
 
 Each step is a fresh process of the tool's own command line; its wall time, CPU time and peak
 RSS (GNU ``time``: ru_maxrss of the child) are recorded, and the repository's size after each
@@ -99,6 +100,9 @@ class Restored:
     def done(self, target: Path) -> None:
         if not self.keep:
             shutil.rmtree(target)
+        # untimed: the restored gigabyte goes to disk now, not while the next tool runs (the kernel throttles a
+        # writer once a few GiB are dirty; seen: the third restore of a repetition ~1.5x its first)
+        os.sync()
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
