@@ -193,7 +193,8 @@ def render(results: Results, tools: list[Tool], size_label: str, volume_bytes: i
              "- each step is a fresh process of the tool's CLI, key derivation included (defaults: argon2id "
              "64 MiB for Kubekeep, scrypt for restic and kopia); caches not dropped, every tool reads the "
              "same warm volume; the tools' own caches are emptied between repetitions",
-             "- every restore goes to a new directory; " + (
+             "- every restore goes to a new directory and is flushed to disk (`sync`, untimed) before the next "
+             "step; " + (
                  "all are deleted at the end of the run (on ext4 without a journal, files created just after "
                  "thousands were deleted cost up to 2x: see the module's docstring)" if kept_restores else
                  "**each was deleted right after its check (not enough disk to keep them): the next restore's "
