@@ -142,7 +142,7 @@ def local_round(tools: list[Tool], vol: Path, work: Path, size: int, results: Re
         shutil.rmtree(repos[t.name])
 
 
-def s3_round(tools: list[Tool], vol: Path, work: Path, s3: S3Server, bucket: str, rep: int,
+def s3_round(tools: list[Tool], vol: Path, s3: S3Server, bucket: str, rep: int,
              results: Results, restored: Restored) -> None:
     for t in tools:
         t.use_s3(s3)
@@ -295,7 +295,7 @@ def main() -> None:
             for rep in range(args.s3_repeat):
                 say(f"S3 repetition {rep + 1}/{args.s3_repeat} (load {loadavg():.1f})")
                 loads.append(loadavg())
-                s3_round(tools, vol, work, s3, bucket, rep, results, restored)
+                s3_round(tools, vol, s3, bucket, rep, results, restored)
                 for t in tools:
                     t.reset_cache()
     loads += [x for s in results.steps.values() for x in s.load]
