@@ -18,7 +18,8 @@ import secrets
 import socket
 import stat
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,12 +31,17 @@ import pyfastcdc
 from .crypto import BlobType
 from .errors import RepositoryError
 from .format import CHUNKS_PER_LIST, CONFIG_KEY, INLINE_CHUNKS, KEYS_PREFIX, BlobEntry, pack_key
-from .protocols import BackupTarget, ProgressFn, Saver, StreamSource
+from .protocols import PROGRESS_SECONDS, BackupTarget, ProgressFn, Saver, StreamSource
 from .storage import Retention, StorageError
 
 INDEX_FLUSH_PACKS = 64
 READ_BLOCK = 4 * 1024 * 1024
 READ_BLOCKS = 3
+#: files up to this size are read whole and go to a worker together with their neighbours, up to
+#: SMALL_BATCH_BYTES per job and SMALL_BATCHES jobs at once (a job per file cost more than the file)
+SMALL_FILE = 256 * 1024
+SMALL_BATCH_BYTES = 1024 * 1024
+SMALL_BATCHES = 3
 
 
 @dataclass
@@ -176,18 +182,21 @@ class BlobSaver:
 
     # -- blobs -----------------------------------------------------------------------------
 
-    def save_chunk_async(self, data: bytes | memoryview) -> Future[bytes]:
+    def save_chunks_async(self, chunks: Sequence[bytes | memoryview]) -> Future[list[bytes]]:
+        """Store a run of data chunks in one worker job (one hand-off per read block or batch of small
+        files, not per chunk: per-chunk futures and GIL hand-offs cost more CPU than zstd did); the
+        job's result is their ids, in order."""
         self.inflight.acquire()
         try:
-            fut = self.workers.submit(self._save_chunk_job, data)
+            fut = self.workers.submit(self._save_chunks_job, chunks)
         except BaseException:
             self.inflight.release()
             raise
         return fut
 
-    def _save_chunk_job(self, data: bytes | memoryview) -> bytes:
+    def _save_chunks_job(self, chunks: Sequence[bytes | memoryview]) -> list[bytes]:
         try:
-            return self.save_blob(BlobType.DATA, data)
+            return self.save_blobs(BlobType.DATA, chunks)
         except BaseException as exc:
             self.fail(exc)
             raise
@@ -197,44 +206,60 @@ class BlobSaver:
     def save_blob(self, blob_type: int, data: bytes | memoryview, *,
                   packed: tuple[int, bytes | memoryview] | None = None) -> bytes:
         """Store ``data`` unless it is there; ``packed``: its (flag, payload) already compressed (a copy)."""
+        return self.save_blobs(blob_type, [data], packed=None if packed is None else [packed])[0]
+
+    def save_blobs(self, blob_type: int, datas: Sequence[bytes | memoryview], *,
+                   packed: Sequence[tuple[int, bytes | memoryview]] | None = None) -> list[bytes]:
+        """Store each of ``datas`` unless it is there (or claimed by another thread); return their ids.
+
+        A run's new blobs go into one pack buffer, taken once (a file's consecutive chunks share a
+        pack), and the locks are taken once per run."""
         repo = self.repo
-        blob_id = repo.blob_id(data)
+        ids = [repo.blob_id(data) for data in datas]
+        new: list[int] = []
         with self.claim_lock:
             if blob_type == BlobType.DATA:
-                self.stats.chunks += 1
-            if blob_id in self.claimed:
-                return blob_id
-            loc = self.index.lookup(blob_id)
-            if loc is not None:
-                if self.retention is not None:
-                    self.reused_packs.add(loc.pack_id)
-                return blob_id
-            self.claimed.add(blob_id)
-        flag, payload = packed if packed is not None else repo.compressor.pack(data)
-        size = repo.envelope.sealed_size(len(payload))
-        full: _PackBuffer | None = None
+                self.stats.chunks += len(ids)
+            for i, blob_id in enumerate(ids):
+                if blob_id in self.claimed:
+                    continue
+                loc = self.index.lookup(blob_id)
+                if loc is not None:
+                    if self.retention is not None:
+                        self.reused_packs.add(loc.pack_id)
+                    continue
+                self.claimed.add(blob_id)
+                new.append(i)
+        if not new:
+            return ids
+        compressor, envelope = repo.compressor, repo.envelope
+        new_bytes = stored = 0
         buf = self.buffers.get()
         try:
-            if not buf.data:
-                fresh = self._new_buffer()
-                buf.data, buf.capacity, buf.budgeted = fresh.data, fresh.capacity, fresh.budgeted
-            buf.reserve(size)
-            repo.envelope.seal_into(blob_type, blob_id, flag, payload, buf.data, buf.used)
-            buf.entries.append(BlobEntry(blob_type, blob_id, buf.used, size, len(data)))
-            buf.used += size
-            if buf.used >= repo.pack_size:
-                full = buf
-                buf = _PackBuffer()
+            for i in new:
+                data = datas[i]
+                flag, payload = packed[i] if packed is not None else compressor.pack(data)
+                size = envelope.sealed_size(len(payload))
+                if not buf.data:
+                    fresh = self._new_buffer()
+                    buf.data, buf.capacity, buf.budgeted = fresh.data, fresh.capacity, fresh.budgeted
+                buf.reserve(size)
+                envelope.seal_into(blob_type, ids[i], flag, payload, buf.data, buf.used)
+                buf.entries.append(BlobEntry(blob_type, ids[i], buf.used, size, len(data)))
+                buf.used += size
+                new_bytes += len(data)
+                stored += size
+                if buf.used >= repo.pack_size:
+                    full, buf = buf, _PackBuffer()
+                    self._upload(full)  # waits for an upload slot; the fill goes on in a new buffer
         finally:
             self.buffers.put(buf)
         with self.claim_lock:
             if blob_type == BlobType.DATA:
-                self.stats.new_chunks += 1
-                self.stats.new_bytes += len(data)
-            self.stats.new_stored_bytes += size
-        if full is not None:
-            self._upload(full)
-        return blob_id
+                self.stats.new_chunks += len(new)
+                self.stats.new_bytes += new_bytes
+            self.stats.new_stored_bytes += stored
+        return ids
 
     def _new_buffer(self) -> _PackBuffer:
         with self.recycled:
@@ -333,28 +358,32 @@ class BlobSaver:
         self.uploads.shutdown(wait=True, cancel_futures=True)
 
 
+#: a chunk's id as a worker job computes it: (the job's future, the chunk's place in the job)
+ChunkRef = tuple[Future[list[bytes]], int]
+
+
 class _Content:
     """A file's or stream's chunk ids as they are being computed."""
 
     def __init__(self, archiver: Archiver) -> None:
         self.archiver = archiver
         self.size = 0
-        self.futures: list[Future[bytes]] = []
+        self.refs: list[ChunkRef] = []
         self.lists: list[Future[bytes]] = []
         self._resolved: dict[str, Any] | None = None
 
-    def add(self, fut: Future[bytes], length: int) -> None:
+    def add(self, job: Future[list[bytes]], index: int, length: int) -> None:
         self.size += length
-        self.futures.append(fut)
-        if len(self.futures) == CHUNKS_PER_LIST:
-            self.lists.append(self.archiver.trees.submit(self.archiver.save_list, self.futures))
-            self.futures = []
+        self.refs.append((job, index))
+        if len(self.refs) == CHUNKS_PER_LIST:
+            self.lists.append(self.archiver.trees.submit(self.archiver.save_list, self.refs))
+            self.refs = []
 
     def close(self) -> None:
-        if self.lists or len(self.futures) > INLINE_CHUNKS:
-            if self.futures:
-                self.lists.append(self.archiver.trees.submit(self.archiver.save_list, self.futures))
-            self.futures = []
+        if self.lists or len(self.refs) > INLINE_CHUNKS:
+            if self.refs:
+                self.lists.append(self.archiver.trees.submit(self.archiver.save_list, self.refs))
+            self.refs = []
 
     def resolve(self) -> dict[str, Any]:
         """In the tree thread: wait for the chunk ids."""
@@ -362,7 +391,7 @@ class _Content:
             if self.lists:
                 self._resolved = {"size": self.size, "lists": [f.result().hex() for f in self.lists]}
             else:
-                self._resolved = {"size": self.size, "chunks": [f.result().hex() for f in self.futures]}
+                self._resolved = {"size": self.size, "chunks": [job.result()[i].hex() for job, i in self.refs]}
         return self._resolved
 
 
@@ -404,18 +433,27 @@ class Archiver:
         #: the backup has a parent tree: its new directories' trees are kept for the diff after it
         self.incremental = False
         p = repo.chunker_params
-        #: read blocks with the futures of the chunks cut from them (see _chunk_blocks); allocated when a
-        #: file first needs them: zeroing 12 MiB cost every small record's backup a few ms
+        #: read blocks, each with the worker job of the chunks cut from it (see _chunk_blocks); allocated
+        #: when a file first needs them: zeroing 12 MiB cost every small record's backup a few ms
         self._block_size = max(READ_BLOCK, 4 * p["max_size"])
-        self._blocks: list[tuple[bytearray, list[Future[bytes]]]] = [(bytearray(), []) for _ in range(READ_BLOCKS)]
+        self._blocks: list[bytearray] = [bytearray() for _ in range(READ_BLOCKS)]
+        self._block_jobs: list[Future[list[bytes]] | None] = [None] * READ_BLOCKS
         self._next_block = 0
+        #: small files read whole, waiting to go to a worker together (see _read_small)
+        self._batch: list[bytes | memoryview] = []
+        self._batch_bytes = 0
+        self._batch_files: list[tuple[_Content, int]] = []
+        #: the batches in worker jobs (at most SMALL_BATCHES, so their bytes stay bounded)
+        self._batch_jobs: list[Future[list[bytes]]] = []
+        self._reported = 0.0
+        self._min_chunk = int(p["min_size"])
         self.chunker = pyfastcdc.FastCDC(p["avg_size"], min_size=p["min_size"], max_size=p["max_size"],
                                          normalized_chunking=cast(Any, p["normalization"]), seed=p["seed"])
 
     # -- tree thread jobs ------------------------------------------------------------------
 
-    def save_list(self, futures: list[Future[bytes]]) -> bytes:
-        return self.saver.save_blob(BlobType.CHUNK_LIST, b"".join(f.result() for f in futures))
+    def save_list(self, refs: list[ChunkRef]) -> bytes:
+        return self.saver.save_blob(BlobType.CHUNK_LIST, b"".join(job.result()[i] for job, i in refs))
 
     def _save_tree(self, entries: list[dict[str, Any]], previous: tuple[bytes, bytes] | None = None) -> bytes:
         """Store a directory's tree; ``previous``: the (id, plaintext) of its tree in the parent snapshot.
@@ -442,6 +480,15 @@ class Archiver:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def _report(self, label: str, *, last: bool = False) -> None:
+        """Tell the progress callback how many bytes are read, at most every PROGRESS_SECONDS."""
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if last or now - self._reported >= PROGRESS_SECONDS:
+            self._reported = now
+            self.progress(self._done_bytes, None, label)
+
     def _chunk_into(self, content: _Content, reader: Any, label: str) -> None:
         if hasattr(reader, "readinto"):
             self._chunk_blocks(content, reader, label)
@@ -450,32 +497,33 @@ class Archiver:
         for chunk in self.chunker.cut_stream(reader):
             saver.raise_if_failed()
             data = bytes(chunk.data)
-            content.add(saver.save_chunk_async(data), len(data))
+            content.add(saver.save_chunks_async([data]), 0, len(data))
             self._done_bytes += len(data)
-            if self.progress is not None:
-                self.progress(self._done_bytes, None, label)
+            self._report(label)
         content.close()
 
     def _chunk_blocks(self, content: _Content, reader: Any, label: str) -> None:
-        """Read into a ring of reused blocks and hand workers views of them (no copy per chunk).
+        """Read into a ring of reused blocks and hand a worker each block's chunks as views (no copy).
 
         The chunk touching a block's end may be cut short by the block, so it is carried
         to the front of the next block and cut again: the boundaries are exactly those of
         chunking the whole file at once (a boundary depends only on the bytes from the
         chunk's start up to max_size after it), so deduplication is unaffected. A block
-        is refilled only after every chunk cut from it has been saved.
+        is refilled only after the job of the chunks cut from it has ended.
         """
         saver = self.saver
         carry: memoryview | None = None
         eof = False
         while not eof:
-            block, pending = self._blocks[self._next_block]
+            slot = self._next_block
+            self._next_block = (slot + 1) % len(self._blocks)
+            block = self._blocks[slot]
             if not block:
-                block = bytearray(self._block_size)
-                self._blocks[self._next_block] = (block, pending)
-            self._next_block = (self._next_block + 1) % len(self._blocks)
-            wait(pending)
-            pending.clear()
+                block = self._blocks[slot] = bytearray(self._block_size)
+            job = self._block_jobs[slot]
+            if job is not None:
+                wait([job])
+                self._block_jobs[slot] = None
             view = memoryview(block)
             filled = 0
             if carry is not None:
@@ -495,18 +543,62 @@ class Archiver:
             if not eof:
                 last = chunks.pop()
                 carry = view[last.offset:filled]
-            for chunk in chunks:
-                saver.raise_if_failed()
-                fut = saver.save_chunk_async(chunk.data)
-                pending.append(fut)
-                content.add(fut, chunk.length)
-                self._done_bytes += chunk.length
-                if self.progress is not None:
-                    self.progress(self._done_bytes, None, label)
+            if not chunks:
+                continue
+            saver.raise_if_failed()
+            job = self._block_jobs[slot] = saver.save_chunks_async([c.data for c in chunks])
+            for i, chunk in enumerate(chunks):
+                content.add(job, i, chunk.length)
+            self._done_bytes += chunks[-1].offset + chunks[-1].length - chunks[0].offset
+            self._report(label)
         content.close()
 
-    def _read_file(self, path: str, st: os.stat_result) -> _Content | None:
+    def _read_small(self, fd: int, size: int, path: str) -> _Content | None:
+        """A file of at most SMALL_FILE bytes, read whole and cut into the current batch; None if it has
+        grown past that since its stat (the caller reads it as a large file)."""
+        parts: list[bytes] = []
+        got = 0
+        want = size + 1
+        while True:
+            part = os.read(fd, want)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+            if got > SMALL_FILE:
+                return None
+            want = SMALL_FILE + 1 - got
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
         content = _Content(self)
+        content.size = len(data)
+        if data:
+            chunks = [c.data for c in self.chunker.cut_buf(data)] if len(data) > self._min_chunk else [data]
+            self._batch_files.append((content, len(chunks)))
+            self._batch.extend(chunks)
+            self._batch_bytes += len(data)
+            if self._batch_bytes >= SMALL_BATCH_BYTES:
+                self._flush_small()
+        self._done_bytes += len(data)
+        self._report(path)
+        return content
+
+    def _flush_small(self) -> None:
+        """Send the batch of small files to a worker (one job), keeping at most SMALL_BATCHES in flight."""
+        if not self._batch:
+            return
+        if len(self._batch_jobs) >= SMALL_BATCHES:
+            wait([self._batch_jobs.pop(0)])
+        self.saver.raise_if_failed()
+        job = self.saver.save_chunks_async(self._batch)
+        self._batch_jobs.append(job)
+        first = 0
+        for content, n in self._batch_files:
+            for i in range(first, first + n):
+                content.refs.append((job, i))
+            first += n
+        self._batch, self._batch_bytes, self._batch_files = [], 0, []
+
+    def _read_file(self, path: str, st: os.stat_result) -> _Content | None:
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOATIME", 0))
         except PermissionError:
@@ -520,6 +612,12 @@ class Archiver:
             return None
         try:
             with open(fd, "rb", buffering=0, closefd=True) as fh:
+                if st.st_size <= SMALL_FILE:
+                    small = self._read_small(fd, st.st_size, path)
+                    if small is not None:
+                        return small
+                    fh.seek(0)
+                content = _Content(self)
                 self._chunk_into(content, fh, path)
         except OSError as exc:
             self.errors.append(f"{path}: read failed: {exc.strerror}")
@@ -602,6 +700,7 @@ class Archiver:
             else:
                 continue  # sockets and unknown types are not restorable
             entries.append(node)
+        self._flush_small()  # the tree job resolves this directory's small files
         return self.trees.submit(self._save_tree, entries, previous)
 
     def _note_reused(self, content: dict[str, Any]) -> None:
@@ -640,6 +739,8 @@ class Archiver:
                     self._chunk_into(content, cast(IO[bytes], reader), f"stream {name}")
                     stream_contents[name] = content
                     self.stats.bytes += content.size
+                self._flush_small()
+                self._report("", last=True)
                 tree_id = root.result().hex() if root is not None else None
                 streams_doc = {n: self.trees.submit(c.resolve).result() for n, c in stream_contents.items()}
                 self.saver.finish()

@@ -26,6 +26,8 @@ from .storage import ObjectInfo, Retention, Storage, StorageError
 
 #: progress callback: (bytes done, bytes total or None, current item)
 ProgressFn = Callable[[int, int | None, str], None]
+#: a backup or restore calls its ProgressFn at most this often (and once at the end)
+PROGRESS_SECONDS = 0.1
 #: what a named stream is read from: an iterable of byte strings or a binary file
 StreamSource = Iterable[bytes] | IO[bytes]
 

@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeGuard
 
 from .errors import IntegrityError, MissingObjectError, RepositoryError, RestoreError
 from .format import BlobEntry
-from .protocols import ProgressFn, RestoreSource
+from .protocols import PROGRESS_SECONDS, ProgressFn, RestoreSource
 from .storage import StorageError
 from .storage.wrappers import BlockCachingReader
 from .targetfs import (
@@ -67,8 +67,6 @@ THREADS_PER_WORKER = 2
 RUN_LOOKAHEAD_CHUNKS = 64
 #: events (chunks, files, directories) queued ahead of the writer
 MAX_EVENTS_AHEAD = 8192
-#: the progress callback is called at most this often (and once at the end)
-PROGRESS_SECONDS = 0.1
 
 
 class _Run:

@@ -1,0 +1,108 @@
+"""The backup's worker jobs: a read block's chunks go to one worker, small files go in batches.
+
+Per-chunk jobs cost more CPU than zstd (docs/benchmarks.md, issue 15): a future, a semaphore and a
+GIL hand-off per ~100 KiB chunk, and a job per small file. These tests pin what the batching must
+keep: a file's consecutive chunks land together, few jobs, the progress throttled and complete, and a
+small file that grows after its stat is still read whole.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubekeep.repo import archiver
+from kubekeep.repo.archiver import SMALL_FILE, BlobSaver
+from kubekeep.repo.protocols import PROGRESS_SECONDS
+from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import FilesystemStorage
+
+from .conftest import make_repo, snapshot_of
+
+
+def _file_chunks(repo: Repository, sid: str, name: str) -> list[bytes]:
+    entries = {e["name"]: e for e in repo.load_tree_blob(repo.load_snapshot(sid)["tree"])[1]}
+    return list(repo.content_chunks(entries[name]["content"]))
+
+
+def test_a_files_consecutive_chunks_share_a_pack(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(SMALL_FILE + 700_000))  # ~230 chunks, ~15 packs of 64 KiB
+    sid = repo.backup(src).snapshot_id
+    chunks = _file_chunks(repo, sid, "big.bin")
+    index = repo.index_for_backup()
+    packs = [loc.pack_id for loc in (index.lookup(c) for c in chunks) if loc is not None]
+    assert len(packs) == len(chunks) > 100
+    switches = sum(1 for a, b in zip(packs, packs[1:], strict=False) if a != b)
+    # one worker takes a whole read block: the file's chunks fill one pack after the other (chunk by
+    # chunk, two workers interleaved them: a switch at most chunks)
+    assert switches <= len(set(packs)) + 2, (switches, len(set(packs)), len(chunks))
+
+
+def test_small_files_go_to_the_workers_in_batches(repo: Repository, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    for d in range(3):
+        (src / f"d{d}").mkdir(parents=True)
+        for i in range(200):
+            (src / f"d{d}" / f"f{i:03d}").write_bytes(os.urandom(100 + 37 * i))
+    jobs: list[int] = []
+    real = BlobSaver.save_chunks_async
+
+    def counted(self: BlobSaver, chunks: Any) -> Any:
+        jobs.append(len(chunks))
+        return real(self, chunks)
+
+    monkeypatch.setattr(BlobSaver, "save_chunks_async", counted)
+    sid = repo.backup(src).snapshot_id
+    assert sum(jobs) >= 600
+    assert len(jobs) <= 12, jobs  # 600 files, ~2.3 MB: a few 1 MiB batches and one per directory
+    repo.restore(sid, tmp_path / "T")
+    assert snapshot_of(tmp_path / "T") == snapshot_of(src)
+
+
+def test_a_small_file_that_grew_after_its_stat_is_read_whole(repo: Repository, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    grows = src / "grows.log"
+    grows.write_bytes(b"first line\n")
+    (src / "steady.txt").write_bytes(b"steady\n" * 100)
+    real_open = os.open
+    extra = os.urandom(SMALL_FILE + 123_457)
+
+    def open_after_growth(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path) == str(grows) and grows.stat().st_size < len(extra):
+            with open(grows, "ab") as fh:  # written between the walk's stat and the archiver's open
+                fh.write(extra)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(archiver.os, "open", open_after_growth)
+    result = repo.backup(src)
+    monkeypatch.undo()
+    assert not result.errors
+    repo.restore(result.snapshot_id, tmp_path / "T")
+    assert (tmp_path / "T" / "grows.log").read_bytes() == b"first line\n" + extra
+    assert (tmp_path / "T" / "steady.txt").read_bytes() == b"steady\n" * 100
+
+
+def test_backup_progress_is_throttled_and_ends_with_every_byte(tmp_path: Path) -> None:
+    repo = make_repo(FilesystemStorage(tmp_path / "repo", create=True))
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i:02d}.bin").write_bytes(os.urandom(30_000 + 10_000 * (i % 3)))
+    (src / "big.bin").write_bytes(os.urandom(3 * SMALL_FILE))
+    total = sum(p.stat().st_size for p in src.iterdir())
+    calls: list[int] = []
+    started = time.monotonic()
+    repo.backup(src, progress=lambda done, _total, _item: calls.append(done))
+    took = time.monotonic() - started
+    assert calls[-1] == total
+    assert calls == sorted(calls)
+    assert len(calls) <= took / PROGRESS_SECONDS + 2, (len(calls), took)
