@@ -18,6 +18,7 @@ from kubekeep.location import LocationError
 from kubekeep.location import open_location as parse_and_open
 from kubekeep.repo.crypto import KdfParams, KeyWrapper, LocalKeyWrapper
 from kubekeep.repo.errors import RepositoryError, RestoreError
+from kubekeep.repo.format import DEFAULT_COMPRESSION_LEVEL
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import RetentionMode, S3Storage, Storage, StorageError
 
@@ -131,7 +132,9 @@ def _retention(mode: RetentionMode | None, days: int) -> tuple[RetentionMode, da
 @repo_app.command("init")
 def init_cmd(repo: Location, password_file: PasswordFile = None, key_file: KeyFile = None,
              cipher: Annotated[str, typer.Option(help="aes-256-gcm or chacha20-poly1305")] = "aes-256-gcm",
-             compression_level: Annotated[int, typer.Option(min=1, max=22, help="zstd level (1-22).")] = 3,
+             compression_level: Annotated[int, typer.Option(
+                 min=1, max=22, help="zstd level (1-22); higher levels store a little less for much more CPU.")
+             ] = DEFAULT_COMPRESSION_LEVEL,
              create_bucket: Annotated[bool, Flag(
                  "--create-bucket", help="Create a missing S3 bucket (with Object Lock when --lock-mode is "
                                          "given). Without it, a missing bucket is an error.")] = False,

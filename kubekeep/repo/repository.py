@@ -30,6 +30,7 @@ from .format import (
     CONFIG_KEY,
     DATA_PREFIX,
     DEFAULT_CHUNKER,
+    DEFAULT_COMPRESSION_LEVEL,
     DEFAULT_PACK_SIZE,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -145,7 +146,8 @@ class Repository:
 
     @classmethod
     def init(cls, storage: Storage, *, passphrase: str | None = None, key_wrapper: KeyWrapper | None = None,
-             kdf: KdfParams | None = None, cipher: str = "aes-256-gcm", compression_level: int = 3,
+             kdf: KdfParams | None = None, cipher: str = "aes-256-gcm",
+             compression_level: int = DEFAULT_COMPRESSION_LEVEL,
              chunker: Mapping[str, int] | None = None, pack_size: int = DEFAULT_PACK_SIZE,
              workers: int = 2, retry: bool = True, create_location: bool = False,
              retention: Retention | None = None, object_lock: bool = False) -> Repository:
