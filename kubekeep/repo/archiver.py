@@ -42,6 +42,8 @@ READ_BLOCKS = 3
 SMALL_FILE = 256 * 1024
 SMALL_BATCH_BYTES = 1024 * 1024
 SMALL_BATCHES = 3
+#: directories waiting for the tree thread at most (see Archiver._tree_slots)
+TREE_BACKLOG = 64
 
 
 @dataclass
@@ -427,6 +429,10 @@ class Archiver:
         self.stats = BackupStats()
         self.errors: list[str] = []
         self.trees = ThreadPoolExecutor(1, thread_name_prefix="kubekeep-tree")
+        #: directories walked whose tree job has not run: the walk waits when TREE_BACKLOG are queued (an
+        #: incremental walks unchanged files much faster than their trees are stored, and each queued
+        #: directory holds its entries and its parent tree: the whole volume's metadata, unbounded)
+        self._tree_slots = threading.BoundedSemaphore(TREE_BACKLOG)
         self.saver: BlobSaver
         self._hardlinks: dict[tuple[int, int], _Content] = {}
         self._done_bytes = 0
@@ -701,7 +707,19 @@ class Archiver:
                 continue  # sockets and unknown types are not restorable
             entries.append(node)
         self._flush_small()  # the tree job resolves this directory's small files
-        return self.trees.submit(self._save_tree, entries, previous)
+        while not self._tree_slots.acquire(timeout=1.0):
+            self.saver.raise_if_failed()
+        try:
+            return self.trees.submit(self._tree_job, entries, previous)
+        except BaseException:
+            self._tree_slots.release()
+            raise
+
+    def _tree_job(self, entries: list[dict[str, Any]], previous: tuple[bytes, bytes] | None) -> bytes:
+        try:
+            return self._save_tree(entries, previous)
+        finally:
+            self._tree_slots.release()
 
     def _note_reused(self, content: dict[str, Any]) -> None:
         index = self.saver.index

@@ -106,3 +106,33 @@ def test_backup_progress_is_throttled_and_ends_with_every_byte(tmp_path: Path) -
     assert calls[-1] == total
     assert calls == sorted(calls)
     assert len(calls) <= took / PROGRESS_SECONDS + 2, (len(calls), took)
+
+
+def test_the_walk_waits_for_the_tree_thread_instead_of_queueing_every_directory(
+        repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    for d in range(120):
+        (src / f"d{d:03d}").mkdir(parents=True)
+        (src / f"d{d:03d}" / "f").write_bytes(b"%d" % d)
+    first = repo.backup(src).snapshot_id
+    queued: list[int] = []
+    real_walk, real_tree = archiver.Archiver._walk, archiver.Archiver._save_tree
+
+    def walk(self: archiver.Archiver, directory: str, parent_tree: str | None) -> Any:
+        queued.append(self.trees._work_queue.qsize())
+        return real_walk(self, directory, parent_tree)
+
+    def slow_tree(self: archiver.Archiver, *args: Any) -> bytes:
+        time.sleep(0.002)  # storing trees slower than an incremental walks unchanged files
+        return real_tree(self, *args)
+
+    monkeypatch.setattr(archiver, "TREE_BACKLOG", 4, raising=False)
+    monkeypatch.setattr(archiver.Archiver, "_walk", walk)
+    monkeypatch.setattr(archiver.Archiver, "_save_tree", slow_tree)
+    second = repo.backup(src, parent=first)
+    monkeypatch.undo()
+    assert second.stats.unchanged_files == 120
+    # every queued directory holds its entries and its parent tree: the backlog is what memory holds
+    assert max(queued) <= 4, max(queued)
+    repo.restore(second.snapshot_id, tmp_path / "T")
+    assert snapshot_of(tmp_path / "T") == snapshot_of(src)
