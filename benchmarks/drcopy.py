@@ -113,6 +113,50 @@ src.close()
 """
 
 
+#: the S3 floor of a replica copy: every pack of A put into the bucket and read back whole (issue 9's
+#: verification), with plain boto3 (checksums as the copy sets them), ``TRANSFERS`` requests at once
+_S3_FLOOR = """
+import os, sys, time
+from concurrent.futures import ThreadPoolExecutor
+import boto3
+from botocore.config import Config
+root, bucket, prefix, transfers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+packs = sorted(os.path.join(d, f) for d, _, fs in os.walk(os.path.join(root, "data")) for f in fs)
+s3 = boto3.client("s3", endpoint_url=os.environ["KUBEKEEP_S3_ENDPOINT"], config=Config(
+    max_pool_connections=2 * transfers, request_checksum_calculation="when_required",
+    response_checksum_validation="when_required"))
+def put(item):
+    with open(item[1], "rb") as fh:
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{item[0]}", Body=fh.read())
+def get(i):
+    return len(s3.get_object(Bucket=bucket, Key=f"{prefix}/{i}")["Body"].read())
+started = time.perf_counter()
+with ThreadPoolExecutor(transfers) as pool:
+    list(pool.map(put, enumerate(packs)))
+put_s = time.perf_counter() - started
+with ThreadPoolExecutor(transfers) as pool:
+    got = sum(pool.map(get, range(len(packs))))
+print(len(packs), got, f"{put_s:.3f}", f"{time.perf_counter() - started - put_s:.3f}")
+"""
+#: requests in flight for the floor (the replica copy keeps 2 uploads and its read-backs going)
+TRANSFERS = 4
+
+
+@dataclass
+class S3Floor:
+    """PUT and GET of repository A's packs through the same SeaweedFS, in the same run."""
+
+    packs: int
+    bytes: int
+    put_seconds: float
+    get_seconds: float
+    cpu: float
+
+    @property
+    def seconds(self) -> float:
+        return self.put_seconds + self.get_seconds
+
+
 class KubekeepCopy(Copier):
     """Kubekeep's DR copy (issue 9) in ``mode`` replica or independent: the core of the dr-copy flow's
     ``copy-restore-point`` task in a fresh process, like restic's command (the Prefect runtime of
@@ -139,6 +183,7 @@ class KubekeepCopy(Copier):
 class CopyResults:
     samples: dict[tuple[str, str, str], Samples] = field(default_factory=dict)  # (copier, dest, stage)
     pending: list[str] = field(default_factory=list)
+    s3_floor: S3Floor | None = None
 
     def sample(self, copier: str, dest: str, stage: str) -> Samples:
         return self.samples.setdefault((copier, dest, stage), Samples())
@@ -197,6 +242,20 @@ class CopyBench:
                     print(f"  {copier.name} {dest} {stage}: {r.seconds:.2f}s cpu {r.cpu:.2f}s rss "
                           f"{fmt_bytes(r.peak_rss)} load {r.load:.1f} moved {extra.get('dest_bytes', '-')}",
                           flush=True)
+        if stage == "full":
+            self.measure_s3_floor(src_of)
+
+    def measure_s3_floor(self, src_of: dict[str, str]) -> None:
+        """Time the transfers a replica copy to S3 cannot avoid (once, after the full backup's copies)."""
+        kubekeep = next((t for _, t in self.copiers if isinstance(t, Kubekeep)), None)
+        if self.s3 is None or self.bucket is None or kubekeep is None or self.results.s3_floor is not None:
+            return
+        kubekeep.use_s3(self.s3)
+        r = run([sys.executable, "-c", _S3_FLOOR, src_of[kubekeep.name], self.bucket, f"floor-r{self.round}",
+                 str(TRANSFERS)], kubekeep.env)
+        packs, nbytes, put_s, get_s = r.output.split()[-4:]
+        self.results.s3_floor = S3Floor(int(packs), int(nbytes), float(put_s), float(get_s), r.cpu)
+        print(f"  S3 floor: {packs} packs, {fmt_bytes(int(nbytes))}: put {put_s}s get {get_s}s", flush=True)
 
     def render(self) -> list[str]:
         lines = ["### DR copy: repository A → B (issue 9)", "",
@@ -221,4 +280,13 @@ class CopyBench:
                 lines.append(f"| {name} | {label} | {full.best:.2f} s (±{full.spread:.0%}) | "
                              f"{inc.best:.2f} s (±{inc.spread:.0%}) | {moved} | "
                              f"{fmt_bytes(max(full.peak_rss + inc.peak_rss))} |")
+        floor = self.results.s3_floor
+        restic = self.results.samples.get(("restic copy", "s3", "full"))
+        if floor is not None:
+            against = (f"; 0.3 × restic copy to S3 ({restic.best:.2f} s) is {0.3 * restic.best:.2f} s"
+                       if restic is not None else "")
+            lines += ["", f"S3 floor of a replica copy, same run and SeaweedFS: every pack of A ({floor.packs} packs, "
+                      f"{fmt_bytes(floor.bytes)}) put with plain boto3, {TRANSFERS} requests at once, "
+                      f"{floor.put_seconds:.2f} s, and read back whole {floor.get_seconds:.2f} s: "
+                      f"**{floor.seconds:.2f} s** before any hashing or key derivation{against}."]
         return lines
