@@ -25,8 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
@@ -134,6 +132,9 @@ def template_database() -> Path:
 
 
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    import urllib.error  # only commands that run flows ask (~50 ms of every command's start-up otherwise)
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as resp:  # noqa: S310
             return bool(resp.status == 200)

@@ -18,9 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import click
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -115,7 +113,7 @@ def session(what: str, *, flows: bool = False, verbose: bool = False) -> Iterato
             raise
         with flow_api(log_file, server) if flows else nullcontext():
             yield log_file
-    except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+    except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own click: usage errors stay usage errors
         raise
     except KeyboardInterrupt:
         console.print(f"{what}: interrupted (log: {log_file})")
@@ -225,6 +223,8 @@ def pairs(values: list[str] | None, option: str) -> dict[str, str] | None:
 
 
 def yaml_file(path: Path, option: str) -> Any:
+    import yaml  # only the commands that read a YAML file pay for it
+
     try:
         return yaml.safe_load(path.read_text())
     except OSError as exc:
