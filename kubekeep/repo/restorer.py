@@ -49,8 +49,10 @@ from .targetfs import (
     write_all,
 )
 
-#: plaintext bytes fetched ahead of the writer (bounds memory whatever the volume size)
-WINDOW_BYTES = 48 * 1024 * 1024
+#: plaintext bytes fetched ahead of the writer (bounds memory whatever the volume size). 32 MiB: the S3
+#: restore of the 1 GiB benchmark volume peaked at 200-209 MiB with 48 MiB, 177-189 MiB with 32 MiB; a
+#: local restore into tmpfs took 4.30-4.94 s against 4.48-4.75 s (docs/benchmarks.md, 2026-12-01)
+WINDOW_BYTES = 32 * 1024 * 1024
 #: one ranged read covers neighbouring blobs of a pack up to this size ...
 MAX_RUN_BYTES = 8 * 1024 * 1024
 #: ... skipping at most this many bytes between them (cheaper than another request)
