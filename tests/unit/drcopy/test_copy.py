@@ -393,3 +393,39 @@ def test_data_the_destination_lost_since_the_last_copy_fails_the_next_one_and_co
     with pytest.raises(CopyError, match="is incomplete .* nothing was committed"):
         copy_point(src, dst, second, CopyMode.INDEPENDENT, present=present)
     assert "shop-2" not in present_points(dst)
+
+
+class _DamagingStorage(FilesystemStorage):
+    """A destination whose disk flips a bit in the second pack it stores (the write 'succeeds')."""
+
+    def __init__(self, root: Path, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        self.packs_stored = 0
+        self.damaged: str | None = None
+
+    def put(self, key: str, data: bytes | bytearray | memoryview, **kwargs: Any) -> None:
+        if key.startswith(DATA_PREFIX):
+            self.packs_stored += 1
+            if self.packs_stored == 2:
+                raw = bytearray(data)
+                raw[len(raw) // 3] ^= 0x01
+                data, self.damaged = bytes(raw), key.rsplit("/", 1)[-1]
+        super().put(key, data, **kwargs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_pack_damaged_at_the_destination_fails_the_copy_naming_it_and_commits_nothing(
+        tmp_path: Path, src: Repository, mode: CopyMode) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    for i in range(6):  # several packs of 64 KiB: the damaged one is not the last
+        (vol / f"f{i}.bin").write_bytes(random.Random(i).randbytes(300_000))
+    make_point(src, vol, "shop-1")
+    storage = _DamagingStorage(tmp_path / "b", create=True)
+    dst = init_destination(src, fast_retry(storage), mode, passphrase=OTHER_PASSWORD, key_wrapper=None,
+                           kdf=KdfParams.cheap())
+    point = choose_points(src, all_points=True)[0]
+    with pytest.raises((CopyError, verify.PackVerificationError)) as caught:
+        copy_point(src, dst, point, mode, present=present_points(dst))
+    assert storage.damaged is not None and storage.damaged in str(caught.value)
+    assert not present_points(open_dest(tmp_path / "b"))
