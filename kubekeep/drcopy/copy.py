@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -298,35 +298,22 @@ def _independent_data(source: Repository, destination: Repository, point: PointR
             pass  # an unreadable older copy only costs a full copy
     result.packs_adopted = _adopt_unindexed(destination)
     before = set(destination.load_index(reload=True).pack_ids())
+    rewriter = Rewriter(source, destination, translation, retention=retention, progress=progress)
+    ok = False
+    try:
+        docs = [rewriter.snapshot(source.load_snapshot(sid)) for sid in [*data_snapshots, point.snapshot_id]]
+        ok = True
+    finally:
+        rewriter.close(ok)
+    new_packs = sorted(set(destination.index.pack_ids()) - before)
 
     # every pack written is read back and each blob in it authenticated with the destination's key, a few
-    # MiB at a time (not whole packs: memory), as soon as storage holds it: the read-back overlaps the rest
-    # of the rewrite (it ran after it before, while the rewrite left most of a core idle)
+    # MiB at a time (not whole packs: memory)
     def read_back(pack_id: bytes) -> int:
         return verify_stored_pack(destination, pack_id, where=destination.storage.url)[1]
 
-    checks: dict[bytes, Future[int]] = {}
     with ThreadPoolExecutor(2, thread_name_prefix="kubekeep-drcopy-verify") as pool:
-        def stored(pack_id: bytes) -> None:  # in an upload thread
-            checks[pack_id] = pool.submit(read_back, pack_id)
-
-        rewriter = Rewriter(source, destination, translation, retention=retention, progress=progress,
-                            on_pack=stored)
-        ok = False
-        try:
-            docs = [rewriter.snapshot(source.load_snapshot(sid)) for sid in [*data_snapshots, point.snapshot_id]]
-            ok = True
-        finally:
-            rewriter.close(ok)  # every upload has ended (or was cancelled): no pack is added to checks after
-            if not ok:
-                for fut in list(checks.values()):
-                    fut.cancel()
-        new_packs = sorted(set(destination.index.pack_ids()) - before)
-        for pack_id in new_packs:  # a pack the hook did not see is read back all the same
-            if pack_id not in checks:
-                checks[pack_id] = pool.submit(read_back, pack_id)
-        sizes = {pack_id: fut.result() for pack_id, fut in list(checks.items())}
-    result.bytes_copied = sum(sizes[pack_id] for pack_id in new_packs)
+        result.bytes_copied = sum(pool.map(read_back, new_packs))
     result.packs_copied = len(new_packs)
     result.blobs_copied = rewriter.blobs_read
     for doc in docs[:-1]:

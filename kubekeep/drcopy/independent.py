@@ -96,9 +96,7 @@ class Rewriter:
     """Rewrites the snapshots of one restore point into the destination, under a BlobSaver."""
 
     def __init__(self, src: Repository, dst: Repository, translation: Translation, *,
-                 retention: Retention | None, progress: Callable[[int], None] | None = None,
-                 on_pack: Callable[[bytes], None] | None = None) -> None:
-        """``on_pack``: called with each destination pack's id once it is stored (see BlobSaver)."""
+                 retention: Retention | None, progress: Callable[[int], None] | None = None) -> None:
         self.src = src
         self.dst = dst
         self.ids = translation.ids
@@ -107,7 +105,7 @@ class Rewriter:
         # four packs (the backup's saver keeps one per worker); a second upload in flight keeps the
         # filler going while an S3 PUT waits on the server, and a full pack may wait for a slot meanwhile
         self.saver = BlobSaver(dst, retention=retention, stats=self.stats, fill_buffers=1, upload_slots=2,
-                               max_buffers=4, on_pack=on_pack)
+                               max_buffers=4)
         self.pool = ThreadPoolExecutor(max(2, dst.workers), thread_name_prefix="kubekeep-drcopy")
         self.progress = progress
         self.blobs_read = 0

@@ -19,7 +19,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -133,8 +133,7 @@ class BlobSaver:
     """Deduplicates and stores blobs into packs; writes index objects as packs land."""
 
     def __init__(self, repo: Saver, *, retention: Retention | None, stats: BackupStats,
-                 fill_buffers: int | None = None, upload_slots: int = 2, max_buffers: int | None = None,
-                 on_pack: Callable[[bytes], None] | None = None) -> None:
+                 fill_buffers: int | None = None, upload_slots: int = 2, max_buffers: int | None = None) -> None:
         """``fill_buffers`` packs are filled at once (default: one per worker, plus one), ``upload_slots``
         uploaded at once; each holds up to a pack in memory (a DR copy, fed by one reader, uses one each).
 
@@ -142,12 +141,8 @@ class BlobSaver:
         a full pack waiting for an upload slot takes the place of one being filled); a thread that needs
         another waits for an upload to end. Without the bound, a slow store (S3) had each worker hold a
         full pack waiting for a slot while the other fill buffers filled on, plus the spare: up to 8 packs
-        (132 MiB) for 2 workers, where 5 keep both uploads busy (docs/benchmarks.md, issue 15).
-
-        ``on_pack`` is called with each pack's id once storage holds it (in an upload thread: it must not
-        block; a DR copy starts the pack's read-back there)."""
+        (132 MiB) for 2 workers, where 5 keep both uploads busy (docs/benchmarks.md, issue 15)."""
         self.repo = repo
-        self.on_pack = on_pack
         #: what this backup deduplicates against: the index storage holds after the lock was taken
         self.index = repo.index_for_backup()
         self.retention = retention
@@ -314,8 +309,6 @@ class BlobSaver:
                 entries = buf.entries
             finally:
                 self._recycle(buf)  # failed too: threads waiting for a buffer must not wait for this one
-            if self.on_pack is not None:
-                self.on_pack(pack_id)
             flush: dict[bytes, list[BlobEntry]] | None = None
             with self.commit_lock:
                 self.stats.packs += 1
