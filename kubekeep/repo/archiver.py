@@ -18,7 +18,6 @@ import secrets
 import socket
 import stat
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ import pyfastcdc
 from .crypto import BlobType
 from .errors import RepositoryError
 from .format import CHUNKS_PER_LIST, CONFIG_KEY, INLINE_CHUNKS, KEYS_PREFIX, BlobEntry, pack_key
-from .protocols import PROGRESS_SECONDS, BackupTarget, ProgressFn, Saver, StreamSource
+from .protocols import BackupTarget, ProgressFn, Saver, StreamSource, ThrottledProgress
 from .storage import Retention, StorageError
 
 INDEX_FLUSH_PACKS = 64
@@ -451,7 +450,7 @@ class Archiver:
         self._batch_files: list[tuple[_Content, int]] = []
         #: the batches in worker jobs (at most SMALL_BATCHES, so their bytes stay bounded)
         self._batch_jobs: list[Future[list[bytes]]] = []
-        self._reported = 0.0
+        self._progress = ThrottledProgress(progress)
         self._min_chunk = int(p["min_size"])
         self.chunker = pyfastcdc.FastCDC(p["avg_size"], min_size=p["min_size"], max_size=p["max_size"],
                                          normalized_chunking=cast(Any, p["normalization"]), seed=p["seed"])
@@ -487,13 +486,8 @@ class Archiver:
     # -- reading ---------------------------------------------------------------------------
 
     def _report(self, label: str, *, last: bool = False) -> None:
-        """Tell the progress callback how many bytes are read, at most every PROGRESS_SECONDS."""
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        if last or now - self._reported >= PROGRESS_SECONDS:
-            self._reported = now
-            self.progress(self._done_bytes, None, label)
+        """Tell the progress callback how many bytes are read (throttled)."""
+        self._progress(self._done_bytes, label, last=last)
 
     def _chunk_into(self, content: _Content, reader: Any, label: str) -> None:
         if hasattr(reader, "readinto"):

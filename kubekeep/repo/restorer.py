@@ -21,7 +21,6 @@ import contextlib
 import errno
 import os
 import stat
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +30,7 @@ from typing import Any, Protocol, TypeGuard
 
 from .errors import IntegrityError, MissingObjectError, RepositoryError, RestoreError
 from .format import BlobEntry
-from .protocols import PROGRESS_SECONDS, ProgressFn, RestoreSource
+from .protocols import ProgressFn, RestoreSource, ThrottledProgress
 from .storage import StorageError
 from .storage.wrappers import BlockCachingReader
 from .targetfs import (
@@ -584,7 +583,7 @@ class _Writer:
         self.prune = prune
         self.record = record
         self.root_dev = os.fstat(root_fd).st_dev
-        self.progress = restorer.progress
+        self.progress = ThrottledProgress(restorer.progress)
         self.is_root = restorer.is_root
         self.root_fd = root_fd
         self.result = result
@@ -595,7 +594,6 @@ class _Writer:
         self.tmp: str | None = None  # the file's temporary name (None: an unnamed O_TMPFILE inode)
         self.written = 0
         self.done = 0
-        self.reported = -1.0
 
     def fail(self, item: _Dir | _File, reason: str) -> None:
         self.result.failures[item.shown] = reason
@@ -629,13 +627,8 @@ class _Writer:
         self.report(item.shown)
 
     def report(self, shown: str, *, last: bool = False) -> None:
-        """Tell the progress callback how many bytes are written, at most every PROGRESS_SECONDS."""
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        if last or now - self.reported >= PROGRESS_SECONDS:
-            self.reported = now
-            self.progress(self.done, None, shown)
+        """Tell the progress callback how many bytes are written (throttled)."""
+        self.progress(self.done, shown, last=last)
 
     def file_done(self, item: _File) -> None:
         fd, tmp = self.out, self.tmp

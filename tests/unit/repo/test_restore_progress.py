@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
+from kubekeep.repo.protocols import PROGRESS_SECONDS
 from kubekeep.repo.repository import Repository
-from kubekeep.repo.restorer import PROGRESS_SECONDS
 
 
 def test_progress_is_throttled_and_ends_with_every_byte(repo: Repository, tmp_path: Path) -> None:
