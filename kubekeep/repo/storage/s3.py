@@ -30,6 +30,7 @@ import hashlib
 import io
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -272,6 +273,12 @@ class _ViewReader(io.RawIOBase):
         return self._view.nbytes
 
 
+def _crc32_b64(data: bytes | memoryview) -> str:
+    """The CRC32 header of a body, computed here over the caller's buffer (left to botocore, it reads the
+    body through the stream once more, 1 MiB copies at a time: +1 s of system time per GiB uploaded)."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
+
+
 def _md5_b64(data: bytes | memoryview) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
 
@@ -381,7 +388,8 @@ class S3Storage(Storage):
             # ~0.4 s of CPU per 256 MiB uploaded, CRC32 about a third of that (docs/benchmarks.md)
             body = cast(IO[bytes], _ViewReader(view))
             self._transfer_client(view.nbytes).put_object(Bucket=self.bucket, Key=full, Body=body,
-                                                          ChecksumAlgorithm="CRC32", **extra)
+                                                          ChecksumAlgorithm="CRC32", ChecksumCRC32=_crc32_b64(view),
+                                                          **extra)
         except botocore.exceptions.ClientError as exc:
             code, status = _error_code(exc)
             if status == 412 or code == "PreconditionFailed":
