@@ -1,13 +1,13 @@
 """Backup: walk, chunk, dedup, compress, encrypt, pack, index, snapshot.
 
 Threads: the caller's thread walks the tree, reads files and cuts chunks (FastCDC
-releases the GIL); a pool of ``workers`` hashes, compresses and encrypts chunks
-into per-worker pack buffers (BLAKE3, zstd and AEAD release the GIL); two upload
-threads write finished packs; one tree thread assembles chunk lists and
-directory trees as their children complete. Queues are bounded: at most
-``max_inflight`` chunks wait for a worker and two packs wait for upload, so peak
-memory does not depend on the volume size.
-"""
+releases the GIL); a pool of ``workers`` hashes, compresses and encrypts them
+into pack buffers (BLAKE3 and zstd release the GIL; AES-GCM in ``cryptography``
+does not), one job per read block or per batch of small files, not per chunk;
+two upload threads write finished packs; one tree thread assembles chunk lists
+and directory trees as their children complete. Everything in flight is
+bounded (read blocks, small-file batches, worker jobs, pack buffers, queued
+directories), so peak memory does not depend on the volume size."""
 
 from __future__ import annotations
 
@@ -424,7 +424,6 @@ class Archiver:
     def __init__(self, repo: BackupTarget, *, retention: Retention | None, progress: ProgressFn | None) -> None:
         self.repo = repo
         self.retention = retention
-        self.progress = progress
         self.stats = BackupStats()
         self.errors: list[str] = []
         self.trees = ThreadPoolExecutor(1, thread_name_prefix="kubekeep-tree")
