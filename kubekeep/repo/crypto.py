@@ -300,9 +300,59 @@ def slot_aad(repository_id: bytes, slot_id: str) -> bytes:
 
 
 def _kek(passphrase: str, salt: bytes, kdf: KdfParams) -> bytes:
+    with _early_lock:
+        early = _early_keks.pop((passphrase, salt, kdf), None)
+    if early is not None:  # derived (or being derived) ahead, on another thread: derive_kek_early
+        return early.wait()
+    return _derive_kek(passphrase, salt, kdf)
+
+
+def _derive_kek(passphrase: str, salt: bytes, kdf: KdfParams) -> bytes:
     return hash_secret_raw(passphrase.encode("utf-8"), salt, time_cost=kdf.time_cost,
                            memory_cost=kdf.memory_kib, parallelism=kdf.parallelism,
                            hash_len=32, type=Type.ID)
+
+
+class _EarlyKek:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.kek: bytes | None = None
+        self.error: BaseException | None = None
+
+    def wait(self) -> bytes:
+        self.done.wait()
+        if self.kek is None:
+            raise KeySlotError(f"the key derivation failed: {self.error}")
+        return self.kek
+
+
+#: key-encryption keys derived ahead of their slot's opening, by (passphrase, salt, parameters); each is
+#: taken once (process memory only, like every key of an open repository)
+_early_keks: dict[tuple[str, bytes, KdfParams], _EarlyKek] = {}
+_early_lock = threading.Lock()
+
+
+def derive_kek_early(slot: dict[str, Any], passphrase: str) -> None:
+    """Derive the key-encryption key of the passphrase slot ``slot`` now, on the calling thread, for the
+    :func:`open_passphrase_slot` that follows (Argon2id holds no lock: a command derives it on one core while
+    its start-up runs on the other). The slot's KDF parameters are checked first, as the opening does; a
+    damaged slot derives nothing."""
+    try:
+        verify_slot(slot)
+        params, salt = _slot_kdf(slot)
+    except KeySlotError:
+        return
+    early = _EarlyKek()
+    with _early_lock:
+        if (passphrase, salt, params) in _early_keks:
+            return
+        _early_keks[(passphrase, salt, params)] = early
+    try:
+        early.kek = _derive_kek(passphrase, salt, params)
+    except BaseException as exc:  # noqa: BLE001 - the opening that waits for it says so
+        early.error = exc
+    finally:
+        early.done.set()
 
 
 def _b64(data: bytes) -> str:

@@ -24,6 +24,7 @@ from .crypto import (
     Envelope,
     KdfParams,
     KeyWrapper,
+    derive_kek_early,
     derive_key,
     make_external_slot,
     make_passphrase_slot,
@@ -79,6 +80,20 @@ def read_slots(storage: Storage) -> tuple[list[dict[str, Any]], list[str]]:
             continue
         slots.append(slot)
     return slots, damaged
+
+
+def derive_key_early(storage: Storage, passphrase: str) -> None:
+    """Derive the key-encryption key of the first passphrase slot at ``storage`` on the calling thread, for
+    the :func:`unlock` that follows (see crypto.derive_kek_early). Anything unreadable derives nothing: the
+    unlock reports it."""
+    try:
+        slots, _damaged = read_slots(storage)
+    except StorageError:
+        return
+    for slot in slots:
+        if slot.get("type") == "passphrase":
+            derive_kek_early(slot, passphrase)
+            return
 
 
 def hidden_slots(storage: Storage) -> Iterator[tuple[str, ObjectVersion, dict[str, Any]]]:
