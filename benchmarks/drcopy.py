@@ -114,14 +114,17 @@ src.close()
 
 
 #: the S3 floor of a replica copy: every pack of A put into the bucket and read back whole (issue 9's
-#: verification), with plain boto3 (checksums as the copy sets them), ``TRANSFERS`` requests at once
+#: verification), with plain boto3 (checksums as the copy sets them), ``TRANSFERS`` requests at once; with a
+#: fifth argument (a file naming packs of A, one per line), only the packs it does not name (an incremental)
 _S3_FLOOR = """
 import os, sys, time
 from concurrent.futures import ThreadPoolExecutor
 import boto3
 from botocore.config import Config
 root, bucket, prefix, transfers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-packs = sorted(os.path.join(d, f) for d, _, fs in os.walk(os.path.join(root, "data")) for f in fs)
+skip = set(open(sys.argv[5]).read().split()) if len(sys.argv) > 5 else set()  # packs an earlier copy moved
+packs = sorted(p for p in (os.path.join(d, f) for d, _, fs in os.walk(os.path.join(root, "data")) for f in fs)
+               if p not in skip)
 s3 = boto3.client("s3", endpoint_url=os.environ["KUBEKEEP_S3_ENDPOINT"], config=Config(
     max_pool_connections=2 * transfers, request_checksum_calculation="when_required",
     response_checksum_validation="when_required"))
@@ -184,6 +187,8 @@ class CopyResults:
     samples: dict[tuple[str, str, str], Samples] = field(default_factory=dict)  # (copier, dest, stage)
     pending: list[str] = field(default_factory=list)
     s3_floor: S3Floor | None = None
+    #: the same for the packs the incremental backup added (what an incremental replica copy moves)
+    s3_floor_incremental: S3Floor | None = None
 
     def sample(self, copier: str, dest: str, stage: str) -> Samples:
         return self.samples.setdefault((copier, dest, stage), Samples())
@@ -199,6 +204,8 @@ class CopyBench:
         self.copiers: list[tuple[Copier, Tool]] = []
         self.results = CopyResults()
         self.round = 0
+        #: repository A's packs after the full backup (the incremental floor moves the others)
+        self.full_packs: list[str] | None = None
         for t in tools:
             if isinstance(t, Restic):
                 self.copiers.append((ResticCopy(t), t))
@@ -244,18 +251,55 @@ class CopyBench:
                           flush=True)
         if stage == "full":
             self.measure_s3_floor(src_of)
+        else:
+            self.measure_fixed_cost(src_of, log)
+            self.measure_s3_floor(src_of, incremental=True)
 
-    def measure_s3_floor(self, src_of: dict[str, str]) -> None:
-        """Time the transfers a replica copy to S3 cannot avoid (once, after the full backup's copies)."""
+    def measure_fixed_cost(self, src_of: dict[str, str], log: bool) -> None:
+        """Each Kubekeep copy run again with nothing left to move (every point skipped): what any copy pays
+        before its first byte (interpreter, imports, both sites opened with their key derivations, listings)."""
+        for copier, tool in self.copiers:
+            if not isinstance(copier, KubekeepCopy):
+                continue
+            for dest in self.dests():
+                if dest == "s3":
+                    assert self.s3 is not None
+                    tool.use_s3(self.s3)
+                r = copier.copy(src_of[tool.name], self._dst(copier, tool, dest))
+                self.results.sample(copier.name, dest, "nothing to move").add(r)
+                if log:
+                    print(f"  {copier.name} {dest} nothing to move: {r.seconds:.2f}s cpu {r.cpu:.2f}s", flush=True)
+
+    def measure_s3_floor(self, src_of: dict[str, str], *, incremental: bool = False) -> None:
+        """Time the transfers a replica copy to S3 cannot avoid: every pack of A once, after the full backup's
+        copies; the packs the incremental added once, after the incremental's."""
         kubekeep = next((t for _, t in self.copiers if isinstance(t, Kubekeep)), None)
-        if self.s3 is None or self.bucket is None or kubekeep is None or self.results.s3_floor is not None:
+        if self.s3 is None or self.bucket is None or kubekeep is None:
+            return
+        data = Path(src_of[kubekeep.name]) / "data"
+        if not incremental:
+            if self.full_packs is None:
+                self.full_packs = sorted(str(p) for p in data.rglob("*") if p.is_file())
+            if self.results.s3_floor is not None:
+                return
+        elif self.results.s3_floor_incremental is not None or self.full_packs is None:
             return
         kubekeep.use_s3(self.s3)
-        r = run([sys.executable, "-c", _S3_FLOOR, src_of[kubekeep.name], self.bucket, f"floor-r{self.round}",
-                 str(TRANSFERS)], kubekeep.env)
+        extra: list[str] = []
+        if incremental:
+            listing = self.work / "floor-full-packs.txt"
+            listing.write_text("\n".join(self.full_packs) + "\n")
+            extra = [str(listing)]
+        r = run([sys.executable, "-c", _S3_FLOOR, str(data.parent), self.bucket,
+                 f"floor-{'i' if incremental else ''}r{self.round}", str(TRANSFERS), *extra], kubekeep.env)
         packs, nbytes, put_s, get_s = r.output.split()[-4:]
-        self.results.s3_floor = S3Floor(int(packs), int(nbytes), float(put_s), float(get_s), r.cpu)
-        print(f"  S3 floor: {packs} packs, {fmt_bytes(int(nbytes))}: put {put_s}s get {get_s}s", flush=True)
+        floor = S3Floor(int(packs), int(nbytes), float(put_s), float(get_s), r.cpu)
+        if incremental:
+            self.results.s3_floor_incremental = floor
+        else:
+            self.results.s3_floor = floor
+        print(f"  S3 floor{' (incremental)' if incremental else ''}: {packs} packs, {fmt_bytes(int(nbytes))}: "
+              f"put {put_s}s get {get_s}s", flush=True)
 
     def render(self) -> list[str]:
         lines = ["### DR copy: repository A → B (issue 9)", "",
@@ -289,4 +333,35 @@ class CopyBench:
                       f"{fmt_bytes(floor.bytes)}) put with plain boto3, {TRANSFERS} requests at once, "
                       f"{floor.put_seconds:.2f} s, and read back whole {floor.get_seconds:.2f} s: "
                       f"**{floor.seconds:.2f} s** before any hashing or key derivation{against}."]
+        lines += self._render_incremental_floor()
+        return lines
+
+    def _render_incremental_floor(self) -> list[str]:
+        """The floor of an incremental copy: a copy with nothing to move (the fixed cost), plus, to S3, the
+        transfers of the packs the incremental backup added."""
+        rows = []
+        inc_floor = self.results.s3_floor_incremental
+        for name in dict.fromkeys(c.name for c, _ in self.copiers if isinstance(c, KubekeepCopy)):
+            for dest in self.dests():
+                fixed = self.results.samples.get((name, dest, "nothing to move"))
+                inc = self.results.samples.get((name, dest, "incremental"))
+                restic = self.results.samples.get(("restic copy", dest, "incremental"))
+                if fixed is None or inc is None:
+                    continue
+                transfers = inc_floor.seconds if dest == "s3" and inc_floor is not None else 0.0
+                floor = fixed.best + transfers
+                target = f"{0.2 * restic.best:.2f} s" if restic is not None else "—"
+                moved = (f" + {transfers:.2f} s" if dest == "s3" and inc_floor is not None else "")
+                rows.append(f"| {name} | {'filesystem' if dest == 'fs' else 'S3'} | {fixed.best:.2f} s "
+                            f"(cpu {fixed.cpu[fixed.seconds.index(fixed.best)]:.2f} s) | "
+                            f"{fixed.best:.2f} s{moved} = **{floor:.2f} s** | {inc.best:.2f} s | {target} |")
+        if not rows:
+            return []
+        lines = ["", "Floor of an incremental copy, same run: the same copy run once more with nothing left to move "
+                 "(every point skipped: interpreter, imports, both sites opened with their key derivations, "
+                 "listings), plus, to S3, the packs the incremental backup added put and read back with plain "
+                 "boto3" + (f" ({inc_floor.packs} packs, {fmt_bytes(inc_floor.bytes)}: put {inc_floor.put_seconds:.2f} s, "
+                            f"get {inc_floor.get_seconds:.2f} s)" if inc_floor is not None else "") + ".", "",
+                 "| copy | to | with nothing to move | floor | incremental copy | 0.2 × restic copy |",
+                 "|---|---|---|---|---|---|", *rows]
         return lines
