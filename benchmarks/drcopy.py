@@ -360,8 +360,9 @@ class CopyBench:
         lines = ["", "Floor of an incremental copy, same run: the same copy run once more with nothing left to move "
                  "(every point skipped: interpreter, imports, both sites opened with their key derivations, "
                  "listings), plus, to S3, the packs the incremental backup added put and read back with plain "
-                 "boto3" + (f" ({inc_floor.packs} packs, {fmt_bytes(inc_floor.bytes)}: put {inc_floor.put_seconds:.2f} s, "
-                            f"get {inc_floor.get_seconds:.2f} s)" if inc_floor is not None else "") + ".", "",
+                 "boto3" + (f" ({inc_floor.packs} packs, {fmt_bytes(inc_floor.bytes)}: put "
+                            f"{inc_floor.put_seconds:.2f} s, get {inc_floor.get_seconds:.2f} s)"
+                            if inc_floor is not None else "") + ".", "",
                  "| copy | to | with nothing to move | floor | incremental copy | 0.2 × restic copy |",
                  "|---|---|---|---|---|---|", *rows]
         return lines
