@@ -72,6 +72,7 @@ def test_objects_signals_hold_no_python_object_per_object(tmp_path: Path) -> Non
                               "Secret bench-0040/obj-0000"]
     assert small.deleted == 3
     per_object = (large_peak - small_peak) / (large_count - small_count)
-    # what may grow: the current point's 16-byte digests in a set (~90 B an object) and both points' key
-    # columns (~45 B each); a list of ObjectKey held ~250 B an object and point
-    assert per_object <= 250, f"the step's peak grew by {per_object:.0f} B per object of the two points"
+    # what may grow: the current point's 16-byte digests in a set (~85 B an object) and both points' key
+    # columns (~45 B each, and their copies while read): ~240 B measured; lists of ObjectKey for both points
+    # held ~690 B an object
+    assert per_object <= 320, f"the step's peak grew by {per_object:.0f} B per object of the two points"
