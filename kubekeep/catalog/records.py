@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any, Self
 
 import pyarrow as pa
@@ -543,19 +544,31 @@ def restore_points_table(points: Sequence[RestorePoint]) -> pa.Table:
     return pa.Table.from_pylist([p.to_row() for p in points], schema=RESTORE_POINTS_SCHEMA)
 
 
-def objects_table(objects: Iterable[RestorePointObject], *, batch_rows: int = 20_000) -> pa.Table:
-    """Object rows as a table, built in batches: only one batch of Python rows is alive at a time
-    (a restore point can hold 100k objects; columnar arrays are far smaller than row dicts)."""
-    batches: list[pa.RecordBatch] = []
-    rows: list[dict[str, Any]] = []
+def object_batches(objects: Iterable[RestorePointObject], *, batch_rows: int = 4096) -> Iterator[pa.RecordBatch]:
+    """Object rows as record batches of ``batch_rows`` rows: only one batch of Python rows is alive at a time
+    (a restore point can hold 100k objects; columnar arrays are far smaller than Python rows)."""
+    values = attrgetter(*RESTORE_POINT_OBJECTS_SCHEMA.names)
+    rows: list[tuple[Any, ...]] = []
     for o in objects:
-        rows.append(o.to_row())
+        rows.append(values(o))
         if len(rows) >= batch_rows:
-            batches.append(pa.RecordBatch.from_pylist(rows, schema=RESTORE_POINT_OBJECTS_SCHEMA))
+            yield _object_batch(rows)
             rows = []
-    if rows or not batches:
-        batches.append(pa.RecordBatch.from_pylist(rows, schema=RESTORE_POINT_OBJECTS_SCHEMA))
-    return pa.Table.from_batches(batches, schema=RESTORE_POINT_OBJECTS_SCHEMA)
+    if rows:
+        yield _object_batch(rows)
+
+
+def _object_batch(rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+    columns = zip(*rows, strict=True)
+    return pa.RecordBatch.from_arrays(
+        [pa.array(column, type=f.type) for column, f in zip(columns, RESTORE_POINT_OBJECTS_SCHEMA, strict=True)],
+        schema=RESTORE_POINT_OBJECTS_SCHEMA)
+
+
+def objects_table(objects: Iterable[RestorePointObject], *, batch_rows: int = 20_000) -> pa.Table:
+    """Object rows as one table, built batch by batch (:func:`object_batches`)."""
+    return pa.Table.from_batches(list(object_batches(objects, batch_rows=batch_rows)),
+                                 schema=RESTORE_POINT_OBJECTS_SCHEMA)
 
 
 def volumes_table(volumes: Sequence[RestorePointVolume]) -> pa.Table:

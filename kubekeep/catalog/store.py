@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import tempfile
 import threading
@@ -46,7 +47,7 @@ from .records import (
     check_id,
     deletions_table,
     dr_copies_table,
-    objects_table,
+    object_batches,
     restore_points_table,
     restores_table,
     signal_acks_table,
@@ -62,6 +63,7 @@ from .schema import (
     TableSpec,
     schema_with_metadata,
 )
+from .sorting import sorted_tables
 
 CATALOG_PREFIX = "catalog/v1"
 SMALL_FILE_PREFIX = "rp-"
@@ -140,18 +142,32 @@ def encode_parquet(
 ) -> bytes:
     """Serialise ``table`` (already in ``spec``'s schema) with the catalog's file metadata; row groups of
     at most ``row_group_rows`` (and at most the table's :data:`TABLE_ROW_GROUP_ROWS`)."""
+    return encode_tables([table], spec, row_group_rows=row_group_rows)
+
+
+def encode_tables(tables: Iterable[pa.Table], spec: TableSpec, *, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS
+                  ) -> bytes:
+    """Serialise ``tables`` one after the other into one file, as :func:`encode_parquet` does one table: each
+    table starts a row group (a table of exactly the row group size is one row group)."""
     row_group_rows = min(row_group_rows, TABLE_ROW_GROUP_ROWS.get(spec.name, row_group_rows))
-    table = table.cast(schema_with_metadata(spec))
+    schema = schema_with_metadata(spec)
     buf = io.BytesIO()
-    pq.write_table(
-        table,
-        buf,
-        row_group_size=row_group_rows,
-        compression="zstd",
-        write_statistics=True,
-        use_dictionary=True,
-    )
+    with pq.ParquetWriter(buf, schema, compression="zstd", write_statistics=True, use_dictionary=True) as writer:
+        for table in tables:
+            writer.write_table(table.cast(schema), row_group_size=row_group_rows)
     return buf.getvalue()
+
+
+def encode_sorted(batches: Iterable[pa.RecordBatch], spec: TableSpec, *,
+                  row_group_rows: int = DEFAULT_ROW_GROUP_ROWS) -> bytes | None:
+    """What ``encode_parquet`` writes for the rows of ``batches`` sorted by ``spec``'s sort order, in memory that
+    does not grow with the rows besides the encoded file (:mod:`.sorting`); None for no rows."""
+    row_group_rows = min(row_group_rows, TABLE_ROW_GROUP_ROWS.get(spec.name, row_group_rows))
+    groups = sorted_tables(batches, spec.schema, spec.sort_by, out_rows=row_group_rows)
+    first = next(groups, None)
+    if first is None:
+        return None
+    return encode_tables(itertools.chain([first], groups), spec, row_group_rows=row_group_rows)
 
 
 def check_file_metadata(metadata: pq.FileMetaData, spec: TableSpec, key: str) -> None:
@@ -224,7 +240,9 @@ class Catalog:
         Objects and volumes are written before the restore point row, so a
         visible restore point always has its detail rows. Retrying after a
         partial failure writes only what is missing. ``objects`` may be a
-        generator (rows are turned into columns batch by batch).
+        generator, in any order: the file is sorted in runs spilled to a private
+        temporary directory (:mod:`.sorting`), so memory holds the encoded file,
+        not the rows.
         """
 
         def checked(rows: Iterable[RestorePointObject]) -> Iterator[RestorePointObject]:
@@ -238,13 +256,12 @@ class Catalog:
             if v.restore_point_id != point.id:
                 raise CatalogError(f"row for restore point {v.restore_point_id} passed with restore point {point.id}")
         keys: list[str] = []
-        table = objects_table(checked(objects))
-        if table.num_rows:
+        data = encode_sorted(object_batches(checked(objects)), TABLES[TableName.RESTORE_POINT_OBJECTS])
+        if data is not None:
             key = self._small_key(TableName.RESTORE_POINT_OBJECTS, point.id)
-            spec = TABLES[TableName.RESTORE_POINT_OBJECTS]
-            self._put_if_absent(key, encode_parquet(_sorted(table, spec), spec))
+            self._put_if_absent(key, data)
             keys.append(key)
-        del table
+        del data
         if volumes:
             key = self._small_key(TableName.RESTORE_POINT_VOLUMES, point.id)
             spec = TABLES[TableName.RESTORE_POINT_VOLUMES]
