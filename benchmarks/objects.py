@@ -379,6 +379,8 @@ def main() -> int:
     ap.add_argument("--scales", default=None,
                     help="growth mode, Kubekeep only: e.g. 10k,100k — each scale's namespaces are added to the same "
                          "source, backed up and restored onto a new empty control plane, in one run")
+    ap.add_argument("--no-restore", action="store_true",
+                    help="growth mode: back up each scale, restore none (the backup's growth alone, in far less time)")
     ap.add_argument("--workers", type=int, default=8, help="threads creating the dataset (bounded concurrency)")
     ap.add_argument("--results", type=Path, default=None,
                     help="growth mode: the results as JSON, rewritten after every step (a partial run keeps them)")
@@ -569,6 +571,8 @@ def scales_main(args: argparse.Namespace) -> int:
             say(f"{scale}: backup flow {kb['flow_seconds']:.1f}s, worker {kb['wall']:.1f}s, cpu {kb['cpu']:.1f}s, "
                 f"rss {fmt_bytes(kb['peak_rss'])}, load {kb['load']:.1f}")
             save()
+            if args.no_restore:
+                continue
             with ControlPlane(scheduler=False, kwok=False, provisioner=False) as target:
                 tconn = {"kubeconfig": str(target.kubeconfig_path), "cluster_name": "target"}
                 kr = worker.flow("restore", f"restore-{scale}", pyspy=rate, restore_point=kb["restore_point"],
@@ -598,9 +602,16 @@ def render_scales(res: dict[str, Any]) -> str:
             f"({r.get('create_rate', 0):.0f}/s, load {r.get('create_load', 0):.1f}) | "
             + (f"{b['flow_seconds']:.1f} s ({b['wall']:.1f} s, load {b['load']:.1f})" if b else "—") + " | "
             + (f"{t['flow_seconds']:.1f} s ({t['wall']:.1f} s, load {t['load']:.1f})" if t else "—") + " | "
-            + (f"{b['cpu']:.1f} / {t['cpu']:.1f} s" if b and t else "—") + " | "
-            + (f"{b['peak_rss'] / mib:.0f} / {t['peak_rss'] / mib:.0f} MiB" if b and t else "—") + " | "
+            + (f"{b['cpu']:.1f} / " if b else "— / ") + (f"{t['cpu']:.1f} s" if t else "—") + " | "
+            + (f"{b['peak_rss'] / mib:.0f} / " if b else "— / ") + (f"{t['peak_rss'] / mib:.0f} MiB" if t else "—")
+            + " | "
             + (f"{t['status']}: {t['counts']}; {sum(t['found'].values())} bench objects found" if t else "—") + " |")
+    backed = [r for r in rows.values() if r.get("backup")]
+    if len(backed) >= 2 and not all(r.get("restore") for r in backed):
+        a, z = backed[0], backed[-1]
+        lines += ["", f"Growth {a['objects']:,} → {z['objects']:,} objects ({z['objects'] / a['objects']:.0f}×), "
+                  f"backups only: backup flow {z['backup']['flow_seconds'] / a['backup']['flow_seconds']:.2f}×, "
+                  f"worker peak RSS {z['backup']['peak_rss'] / a['backup']['peak_rss']:.2f}×."]
     done = [r for r in rows.values() if r.get("restore")]
     if len(done) >= 2:
         a, z = done[0], done[-1]
