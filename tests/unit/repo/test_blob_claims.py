@@ -7,6 +7,7 @@ import os
 import random
 import threading
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,6 +16,10 @@ from kubekeep.repo.archiver import BackupStats, BlobSaver
 from kubekeep.repo.crypto import BlobType
 from kubekeep.repo.format import INDEX_PREFIX, decode_index, id_from_key
 from kubekeep.repo.repository import Repository
+from kubekeep.repo.storage import RetentionMode
+
+from .conftest import make_repo
+from .memstorage import MemoryStorage
 
 
 def _stored(repo: Repository) -> Counter[bytes]:
@@ -52,9 +57,28 @@ def test_claims_end_once_the_pack_is_indexed(repo: Repository, monkeypatch: pyte
     saver.finish()
     assert not saver.claimed
     assert saver.stats.new_chunks == 1500
-    assert not saver.reused_packs  # its own packs are no reuse (retention is extended for reuse only)
     stored = _stored(repo)
     assert all(stored[repo.blob_id(b)] == 1 for b in blobs)
+
+
+def test_its_own_packs_are_no_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blob found again in a pack the saver wrote is no reused blob: retention is extended for reuse."""
+    monkeypatch.setattr(archiver, "INDEX_FLUSH_PACKS", 1)
+    repo = make_repo(MemoryStorage())
+    old = repo.blob_id(b"stored before")
+    saver = BlobSaver(repo, retention=None, stats=BackupStats())
+    saver.save_blobs(BlobType.DATA, [b"stored before"])
+    saver.finish()
+    until = datetime.now(UTC) + timedelta(days=1)
+    saver = BlobSaver(repo, retention=(RetentionMode.COMPLIANCE, until), stats=BackupStats())
+    blobs = [os.urandom(2000) for _ in range(200)]
+    saver.save_blobs(BlobType.DATA, blobs)
+    _settle(saver)
+    assert saver.own_packs and len(saver.claimed) < 200
+    saver.save_blobs(BlobType.DATA, [*blobs, b"stored before"])
+    saver.finish()
+    assert saver.stats.new_chunks == 200
+    assert saver.reused_packs == {repo.index.pack_of(old)}
 
 
 def test_threads_saving_the_same_blobs_store_each_once(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
