@@ -165,7 +165,12 @@ class BlobSaver:
         self.live_buffers = 0
         self.recycled = threading.Condition(self.free_lock)
         self.claim_lock = threading.Lock()
+        #: blobs this saver is storing, from the lookup that missed them until their pack is indexed and
+        #: admitted to ``index`` (then the lookup finds them): at most the blobs in flight, whatever the size
+        #: of the backup. One thread stores a blob; the others see it claimed, or in the index.
         self.claimed: set[bytes] = set()
+        #: the packs this saver wrote and admitted to ``index`` (finding a blob there is no reuse)
+        self.own_packs: set[bytes] = set()
         #: packs holding blobs this backup references without writing (for retention)
         self.reused_packs: set[bytes] = set()
         self.commit_lock = threading.Lock()
@@ -224,10 +229,10 @@ class BlobSaver:
             for i, blob_id in enumerate(ids):
                 if blob_id in self.claimed:
                     continue
-                loc = self.index.lookup(blob_id)
-                if loc is not None:
-                    if self.retention is not None:
-                        self.reused_packs.add(loc.pack_id)
+                pack = self.index.pack_of(blob_id)
+                if pack is not None:
+                    if self.retention is not None and pack not in self.own_packs:
+                        self.reused_packs.add(pack)
                     continue
                 self.claimed.add(blob_id)
                 new.append(i)
@@ -324,6 +329,22 @@ class BlobSaver:
 
     def _write_index(self, packs: dict[bytes, list[BlobEntry]]) -> None:
         self.repo.write_index_object(packs, retention=self.retention)
+        self._release_claims(packs)
+
+    def _release_claims(self, packs: dict[bytes, list[BlobEntry]]) -> None:
+        """The packs are indexed: admit them to ``index`` and end the claims on the blobs that the index
+        now resolves to a pack this saver sees. Another claim stays: the shared Index is not ``index``'s any
+        more (a reload replaced it), or it keeps the blob in an invisible pack (first entry wins: another
+        backup of this process stored it too). The index resolves a blob once and for all, so the lookups
+        happen before the lock; admitting and releasing under it keep every blob claimed or visible."""
+        shared = self.index.index
+        indexed = [p for p in packs if shared.has_pack(p)]
+        visible = self.index.packs | frozenset(indexed)
+        done = [e.blob_id for p in indexed for e in packs[p] if shared.pack_of(e.blob_id) in visible]
+        with self.claim_lock:
+            self.index.admit(indexed)
+            self.own_packs.update(indexed)
+            self.claimed.difference_update(done)
 
     def finish(self) -> None:
         """Upload partial packs, wait for every upload, write the last index object."""
@@ -716,14 +737,15 @@ class Archiver:
 
     def _note_reused(self, content: dict[str, Any]) -> None:
         index = self.saver.index
+        own = self.saver.own_packs
         for blob_id in self.repo.content_chunks(content):
-            loc = index.lookup(blob_id)
-            if loc is not None:
-                self.saver.reused_packs.add(loc.pack_id)
+            pack = index.pack_of(blob_id)
+            if pack is not None and pack not in own:
+                self.saver.reused_packs.add(pack)
         for list_id in content.get("lists", ()):
-            loc = index.lookup(bytes.fromhex(list_id))
-            if loc is not None:
-                self.saver.reused_packs.add(loc.pack_id)
+            pack = index.pack_of(bytes.fromhex(list_id))
+            if pack is not None and pack not in own:
+                self.saver.reused_packs.add(pack)
 
     # -- the whole backup ------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 
 from ..crypto import BlobType
 from ..errors import LockedError, RepositoryError, SnapshotNotFoundError
@@ -180,6 +181,8 @@ def _prune(repo: PruneTarget, drop: list[str], repack_threshold: float, wait_tim
     pack_entries: dict[bytes, list[BlobEntry]] = {}
     for loc in index:
         pack_entries.setdefault(loc.pack_id, []).append(loc.entry)
+    for entries in pack_entries.values():  # the index iterates in id order; a repack copies in pack order
+        entries.sort(key=attrgetter("offset"))
     for pack_id, entries in orphan_entries.items():
         if any(e.blob_id in used and e.blob_id not in index for e in entries):
             pack_entries[pack_id] = entries

@@ -138,3 +138,31 @@ def test_retention_is_applied_and_respected(tmp_path: Path, source: Path) -> Non
     assert repo.check(read_data=True).ok
     repo.restore(locked, tmp_path / "o")
     assert (tmp_path / "o/data/deep/er/leaf.txt").read_text() == "leaf\n"
+
+
+def test_a_repack_keeps_the_blobs_of_a_file_in_their_order(repo: Repository, tmp_path: Path) -> None:
+    """A file's chunks sit in a pack in file order (a restore reads a run of them with one ranged read);
+    a repack copies them in that order, whatever order the index keeps its entries in."""
+    src = tmp_path / "s"
+    src.mkdir()
+    (src / "keep.bin").write_bytes(os.urandom(24_000))
+    (src / "junk.bin").write_bytes(os.urandom(36_000))
+    first = repo.backup(src).snapshot_id
+    os.unlink(src / "junk.bin")
+    second = repo.backup(src).snapshot_id
+
+    def offsets() -> tuple[set[bytes], list[int]]:
+        entries = {e["name"]: e for e in repo.load_tree_blob(repo.load_snapshot(second)["tree"])[1]}
+        index = repo.load_index(reload=True)
+        locs = [index.lookup(c) for c in repo.content_chunks(entries["keep.bin"]["content"])]
+        assert all(loc is not None for loc in locs)
+        return {loc.pack_id for loc in locs if loc}, [loc.entry.offset for loc in locs if loc]
+
+    packs_before, before = offsets()
+    assert len(before) >= 4 and len(packs_before) == 1 and before == sorted(before)
+    result = repo.prune([first], repack_threshold=0.5, wait_timeout=0)
+    assert result.packs_repacked == 1
+    packs_after, after = offsets()
+    assert packs_after != packs_before and len(packs_after) == 1
+    assert after == sorted(after)
+    assert repo.check(read_data=True).ok
