@@ -155,8 +155,14 @@ def incremental_floor(tool: Tool, vol: Path, work: Path, size: int, results: Res
         f"{float(cpu):.2f}s of one core")
 
 
+def _marker(vol: Path) -> Path:
+    """Says that ``vol`` holds version 1 of the volume at a size (written after generating or reverting it,
+    removed before changing it): ``--reuse-volume`` then skips generating it again."""
+    return vol.parent / (vol.name + ".version1")
+
+
 def local_round(tools: list[Tool], vol: Path, work: Path, size: int, results: Results, verify: bool,
-                copies: drcopy.CopyBench | None, restored: Restored) -> None:
+                copies: drcopy.CopyBench | None, restored: Restored, revert: bool = True) -> None:
     repos = {t.name: str(work / f"repo-{t.name.lower()}") for t in tools}
     for t in tools:
         shutil.rmtree(repos[t.name], ignore_errors=True)
@@ -168,6 +174,7 @@ def local_round(tools: list[Tool], vol: Path, work: Path, size: int, results: Re
     if copies is not None:
         copies.new_round()
         copies.after_backup("full", repos)
+    _marker(vol).unlink(missing_ok=True)
     volume.apply_changes(vol, size)
     for t in tools:
         r = t.backup(repos[t.name], vol, incremental=True)
@@ -186,7 +193,9 @@ def local_round(tools: list[Tool], vol: Path, work: Path, size: int, results: Re
         if expected is not None and tree_digest(target) != expected:
             raise RuntimeError(f"{t.name}: restored tree differs from the volume")
         restored.done(target)
-    volume.revert_changes(vol, size)
+    if revert:  # not after the last round with nothing to follow (8 GiB: ~10 min of regenerating files)
+        volume.revert_changes(vol, size)
+        _marker(vol).write_text(str(size))
     for t in tools:
         shutil.rmtree(repos[t.name])
 
@@ -321,6 +330,8 @@ def main() -> None:
     ap.add_argument("--no-s3", action="store_true")
     ap.add_argument("--copy", action="store_true", help="also run the DR-copy benchmark (benchmarks/drcopy.py)")
     ap.add_argument("--note", action="append", default=[], help="a line appended under the tables")
+    ap.add_argument("--reuse-volume", action="store_true",
+                    help="keep the work directory's volume when an earlier run left version 1 of this size there")
     args = ap.parse_args()
     size = volume.parse_size(args.size)
     work = args.work or Path(tempfile.mkdtemp(prefix="kubekeep-bench-"))
@@ -329,8 +340,13 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEKEEP_", "RESTIC_", "KOPIA_", "AWS_"))}
     command = "python benchmarks/repo_peers.py " + " ".join(sys.argv[1:])
     tools = [TOOLS[name.strip()](env, work) for name in args.tools.split(",")]
-    say(f"generating {fmt_bytes(size)} volume in {vol}")
-    volume.generate(vol, size)
+    if args.reuse_volume and _marker(vol).exists() and _marker(vol).read_text() == str(size):
+        say(f"reusing the {fmt_bytes(size)} volume in {vol}")
+    else:
+        say(f"generating {fmt_bytes(size)} volume in {vol}")
+        _marker(vol).unlink(missing_ok=True)
+        volume.generate(vol, size)
+        _marker(vol).write_text(str(size))
     volume_bytes = tree_bytes(vol)
     file_count = sum(len(f) for _, _, f in os.walk(vol))
     changed = sum(len(c.data) for c in volume.changes(size))
@@ -358,7 +374,9 @@ def main() -> None:
             order = tools[rep % len(tools):] + tools[:rep % len(tools)]
             say(f"repetition {rep + 1}/{args.repeat} (load {loadavg():.1f})")
             loads.append(loadavg())
-            local_round(order, vol, work, size, results, verify=rep == 0, copies=copies, restored=restored)
+            last = rep == args.repeat - 1 and (s3 is None or bucket is None)
+            local_round(order, vol, work, size, results, verify=rep == 0, copies=copies, restored=restored,
+                        revert=not last)
             for t in tools:
                 t.reset_cache()
         if s3 is not None and bucket is not None:
