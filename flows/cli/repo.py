@@ -180,7 +180,8 @@ def backup_cmd(repo: Location, source: Annotated[Path | None, typer.Argument(hel
             metadata[k] = v
         r = _open(repo, password_file, key_file)
         streams: dict[str, Any] = {stdin_name: sys.stdin.buffer} if stdin_name else {}
-        total = _tree_size(source) if source is not None else None
+        # the total feeds only the progress bar: without a terminal there is none, and no second walk for it
+        total = _tree_size(source) if source is not None and console.is_terminal else None
         with _progress("backup", total) as update:
             result = r.backup(source, streams=streams, parent=parent, tags=tag or [], metadata=metadata,
                               retention=retention, progress=update)
