@@ -95,7 +95,8 @@ def test_every_option_has_help_and_booleans_are_flags(command: str) -> None:
         if not isinstance(param, TyperOption) or param.name == "help":
             continue
         assert param.help, f"{command} {param.opts} has no help text"
-        if param.is_bool_flag or param.bare_type() == "bool":
+        kind = param.bare_type() if hasattr(param, "bare_type") else getattr(param.type, "name", "")  # typer 0.29 / 0.28
+        if param.is_bool_flag or kind in ("bool", "boolean"):
             assert param.is_flag and not param.secondary_opts, f"{command} {param.opts} is not a plain flag"
     runner = CliRunner()
     result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})

@@ -164,3 +164,20 @@ def test_a_backup_without_a_terminal_does_not_walk_its_source_twice(tmp_path: Pa
     assert init.returncode == 0, init.stdout + init.stderr
     out = _run_cli(_SIZED, "repo", "backup", "--repo", repo, str(source), env=env)
     assert "SIZED 0" in out and "EXIT 1" not in out, out
+
+
+def test_a_repo_command_imports_neither_pydantic_nor_prefect(tmp_path: Path) -> None:
+    """Typer 0.29 coerces every parameter through a pydantic TypeAdapter: importing pydantic and building an
+    adapter per parameter cost ~0.35 s of each command's start-up (pyproject.toml keeps typer below 0.29)."""
+    import os
+
+    env = {**os.environ, "KUBEKEEP_PASSWORD": "a passphrase for the test"}
+    repo = str(tmp_path / "repo")
+    init = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "repo", "init", "--repo", repo],
+                          cwd=ROOT, capture_output=True, text=True, env=env, check=False)
+    assert init.returncode == 0, init.stdout + init.stderr
+    probe = ("import sys; sys.argv = ['kubekeep', *sys.argv[1:]]\nfrom flows.cli import main\ntry:\n    main()\n"
+             "except SystemExit:\n    pass\n"
+             "print('IMPORTED', sorted(m for m in ('pydantic', 'prefect', 'boto3') if m in sys.modules))")
+    out = _run_cli(probe, "repo", "snapshots", "--repo", repo, env=env)
+    assert "IMPORTED []" in out, out
