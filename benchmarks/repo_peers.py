@@ -386,12 +386,13 @@ def main() -> None:
                 s3_round(tools, vol, s3, bucket, rep, results, restored)
                 for t in tools:
                     t.reset_cache()
-    loads += [x for s in results.steps.values() for x in s.load]
-    section = render(results, tools, args.size, volume_bytes, file_count, changed, args.repeat,
-                     0 if args.no_s3 else args.s3_repeat, command, loads, args.note, copies, restored.keep)
-    print(section)
-    if args.out:
-        replace_section(args.out, section, KEEP_MARKER)
+        # written before the servers stop: a server slow to stop must not cost the run its results
+        loads += [x for s in results.steps.values() for x in s.load]
+        section = render(results, tools, args.size, volume_bytes, file_count, changed, args.repeat,
+                         0 if args.no_s3 else args.s3_repeat, command, loads, args.note, copies, restored.keep)
+        print(section)
+        if args.out:
+            replace_section(args.out, section, KEEP_MARKER)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -269,12 +269,18 @@ class ManagedProcess:
                 except subprocess.TimeoutExpired:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(self.pgid, signal.SIGKILL)
-                    self.proc.wait(5)
+                    # a killed process always ends, but not before its I/O in flight does (seen: SeaweedFS
+                    # with ~2 GiB written, still there 5 s after SIGKILL, which then failed a benchmark's run)
+                    self.proc.wait(KILLED_EXIT_SECONDS)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pgid, signal.SIGKILL)
             self._log.close()
             self._record.unlink(missing_ok=True)
             _live.discard(self)
+
+
+#: how long a process has to end after SIGKILL before stop() gives up on it
+KILLED_EXIT_SECONDS = 60.0
 
 
 def wait_until(check: Callable[[], bool], *, timeout: float, what: str,
