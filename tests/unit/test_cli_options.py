@@ -95,7 +95,8 @@ def test_every_option_has_help_and_booleans_are_flags(command: str) -> None:
         if not isinstance(param, TyperOption) or param.name == "help":
             continue
         assert param.help, f"{command} {param.opts} has no help text"
-        kind = param.bare_type() if hasattr(param, "bare_type") else getattr(param.type, "name", "")  # typer 0.29 / 0.28
+        # typer 0.29 names the type bare_type(); 0.28 has only the click type's name
+        kind = param.bare_type() if hasattr(param, "bare_type") else getattr(param.type, "name", "")
         if param.is_bool_flag or kind in ("bool", "boolean"):
             assert param.is_flag and not param.secondary_opts, f"{command} {param.opts} is not a plain flag"
     runner = CliRunner()
