@@ -39,6 +39,16 @@ def test_starting_a_command_does_not_import_what_only_some_commands_need() -> No
     assert out.stdout.strip() == "[]"
 
 
+#: the end of every probe below: run the `kubekeep` command of the probe's arguments, say how it exited
+_RUN_MAIN = """
+sys.argv = ["kubekeep", *sys.argv[1:]]
+from flows.cli import main
+try:
+    main()
+except SystemExit as exc:
+    print("EXIT", exc.code)
+"""
+
 _COUNT_BUILT = """
 import sys, time, typer.main as tm
 built = []
@@ -47,14 +57,15 @@ def counted(*args, **kwargs):
     built.append(1)
     return original(*args, **kwargs)
 tm.get_command_from_info = counted
-sys.argv = ["kubekeep", *sys.argv[1:]]
-from flows.cli import main
-try:
-    main()
-except SystemExit:
-    pass
+""" + _RUN_MAIN + """
 print("BUILT", len(built))
 """
+
+
+def _init_repo(repo: str, env: dict[str, str]) -> None:
+    init = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "repo", "init", "--repo", repo],
+                          cwd=ROOT, capture_output=True, text=True, env=env, check=False)
+    assert init.returncode == 0, init.stdout + init.stderr
 
 
 def _run_cli(probe: str, *argv: str, env: dict[str, str] | None = None) -> str:
@@ -96,12 +107,7 @@ def opened(*args, **kwargs):
     events.append(("open", time.monotonic()))
     return opening(*args, **kwargs)
 repo_cli._open = opened
-sys.argv = ["kubekeep", *sys.argv[1:]]
-from flows.cli import main
-try:
-    main()
-except SystemExit as exc:
-    print("EXIT", exc.code)
+""" + _RUN_MAIN + """
 print("EVENTS", " ".join(name for name, _ in sorted(events, key=lambda e: e[1])))
 """
 
@@ -113,9 +119,7 @@ def test_a_repo_command_derives_its_key_while_it_starts_up(tmp_path: Path) -> No
 
     env = {**os.environ, "KUBEKEEP_PASSWORD": "a passphrase for the test"}
     repo = str(tmp_path / "repo")
-    init = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "repo", "init", "--repo", repo],
-                          cwd=ROOT, capture_output=True, text=True, env=env, check=False)
-    assert init.returncode == 0, init.stdout + init.stderr
+    _init_repo(repo, env)
     out = _run_cli(_KDF_BEFORE_TREE, "repo", "snapshots", "--repo", repo, env=env)
     assert "EXIT" not in out or "EXIT 0" in out, out
     assert "EVENTS kdf-thread open" in out, out
@@ -139,12 +143,7 @@ def counted(path):
     sized.append(str(path))
     return original(path)
 repo_cli._tree_size = counted
-sys.argv = ["kubekeep", *sys.argv[1:]]
-from flows.cli import main
-try:
-    main()
-except SystemExit as exc:
-    print("EXIT", exc.code)
+""" + _RUN_MAIN + """
 print("SIZED", len(sized))
 """
 
@@ -159,9 +158,7 @@ def test_a_backup_without_a_terminal_does_not_walk_its_source_twice(tmp_path: Pa
     (source / "d").mkdir(parents=True)
     for i in range(20):
         (source / "d" / f"f{i}").write_text(f"file {i}\n")
-    init = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "repo", "init", "--repo", repo],
-                          cwd=ROOT, capture_output=True, text=True, env=env, check=False)
-    assert init.returncode == 0, init.stdout + init.stderr
+    _init_repo(repo, env)
     out = _run_cli(_SIZED, "repo", "backup", "--repo", repo, str(source), env=env)
     assert "SIZED 0" in out and "EXIT 1" not in out, out
 
@@ -173,9 +170,7 @@ def test_a_repo_command_imports_neither_pydantic_nor_prefect(tmp_path: Path) -> 
 
     env = {**os.environ, "KUBEKEEP_PASSWORD": "a passphrase for the test"}
     repo = str(tmp_path / "repo")
-    init = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "repo", "init", "--repo", repo],
-                          cwd=ROOT, capture_output=True, text=True, env=env, check=False)
-    assert init.returncode == 0, init.stdout + init.stderr
+    _init_repo(repo, env)
     probe = ("import sys; sys.argv = ['kubekeep', *sys.argv[1:]]\nfrom flows.cli import main\ntry:\n    main()\n"
              "except SystemExit:\n    pass\n"
              "print('IMPORTED', sorted(m for m in ('pydantic', 'prefect', 'boto3') if m in sys.modules))")
