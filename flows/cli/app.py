@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console
@@ -147,11 +147,16 @@ def derive_key_early(argv: Sequence[str]) -> None:
         rest.pop(0)
     if len(rest) < 2 or rest[0] != "repo" or rest[1] == "init" or {"--password-file", "--key-file"} & set(rest):
         return
-    passphrase = os.environ.get("KUBEKEEP_PASSWORD")
-    location = _option_value(rest, ("--location", "--repo", "-l", "-r"))
+    from kubekeep.location import LOCATION_ENV
+
+    from .common import PASSWORD_ENV, LocationOpt
+
+    option = get_args(LocationOpt)[1]  # the typer.Option of Annotated[str, typer.Option(...)]
+    names = tuple(n for n in (option.default, *option.param_decls) if isinstance(n, str) and n.startswith("-"))
+    passphrase = os.environ.get(PASSWORD_ENV)
+    location = _option_value(rest, names)
     if location is None:
-        location = next((os.environ[name] for name in ("KUBEKEEP_LOCATION", "KUBEKEEP_REPOSITORY")
-                         if os.environ.get(name)), None)
+        location = next((os.environ[name] for name in LOCATION_ENV if os.environ.get(name)), None)
     if not passphrase or not location or ("://" in location and not location.startswith("file://")):
         return
 
