@@ -66,7 +66,7 @@ def test_memory_per_blob_is_near_the_ids_and_two_words() -> None:
 
 @contextmanager
 def frequent_merges(minimum: int = 2) -> Iterator[None]:
-    with mock.patch.object(index_module, "MERGE_MIN", minimum, create=True):
+    with mock.patch.object(index_module, "MERGE_MIN", minimum):
         yield
 
 
