@@ -25,6 +25,7 @@ from .schema import (
     RestoreStatus,
     VerificationResult,
 )
+from .sorting import rows_batch
 
 # Ids become parts of storage keys, so they follow the key alphabet.
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -552,17 +553,10 @@ def object_batches(objects: Iterable[RestorePointObject], *, batch_rows: int = 4
     for o in objects:
         rows.append(values(o))
         if len(rows) >= batch_rows:
-            yield _object_batch(rows)
+            yield rows_batch(rows, RESTORE_POINT_OBJECTS_SCHEMA)
             rows = []
     if rows:
-        yield _object_batch(rows)
-
-
-def _object_batch(rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
-    columns = zip(*rows, strict=True)
-    return pa.RecordBatch.from_arrays(
-        [pa.array(column, type=f.type) for column, f in zip(columns, RESTORE_POINT_OBJECTS_SCHEMA, strict=True)],
-        schema=RESTORE_POINT_OBJECTS_SCHEMA)
+        yield rows_batch(rows, RESTORE_POINT_OBJECTS_SCHEMA)
 
 
 def objects_table(objects: Iterable[RestorePointObject], *, batch_rows: int = 20_000) -> pa.Table:

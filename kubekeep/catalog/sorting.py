@@ -158,13 +158,14 @@ def _chunks(rows: Iterator[Row], schema: pa.Schema, size: int) -> Iterator[pa.Re
     for row in rows:
         buffer.append(row)
         if len(buffer) == size:
-            yield _batch(buffer, schema)
+            yield rows_batch(buffer, schema)
             buffer = []
     if buffer:
-        yield _batch(buffer, schema)
+        yield rows_batch(buffer, schema)
 
 
-def _batch(rows: list[Row], schema: pa.Schema) -> pa.RecordBatch:
+def rows_batch(rows: Sequence[Row], schema: pa.Schema) -> pa.RecordBatch:
+    """Python rows (tuples in ``schema``'s column order) as one record batch, a column at a time."""
     columns = zip(*rows, strict=True)
     return pa.RecordBatch.from_arrays([pa.array(values, type=f.type) for values, f in zip(columns, schema,
                                                                                          strict=True)],
