@@ -286,11 +286,9 @@ class BlobSaver:
         if not buf.budgeted:
             return
         with self.recycled:
-            if not self.free:  # one spare: more would only raise the peak memory
-                self.free.append(buf)
-            else:
-                buf.budgeted = False
-                self.live_buffers -= 1
+            # kept for the next fill: the buffers alive never exceed max_buffers either way, and one
+            # dropped here was allocated again for a later pack (16 MiB of fresh pages each time)
+            self.free.append(buf)
             self.recycled.notify()
 
     # -- packs and index -------------------------------------------------------------------
@@ -417,6 +415,19 @@ class _Content:
         return self._resolved
 
 
+class _FileContent:
+    """A file read, cut and stored by a worker job (Archiver._file_job): its content once the job ends."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: Future[dict[str, Any] | None]) -> None:
+        self.job = job
+
+    def resolve(self) -> dict[str, Any] | None:
+        """In the tree thread: the content, or None when the file could not be read."""
+        return self.job.result()
+
+
 class _IterReader:
     """A read()-able view of an iterator of byte strings."""
 
@@ -453,8 +464,14 @@ class Archiver:
         #: directory holds its entries and its parent tree: the whole volume's metadata, unbounded)
         self._tree_slots = threading.BoundedSemaphore(TREE_BACKLOG)
         self.saver: BlobSaver
-        self._hardlinks: dict[tuple[int, int], _Content] = {}
+        self._hardlinks: dict[tuple[int, int], _Content | _FileContent] = {}
         self._done_bytes = 0
+        #: workers add the bytes of the files they read (see _file_job)
+        self._done_lock = threading.Lock()
+        #: each chunk worker's read block for the files it reads whole (see _store_file)
+        self._local = threading.local()
+        #: sizes of files a worker could not read: the tree left them out, the stats drop them at the end
+        self._dropped: list[int] = []
         #: the backup has a parent tree: its new directories' trees are kept for the diff after it
         self.incremental = False
         p = repo.chunker_params
@@ -488,7 +505,13 @@ class Archiver:
             item = dict(entry)
             content = item.pop("_content", None)
             if content is not None:
-                item["content"] = content.resolve()
+                resolved = content.resolve()
+                if resolved is None:  # a worker could not read it (recorded in errors): left out
+                    self._dropped.append(int(item.get("size", 0)))
+                    continue
+                item["content"] = resolved
+                if isinstance(content, _FileContent):
+                    item["size"] = resolved["size"]
             subtree = item.pop("_subtree", None)
             if subtree is not None:
                 item["subtree"] = subtree.result().hex()
@@ -505,6 +528,10 @@ class Archiver:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def _add_done(self, n: int) -> None:
+        with self._done_lock:
+            self._done_bytes += n
+
     def _report(self, label: str, *, last: bool = False) -> None:
         """Tell the progress callback how many bytes are read (throttled)."""
         self._progress(self._done_bytes, label, last=last)
@@ -518,7 +545,7 @@ class Archiver:
             saver.raise_if_failed()
             data = bytes(chunk.data)
             content.add(saver.save_chunks_async([data]), 0, len(data))
-            self._done_bytes += len(data)
+            self._add_done(len(data))
             self._report(label)
         content.close()
 
@@ -569,7 +596,7 @@ class Archiver:
             job = self._block_jobs[slot] = saver.save_chunks_async([c.data for c in chunks])
             for i, chunk in enumerate(chunks):
                 content.add(job, i, chunk.length)
-            self._done_bytes += chunks[-1].offset + chunks[-1].length - chunks[0].offset
+            self._add_done(chunks[-1].offset + chunks[-1].length - chunks[0].offset)
             self._report(label)
         content.close()
 
@@ -598,7 +625,7 @@ class Archiver:
             self._batch_bytes += len(data)
             if self._batch_bytes >= SMALL_BATCH_BYTES:
                 self._flush_small()
-        self._done_bytes += len(data)
+        self._add_done(len(data))
         self._report(path)
         return content
 
@@ -618,7 +645,9 @@ class Archiver:
             first += n
         self._batch, self._batch_bytes, self._batch_files = [], 0, []
 
-    def _read_file(self, path: str, st: os.stat_result) -> _Content | None:
+    def _read_file(self, path: str, st: os.stat_result) -> _Content | _FileContent | None:
+        """A small file is read here into the current batch; a larger one is opened here (an error to open
+        it is known at once) and read, cut and stored by a worker job (see _file_job)."""
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOATIME", 0))
         except PermissionError:
@@ -631,18 +660,86 @@ class Archiver:
             self.errors.append(f"{path}: cannot read: {exc.strerror}")
             return None
         try:
+            if st.st_size <= SMALL_FILE:
+                small = self._read_small(fd, st.st_size, path)
+                if small is not None:
+                    os.close(fd)
+                    return small
+                os.lseek(fd, 0, os.SEEK_SET)
+        except OSError as exc:
+            os.close(fd)
+            self.errors.append(f"{path}: read failed: {exc.strerror}")
+            return None
+        saver = self.saver
+        saver.raise_if_failed()
+        saver.inflight.acquire()
+        try:
+            return _FileContent(saver.workers.submit(self._file_job, fd, path))
+        except BaseException:
+            saver.inflight.release()
+            os.close(fd)
+            raise
+
+    def _file_job(self, fd: int, path: str) -> dict[str, Any] | None:
+        """In a chunk worker: read the file, cut it and store its chunks (and chunk lists); its content as a
+        tree names it, or None when it could not be read (the error is recorded; the tree drops it)."""
+        try:
             with open(fd, "rb", buffering=0, closefd=True) as fh:
-                if st.st_size <= SMALL_FILE:
-                    small = self._read_small(fd, st.st_size, path)
-                    if small is not None:
-                        return small
-                    fh.seek(0)
-                content = _Content(self)
-                self._chunk_into(content, fh, path)
+                return self._store_file(fh)
         except OSError as exc:
             self.errors.append(f"{path}: read failed: {exc.strerror}")
             return None
-        return content
+        except BaseException as exc:
+            self.saver.fail(exc)
+            raise
+        finally:
+            self.saver.inflight.release()
+
+    def _store_file(self, reader: Any) -> dict[str, Any]:
+        """Read ``reader`` block by block into this worker's block, cut each and store its chunks at once
+        (the chunk touching the block's end is carried to the block's front, as _chunk_blocks does)."""
+        saver = self.saver
+        block: bytearray | None = getattr(self._local, "block", None)
+        if block is None:
+            block = self._local.block = bytearray(self._block_size)
+        view = memoryview(block)
+        ids: list[bytes] = []
+        lists: list[bytes] = []
+        size = filled = 0
+        eof = False
+        try:
+            while not eof:
+                while filled < len(block):
+                    got = reader.readinto(view[filled:])
+                    if not got:
+                        eof = True
+                        break
+                    filled += got
+                if filled == 0:
+                    break
+                chunks = list(self.chunker.cut_buf(view[:filled]))
+                end = filled
+                if not eof:
+                    end = chunks.pop().offset
+                saver.raise_if_failed()
+                if chunks:
+                    ids.extend(saver.save_blobs(BlobType.DATA, [c.data for c in chunks]))
+                del chunks
+                size += end
+                self._add_done(end)
+                while len(ids) >= CHUNKS_PER_LIST:
+                    lists.append(saver.save_blob(BlobType.CHUNK_LIST, b"".join(ids[:CHUNKS_PER_LIST])))
+                    del ids[:CHUNKS_PER_LIST]
+                tail = bytes(view[end:filled])
+                view[:len(tail)] = tail
+                filled = len(tail)
+        finally:
+            view.release()
+        if lists or len(ids) > INLINE_CHUNKS:
+            if ids:
+                lists.append(saver.save_blob(BlobType.CHUNK_LIST, b"".join(ids)))
+            return {"size": size, "lists": [i.hex() for i in lists]}
+        return {"size": size, "chunks": [i.hex() for i in ids]}
 
     def _walk(self, directory: str, parent_tree: str | None) -> Future[bytes]:
         parent_entries: dict[str, dict[str, Any]] = {}
@@ -692,7 +789,7 @@ class Archiver:
                     # rewrite with the mtime restored is still seen as changed
                     node["content"] = old["content"]
                     self.stats.unchanged_files += 1
-                    self._done_bytes += st.st_size
+                    self._add_done(st.st_size)
                     if self.retention is not None:
                         self._note_reused(old["content"])
                 else:
@@ -701,7 +798,8 @@ class Archiver:
                         self.stats.files -= 1
                         self.stats.bytes -= st.st_size
                         continue
-                    node["size"] = content.size
+                    if isinstance(content, _Content):
+                        node["size"] = content.size
                     node["_content"] = content
                     if st.st_nlink > 1:
                         self._hardlinks[link_key] = content
@@ -773,8 +871,10 @@ class Archiver:
                     stream_contents[name] = content
                     self.stats.bytes += content.size
                 self._flush_small()
-                self._report("", last=True)
                 tree_id = root.result().hex() if root is not None else None
+                self.stats.files -= len(self._dropped)
+                self.stats.bytes -= sum(self._dropped)
+                self._report("", last=True)  # the workers' files are read once the tree is stored
                 streams_doc = {n: self.trees.submit(c.resolve).result() for n, c in stream_contents.items()}
                 self.saver.finish()
             except BaseException:

@@ -136,3 +136,111 @@ def test_the_walk_waits_for_the_tree_thread_instead_of_queueing_every_directory(
     assert max(queued) <= 4, max(queued)
     repo.restore(second.snapshot_id, tmp_path / "T")
     assert snapshot_of(tmp_path / "T") == snapshot_of(src)
+
+
+class _GatedReader:
+    """A file object whose first read waits until every gated file has started reading."""
+
+    def __init__(self, fh: Any, barrier: Any) -> None:
+        self.fh, self.barrier, self.started = fh, barrier, False
+
+    def readinto(self, buf: Any) -> int:
+        if not self.started:
+            self.started = True
+            self.barrier.wait(timeout=10)
+        return int(self.fh.readinto(buf))
+
+    def __enter__(self) -> _GatedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+
+
+def test_large_files_are_read_and_cut_by_the_workers_side_by_side(repo: Repository, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk's thread opens a large file and hands it over; a worker reads, cuts and stores it, so
+    two large files are read at once (the walk read and cut every file itself: one at a time)."""
+    import threading
+
+    src = tmp_path / "src"
+    src.mkdir()
+    data = {name: os.urandom(3 * SMALL_FILE + i) for i, name in enumerate(("a.bin", "b.bin"))}
+    for name, content in data.items():
+        (src / name).write_bytes(content)
+    barrier = threading.Barrier(2)
+    readers: list[str] = []
+
+    def gated_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        fh = open(file, *args, **kwargs)  # noqa: SIM115 (returned to the archiver, which closes it)
+        if isinstance(file, int):  # a large file, opened by descriptor
+            readers.append(threading.current_thread().name)
+            return _GatedReader(fh, barrier)
+        return fh
+
+    monkeypatch.setattr(archiver, "open", gated_open, raising=False)
+    result = repo.backup(src)
+    monkeypatch.undo()
+    assert not result.errors
+    assert not barrier.broken, "the two large files were not read at the same time"
+    assert sorted(readers) == sorted(set(readers)) and all(r.startswith("kubekeep-chunk") for r in readers), readers
+    repo.restore(result.snapshot_id, tmp_path / "T")
+    for name, content in data.items():
+        assert (tmp_path / "T" / name).read_bytes() == content
+
+
+@pytest.mark.parametrize(("size", "named_by"), [(3 * SMALL_FILE, "chunks"), (6 * 2**20, "lists"),
+                                               (30 * 2**20, "lists")], ids=["inline", "one-list", "lists"])
+def test_a_file_read_by_a_worker_is_named_as_the_same_bytes_as_a_stream(repo: Repository, tmp_path: Path,
+                                                                       size: int, named_by: str) -> None:
+    """Same chunk boundaries, same chunk lists: a worker reading a whole file (its own block, the chunk at
+    a block's end carried to its front) names its content exactly as the walk's block ring does."""
+    src = tmp_path / "src"
+    src.mkdir()
+    content = os.urandom(size)
+    (src / "f.bin").write_bytes(content)
+    result = repo.backup(src, streams={"f": [content[i:i + 1_000_003] for i in range(0, size, 1_000_003)]})
+    doc = repo.load_snapshot(result.snapshot_id)
+    entry = next(e for e in repo.load_tree(doc["tree"]) if e["name"] == "f.bin")
+    assert entry["content"] == doc["streams"]["f"]
+    assert entry["size"] == size and set(entry["content"]) == {"size", named_by}
+    if size == 30 * 2**20:  # more chunks than one list holds
+        assert len(entry["content"]["lists"]) >= 2
+
+
+def test_a_file_a_worker_cannot_read_is_left_out_and_not_counted(repo: Repository, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "bad.bin").write_bytes(os.urandom(2 * SMALL_FILE))
+    (src / "good.bin").write_bytes(os.urandom(2 * SMALL_FILE))
+    bad_ino = (src / "bad.bin").stat().st_ino
+
+    class Failing:
+        def __init__(self, fh: Any) -> None:
+            self.fh = fh
+
+        def readinto(self, buf: Any) -> int:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        def __enter__(self) -> Failing:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()
+
+    def failing_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        fh = open(file, *args, **kwargs)  # noqa: SIM115 (returned to the archiver, which closes it)
+        if isinstance(file, int) and os.fstat(file).st_ino == bad_ino:
+            return Failing(fh)
+        return fh
+
+    monkeypatch.setattr(archiver, "open", failing_open, raising=False)
+    result = repo.backup(src)
+    monkeypatch.undo()
+    assert result.errors == [f"{src / 'bad.bin'}: read failed: {os.strerror(errno.EIO)}"]
+    assert result.stats.files == 1 and result.stats.bytes == 2 * SMALL_FILE
+    names = [e["name"] for e in repo.load_tree(repo.load_snapshot(result.snapshot_id)["tree"])]
+    assert names == ["good.bin"]
