@@ -36,10 +36,12 @@ from .storage import Retention, StorageError
 INDEX_FLUSH_PACKS = 64
 READ_BLOCK = 4 * 1024 * 1024
 READ_BLOCKS = 3
-#: files up to this size are read whole and go to a worker together with their neighbours, up to
-#: SMALL_BATCH_BYTES per job and SMALL_BATCHES jobs at once (a job per file cost more than the file)
+#: files up to this size are read whole by a worker together with their neighbours, up to
+#: SMALL_BATCH_BYTES (at their stat) or SMALL_BATCH_FILES files per job and SMALL_BATCHES jobs at once (a job
+#: per file cost more than the file)
 SMALL_FILE = 256 * 1024
 SMALL_BATCH_BYTES = 1024 * 1024
+SMALL_BATCH_FILES = 256
 SMALL_BATCHES = 3
 #: directories waiting for the tree thread at most (see Archiver._tree_slots)
 TREE_BACKLOG = 64
@@ -416,16 +418,21 @@ class _Content:
 
 
 class _FileContent:
-    """A file read, cut and stored by a worker job (Archiver._file_job): its content once the job ends."""
+    """A file read, cut and stored by a worker job (Archiver._file_job, or one of Archiver._small_job's
+    files: ``index``); its content once the job ends."""
 
-    __slots__ = ("job",)
+    __slots__ = ("index", "job")
 
-    def __init__(self, job: Future[dict[str, Any] | None]) -> None:
+    def __init__(self, job: Future[Any] | None = None) -> None:
         self.job = job
+        #: the file's place in a job of small files (None: the job's whole result); set with ``job``
+        self.index: int | None = None
 
     def resolve(self) -> dict[str, Any] | None:
         """In the tree thread: the content, or None when the file could not be read."""
-        return self.job.result()
+        assert self.job is not None, "a small file's job is set before its directory's tree job"
+        result = self.job.result()
+        return cast("dict[str, Any] | None", result if self.index is None else result[self.index])
 
 
 class _IterReader:
@@ -464,7 +471,7 @@ class Archiver:
         #: directory holds its entries and its parent tree: the whole volume's metadata, unbounded)
         self._tree_slots = threading.BoundedSemaphore(TREE_BACKLOG)
         self.saver: BlobSaver
-        self._hardlinks: dict[tuple[int, int], _Content | _FileContent] = {}
+        self._hardlinks: dict[tuple[int, int], _FileContent] = {}
         self._done_bytes = 0
         #: workers add the bytes of the files they read (see _file_job)
         self._done_lock = threading.Lock()
@@ -481,12 +488,11 @@ class Archiver:
         self._blocks: list[bytearray] = [bytearray() for _ in range(READ_BLOCKS)]
         self._block_jobs: list[Future[list[bytes]] | None] = [None] * READ_BLOCKS
         self._next_block = 0
-        #: small files read whole, waiting to go to a worker together (see _read_small)
-        self._batch: list[bytes | memoryview] = []
-        self._batch_bytes = 0
-        self._batch_files: list[tuple[_Content, int]] = []
-        #: the batches in worker jobs (at most SMALL_BATCHES, so their bytes stay bounded)
-        self._batch_jobs: list[Future[list[bytes]]] = []
+        #: small files waiting to go to a worker together, each with its content (see _flush_small)
+        self._small: list[tuple[str, _FileContent]] = []
+        self._small_bytes = 0
+        #: the small files' jobs in flight (at most SMALL_BATCHES, so the bytes they hold stay bounded)
+        self._small_jobs: list[Future[list[dict[str, Any] | None]]] = []
         self._progress = ThrottledProgress(progress)
         self._min_chunk = int(p["min_size"])
         self.chunker = pyfastcdc.FastCDC(p["avg_size"], min_size=p["min_size"], max_size=p["max_size"],
@@ -510,7 +516,7 @@ class Archiver:
                     self._dropped.append(int(item.get("size", 0)))
                     continue
                 item["content"] = resolved
-                if isinstance(content, _FileContent):
+                if isinstance(content, _FileContent):  # read by a worker: the size it read
                     item["size"] = resolved["size"]
             subtree = item.pop("_subtree", None)
             if subtree is not None:
@@ -600,75 +606,32 @@ class Archiver:
             self._report(label)
         content.close()
 
-    def _read_small(self, fd: int, size: int, path: str) -> _Content | None:
-        """A file of at most SMALL_FILE bytes, read whole and cut into the current batch; None if it has
-        grown past that since its stat (the caller reads it as a large file)."""
-        parts: list[bytes] = []
-        got = 0
-        want = size + 1
-        while True:
-            part = os.read(fd, want)
-            if not part:
-                break
-            parts.append(part)
-            got += len(part)
-            if got > SMALL_FILE:
-                return None
-            want = SMALL_FILE + 1 - got
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        content = _Content(self)
-        content.size = len(data)
-        if data:
-            chunks = [c.data for c in self.chunker.cut_buf(data)] if len(data) > self._min_chunk else [data]
-            self._batch_files.append((content, len(chunks)))
-            self._batch.extend(chunks)
-            self._batch_bytes += len(data)
-            if self._batch_bytes >= SMALL_BATCH_BYTES:
-                self._flush_small()
-        self._add_done(len(data))
-        self._report(path)
-        return content
-
-    def _flush_small(self) -> None:
-        """Send the batch of small files to a worker (one job), keeping at most SMALL_BATCHES in flight."""
-        if not self._batch:
-            return
-        if len(self._batch_jobs) >= SMALL_BATCHES:
-            wait([self._batch_jobs.pop(0)])
-        self.saver.raise_if_failed()
-        job = self.saver.save_chunks_async(self._batch)
-        self._batch_jobs.append(job)
-        first = 0
-        for content, n in self._batch_files:
-            for i in range(first, first + n):
-                content.refs.append((job, i))
-            first += n
-        self._batch, self._batch_bytes, self._batch_files = [], 0, []
-
-    def _read_file(self, path: str, st: os.stat_result) -> _Content | _FileContent | None:
-        """A small file is read here into the current batch; a larger one is opened here (an error to open
-        it is known at once) and read, cut and stored by a worker job (see _file_job)."""
+    def _open(self, path: str) -> int | None:
+        """A file opened for reading, without following a link (and without touching its atime where the
+        owner allows it); None when it cannot be opened (recorded in errors)."""
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOATIME", 0))
+            return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOATIME", 0))
         except PermissionError:
             try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+                return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             except OSError as exc:
                 self.errors.append(f"{path}: cannot read: {exc.strerror}")
-                return None
         except OSError as exc:
             self.errors.append(f"{path}: cannot read: {exc.strerror}")
-            return None
-        try:
-            if st.st_size <= SMALL_FILE:
-                small = self._read_small(fd, st.st_size, path)
-                if small is not None:
-                    os.close(fd)
-                    return small
-                os.lseek(fd, 0, os.SEEK_SET)
-        except OSError as exc:
-            os.close(fd)
-            self.errors.append(f"{path}: read failed: {exc.strerror}")
+        return None
+
+    def _read_file(self, path: str, st: os.stat_result) -> _FileContent | None:
+        """A file is read, cut and stored by a worker: small ones (up to SMALL_FILE at their stat) several
+        to a job (see _small_job), a larger one alone, opened here first (see _file_job)."""
+        if st.st_size <= SMALL_FILE:
+            content = _FileContent()
+            self._small.append((path, content))
+            self._small_bytes += st.st_size
+            if self._small_bytes >= SMALL_BATCH_BYTES or len(self._small) >= SMALL_BATCH_FILES:
+                self._flush_small()
+            return content
+        fd = self._open(path)
+        if fd is None:
             return None
         saver = self.saver
         saver.raise_if_failed()
@@ -679,6 +642,80 @@ class Archiver:
             saver.inflight.release()
             os.close(fd)
             raise
+
+    def _flush_small(self) -> None:
+        """Send the small files waiting to a worker (one job), keeping at most SMALL_BATCHES in flight."""
+        if not self._small:
+            return
+        if len(self._small_jobs) >= SMALL_BATCHES:
+            wait([self._small_jobs.pop(0)])
+        saver = self.saver
+        saver.raise_if_failed()
+        files, self._small, self._small_bytes = self._small, [], 0
+        saver.inflight.acquire()
+        try:
+            job = saver.workers.submit(self._small_job, [path for path, _ in files])
+        except BaseException:
+            saver.inflight.release()
+            raise
+        self._small_jobs.append(job)
+        for i, (_, content) in enumerate(files):
+            content.job, content.index = job, i
+
+    def _small_job(self, paths: list[str]) -> list[dict[str, Any] | None]:
+        """In a chunk worker: read each small file whole and cut it, store all their chunks at once (a job
+        per file cost more than the file); each file's content, or None for one that could not be read."""
+        saver = self.saver
+        try:
+            out: list[dict[str, Any] | None] = []
+            chunks: list[bytes | memoryview] = []
+            mine: list[tuple[int, int, int]] = []  # (place in out, first chunk, chunk count)
+            for path in paths:
+                read = self._read_small(path)
+                if isinstance(read, bytes):
+                    n = len(read)
+                    parts = [c.data for c in self.chunker.cut_buf(read)] if n > self._min_chunk else \
+                        [read] if n else []
+                    mine.append((len(out), len(chunks), len(parts)))
+                    chunks.extend(parts)
+                    out.append({"size": n})
+                    self._add_done(n)
+                else:
+                    out.append(read)
+            ids = saver.save_blobs(BlobType.DATA, chunks) if chunks else []
+            for place, first, count in mine:
+                cast(dict[str, Any], out[place])["chunks"] = [i.hex() for i in ids[first:first + count]]
+            return out
+        except BaseException as exc:
+            saver.fail(exc)
+            raise
+        finally:
+            saver.inflight.release()
+
+    def _read_small(self, path: str) -> bytes | dict[str, Any] | None:
+        """A small file's bytes; its stored content if it has grown past SMALL_FILE since its stat (read as a
+        large file); None if it could not be read (recorded in errors)."""
+        fd = self._open(path)
+        if fd is None:
+            return None
+        try:
+            parts: list[bytes] = []
+            got = 0
+            while True:
+                part = os.read(fd, SMALL_FILE + 1 - got)
+                if not part:
+                    return parts[0] if len(parts) == 1 else b"".join(parts)
+                parts.append(part)
+                got += len(part)
+                if got > SMALL_FILE:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    with open(fd, "rb", buffering=0, closefd=False) as fh:
+                        return self._store_file(fh)  # counts its bytes as it reads them
+        except OSError as exc:
+            self.errors.append(f"{path}: read failed: {exc.strerror}")
+            return None
+        finally:
+            os.close(fd)
 
     def _file_job(self, fd: int, path: str) -> dict[str, Any] | None:
         """In a chunk worker: read the file, cut it and store its chunks (and chunk lists); its content as a
@@ -798,11 +835,10 @@ class Archiver:
                         self.stats.files -= 1
                         self.stats.bytes -= st.st_size
                         continue
-                    if isinstance(content, _Content):
-                        node["size"] = content.size
                     node["_content"] = content
                     if st.st_nlink > 1:
                         self._hardlinks[link_key] = content
+                self._report(path)  # the bytes the workers have read so far (throttled)
             elif stat.S_ISLNK(mode):
                 node["type"] = "symlink"
                 try:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kubekeep.repo import archiver
-from kubekeep.repo.archiver import SMALL_FILE, BlobSaver
+from kubekeep.repo.archiver import SMALL_FILE
 from kubekeep.repo.protocols import PROGRESS_SECONDS
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
@@ -46,22 +46,26 @@ def test_a_files_consecutive_chunks_share_a_pack(repo: Repository, tmp_path: Pat
 
 def test_small_files_go_to_the_workers_in_batches(repo: Repository, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker reads, cuts and stores a batch of small files in one job; the walk's thread reads none."""
+    import threading
+
     src = tmp_path / "src"
     for d in range(3):
         (src / f"d{d}").mkdir(parents=True)
         for i in range(200):
             (src / f"d{d}" / f"f{i:03d}").write_bytes(os.urandom(100 + 37 * i))
-    jobs: list[int] = []
-    real = BlobSaver.save_chunks_async
+    jobs: list[tuple[int, str]] = []
+    real = archiver.Archiver._small_job
 
-    def counted(self: BlobSaver, chunks: Any) -> Any:
-        jobs.append(len(chunks))
-        return real(self, chunks)
+    def counted(self: archiver.Archiver, paths: list[str]) -> Any:
+        jobs.append((len(paths), threading.current_thread().name))
+        return real(self, paths)
 
-    monkeypatch.setattr(BlobSaver, "save_chunks_async", counted)
+    monkeypatch.setattr(archiver.Archiver, "_small_job", counted)
     sid = repo.backup(src).snapshot_id
-    assert sum(jobs) >= 600
+    assert sum(n for n, _ in jobs) == 600
     assert len(jobs) <= 12, jobs  # 600 files, ~2.3 MB: a few 1 MiB batches and one per directory
+    assert all(name.startswith("kubekeep-chunk") for _, name in jobs), jobs
     repo.restore(sid, tmp_path / "T")
     assert snapshot_of(tmp_path / "T") == snapshot_of(src)
 
