@@ -43,6 +43,9 @@ SMALL_FILE = 256 * 1024
 SMALL_BATCH_BYTES = 1024 * 1024
 SMALL_BATCH_FILES = 256
 SMALL_BATCHES = 3
+#: a file above this is read and cut by the walk's thread, each block's chunks stored by a worker (both
+#: workers on one file); up to it a worker reads, cuts and stores the file alone (files side by side)
+HUGE_FILE = 16 * READ_BLOCK
 #: directories waiting for the tree thread at most (see Archiver._tree_slots)
 TREE_BACKLOG = 64
 
@@ -454,6 +457,17 @@ class _IterReader:
         return out
 
 
+def _fill(reader: Any, view: memoryview, filled: int) -> tuple[int, bool]:
+    """Read into ``view`` after its first ``filled`` bytes until it is full or ``reader`` ends: (the bytes
+    in ``view``, whether the reader ended)."""
+    while filled < len(view):
+        got = reader.readinto(view[filled:])
+        if not got:
+            return filled, True
+        filled += got
+    return filled, False
+
+
 def _stat_fields(st: os.stat_result) -> dict[str, Any]:
     return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
             "mtime_ns": st.st_mtime_ns, "atime_ns": st.st_atime_ns}
@@ -471,7 +485,7 @@ class Archiver:
         #: directory holds its entries and its parent tree: the whole volume's metadata, unbounded)
         self._tree_slots = threading.BoundedSemaphore(TREE_BACKLOG)
         self.saver: BlobSaver
-        self._hardlinks: dict[tuple[int, int], _FileContent] = {}
+        self._hardlinks: dict[tuple[int, int], _FileContent | _Content] = {}
         self._done_bytes = 0
         #: workers add the bytes of the files they read (see _file_job)
         self._done_lock = threading.Lock()
@@ -584,12 +598,7 @@ class Archiver:
                 view[:filled] = carry
                 carry.release()
                 carry = None
-            while filled < len(block):
-                got = reader.readinto(view[filled:])
-                if not got:
-                    eof = True
-                    break
-                filled += got
+            filled, eof = _fill(reader, view, filled)
             if filled == 0:
                 break
             chunks = list(self.chunker.cut_buf(view[:filled]))
@@ -620,9 +629,10 @@ class Archiver:
             self.errors.append(f"{path}: cannot read: {exc.strerror}")
         return None
 
-    def _read_file(self, path: str, st: os.stat_result) -> _FileContent | None:
+    def _read_file(self, path: str, st: os.stat_result) -> _FileContent | _Content | None:
         """A file is read, cut and stored by a worker: small ones (up to SMALL_FILE at their stat) several
-        to a job (see _small_job), a larger one alone, opened here first (see _file_job)."""
+        to a job (see _small_job), a larger one alone, opened here first (see _file_job); a file above
+        HUGE_FILE is read and cut here and its blocks go to the workers (one worker would take it alone)."""
         if st.st_size <= SMALL_FILE:
             content = _FileContent()
             self._small.append((path, content))
@@ -633,6 +643,15 @@ class Archiver:
         fd = self._open(path)
         if fd is None:
             return None
+        if st.st_size > HUGE_FILE:  # read and cut here, its blocks stored by the workers side by side
+            huge = _Content(self)
+            try:
+                with open(fd, "rb", buffering=0, closefd=True) as fh:
+                    self._chunk_into(huge, fh, path)
+            except OSError as exc:
+                self.errors.append(f"{path}: read failed: {exc.strerror}")
+                return None
+            return huge
         saver = self.saver
         saver.raise_if_failed()
         saver.inflight.acquire()
@@ -746,12 +765,7 @@ class Archiver:
         eof = False
         try:
             while not eof:
-                while filled < len(block):
-                    got = reader.readinto(view[filled:])
-                    if not got:
-                        eof = True
-                        break
-                    filled += got
+                filled, eof = _fill(reader, view, filled)
                 if filled == 0:
                     break
                 chunks = list(self.chunker.cut_buf(view[:filled]))
@@ -835,6 +849,8 @@ class Archiver:
                         self.stats.files -= 1
                         self.stats.bytes -= st.st_size
                         continue
+                    if isinstance(content, _Content):
+                        node["size"] = content.size  # the bytes read
                     node["_content"] = content
                     if st.st_nlink > 1:
                         self._hardlinks[link_key] = content

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kubekeep.repo import archiver
-from kubekeep.repo.archiver import SMALL_FILE
+from kubekeep.repo.archiver import SMALL_FILE, BlobSaver
 from kubekeep.repo.protocols import PROGRESS_SECONDS
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import FilesystemStorage
@@ -248,3 +248,31 @@ def test_a_file_a_worker_cannot_read_is_left_out_and_not_counted(repo: Repositor
     assert result.stats.files == 1 and result.stats.bytes == 2 * SMALL_FILE
     names = [e["name"] for e in repo.load_tree(repo.load_snapshot(result.snapshot_id)["tree"])]
     assert names == ["good.bin"]
+
+
+def test_a_huge_file_is_cut_by_the_walk_and_its_blocks_go_to_the_workers(repo: Repository, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above HUGE_FILE one worker would read a file alone while the other idles: the walk's thread reads and
+    cuts it, and each block's chunks go to a worker job of its own (both workers compress it)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    content = os.urandom(9 * 2**20 + 12_345)
+    (src / "huge.bin").write_bytes(content)
+    monkeypatch.setattr(archiver, "HUGE_FILE", 2**20)
+    jobs: list[int] = []
+    real = BlobSaver.save_chunks_async
+
+    def counted(self: BlobSaver, chunks: Any) -> Any:
+        jobs.append(len(chunks))
+        return real(self, chunks)
+
+    monkeypatch.setattr(BlobSaver, "save_chunks_async", counted)
+    result = repo.backup(src, streams={"same": [content]})
+    monkeypatch.undo()
+    assert not result.errors
+    assert len(jobs) >= 2 * 3, jobs  # three 4 MiB blocks for the file, as many for the stream
+    doc = repo.load_snapshot(result.snapshot_id)
+    entry = next(e for e in repo.load_tree(doc["tree"]) if e["name"] == "huge.bin")
+    assert entry["content"] == doc["streams"]["same"] and entry["size"] == len(content)
+    repo.restore(result.snapshot_id, tmp_path / "T")
+    assert (tmp_path / "T" / "huge.bin").read_bytes() == content
