@@ -36,6 +36,8 @@ from .storage import Retention, StorageError
 INDEX_FLUSH_PACKS = 64
 READ_BLOCK = 4 * 1024 * 1024
 READ_BLOCKS = 3
+#: a chunk worker's own read block (see Archiver._store_file)
+WORKER_BLOCK = 1024 * 1024
 #: files up to this size are read whole by a worker together with their neighbours, up to
 #: SMALL_BATCH_BYTES (at their stat) or SMALL_BATCH_FILES files per job and SMALL_BATCHES jobs at once (a job
 #: per file cost more than the file)
@@ -499,6 +501,9 @@ class Archiver:
         #: read blocks, each with the worker job of the chunks cut from it (see _chunk_blocks); allocated
         #: when a file first needs them: zeroing 12 MiB cost every small record's backup a few ms
         self._block_size = max(READ_BLOCK, 4 * p["max_size"])
+        #: a worker's block for the files it reads whole: smaller (the worker stores each block's chunks before
+        #: reading on, so it need only hold a chunk and the next; one per worker on top of the ring's blocks)
+        self._worker_block_size = max(WORKER_BLOCK, 2 * p["max_size"])
         self._blocks: list[bytearray] = [bytearray() for _ in range(READ_BLOCKS)]
         self._block_jobs: list[Future[list[bytes]] | None] = [None] * READ_BLOCKS
         self._next_block = 0
@@ -757,7 +762,7 @@ class Archiver:
         saver = self.saver
         block: bytearray | None = getattr(self._local, "block", None)
         if block is None:
-            block = self._local.block = bytearray(self._block_size)
+            block = self._local.block = bytearray(self._worker_block_size)
         view = memoryview(block)
         ids: list[bytes] = []
         lists: list[bytes] = []

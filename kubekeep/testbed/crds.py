@@ -86,9 +86,18 @@ def volume_snapshot_crds() -> list[JSON]:
 
 
 def install(cluster: Cluster, crds: list[JSON], *, timeout: float = 30.0) -> None:
-    """Create the CRDs (existing ones are kept) and wait until each is Established and discoverable."""
+    """Create the CRDs (existing ones are kept) and wait until each is Established and discoverable.
+
+    One still being deleted (a test module's teardown deletes without waiting) is waited for and created
+    anew: kept, it would vanish under its new user."""
     for crd in crds:
-        if cluster.get_or_none(crd["apiVersion"], crd["kind"], crd["metadata"]["name"]) is None:
+        api_version, kind, name = crd["apiVersion"], crd["kind"], crd["metadata"]["name"]
+        existing = cluster.get_or_none(api_version, kind, name)
+        if existing is not None and existing.get("metadata", {}).get("deletionTimestamp"):
+            cluster.wait_for(api_version, kind, name, lambda o: o is None, timeout=timeout,
+                             what="the CRD's earlier deletion finished")
+            existing = None
+        if existing is None:
             try:
                 cluster.create(crd)
             except ApiError as exc:

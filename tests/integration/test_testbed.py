@@ -146,3 +146,46 @@ def test_immutable_field_change_is_rejected(cluster: Cluster, namespace: str) ->
                                                                "template": {"metadata": {"labels": {"app": "b"}}}}},
                       namespace=namespace)
     assert err.value.status == 422 and "immutable" in str(err.value)
+
+
+def test_installing_a_crd_that_is_still_being_deleted_waits_and_creates_it_again(cluster: Cluster) -> None:
+    """A module's fixture deleted the volume snapshot CRDs (without waiting) right before the next module's
+    fixture installed them: install found them, kept the terminating ones, and they vanished under the next
+    module (its setup then timed out on "CRD Established"). Install waits for a terminating CRD to be gone
+    and creates it anew."""
+    import threading
+
+    from kubekeep.testbed import crds
+
+    group = f"g{uuid.uuid4().hex[:8]}.testbed.kubekeep.io"
+    crd = crd_manifest(group, "Gadget", spec_properties={"size": {"type": "integer"}})
+    name = crd["metadata"]["name"]
+    crds.install(cluster, [crd])
+    # a finalizer of the test's own holds the deletion open until the thread below lets it go
+    cluster.patch("apiextensions.k8s.io/v1", "CustomResourceDefinition", name,
+                  {"metadata": {"finalizers": ["testbed.kubekeep.io/hold"]}})
+    cluster.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+    held = cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+    assert held["metadata"].get("deletionTimestamp")
+
+    def release() -> None:
+        time.sleep(2)
+        now = cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+        cluster.patch("apiextensions.k8s.io/v1", "CustomResourceDefinition", name,
+                      {"metadata": {"finalizers": [f for f in now["metadata"]["finalizers"]
+                                                   if f != "testbed.kubekeep.io/hold"],
+                                    "resourceVersion": now["metadata"]["resourceVersion"]}})
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    try:
+        crds.install(cluster, [crd], timeout=60)
+    finally:
+        releaser.join()
+    try:
+        again = cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+        assert not again["metadata"].get("deletionTimestamp")
+        assert again["metadata"]["uid"] != held["metadata"]["uid"]
+        assert has_condition(again, "Established")
+    finally:
+        cluster.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
