@@ -57,9 +57,9 @@ def test_small_files_go_to_the_workers_in_batches(repo: Repository, tmp_path: Pa
     jobs: list[tuple[int, str]] = []
     real = archiver.Archiver._small_job
 
-    def counted(self: archiver.Archiver, paths: list[str]) -> Any:
-        jobs.append((len(paths), threading.current_thread().name))
-        return real(self, paths)
+    def counted(self: archiver.Archiver, files: list[tuple[str, int]]) -> Any:
+        jobs.append((len(files), threading.current_thread().name))
+        return real(self, files)
 
     monkeypatch.setattr(archiver.Archiver, "_small_job", counted)
     sid = repo.backup(src).snapshot_id
