@@ -6,6 +6,7 @@ trailer (docs/repository-format.md, "Pack object"). Thread-safe.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -29,6 +30,10 @@ from .storage import ObjectInfo, ObjectNotFoundError, Storage
 
 T = TypeVar("T")
 
+#: runs of a local pack up to this size are read into a buffer each thread keeps (the restore's runs are at
+#: most 8 MiB); a bigger one is read into a buffer of its own
+READ_BUFFER_MAX = 8 << 20
+
 
 class BlobStore:
     def __init__(self, storage: Storage, keys: RepositoryKeys, indexes: IndexStore) -> None:
@@ -36,6 +41,7 @@ class BlobStore:
         self.keys = keys
         self.indexes = indexes
         self.recent_trees = RecentTrees()
+        self._local = threading.local()
 
     # -- reading blobs ---------------------------------------------------------------------
 
@@ -118,8 +124,15 @@ class BlobStore:
                      decode: Callable[..., T]) -> list[T | RepositoryError]:
         start = entries[0].offset
         end = max(e.offset + e.length for e in entries)
+        storage = storage or self.storage
+        buffer = self._read_buffer(end - start) if storage.reads_into else None
         try:
-            raw = (storage or self.storage).get_range(pack_key(pack_id), start, end - start)
+            if buffer is not None:
+                with memoryview(buffer) as into:
+                    n = storage.get_range_into(pack_key(pack_id), start, into[:end - start])
+                raw: bytes | memoryview = memoryview(buffer)[:n]
+            else:
+                raw = storage.get_range(pack_key(pack_id), start, end - start)
         except ObjectNotFoundError:
             raise MissingObjectError(f"pack {pack_id.hex()} is missing") from None
         out: list[T | RepositoryError] = []
@@ -134,7 +147,20 @@ class BlobStore:
                     out.append(decode(e, piece, what=what))
                 except RepositoryError as exc:
                     out.append(exc)
+        if isinstance(raw, memoryview):
+            raw.release()
         return out
+
+    def _read_buffer(self, size: int) -> bytearray | None:
+        """This thread's buffer for reading a run of a local pack (kept and reused: a fresh one per run
+        faulted its pages in every time), or None for a run above READ_BUFFER_MAX."""
+        if size > READ_BUFFER_MAX:
+            return None
+        buf: bytearray | None = getattr(self._local, "read_buffer", None)
+        if buf is None or len(buf) < size:
+            buf = bytearray(max(size, 1 << 20))
+            self._local.read_buffer = buf
+        return buf
 
     # -- packs -----------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeGuard
 
 from .errors import IntegrityError, MissingObjectError, RepositoryError, RestoreError
 from .format import BlobEntry
+from .memory import keeping_freed_memory
 from .protocols import ProgressFn, RestoreSource, ThrottledProgress
 from .storage import StorageError
 from .storage.wrappers import BlockCachingReader
@@ -521,7 +522,8 @@ class Restorer:
                 top = _Dir(top, part, None, f"{top.shown}/{part}")
                 top.fd, top.keep_open = fd, True
             writer = _Writer(self, root_fd, result, prune=prune, record=record)
-            self._write(writer, self._events(top, entries, result, baseline))
+            with keeping_freed_memory():  # decoded chunks reuse the pages freed by the ones written
+                self._write(writer, self._events(top, entries, result, baseline))
         except StorageError as exc:
             raise self.repo.storage_error(exc) from exc
         finally:

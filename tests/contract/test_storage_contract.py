@@ -124,6 +124,24 @@ def test_get_range(storage: Storage) -> None:
         storage.get_range("range/obj", -1, 5)
 
 
+def test_get_range_into_reads_what_get_range_returns(storage: Storage) -> None:
+    data = bytes(range(100))
+    storage.put("into/obj", data)
+    buffer = bytearray(b"\xee" * 64)
+    with memoryview(buffer) as view:
+        assert storage.get_range_into("into/obj", 42, view[:8]) == 8
+        assert buffer[:8] == data[42:50] and buffer[8:] == b"\xee" * 56
+        assert storage.get_range_into("into/obj", 90, view[:50]) == 10  # partly past the end
+        assert buffer[:10] == data[90:]
+        assert storage.get_range_into("into/obj", 100, view[:5]) == 0  # at the end
+        assert storage.get_range_into("into/obj", 0, view) == 64
+        assert buffer == data[:64]
+        with pytest.raises(ObjectNotFoundError):
+            storage.get_range_into("missing/key", 0, view[:10])
+        with pytest.raises(ValueError):
+            storage.get_range_into("into/obj", -1, view[:5])
+
+
 def test_stat(storage: Storage) -> None:
     before = datetime.now(UTC) - timedelta(minutes=5)
     storage.put("stat/obj", b"x" * 1234)

@@ -160,6 +160,16 @@ class Storage(ABC):
     @abstractmethod
     def get_range(self, key: str, offset: int, length: int) -> bytes: ...
 
+    #: get_range_into reads into the caller's buffer without an intermediate copy (a local file)
+    reads_into: bool = False
+
+    def get_range_into(self, key: str, offset: int, buffer: memoryview) -> int:
+        """Read ``len(buffer)`` bytes at ``offset`` of ``key`` into ``buffer``; returns how many there were
+        (fewer at the object's end). Storage without :attr:`reads_into` copies from get_range."""
+        data = self.get_range(key, offset, len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
 

@@ -159,6 +159,30 @@ class FilesystemStorage(Storage):
         except OSError as exc:
             raise _classify(exc, f"read {key}") from exc
 
+    reads_into = True
+
+    def get_range_into(self, key: str, offset: int, buffer: memoryview) -> int:
+        if offset < 0:
+            raise ValueError("offset must be non-negative")
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFoundError(key) from None
+        except OSError as exc:
+            raise _classify(exc, f"read {key}") from exc
+        try:
+            done = 0
+            while done < len(buffer):
+                n = os.preadv(fd, [buffer[done:]], offset + done)
+                if n == 0:
+                    break
+                done += n
+            return done
+        except OSError as exc:
+            raise _classify(exc, f"read {key}") from exc
+        finally:
+            os.close(fd)
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # Walk only the directory the prefix names, then filter by string prefix.
         base_dir = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root

@@ -102,6 +102,14 @@ class _Wrapper(Storage):
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         return self.inner.get_range(key, offset, length)
 
+    @property
+    def reads_into(self) -> bool:  # type: ignore[override]
+        """Forwarded; a wrapper that changes what get_range returns sets it False (reads go through it)."""
+        return self.inner.reads_into
+
+    def get_range_into(self, key: str, offset: int, buffer: memoryview) -> int:
+        return self.inner.get_range_into(key, offset, buffer)
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         return self.inner.list(prefix)
 
@@ -206,6 +214,9 @@ class RetryingStorage(_Wrapper):
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         return self._call(lambda: self.inner.get_range(key, offset, length))
 
+    def get_range_into(self, key: str, offset: int, buffer: memoryview) -> int:
+        return self._call(lambda: self.inner.get_range_into(key, offset, buffer))
+
     def _listing(self, start: Callable[[], Iterator[T]]) -> Iterator[T]:
         """Retry a listing only until its first item is yielded (a restart would repeat items)."""
         def first() -> tuple[Iterator[T], T | None]:
@@ -295,6 +306,8 @@ class FaultPlan:
 
 class FaultInjectingStorage(_Wrapper):
     """Deterministically (seeded) breaks calls to ``inner`` according to a FaultPlan."""
+
+    reads_into = False  # reads go through get_range, where the faults are
 
     def __init__(self, inner: Storage, plan: FaultPlan | None = None, *, seed: int = 0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -446,6 +459,8 @@ class BlockCachingReader(_Wrapper):
     peak RSS fell from 199-207 to 188-190 MiB; 8 blocks made 214-242 GETs, and 16 blocks of 2 MiB twice the
     requests at ~5 ms of CPU each (docs/benchmarks.md, issue 15).
     """
+
+    reads_into = False  # reads are served from its blocks
 
     def __init__(self, inner: Storage, *, block_size: int = 4 * 1024 * 1024, max_blocks: int = 9) -> None:
         super().__init__(inner)
