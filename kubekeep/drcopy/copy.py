@@ -23,6 +23,7 @@ from queue import SimpleQueue
 from kubekeep.repo.crypto import KdfParams, KeyWrapper
 from kubekeep.repo.errors import RepositoryError
 from kubekeep.repo.format import SNAPSHOTS_PREFIX, pack_key
+from kubekeep.repo.memory import keeping_freed_memory
 from kubekeep.repo.reachability import Reachability, reachable, walk_snapshot
 from kubekeep.repo.repository import Repository
 from kubekeep.repo.storage import ObjectExistsError, Retention, RetentionMode, Storage
@@ -148,7 +149,8 @@ def copy_point(source: Repository, destination: Repository, point: PointRef, mod
                         f"{source.storage.url}: {exc}") from None
     try:
         source.load_index(reload=True)
-        return _copy_point(source, destination, point, mode, lock, progress, result, started)
+        with keeping_freed_memory():  # the blobs read and re-sealed reuse the pages of those before them
+            return _copy_point(source, destination, point, mode, lock, progress, result, started)
     finally:
         source_lock.release()
 
