@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -149,7 +149,10 @@ def copy_point(source: Repository, destination: Repository, point: PointRef, mod
                         f"{source.storage.url}: {exc}") from None
     try:
         source.load_index(reload=True)
-        with keeping_freed_memory():  # the blobs read and re-sealed reuse the pages of those before them
+        # the blobs read and re-sealed reuse the pages of those before them; not with a remote site, where the
+        # network sets the pace and the peak RSS is the budget to keep (as the restore)
+        local = not (source.storage.remote or destination.storage.remote)
+        with keeping_freed_memory() if local else nullcontext():
             return _copy_point(source, destination, point, mode, lock, progress, result, started)
     finally:
         source_lock.release()
