@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -151,8 +151,7 @@ def copy_point(source: Repository, destination: Repository, point: PointRef, mod
         source.load_index(reload=True)
         # the blobs read and re-sealed reuse the pages of those before them; not with a remote site, where the
         # network sets the pace and the peak RSS is the budget to keep (as the restore)
-        local = not (source.storage.remote or destination.storage.remote)
-        with keeping_freed_memory() if local else nullcontext():
+        with keeping_freed_memory(when=not (source.storage.remote or destination.storage.remote)):
             return _copy_point(source, destination, point, mode, lock, progress, result, started)
     finally:
         source_lock.release()

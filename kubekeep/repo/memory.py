@@ -51,12 +51,16 @@ def tune_allocator() -> bool:
 
 
 @contextlib.contextmanager
-def keeping_freed_memory() -> Iterator[None]:
+def keeping_freed_memory(when: bool = True) -> Iterator[None]:
     """While in this block (any thread; blocks may overlap), each glibc heap keeps up to
     :data:`KEPT_TRIM_THRESHOLD` of freed memory for the next allocations instead of giving it back at once;
     when the last block ends, the threshold is glibc's default again and the free memory goes back
-    (``malloc_trim``). Nothing happens where the environment sets the trim threshold, or without glibc."""
+    (``malloc_trim``). Nothing happens unless ``when``, where the environment sets the trim threshold, or
+    without glibc."""
     global _keeping
+    if not when:
+        yield
+        return
     with _lock:
         _keeping += 1
         if _keeping == 1:

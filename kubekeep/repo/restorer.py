@@ -524,8 +524,7 @@ class Restorer:
             writer = _Writer(self, root_fd, result, prune=prune, record=record)
             # decoded chunks reuse the pages freed by the ones written; not from remote storage, where the
             # restore's peak RSS is near its 200 MiB budget (its block cache) and the network sets the pace
-            keep = keeping_freed_memory() if not self.repo.storage.remote else contextlib.nullcontext()
-            with keep:
+            with keeping_freed_memory(when=not self.repo.storage.remote):
                 self._write(writer, self._events(top, entries, result, baseline))
         except StorageError as exc:
             raise self.repo.storage_error(exc) from exc

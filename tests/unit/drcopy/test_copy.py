@@ -315,6 +315,11 @@ class _CountingStorage(FilesystemStorage):
             self.pack_reads += 1
         return super().get_range(key, offset, length)
 
+    def get_range_into(self, key: str, offset: int, buffer: memoryview) -> int:
+        if key.startswith(DATA_PREFIX):
+            self.pack_reads += 1
+        return super().get_range_into(key, offset, buffer)
+
 
 def test_an_independent_copy_reads_source_packs_in_runs_not_blob_by_blob(tmp_path: Path, src: Repository) -> None:
     """One ranged read per blob is one GET per ~100 KiB against an S3 source; blobs are read in runs of a pack."""
